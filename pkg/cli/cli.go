@@ -1,0 +1,218 @@
+// Package cli holds what every lorakit binary shares: the kong setup,
+// common flags, the exit-code table, progress reporting on a terminal, and
+// atomic outputs that leave nothing behind on failure or interruption.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+)
+
+// Exit codes, the same in every binary.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1
+	ExitUsage       = 2
+	ExitInvalid     = 3
+	ExitRequirement = 4
+	ExitInterrupted = 130
+)
+
+// ExitCodesHelp is the exit-code table printed in every --help.
+const ExitCodesHelp = `Exit codes:
+  0    ok
+  1    failure (I/O error, internal error)
+  2    usage error (bad flags or arguments)
+  3    invalid or unsupported input (corrupt file, unknown architecture, mismatch)
+  4    requirement not met (e.g. --device cuda without a usable GPU)
+  130  interrupted (SIGINT/SIGTERM); no partial output is left behind`
+
+// Sentinel errors that select an exit code; wrap them with context.
+var (
+	ErrUsage       = errors.New("usage")
+	ErrInvalid     = errors.New("invalid input")
+	ErrRequirement = errors.New("requirement not met")
+	ErrInterrupted = errors.New("interrupted")
+)
+
+// classified lets other packages' sentinels map to exit codes without cli
+// importing them: Main consults every registered classifier.
+var classifiers []func(error) int
+
+// RegisterExitCode maps errors matching target (errors.Is) to code. Packages
+// call it from their command's init or main to declare that their sentinel
+// errors mean invalid input.
+func RegisterExitCode(target error, code int) {
+	classifiers = append(classifiers, func(err error) int {
+		if errors.Is(err, target) {
+			return code
+		}
+		return 0
+	})
+}
+
+// Invalidf returns an error that exits with ExitInvalid.
+func Invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// Usagef returns an error that exits with ExitUsage.
+func Usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
+}
+
+// ExitCode maps an error to the exit-code table.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, ErrInterrupted), errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.Is(err, ErrUsage):
+		return ExitUsage
+	case errors.Is(err, ErrRequirement):
+		return ExitRequirement
+	case errors.Is(err, ErrInvalid):
+		return ExitInvalid
+	}
+	for _, c := range classifiers {
+		if code := c(err); code != 0 {
+			return code
+		}
+	}
+	return ExitFailure
+}
+
+// Message renders err for the one-line report on stderr, without the
+// classification prefixes that only select exit codes.
+func Message(err error) string {
+	s := err.Error()
+	for _, p := range []string{ErrInvalid.Error() + ": ", ErrUsage.Error() + ": ", ErrRequirement.Error() + ": "} {
+		s = strings.ReplaceAll(s, p, "")
+	}
+	return s
+}
+
+// Globals are the flags every binary accepts.
+type Globals struct {
+	Quiet   bool `short:"q" help:"Print nothing but errors."`
+	Verbose bool `short:"v" help:"Print more detail (warnings, timings)."`
+}
+
+// Context is handed to every command's Run method.
+type Context struct {
+	context.Context
+	Name   string
+	Stdout io.Writer
+	Stderr io.Writer
+	Quiet  bool
+	Verbose bool
+}
+
+// Warnf prints a warning on stderr unless quiet.
+func (c *Context) Warnf(format string, args ...any) {
+	if !c.Quiet {
+		fmt.Fprintf(c.Stderr, "%s: warning: "+format+"\n", append([]any{c.Name}, args...)...)
+	}
+}
+
+// Infof prints an informational line on stderr when verbose.
+func (c *Context) Infof(format string, args ...any) {
+	if c.Verbose && !c.Quiet {
+		fmt.Fprintf(c.Stderr, "%s: "+format+"\n", append([]any{c.Name}, args...)...)
+	}
+}
+
+// Main parses the command line into cmd (a kong grammar whose commands have
+// Run(*Context) error methods, or whose root has one), runs it with a context
+// cancelled by SIGINT/SIGTERM, reports any error as one line on stderr and
+// exits with the code from the table. It never returns.
+func Main(name, description string, cmd any, globals *Globals, options ...kong.Option) {
+	os.Exit(run(name, description, cmd, globals, os.Args[1:], options...))
+}
+
+func run(name, description string, cmd any, globals *Globals, args []string, options ...kong.Option) int {
+	exitCode := -1
+	opts := []kong.Option{
+		kong.Name(name),
+		kong.Description(description + "\n\n" + ExitCodesHelp),
+		kong.UsageOnError(),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
+		kong.Exit(func(code int) { exitCode = code }),
+	}
+	opts = append(opts, options...)
+	parser, err := kong.New(cmd, opts...)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return ExitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if exitCode >= 0 { // --help
+		return exitCode
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", name)
+		return ExitUsage
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &Context{Context: ctx, Name: name, Stdout: os.Stdout, Stderr: os.Stderr}
+	if globals != nil {
+		c.Quiet, c.Verbose = globals.Quiet, globals.Verbose
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			// Remove temporary outputs now: a blocked write may never see ctx.
+			cancel()
+			abortAll()
+			fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
+			os.Exit(ExitInterrupted)
+		case <-done:
+		}
+	}()
+	err = kctx.Run(c)
+	signal.Stop(sigs)
+	close(done)
+	if err != nil {
+		abortAll()
+		code := ExitCode(err)
+		if errors.Is(err, syscall.EPIPE) {
+			return ExitFailure
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s\n", name, Message(err))
+		return code
+	}
+	return ExitOK
+}
+
+// IsTerminal reports whether f is a character device (a terminal).
+func IsTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// NotYet is the main of a binary whose implementation has not landed: it
+// says so on stderr and exits 1, so that nothing pretends to work.
+func NotYet(name, what string) {
+	for _, a := range os.Args[1:] {
+		if a == "-h" || a == "--help" {
+			fmt.Printf("Usage: %s ...\n\n%s\n\nThis binary is not implemented in this build yet.\n\n%s\n", name, what, ExitCodesHelp)
+			os.Exit(ExitOK)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%s: not implemented in this build yet (%s)\n", name, what)
+	os.Exit(ExitFailure)
+}

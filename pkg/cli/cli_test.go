@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestExitCodes(t *testing.T) {
+	local := errors.New("pkg: corrupt")
+	RegisterExitCode(local, ExitInvalid)
+	cases := []struct {
+		err  error
+		want int
+	}{
+		{nil, ExitOK},
+		{errors.New("disk full"), ExitFailure},
+		{Usagef("bad flag"), ExitUsage},
+		{Invalidf("file %s", "x"), ExitInvalid},
+		{fmt.Errorf("wrapped: %w", ErrRequirement), ExitRequirement},
+		{fmt.Errorf("x.safetensors: %w", local), ExitInvalid},
+		{ErrInterrupted, ExitInterrupted},
+	}
+	for _, c := range cases {
+		if got := ExitCode(c.err); got != c.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", c.err, got, c.want)
+		}
+	}
+	if m := Message(Invalidf("x.safetensors: bad")); m != "x.safetensors: bad" {
+		t.Errorf("Message = %q", m)
+	}
+}
+
+func TestAtomicFileCommitAndAbort(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "out.safetensors")
+	os.WriteFile(target, []byte("old"), 0o644)
+	a, err := CreateAtomic(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.WriteString("new")
+	if b, _ := os.ReadFile(target); string(b) != "old" {
+		t.Fatal("target changed before commit")
+	}
+	a.Abort()
+	if b, _ := os.ReadFile(target); string(b) != "old" {
+		t.Fatal("abort changed the target")
+	}
+	assertOnly(t, dir, "out.safetensors")
+
+	a, _ = CreateAtomic(target)
+	a.WriteString("new")
+	if err := a.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "new" {
+		t.Fatal("commit did not replace the target")
+	}
+	assertOnly(t, dir, "out.safetensors")
+}
+
+func TestAtomicDirAndAbortAll(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "adapter")
+	d, err := CreateAtomicDir(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := d.Create("a.json")
+	f.WriteString("{}")
+	f.Close()
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(target, "a.json")); err != nil {
+		t.Fatal(err)
+	}
+	// A second write replaces the folder whole; an interrupted one leaves the first.
+	d2, _ := CreateAtomicDir(target)
+	f2, _ := d2.Create("b.json")
+	f2.Close()
+	a, _ := CreateAtomic(filepath.Join(dir, "x.safetensors"))
+	abortAll() // what an interrupt does
+	a.Abort()
+	assertOnly(t, dir, "adapter")
+	if _, err := os.Stat(filepath.Join(target, "a.json")); err != nil {
+		t.Fatal("interrupted write damaged the committed folder")
+	}
+}
+
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	es, _ := os.ReadDir(dir)
+	if len(es) != len(names) {
+		var got []string
+		for _, e := range es {
+			got = append(got, e.Name())
+		}
+		t.Fatalf("folder holds %v, want %v", got, names)
+	}
+}
+
+func TestIsDirTarget(t *testing.T) {
+	for path, want := range map[string]bool{"out": true, "out/": true, "m.safetensors": false, "m.safetensors.zst": false, "-": false, "x.gguf": false} {
+		if IsDirTarget(path) != want {
+			t.Errorf("IsDirTarget(%q) != %v", path, want)
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package inspect
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/lorakit/lorakit/pkg/checkpoint"
+)
+
+// PlanOptions describe a planned LoRA training run.
+type PlanOptions struct {
+	Rank    int
+	Alpha   float64
+	Targets []string // module names (q_proj, ...) or "all-linear"
+	DoRA    bool
+	RSLoRA  bool
+	QLoRA   bool
+	Batch   int
+	Seq     int
+	// GradCheckpoint keeps only each layer's input during the forward pass.
+	GradCheckpoint bool
+}
+
+// AllLinear are the seven projections of a Llama decoder layer.
+var AllLinear = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+// MemoryPlan is a training memory estimate in bytes, for LoRA on a bf16
+// base and for QLoRA on an NF4 + double-quantized base.
+type MemoryPlan struct {
+	LoRA  MemoryParts `json:"lora"`
+	QLoRA MemoryParts `json:"qlora"`
+}
+
+// MemoryParts splits an estimate; Total is their sum.
+type MemoryParts struct {
+	Weights     int64 `json:"weights"`
+	Adapter     int64 `json:"adapter"`
+	Gradients   int64 `json:"gradients"`
+	Optimizer   int64 `json:"optimizer"`
+	Activations int64 `json:"activations"`
+	Total       int64 `json:"total"`
+}
+
+// MemoryFormula documents the estimate (shown by `lora-inspect plan --help`).
+const MemoryFormula = `Memory estimate (bytes), with P the base's parameters, Q those of its linear
+projections, T the adapter's trainable parameters, B×S the tokens of a
+micro-batch, L layers, h hidden, k = kv_heads·head_dim, i intermediate, V vocab:
+  weights      LoRA: 2·P (bf16).  QLoRA: Q·(4 + 8/64 + 32/(64·256))/8 (NF4 +
+               double quant, block 64) + 2·(P − Q) (embeddings, head, norms bf16)
+  adapter      4·T (f32 master weights)
+  gradients    4·T (f32)
+  optimizer    8·T (AdamW m and v, f32)
+  activations  2·B·S·L·(8h + 2k + 5i)  saved bf16 tensors per layer (norm inputs,
+               q/k/v, attention output, o/gate/up/down inputs; flash attention keeps
+               no S×S scores), plus 4·B·S·(h + min(V, 8192)) for the final norm and
+               a chunked f32 cross-entropy. With --grad-checkpoint, per layer only its
+               input (2·B·S·h) is kept, plus one layer's full set for the recompute.
+It is an estimate of what a fused trainer needs, excluding allocator slack and
+the CUDA context (~0.5 GiB).`
+
+// Plan computes a training plan from a config alone.
+func Plan(cfg *checkpoint.Config, o PlanOptions) (*Report, error) {
+	if o.Rank <= 0 {
+		return nil, fmt.Errorf("rank must be positive, got %d", o.Rank)
+	}
+	if o.Alpha == 0 {
+		o.Alpha = float64(o.Rank)
+	}
+	targets, err := expandTargets(o.Targets)
+	if err != nil {
+		return nil, err
+	}
+	scaling := o.Alpha / float64(o.Rank)
+	if o.RSLoRA {
+		scaling = o.Alpha / math.Sqrt(float64(o.Rank))
+	}
+	scaling = float64(float32(scaling))
+	r := &Report{Schema: Schema, Kind: "plan", PEFTType: "LORA", DoRA: o.DoRA, RSLoRA: o.RSLoRA,
+		Config: summarizeConfig(cfg), ModelType: cfg.ModelType}
+	if len(cfg.Architectures) > 0 {
+		r.Architecture = cfg.Architectures[0]
+	}
+	params := cfg.Params()
+	r.TotalParams = params.Total()
+	var quantizable int64
+	for _, l := range cfg.Linears() {
+		quantizable += int64(l.In) * int64(l.Out) * int64(cfg.NumLayers)
+		if !targets[l.Name] {
+			continue
+		}
+		per := int64(o.Rank) * int64(l.In+l.Out)
+		if o.DoRA {
+			per += int64(l.Out)
+		}
+		m := Module{Name: l.Name, Rank: o.Rank, Alpha: o.Alpha, Scaling: scaling, Count: cfg.NumLayers,
+			Params: per * int64(cfg.NumLayers), DoRA: o.DoRA, In: l.In, Out: l.Out}
+		r.Modules = append(r.Modules, m)
+		r.TrainableParams += m.Params
+	}
+	for i := 0; i < cfg.NumLayers; i++ {
+		r.Layers = append(r.Layers, i)
+	}
+	r.Percent = 100 * float64(r.TrainableParams) / float64(r.TotalParams)
+	r.AdapterBytes = map[string]int64{"bf16": 2 * r.TrainableParams, "f32": 4 * r.TrainableParams}
+	r.Bytes = 2 * r.TotalParams
+	r.Memory = memory(cfg, o, r.TotalParams, quantizable, r.TrainableParams)
+	return r, nil
+}
+
+func expandTargets(ts []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	known := map[string]bool{}
+	for _, n := range AllLinear {
+		known[n] = true
+	}
+	for _, t := range ts {
+		for _, t := range strings.Split(t, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "":
+			case t == "all-linear":
+				for _, n := range AllLinear {
+					out[n] = true
+				}
+			case known[t]:
+				out[t] = true
+			default:
+				return nil, fmt.Errorf("unknown target module %q (known: %s, all-linear)", t, strings.Join(AllLinear, ", "))
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no target modules")
+	}
+	return out, nil
+}
+
+func memory(cfg *checkpoint.Config, o PlanOptions, total, quantizable, trainable int64) *MemoryPlan {
+	batch, seq := int64(max(o.Batch, 1)), int64(max(o.Seq, 1))
+	tokens := batch * seq
+	h, k, i := int64(cfg.HiddenSize), int64(cfg.NumKVHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
+	L := int64(cfg.NumLayers)
+	perLayer := 2 * tokens * (8*h + 2*k + 5*i)
+	acts := perLayer * L
+	if o.GradCheckpoint {
+		acts = 2*tokens*h*L + perLayer
+	}
+	acts += 4 * tokens * (h + min(int64(cfg.VocabSize), 8192))
+	opt := MemoryParts{Adapter: 4 * trainable, Gradients: 4 * trainable, Optimizer: 8 * trainable, Activations: acts}
+	lora, qlora := opt, opt
+	lora.Weights = 2 * total
+	qlora.Weights = int64(math.Ceil(float64(quantizable)*(4+8.0/64+32.0/(64*256))/8)) + 2*(total-quantizable)
+	for _, p := range []*MemoryParts{&lora, &qlora} {
+		p.Total = p.Weights + p.Adapter + p.Gradients + p.Optimizer + p.Activations
+	}
+	return &MemoryPlan{LoRA: lora, QLoRA: qlora}
+}

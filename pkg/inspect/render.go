@@ -1,0 +1,217 @@
+package inspect
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// commas formats n with thousands separators, as PEFT prints counts.
+func commas(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// human formats a byte count with binary units.
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.2f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// WriteText renders r for a person.
+func WriteText(w io.Writer, r *Report) error {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	title := r.Path
+	if title == "" {
+		title = r.Kind
+	}
+	p("%s: %s", title, r.Kind)
+	if r.Source != "" {
+		p("  source          %s", r.Source)
+	}
+	switch r.Kind {
+	case "adapter":
+		p("  peft type       %s", r.PEFTType)
+		if r.BaseModel != "" {
+			p("  base model      %s", r.BaseModel)
+		}
+		var variants []string
+		if r.DoRA {
+			variants = append(variants, "DoRA")
+		}
+		if r.RSLoRA {
+			variants = append(variants, "rsLoRA")
+		}
+		if len(variants) > 0 {
+			p("  variant         %s", strings.Join(variants, ", "))
+		}
+		if len(r.Layers) > 0 {
+			p("  layers          %s (%d)", spans(r.Layers), len(r.Layers))
+		}
+		if len(r.ModulesToSave) > 0 {
+			p("  modules_to_save %s", strings.Join(r.ModulesToSave, ", "))
+		}
+		if r.VirtualTokens > 0 {
+			p("  virtual tokens  %d", r.VirtualTokens)
+		}
+		p("  parameters      %s", commas(r.TrainableParams))
+		for _, dt := range sortedKeys(r.DTypes) {
+			p("  dtype           %s (%s parameters)", dt, commas(r.DTypes[dt]))
+		}
+		p("  size            %s (%s bytes)", human(r.Bytes), commas(r.Bytes))
+		writeModules(w, r.Modules)
+	case "model", "quantized-model":
+		if r.Architecture != "" {
+			p("  architecture    %s (%s)", r.Architecture, r.ModelType)
+		}
+		if c := r.Config; c != nil {
+			p("  shape           hidden %d, intermediate %d, %d layers, %d heads (%d kv, head_dim %d), vocab %d%s",
+				c.Hidden, c.Intermediate, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.Vocab, map[bool]string{true: ", tied embeddings"}[c.Tied])
+			rope := fmt.Sprintf("theta %g", c.RopeTheta)
+			if c.RopeScaling != "" {
+				rope += ", scaling " + c.RopeScaling
+			}
+			p("  rope            %s", rope)
+		}
+		p("  parameters      %s", commas(r.TotalParams))
+		if b := r.Breakdown; b != nil {
+			for _, part := range []struct {
+				name string
+				n    int64
+			}{{"embeddings", b.Embeddings}, {"attention", b.Attention}, {"mlp", b.MLP}, {"norms", b.Norms}, {"lm_head", b.LMHead}, {"other", b.Other}} {
+				if part.n > 0 {
+					p("    %-13s %15s  %5.2f%%", part.name, commas(part.n), 100*float64(part.n)/float64(max(r.TotalParams, 1)))
+				}
+			}
+		}
+		for _, dt := range sortedKeys(r.DTypes) {
+			p("  dtype           %-5s %s parameters", dt, commas(r.DTypes[dt]))
+		}
+		if r.Kind == "quantized-model" {
+			dq := "no"
+			if r.DoubleQuant != nil && *r.DoubleQuant {
+				dq = "yes"
+			}
+			p("  quantization    %s, block %d, double quant %s, %.3f bits per quantized parameter (%s parameters)", r.QuantType, r.Blocksize, dq, r.BitsPerParam, commas(r.QuantizedParams))
+		}
+		p("  size            %s (%s bytes)", human(r.Bytes), commas(r.Bytes))
+	case "gguf":
+		if g := r.GGUF; g != nil {
+			kind := g.Type
+			if kind == "" {
+				kind = "model"
+			}
+			p("  gguf            v%d %s, architecture %s", g.Version, kind, g.Architecture)
+			if g.Name != "" {
+				p("  name            %s", g.Name)
+			}
+			if g.FileType != nil {
+				p("  file type       %s", g.FileType)
+			}
+			if g.LoRAAlpha != nil {
+				p("  lora alpha      %g", *g.LoRAAlpha)
+			}
+			if g.VocabSize > 0 {
+				p("  vocab           %d (%s)", g.VocabSize, g.TokenizerModel)
+			}
+			var types []string
+			for _, t := range sortedKeys(g.TensorTypes) {
+				types = append(types, fmt.Sprintf("%s×%d", t, g.TensorTypes[t]))
+			}
+			p("  tensors         %d (%s)", g.TensorCount, strings.Join(types, ", "))
+		}
+		p("  parameters      %s", commas(r.TotalParams))
+		p("  size            %s (%s bytes)", human(r.Bytes), commas(r.Bytes))
+	case "plan":
+		if r.Architecture != "" {
+			p("  base            %s, %s parameters", r.Architecture, commas(r.TotalParams))
+		}
+		p("  trainable       %s (%.4f%% of %s)", commas(r.TrainableParams), r.Percent, commas(r.TotalParams))
+		p("  PEFT prints     trainable params: %s || all params: %s || trainable%%: %.4f",
+			commas(r.TrainableParams), commas(r.TotalParams+r.TrainableParams), 100*float64(r.TrainableParams)/float64(r.TotalParams+r.TrainableParams))
+		p("  adapter size    %s in bf16, %s in f32", human(r.AdapterBytes["bf16"]), human(r.AdapterBytes["f32"]))
+		writeModules(w, r.Modules)
+		if m := r.Memory; m != nil {
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "  training memory\tweights\tadapter\tgradients\tAdamW\tactivations\ttotal\t")
+			for _, row := range []struct {
+				name string
+				m    MemoryParts
+			}{{"LoRA (bf16 base)", m.LoRA}, {"QLoRA (NF4+DQ)", m.QLoRA}} {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.name, human(row.m.Weights), human(row.m.Adapter),
+					human(row.m.Gradients), human(row.m.Optimizer), human(row.m.Activations), human(row.m.Total))
+			}
+			tw.Flush()
+		}
+	}
+	if len(r.Deltas) > 0 {
+		writeDeltas(w, r.Deltas)
+	}
+	if len(r.Tensors) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  name\tdtype\tshape\tbytes\tparams")
+		for _, t := range r.Tensors {
+			fmt.Fprintf(tw, "  %s\t%s\t%v\t%s\t%s\n", t.Name, t.DType, t.Shape, commas(t.Bytes), commas(t.Params))
+		}
+		tw.Flush()
+	}
+	for _, warn := range r.Warnings {
+		p("  warning: %s", warn)
+	}
+	return nil
+}
+
+func writeModules(w io.Writer, ms []Module) {
+	if len(ms) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "  module\trank\talpha\tscaling\tlayers\tparameters\t")
+	for _, m := range ms {
+		name := m.Name
+		if m.DoRA {
+			name += " (DoRA)"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%g\t%g\t%d\t%s\t\n", name, m.Rank, m.Alpha, m.Scaling, m.Count, commas(m.Params))
+	}
+	tw.Flush()
+}
+
+// spans renders sorted layer indices as ranges: 0-31, 40.
+func spans(xs []int) string {
+	var parts []string
+	for i := 0; i < len(xs); {
+		j := i
+		for j+1 < len(xs) && xs[j+1] == xs[j]+1 {
+			j++
+		}
+		if i == j {
+			parts = append(parts, fmt.Sprint(xs[i]))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d-%d", xs[i], xs[j]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
+}
