@@ -146,6 +146,7 @@ func appendString(b []byte, s string) []byte {
 // the order Order gives. Nothing is buffered beyond one bufio buffer, so a
 // Writer can target stdout.
 type Writer struct {
+	dst   io.Writer
 	w     *bufio.Writer
 	order []TensorInfo
 	next  int
@@ -176,7 +177,7 @@ func NewWriterOrdered(w io.Writer, metadata map[string]string, tensors []TensorI
 	if _, err := bw.Write(hdr); err != nil {
 		return nil, err
 	}
-	return &Writer{w: bw, order: order}, nil
+	return &Writer{dst: w, w: bw, order: order}, nil
 }
 
 // Order is the order in which tensor data must be written, with offsets.
@@ -276,3 +277,6 @@ func Encode(w io.Writer, metadata map[string]string, tensors map[string]Tensor) 
 	}
 	return sw.Close()
 }
+
+// Underlying returns the io.Writer the Writer was created over.
+func (w *Writer) Underlying() io.Writer { return w.dst }

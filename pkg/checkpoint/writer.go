@@ -1,0 +1,231 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/safetensors"
+)
+
+// Writer writes a checkpoint or adapter to a folder (one file per shard,
+// with model.safetensors.index.json when there are several, and the carried
+// files), to one .safetensors file (optionally .gz/.zst) or to stdout ("-").
+// Single files and streams carry the files in __metadata__. Every offset is
+// known before the first byte; the output appears atomically on Commit.
+type Writer struct {
+	order  []safetensors.TensorInfo
+	shards []Shard
+	shard  int // index of the shard being written
+	cur    *safetensors.Writer
+	curN   int // tensors left in the current shard
+
+	dir     *cli.AtomicDir
+	out     *cli.Output
+	comp    io.WriteCloser
+	files   map[string][]byte
+	single  bool
+	written int64
+}
+
+// Create prepares the output at path. shards gives the layout in folder
+// mode (their names become file names); single-file and stream outputs put
+// every tensor in one file. The tensors of each file are laid out in the
+// reference order; Order tells the order WriteTensor must follow.
+func Create(path string, files map[string][]byte, shards []Shard) (*Writer, error) {
+	w := &Writer{files: files}
+	if path == "-" || !cli.IsDirTarget(path) {
+		w.single = true
+		var all []safetensors.TensorInfo
+		for _, s := range shards {
+			all = append(all, s.Tensors...)
+		}
+		name := "model.safetensors"
+		if len(shards) > 0 {
+			name = shards[0].Name
+		}
+		shards = []Shard{{Name: name, Tensors: all}}
+	}
+	for i := range shards {
+		ts := append([]safetensors.TensorInfo(nil), shards[i].Tensors...)
+		safetensors.SortReference(ts)
+		shards[i].Tensors = ts
+		w.order = append(w.order, ts...)
+	}
+	w.shards = shards
+	if w.single {
+		out, err := cli.OpenOutput(path)
+		if err != nil {
+			return nil, err
+		}
+		w.out = out
+		comp := safetensors.None
+		if path != "-" {
+			comp = safetensors.CompressionFor(path)
+		}
+		if w.comp, err = safetensors.Compress(out, comp); err != nil {
+			out.Abort()
+			return nil, err
+		}
+	} else {
+		d, err := cli.CreateAtomicDir(path)
+		if err != nil {
+			return nil, err
+		}
+		w.dir = d
+		for _, name := range sortedNames(files) {
+			if err := os.WriteFile(filepath.Join(d.Path, name), files[name], 0o644); err != nil {
+				d.Abort()
+				return nil, err
+			}
+		}
+		if len(shards) > 1 {
+			if err := w.writeIndex(); err != nil {
+				d.Abort()
+				return nil, err
+			}
+		}
+	}
+	if err := w.openShard(); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+func sortedNames(m map[string][]byte) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// writeIndex writes model.safetensors.index.json as transformers does
+// (sorted keys, two-space indent, trailing newline).
+func (w *Writer) writeIndex() error {
+	wm := map[string]string{}
+	var total int64
+	for _, s := range w.shards {
+		for _, t := range s.Tensors {
+			wm[t.Name] = s.Name
+			total += t.NumElements() * int64(t.DType.Size())
+		}
+	}
+	ix := map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": wm}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(ix); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(w.dir.Path, safetensors.IndexFile), buf.Bytes(), 0o644)
+}
+
+// openShard starts the next non-finished shard file.
+func (w *Writer) openShard() error {
+	for w.shard < len(w.shards) {
+		s := w.shards[w.shard]
+		var dst io.Writer
+		md := map[string]string{"format": "pt"}
+		if w.single {
+			dst = w.comp
+			md = Metadata(w.files)
+		} else {
+			f, err := w.dir.Create(s.Name)
+			if err != nil {
+				return err
+			}
+			dst = &closingWriter{f}
+		}
+		sw, err := safetensors.NewWriterOrdered(dst, md, s.Tensors)
+		if err != nil {
+			return err
+		}
+		w.cur, w.curN = sw, len(s.Tensors)
+		if w.curN > 0 {
+			return nil
+		}
+		if err := w.finishShard(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Writer) finishShard() error {
+	if err := w.cur.Close(); err != nil {
+		return err
+	}
+	if !w.single {
+		if err := w.cur.Underlying().(*closingWriter).f.Close(); err != nil {
+			return err
+		}
+	}
+	w.cur = nil
+	w.shard++
+	return nil
+}
+
+// closingWriter remembers the shard's file so it can be closed.
+type closingWriter struct{ f *os.File }
+
+func (c *closingWriter) Write(p []byte) (int, error) { return c.f.Write(p) }
+
+// Order is the order in which WriteTensor must be called.
+func (w *Writer) Order() []safetensors.TensorInfo { return w.order }
+
+// Written is the number of data bytes written so far.
+func (w *Writer) Written() int64 { return w.written }
+
+// WriteTensor writes the next tensor's bytes.
+func (w *Writer) WriteTensor(name string, data []byte) error {
+	if w.cur == nil {
+		return fmt.Errorf("%w: tensor %q: every tensor has been written", safetensors.ErrWrite, name)
+	}
+	if err := w.cur.WriteTensor(name, data); err != nil {
+		return err
+	}
+	w.written += int64(len(data))
+	w.curN--
+	if w.curN == 0 {
+		if err := w.finishShard(); err != nil {
+			return err
+		}
+		return w.openShard()
+	}
+	return nil
+}
+
+// Commit finishes the output and makes it visible.
+func (w *Writer) Commit() error {
+	if w.cur != nil || w.shard < len(w.shards) {
+		w.Abort()
+		return fmt.Errorf("%w: not every tensor was written", safetensors.ErrWrite)
+	}
+	if w.single {
+		if err := w.comp.Close(); err != nil {
+			w.Abort()
+			return err
+		}
+		return w.out.Commit()
+	}
+	return w.dir.Commit()
+}
+
+// Abort discards the output.
+func (w *Writer) Abort() {
+	if w.out != nil {
+		w.out.Abort()
+	}
+	if w.dir != nil {
+		w.dir.Abort()
+	}
+}
