@@ -37,23 +37,23 @@ type RopeScaling struct {
 // Config is the part of a Llama-family config.json that lorakit uses. Raw
 // keeps the file as it was, so that writers can carry it on unchanged.
 type Config struct {
-	Architectures         []string
-	ModelType             string
-	HiddenSize            int
-	IntermediateSize      int
-	NumLayers             int
-	NumHeads              int
-	NumKVHeads            int
-	HeadDim               int
-	VocabSize             int
-	MaxPositionEmbeddings int
-	RMSNormEps            float64
-	RopeTheta             float64
-	RopeScaling           *RopeScaling // nil: no scaling ("default")
-	TieWordEmbeddings     bool
-	AttentionBias         bool
-	MLPBias               bool
-	DType                 string // torch_dtype (v4) or dtype (v5)
+	Architectures          []string
+	ModelType              string
+	HiddenSize             int
+	IntermediateSize       int
+	NumLayers              int
+	NumHeads               int
+	NumKVHeads             int
+	HeadDim                int
+	VocabSize              int
+	MaxPositionEmbeddings  int
+	RMSNormEps             float64
+	RopeTheta              float64
+	RopeScaling            *RopeScaling // nil: no scaling ("default")
+	TieWordEmbeddings      bool
+	AttentionBias          bool
+	MLPBias                bool
+	DType                  string // torch_dtype (v4) or dtype (v5)
 	BOSTokenID, EOSTokenID []int
 	// Quantization is the raw quantization_config block, if any.
 	Quantization json.RawMessage

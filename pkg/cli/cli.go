@@ -110,10 +110,10 @@ type Globals struct {
 // Context is handed to every command's Run method.
 type Context struct {
 	context.Context
-	Name   string
-	Stdout io.Writer
-	Stderr io.Writer
-	Quiet  bool
+	Name    string
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Quiet   bool
 	Verbose bool
 }
 

@@ -43,10 +43,10 @@ func TestFixtures(t *testing.T) {
 	fx := fixtures(t)
 	tiny := int64(106_816)
 	cases := []struct {
-		path            string
-		kind            string
+		path             string
+		kind             string
 		total, trainable int64
-		check           func(*testing.T, *Report)
+		check            func(*testing.T, *Report)
 	}{
 		{"peft/lora", "adapter", 16_384, 16_384, func(t *testing.T, r *Report) {
 			if len(r.Modules) != 7 || r.DoRA || r.PEFTType != "LORA" || len(r.Layers) != 2 {

@@ -84,19 +84,19 @@ type Report struct {
 	Config       *ConfigSummary   `json:"config,omitempty"`
 
 	// Quantized models.
-	QuantType    string  `json:"quant_type,omitempty"`
-	Blocksize    int     `json:"blocksize,omitempty"`
-	DoubleQuant  *bool   `json:"double_quant,omitempty"`
-	BitsPerParam float64 `json:"bits_per_param,omitempty"`
-	QuantizedParams int64 `json:"quantized_params,omitempty"`
+	QuantType       string  `json:"quant_type,omitempty"`
+	Blocksize       int     `json:"blocksize,omitempty"`
+	DoubleQuant     *bool   `json:"double_quant,omitempty"`
+	BitsPerParam    float64 `json:"bits_per_param,omitempty"`
+	QuantizedParams int64   `json:"quantized_params,omitempty"`
 
 	// GGUF.
 	GGUF *gguf.Summary `json:"gguf,omitempty"`
 
 	// Plans.
-	Percent      float64         `json:"percent,omitempty"`
+	Percent      float64          `json:"percent,omitempty"`
 	AdapterBytes map[string]int64 `json:"adapter_bytes,omitempty"`
-	Memory       *MemoryPlan     `json:"memory,omitempty"`
+	Memory       *MemoryPlan      `json:"memory,omitempty"`
 
 	Tensors  []TensorRow `json:"tensors,omitempty"`
 	Deltas   []Delta     `json:"deltas,omitempty"`
@@ -116,4 +116,3 @@ type ConfigSummary struct {
 	RopeTheta    float64 `json:"rope_theta"`
 	RopeScaling  string  `json:"rope_scaling,omitempty"`
 }
-
