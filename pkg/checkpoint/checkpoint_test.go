@@ -180,3 +180,21 @@ func TestOpenAdapterAndQuantized(t *testing.T) {
 		t.Fatalf("empty folder: %v", err)
 	}
 }
+
+func FuzzParseConfig(f *testing.F) {
+	for _, name := range Shapes() {
+		b, _ := shapeFiles.ReadFile("shapes/" + name + ".json")
+		f.Add(b)
+	}
+	f.Add([]byte(`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":256,"rope_parameters":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":8}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		if c.HiddenSize <= 0 || c.NumKVHeads <= 0 || c.NumHeads%c.NumKVHeads != 0 || c.HeadDim <= 0 {
+			t.Fatalf("invalid config accepted: %+v", c)
+		}
+		_ = c.Params().Total()
+	})
+}

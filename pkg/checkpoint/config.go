@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/lorakit/lorakit/pkg/peft"
 )
 
 // Sentinel errors.
@@ -198,23 +200,17 @@ func tokenIDs(raw json.RawMessage) []int {
 	return many
 }
 
-// Linear is one linear projection of a decoder layer.
-type Linear struct {
-	Name    string // q_proj, k_proj, ...
-	In, Out int
+// Dims returns the decoder sizes in the form pkg/peft plans with.
+func (c *Config) Dims() peft.LlamaDims {
+	return peft.LlamaDims{Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumLayers,
+		Heads: c.NumHeads, KVHeads: c.NumKVHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize, TiedEmbeddings: c.TieWordEmbeddings}
 }
 
-// Linears returns the seven projections of one decoder layer with their
-// shapes, in the order q, k, v, o, gate, up, down.
-func (c *Config) Linears() []Linear {
-	q := c.NumHeads * c.HeadDim
-	kv := c.NumKVHeads * c.HeadDim
-	return []Linear{
-		{"q_proj", c.HiddenSize, q}, {"k_proj", c.HiddenSize, kv}, {"v_proj", c.HiddenSize, kv},
-		{"o_proj", q, c.HiddenSize},
-		{"gate_proj", c.HiddenSize, c.IntermediateSize}, {"up_proj", c.HiddenSize, c.IntermediateSize},
-		{"down_proj", c.IntermediateSize, c.HiddenSize},
-	}
+// Projections returns the seven linear projections of a decoder layer
+// (q, k, v, o, gate, up, down) with their feature sizes.
+func (c *Config) Projections() []peft.Linear {
+	lin, _ := peft.LlamaLinears(c.Dims()) // sizes were validated by ParseConfig
+	return lin[:len(peft.LlamaProjections)]
 }
 
 // ParamCounts is a model's parameter count by part.
@@ -236,14 +232,14 @@ func (c *Config) Params() ParamCounts {
 	if !c.TieWordEmbeddings {
 		p.LMHead = int64(c.VocabSize) * h
 	}
-	for _, l := range c.Linears() {
-		n := int64(l.In) * int64(l.Out)
-		attn := l.Name == "q_proj" || l.Name == "k_proj" || l.Name == "v_proj" || l.Name == "o_proj"
-		if attn && c.AttentionBias && l.Name != "o_proj" {
-			n += int64(l.Out)
+	for _, l := range c.Projections() {
+		n := l.In * l.Out
+		attn := l.Type == "q_proj" || l.Type == "k_proj" || l.Type == "v_proj" || l.Type == "o_proj"
+		if attn && c.AttentionBias && l.Type != "o_proj" {
+			n += l.Out
 		}
 		if !attn && c.MLPBias {
-			n += int64(l.Out)
+			n += l.Out
 		}
 		if attn {
 			p.Attention += n * int64(c.NumLayers)

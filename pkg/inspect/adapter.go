@@ -121,12 +121,12 @@ func inferType(a *peft.Adapter) string {
 
 // moduleOrder sorts module types in decoder order, others after.
 func moduleOrder(t string) int {
-	for i, n := range AllLinear {
+	for i, n := range peft.LlamaProjections {
 		if n == t {
 			return i
 		}
 	}
-	return len(AllLinear)
+	return len(peft.LlamaProjections)
 }
 
 // portability lists features that serving stacks and converters handle

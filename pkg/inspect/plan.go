@@ -1,11 +1,11 @@
 package inspect
 
 import (
-	"fmt"
 	"math"
 	"strings"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/peft"
 )
 
 // PlanOptions describe a planned LoRA training run.
@@ -21,9 +21,6 @@ type PlanOptions struct {
 	// GradCheckpoint keeps only each layer's input during the forward pass.
 	GradCheckpoint bool
 }
-
-// AllLinear are the seven projections of a Llama decoder layer.
-var AllLinear = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 // MemoryPlan is a training memory estimate in bytes, for LoRA on a bf16
 // base and for QLoRA on an NF4 + double-quantized base.
@@ -61,42 +58,33 @@ the CUDA context (~0.5 GiB).`
 
 // Plan computes a training plan from a config alone.
 func Plan(cfg *checkpoint.Config, o PlanOptions) (*Report, error) {
-	if o.Rank <= 0 {
-		return nil, fmt.Errorf("rank must be positive, got %d", o.Rank)
+	var targets []string
+	for _, t := range o.Targets {
+		for _, t := range strings.Split(t, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				targets = append(targets, t)
+			}
+		}
 	}
 	if o.Alpha == 0 {
 		o.Alpha = float64(o.Rank)
 	}
-	targets, err := expandTargets(o.Targets)
+	p, err := peft.PlanLlama(cfg.Dims(), peft.PlanOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: targets, DoRA: o.DoRA, RSLoRA: o.RSLoRA})
 	if err != nil {
 		return nil, err
 	}
-	scaling := o.Alpha / float64(o.Rank)
-	if o.RSLoRA {
-		scaling = o.Alpha / math.Sqrt(float64(o.Rank))
-	}
-	scaling = float64(float32(scaling))
 	r := &Report{Schema: Schema, Kind: "plan", PEFTType: "LORA", DoRA: o.DoRA, RSLoRA: o.RSLoRA,
-		Config: summarizeConfig(cfg), ModelType: cfg.ModelType}
+		Config: summarizeConfig(cfg), ModelType: cfg.ModelType, TotalParams: cfg.Params().Total(), TrainableParams: p.Trainable}
 	if len(cfg.Architectures) > 0 {
 		r.Architecture = cfg.Architectures[0]
 	}
-	params := cfg.Params()
-	r.TotalParams = params.Total()
+	for _, e := range p.Entries {
+		r.Modules = append(r.Modules, Module{Name: e.Type, Rank: o.Rank, Alpha: o.Alpha, Scaling: float64(p.Scaling),
+			Count: e.Count, Params: e.Params, DoRA: o.DoRA, In: int(e.In), Out: int(e.Out)})
+	}
 	var quantizable int64
-	for _, l := range cfg.Linears() {
-		quantizable += int64(l.In) * int64(l.Out) * int64(cfg.NumLayers)
-		if !targets[l.Name] {
-			continue
-		}
-		per := int64(o.Rank) * int64(l.In+l.Out)
-		if o.DoRA {
-			per += int64(l.Out)
-		}
-		m := Module{Name: l.Name, Rank: o.Rank, Alpha: o.Alpha, Scaling: scaling, Count: cfg.NumLayers,
-			Params: per * int64(cfg.NumLayers), DoRA: o.DoRA, In: l.In, Out: l.Out}
-		r.Modules = append(r.Modules, m)
-		r.TrainableParams += m.Params
+	for _, l := range cfg.Projections() {
+		quantizable += l.In * l.Out * int64(l.Count)
 	}
 	for i := 0; i < cfg.NumLayers; i++ {
 		r.Layers = append(r.Layers, i)
@@ -106,34 +94,6 @@ func Plan(cfg *checkpoint.Config, o PlanOptions) (*Report, error) {
 	r.Bytes = 2 * r.TotalParams
 	r.Memory = memory(cfg, o, r.TotalParams, quantizable, r.TrainableParams)
 	return r, nil
-}
-
-func expandTargets(ts []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	known := map[string]bool{}
-	for _, n := range AllLinear {
-		known[n] = true
-	}
-	for _, t := range ts {
-		for _, t := range strings.Split(t, ",") {
-			t = strings.TrimSpace(t)
-			switch {
-			case t == "":
-			case t == "all-linear":
-				for _, n := range AllLinear {
-					out[n] = true
-				}
-			case known[t]:
-				out[t] = true
-			default:
-				return nil, fmt.Errorf("unknown target module %q (known: %s, all-linear)", t, strings.Join(AllLinear, ", "))
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no target modules")
-	}
-	return out, nil
 }
 
 func memory(cfg *checkpoint.Config, o PlanOptions, total, quantizable, trainable int64) *MemoryPlan {

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/lorakit/lorakit/pkg/peft"
 )
 
 // commas formats n with thousands separators, as PEFT prints counts.
@@ -148,8 +150,7 @@ func WriteText(w io.Writer, r *Report) error {
 			p("  base            %s, %s parameters", r.Architecture, commas(r.TotalParams))
 		}
 		p("  trainable       %s (%.4f%% of %s)", commas(r.TrainableParams), r.Percent, commas(r.TotalParams))
-		p("  PEFT prints     trainable params: %s || all params: %s || trainable%%: %.4f",
-			commas(r.TrainableParams), commas(r.TotalParams+r.TrainableParams), 100*float64(r.TrainableParams)/float64(r.TotalParams+r.TrainableParams))
+		p("  PEFT prints     %s", peft.FormatTrainable(r.TrainableParams, r.TotalParams+r.TrainableParams))
 		p("  adapter size    %s in bf16, %s in f32", human(r.AdapterBytes["bf16"]), human(r.AdapterBytes["f32"]))
 		writeModules(w, r.Modules)
 		if m := r.Memory; m != nil {
