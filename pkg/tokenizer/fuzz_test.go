@@ -1,0 +1,107 @@
+package tokenizer
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzNew parses arbitrary tokenizer.json (and config) bytes; whatever
+// parses must encode and decode without panicking.
+func FuzzNew(f *testing.F) {
+	f.Add(byteLevelJSON(true), []byte(`{"bos_token": "<|bos|>"}`))
+	f.Add(byteLevelJSON(false), []byte(nil))
+	f.Add(spJSON(true), []byte(`{"chat_template": [{"name": "default", "template": "{{ x }}"}]}`))
+	f.Add(spJSON(false), []byte(`{"eos_token": {"content": "</s>"}}`))
+	f.Add([]byte(`{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": [["a", "b"]]},
+		"pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": true},
+		"normalizer": {"type": "Sequence", "normalizers": [{"type": "Lowercase"}, {"type": "Strip", "strip_left": true, "strip_right": true}]},
+		"decoder": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first"}}`), []byte(nil))
+	f.Add([]byte(`{"model": {"type": "BPE", "vocab": {"a": 0, "1": 1}, "merges": []},
+		"pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, {"type": "WhitespaceSplit"},
+		{"type": "Split", "pattern": {"String": "a"}, "behavior": "MergedWithNext", "invert": false}]}}`), []byte(nil))
+	f.Fuzz(func(t *testing.T, tj, cfg []byte) {
+		tk, err := New(tj, cfg)
+		if err != nil {
+			return
+		}
+		for _, s := range []string{"", "hello world", "ab 12 <|bos|> é\n\n", "\xff"} {
+			ids, offs := tk.EncodeOffsets(s, true)
+			if len(ids) != len(offs) {
+				t.Fatalf("%d ids, %d offsets", len(ids), len(offs))
+			}
+			_ = tk.Decode(ids, false)
+		}
+	})
+}
+
+// FuzzRoundTrip checks that byte-level BPE decodes back to its input and
+// that the token offsets tile the input.
+func FuzzRoundTrip(f *testing.F) {
+	for _, s := range []string{"", "hello the world", "I'm 12345 ok!!\n\n  x", "a<sep>b word swordfish", "日本語 😀\t\r\n", "<|bos|>x"} {
+		f.Add(s)
+	}
+	tk := mustNew(f, byteLevelJSON(true), "")
+	if dir, ok := refDirIfPresent(llamaModels["llama3"]); ok {
+		if rt, err := Load(dir); err == nil {
+			refCache.Store("llama3", rt)
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		ids, offs := tk.EncodeOffsets(s, false)
+		// <sep> strips the spaces around it (lstrip/rstrip), by design.
+		if got := tk.Decode(ids, false); got != s && !strings.Contains(s, "<sep>") {
+			t.Fatalf("round trip %q -> %v -> %q", s, ids, got)
+		}
+		end := 0
+		for i, o := range offs {
+			if o[0] != end || o[1] <= o[0] {
+				t.Fatalf("token %d offsets %v after %d (%q)", i, o, end, s)
+			}
+			end = o[1]
+		}
+		if end != len(s) {
+			t.Fatalf("offsets end at %d of %d", end, len(s))
+		}
+		// Llama 3 itself, when its reference files are installed.
+		if ref, ok := refCache.Load("llama3"); ok {
+			rt := ref.(*Tokenizer)
+			if got := rt.Decode(rt.Encode(s, false), false); got != s {
+				t.Fatalf("llama3 round trip %q -> %q", s, got)
+			}
+		}
+	})
+}
+
+// FuzzSplitLlama3 checks that the hand-written pre-tokenizer regex tiles any
+// input with non-empty pieces, and that letters never end a piece that the
+// next piece continues with more letters.
+func FuzzSplitLlama3(f *testing.F) {
+	for _, s := range []string{"Hello world", "I'M 'sup", "1234567", "a  \n\n  b", "\xff\xfe", " \u00a0\u3000x", "日本語"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var pieces []string
+		end := 0
+		splitLlama3(s, 3, func(a, b int) {
+			if a != end || b <= a {
+				t.Fatalf("piece [%d,%d) after %d in %q", a, b, end, s)
+			}
+			pieces = append(pieces, s[a:b])
+			end = b
+		})
+		if end != len(s) {
+			t.Fatalf("pieces end at %d of %d", end, len(s))
+		}
+		for i := 1; i < len(pieces); i++ {
+			l, _ := utf8.DecodeLastRuneInString(pieces[i-1])
+			r, _ := utf8.DecodeRuneInString(pieces[i])
+			if classOf(l) == clsLetter && classOf(r) == clsLetter && !strings.HasPrefix(pieces[i], "'") && !strings.HasPrefix(pieces[i-1], "'") {
+				t.Fatalf("letters split between %q and %q", pieces[i-1], pieces[i])
+			}
+		}
+	})
+}
