@@ -1,0 +1,229 @@
+// Package compute declares the operations the Llama model and the training
+// tools need from a compute device, and the few host-side definitions every
+// backend shares.
+//
+// A Backend owns device memory, handed out as opaque Buffer handles, and runs
+// operations on it: GEMM with transposes (f32 or bf16 inputs, f32
+// accumulation), the elementwise and reduction kernels of a Llama decoder
+// layer forward and backward, a softmax cross-entropy, the LoRA dropout mask,
+// DoRA row norms, (IA)³ column scaling and the AdamW step. The package compute/cpu is the pure-Go
+// reference that defines each operation's meaning; compute/computetest is a
+// conformance suite that any backend runs.
+//
+// Conventions:
+//   - Matrices are row-major and contiguous; shapes are given as arguments.
+//   - Activations, gradients and optimizer state are F32. Weights may be BF16
+//     where an operation says so; arithmetic is always f32 or wider.
+//   - Operations may run asynchronously. Invalid arguments (lengths that do not
+//     match the shape, wrong dtypes) are programming errors and panic; device
+//     failures are sticky and reported by Sync and by the Download functions.
+//   - Results do not depend on the number of threads or on how work is split.
+//   - Unless an operation says it accumulates ("+="), it overwrites its outputs.
+//     Outputs must not overlap inputs unless the operation allows it.
+package compute
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrOutOfMemory reports an allocation the device could not satisfy.
+	ErrOutOfMemory = errors.New("compute: out of memory")
+	// ErrDevice reports a device or driver failure.
+	ErrDevice = errors.New("compute: device failure")
+)
+
+// DType is the element type of a Buffer.
+type DType uint8
+
+// Element types a Buffer may hold.
+const (
+	F32  DType = iota + 1 // IEEE 754 binary32
+	BF16                  // bfloat16 storage (upper half of a binary32)
+	I32                   // signed 32-bit integers (token ids, positions, labels)
+)
+
+// String returns the safetensors spelling of d.
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "F32"
+	case BF16:
+		return "BF16"
+	case I32:
+		return "I32"
+	}
+	return fmt.Sprintf("DType(%d)", uint8(d))
+}
+
+// Size returns the number of bytes of one element, or 0 for an unknown type.
+func (d DType) Size() int {
+	switch d {
+	case F32, I32:
+		return 4
+	case BF16:
+		return 2
+	}
+	return 0
+}
+
+// Buffer is a handle to device memory owned by a Backend. Only the backend
+// that allocated a buffer may use it.
+type Buffer interface {
+	// Len returns the number of elements.
+	Len() int
+	// DType returns the element type.
+	DType() DType
+}
+
+// Gemm describes C = Alpha·op(A)·op(B) + Beta·C where op(A) is M×K, op(B) is
+// K×N and C is M×N, all row-major. With TransA, A is stored K×M (op(A) = Aᵀ);
+// with TransB, B is stored N×K. A and B may be F32 or BF16; C is F32. When
+// Beta is 0, C is not read (NaNs in C do not propagate).
+type Gemm struct {
+	TransA, TransB bool
+	M, N, K        int
+	Alpha, Beta    float32
+}
+
+// Attention describes causal scaled dot-product attention with grouped
+// key/value heads. Q and the output are [Batch·Seq, Heads·HeadDim]; K and V are
+// [Batch·Seq, KVHeads·HeadDim] (token-major, heads contiguous within a token).
+// Query head h uses key/value head h / (Heads/KVHeads). Query t of a sequence
+// attends to keys 0..t of the same sequence. Scores are Scale·q·k in f32, the
+// softmax is computed in f32.
+type Attention struct {
+	Batch, Seq, Heads, KVHeads, HeadDim int
+	Scale                               float32
+}
+
+// Rope describes rotary position embeddings applied in place to
+// [Tokens, Heads·HeadDim] activations, in the "rotate half" layout of Hugging
+// Face Llama: element i < HeadDim/2 of a head pairs with element i+HeadDim/2.
+// For token t at position p = pos[t], with c = cos[p·HeadDim/2 + i] and
+// s = sin[p·HeadDim/2 + i]:
+//
+//	x[i]      ← x[i]·c − x[i+HeadDim/2]·s
+//	x[i+HD/2] ← x[i+HeadDim/2]·c + x[i]·s
+//
+// Inverse applies the transposed rotation (s → −s), which is the backward pass.
+type Rope struct {
+	Tokens, Heads, HeadDim int
+	Inverse                bool
+}
+
+// AdamW holds the hyper-parameters of one AdamW update with PyTorch
+// semantics (decoupled weight decay, ε added after the bias correction of √v).
+// Step is the 1-based update count t.
+type AdamW struct {
+	LR, Beta1, Beta2, Eps, WeightDecay float64
+	Step                               int
+}
+
+// IgnoreIndex is the label value that excludes a position from the loss.
+const IgnoreIndex = -100
+
+// Backend is a compute device. Its methods are not safe for concurrent use.
+type Backend interface {
+	// Name identifies the backend and device, e.g. "cpu (2 threads, avx512)".
+	Name() string
+
+	// Alloc returns a zero-filled buffer of n elements.
+	Alloc(dt DType, n int) (Buffer, error)
+	// Free releases a buffer allocated by Alloc. Views of it become invalid.
+	Free(b Buffer)
+	// View returns the n elements of b starting at element off, sharing memory.
+	View(b Buffer, off, n int) Buffer
+	// Upload copies src into dst (F32 or BF16), rounding to nearest even for BF16.
+	Upload(dst Buffer, src []float32)
+	// UploadInt32 copies src into the I32 buffer dst.
+	UploadInt32(dst Buffer, src []int32)
+	// Download copies src (F32 or BF16) into dst after pending work completes.
+	Download(dst []float32, src Buffer) error
+	// Zero sets every element of b to zero.
+	Zero(b Buffer)
+	// Copy copies src into dst; both have the same dtype and length.
+	Copy(dst, src Buffer)
+	// Sync waits for pending work and returns the first device error, if any.
+	Sync() error
+
+	// Gemm computes C = Alpha·op(A)·op(B) + Beta·C (see the Gemm type).
+	Gemm(p Gemm, a, b, c Buffer)
+
+	// Scale computes x ← alpha·x.
+	Scale(x Buffer, alpha float32)
+	// Axpy computes y ← y + alpha·x.
+	Axpy(y, x Buffer, alpha float32)
+	// Mul computes dst ← a⊙b; dst may alias a or b.
+	Mul(dst, a, b Buffer)
+	// AddMul computes dst ← dst + a⊙b.
+	AddMul(dst, a, b Buffer)
+
+	// Embedding gathers rows: out[t, :] = table[ids[t], :] for t < ids.Len(),
+	// with table [V, dim] (F32 or BF16) and ids I32 in [0, V).
+	Embedding(out, table, ids Buffer, dim int)
+
+	// RMSNorm computes y[r] = w ⊙ (x[r] · rstd[r]) with
+	// rstd[r] = 1/sqrt(mean(x[r]²) + eps), for rows of length dim. rstd (length
+	// rows) receives the factors for the backward pass; it may be nil.
+	RMSNorm(y, rstd, x, w Buffer, rows, dim int, eps float32)
+	// RMSNormBackward accumulates dx += ∂y/∂x ᵀ·dy for RMSNorm with the frozen
+	// weight w, given the forward input x and its rstd.
+	RMSNormBackward(dx, dy, x, w, rstd Buffer, rows, dim int)
+
+	// Rope applies rotary embeddings in place (see the Rope type). pos (I32,
+	// length Tokens) holds positions; cos and sin are F32 tables indexed by
+	// position·HeadDim/2 + i.
+	Rope(p Rope, x, pos, cos, sin Buffer)
+
+	// Attention computes out and the per-(sequence, head, query) log-sum-exp of
+	// the scaled scores, lse [Batch, Heads, Seq], used by the backward pass.
+	Attention(p Attention, out, lse, q, k, v Buffer)
+	// AttentionBackward computes dq, dk, dv (overwritten) from dout and the
+	// forward's q, k, v, out and lse.
+	AttentionBackward(p Attention, dq, dk, dv, dout, q, k, v, out, lse Buffer)
+
+	// SwiGLU computes out = silu(gate)⊙up with silu(x) = x/(1+exp(−x)).
+	SwiGLU(out, gate, up Buffer)
+	// SwiGLUBackward computes dgate and dup (overwritten) from dout.
+	SwiGLUBackward(dgate, dup, dout, gate, up Buffer)
+
+	// CrossEntropy scores rows of logits [rows, vocab] against targets (I32,
+	// length rows). For a row with target t ≥ 0, loss[r] = logsumexp(logits[r]) −
+	// logits[r, t] and, if dlogits is not nil, dlogits[r] = gradScale·(softmax(logits[r]) − onehot(t)).
+	// A row whose target is IgnoreIndex (any negative value) gets loss 0 and a zero
+	// gradient row. dlogits may alias logits.
+	CrossEntropy(loss, dlogits, logits, targets Buffer, rows, vocab int, gradScale float32)
+
+	// DropoutMask fills mask (F32) with the inverted-dropout mask of
+	// probability p for (seed, stream): element i is 0 when DropoutDrops reports
+	// it dropped and 1/(1−p) otherwise.
+	DropoutMask(mask Buffer, p float32, seed, stream uint64)
+
+	// DoRANorm computes the detached DoRA weight norm of each output row,
+	// norm[o] = ‖W[o,:] + scale·(B·A)[o,:]‖₂, for W [out, in] (F32 or BF16),
+	// A [rank, in] and B [out, rank].
+	DoRANorm(norm, w, a, b Buffer, out, in, rank int, scale float32)
+	// DoRAForward adds the DoRA terms to y [rows, cols]: with g = mag/norm,
+	// y += (g−1)⊙base + g⊙lora·scale, broadcasting over rows. base may alias y.
+	// If comb is not nil it receives base + scale·lora (for the backward pass).
+	DoRAForward(y, comb, base, lora, mag, norm Buffer, rows, cols int, scale float32)
+	// DoRABackward, given dy and the forward's comb: dbase = (g−1)⊙dy,
+	// dlora = g·scale⊙dy (both overwritten) and dmag += Σ_rows dy⊙comb / norm.
+	DoRABackward(dbase, dlora, dmag, dy, comb, mag, norm Buffer, rows, cols int, scale float32)
+
+	// ScaleCols computes dst = x⊙v for x [rows, cols] and v [cols] (the
+	// vector broadcast over rows), or dst += x⊙v with accumulate. dst may
+	// alias x when not accumulating.
+	ScaleCols(dst, x, v Buffer, rows, cols int, accumulate bool)
+	// ColDot accumulates out[c] += Σ_rows a[r, c]·b[r, c] (an (IA)³ gradient).
+	ColDot(out, a, b Buffer, rows, cols int)
+
+	// AdamWStep updates the parameters p in place from the gradient g and the
+	// moments m and v (see the AdamW type).
+	AdamWStep(h AdamW, p, g, m, v Buffer)
+	// Norm2 writes ‖x‖₂ into dst[0] (dst is typically a one-element view).
+	Norm2(dst, x Buffer)
+}

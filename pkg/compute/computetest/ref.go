@@ -1,0 +1,186 @@
+package computetest
+
+import (
+	"math"
+
+	"github.com/lorakit/lorakit/pkg/compute"
+)
+
+// Float64 reference implementations of the forward operations. Backward
+// operations are checked against central finite differences of these.
+
+func refGemm(p compute.Gemm, a, b, c []float64) []float64 {
+	out := make([]float64, p.M*p.N)
+	for i := range p.M {
+		for j := range p.N {
+			var s float64
+			for k := range p.K {
+				var av, bv float64
+				if p.TransA {
+					av = a[k*p.M+i]
+				} else {
+					av = a[i*p.K+k]
+				}
+				if p.TransB {
+					bv = b[j*p.K+k]
+				} else {
+					bv = b[k*p.N+j]
+				}
+				s += av * bv
+			}
+			v := float64(p.Alpha) * s
+			if p.Beta != 0 {
+				v += float64(p.Beta) * c[i*p.N+j]
+			}
+			out[i*p.N+j] = v
+		}
+	}
+	return out
+}
+
+func refRMSNorm(x, w []float64, rows, dim int, eps float64) (y, rstd []float64) {
+	y = make([]float64, rows*dim)
+	rstd = make([]float64, rows)
+	for r := range rows {
+		var ss float64
+		for _, v := range x[r*dim : (r+1)*dim] {
+			ss += v * v
+		}
+		s := 1 / math.Sqrt(ss/float64(dim)+eps)
+		rstd[r] = s
+		for i := range dim {
+			y[r*dim+i] = w[i] * x[r*dim+i] * s
+		}
+	}
+	return y, rstd
+}
+
+func refRope(p compute.Rope, x []float64, pos []int32, cos, sin []float64) []float64 {
+	y := append([]float64(nil), x...)
+	half := p.HeadDim / 2
+	for t := range p.Tokens {
+		for h := range p.Heads {
+			o := (t*p.Heads + h) * p.HeadDim
+			for i := range half {
+				c, s := cos[int(pos[t])*half+i], sin[int(pos[t])*half+i]
+				if p.Inverse {
+					s = -s
+				}
+				a, b := x[o+i], x[o+i+half]
+				y[o+i] = a*c - b*s
+				y[o+i+half] = b*c + a*s
+			}
+		}
+	}
+	return y
+}
+
+func refAttention(p compute.Attention, q, k, v []float64) (out, lse []float64) {
+	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	out = make([]float64, B*T*H*D)
+	lse = make([]float64, B*H*T)
+	s := make([]float64, T)
+	for b := range B {
+		for h := range H {
+			g := h / (H / G)
+			for i := range T {
+				m := math.Inf(-1)
+				for j := 0; j <= i; j++ {
+					var d float64
+					for e := range D {
+						d += q[((b*T+i)*H+h)*D+e] * k[((b*T+j)*G+g)*D+e]
+					}
+					s[j] = d * float64(p.Scale)
+					m = max(m, s[j])
+				}
+				var sum float64
+				for j := 0; j <= i; j++ {
+					sum += math.Exp(s[j] - m)
+				}
+				for j := 0; j <= i; j++ {
+					pj := math.Exp(s[j]-m) / sum
+					for e := range D {
+						out[((b*T+i)*H+h)*D+e] += pj * v[((b*T+j)*G+g)*D+e]
+					}
+				}
+				lse[(b*H+h)*T+i] = m + math.Log(sum)
+			}
+		}
+	}
+	return out, lse
+}
+
+func refSiLU(x float64) float64 { return x / (1 + math.Exp(-x)) }
+
+func refSwiGLU(g, u []float64) []float64 {
+	o := make([]float64, len(g))
+	for i := range g {
+		o[i] = refSiLU(g[i]) * u[i]
+	}
+	return o
+}
+
+func refCrossEntropy(logits []float64, targets []int32, rows, vocab int) []float64 {
+	loss := make([]float64, rows)
+	for r := range rows {
+		t := targets[r]
+		if t < 0 {
+			continue
+		}
+		x := logits[r*vocab : (r+1)*vocab]
+		m := math.Inf(-1)
+		for _, v := range x {
+			m = max(m, v)
+		}
+		var s float64
+		for _, v := range x {
+			s += math.Exp(v - m)
+		}
+		loss[r] = m + math.Log(s) - x[t]
+	}
+	return loss
+}
+
+func refDoRANorm(w, a, b []float64, out, in, rank int, scale float64) []float64 {
+	n := make([]float64, out)
+	for o := range out {
+		var ss float64
+		for i := range in {
+			var ba float64
+			for k := range rank {
+				ba += b[o*rank+k] * a[k*in+i]
+			}
+			v := w[o*in+i] + scale*ba
+			ss += v * v
+		}
+		n[o] = math.Sqrt(ss)
+	}
+	return n
+}
+
+// refDoRAForward returns y + (g−1)⊙base + g⊙lora·scale and base + scale·lora.
+func refDoRAForward(y, base, lora, mag, norm []float64, rows, cols int, scale float64) (out, comb []float64) {
+	out = make([]float64, rows*cols)
+	comb = make([]float64, rows*cols)
+	for r := range rows {
+		for c := range cols {
+			i := r*cols + c
+			g := mag[c] / norm[c]
+			out[i] = y[i] + (g-1)*base[i] + g*lora[i]*scale
+			comb[i] = base[i] + scale*lora[i]
+		}
+	}
+	return out, comb
+}
+
+// refAdamW runs one torch AdamW update in float64.
+func refAdamW(h compute.AdamW, p, g, m, v []float64) {
+	t := float64(h.Step)
+	for i := range p {
+		p[i] *= 1 - h.LR*h.WeightDecay
+		m[i] = h.Beta1*m[i] + (1-h.Beta1)*g[i]
+		v[i] = h.Beta2*v[i] + (1-h.Beta2)*g[i]*g[i]
+		denom := math.Sqrt(v[i])/math.Sqrt(1-math.Pow(h.Beta2, t)) + h.Eps
+		p[i] -= h.LR / (1 - math.Pow(h.Beta1, t)) * m[i] / denom
+	}
+}

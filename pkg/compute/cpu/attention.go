@@ -1,0 +1,130 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/lorakit/lorakit/pkg/compute"
+)
+
+// attnQueryBlock is the number of queries of one forward task.
+const attnQueryBlock = 32
+
+func checkAttention(p compute.Attention) {
+	if p.Batch < 0 || p.Seq < 0 || p.Heads <= 0 || p.KVHeads <= 0 || p.HeadDim <= 0 || p.Heads%p.KVHeads != 0 {
+		panic(fmt.Sprintf("cpu: invalid attention shape %+v", p))
+	}
+}
+
+// Attention implements compute.Backend.
+func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buffer) {
+	checkAttention(p)
+	ov, lv, qv, kv, vv := f32(out), f32(lse), f32(q), f32(k), f32(v)
+	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	need("attention q", len(qv), B*T*H*D)
+	need("attention out", len(ov), B*T*H*D)
+	need("attention k", len(kv), B*T*G*D)
+	need("attention v", len(vv), B*T*G*D)
+	need("attention lse", len(lv), B*H*T)
+	blocks := ceilDiv(T, attnQueryBlock)
+	group := H / G
+	scores := make([][]float32, be.threads)
+	be.tasks(B*H*blocks, func(w, task int) {
+		if scores[w] == nil {
+			scores[w] = make([]float32, T)
+		}
+		s := scores[w]
+		b, h, blk := task/(H*blocks), (task/blocks)%H, task%blocks
+		g := h / group
+		for i := blk * attnQueryBlock; i < min(T, (blk+1)*attnQueryBlock); i++ {
+			qi := qv[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
+			m := float32(math.Inf(-1))
+			for j := 0; j <= i; j++ {
+				kj := kv[((b*T+j)*G+g)*D : ((b*T+j)*G+g+1)*D]
+				x := dot(qi, kj) * p.Scale
+				s[j] = x
+				m = max(m, x)
+			}
+			for j := 0; j <= i; j++ {
+				s[j] -= m
+			}
+			exps(s[:i+1])
+			var sum float64
+			for _, e := range s[:i+1] {
+				sum += float64(e)
+			}
+			inv := 1 / sum
+			oi := ov[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
+			clear(oi)
+			for j := 0; j <= i; j++ {
+				vj := vv[((b*T+j)*G+g)*D : ((b*T+j)*G+g+1)*D]
+				axpy(oi, vj, float32(float64(s[j])*inv))
+			}
+			lv[(b*H+h)*T+i] = float32(float64(m) + math.Log(sum))
+		}
+	})
+}
+
+// AttentionBackward implements compute.Backend. One task handles one
+// (sequence, key/value head) pair and all its query heads, so the sums into dk
+// and dv run in a fixed order.
+func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k, v, out, lse compute.Buffer) {
+	checkAttention(p)
+	dqv, dkv, dvv, dov := f32(dq), f32(dk), f32(dv), f32(dout)
+	qv, kv, vv, ov, lv := f32(q), f32(k), f32(v), f32(out), f32(lse)
+	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	for _, s := range []struct {
+		name string
+		v    []float32
+		n    int
+	}{
+		{"attention dq", dqv, B * T * H * D}, {"attention dout", dov, B * T * H * D},
+		{"attention q", qv, B * T * H * D}, {"attention out", ov, B * T * H * D},
+		{"attention dk", dkv, B * T * G * D}, {"attention dv", dvv, B * T * G * D},
+		{"attention k", kv, B * T * G * D}, {"attention v", vv, B * T * G * D},
+		{"attention lse", lv, B * H * T},
+	} {
+		need(s.name, len(s.v), s.n)
+	}
+	group := H / G
+	scratch := make([][]float32, be.threads)
+	be.tasks(B*G, func(w, task int) {
+		if scratch[w] == nil {
+			scratch[w] = make([]float32, T)
+		}
+		ds := scratch[w]
+		b, g := task/G, task%G
+		for j := range T {
+			off := ((b*T+j)*G + g) * D
+			clear(dkv[off : off+D])
+			clear(dvv[off : off+D])
+		}
+		for h := g * group; h < (g+1)*group; h++ {
+			for i := range T {
+				qo := ((b*T+i)*H + h) * D
+				qi, doi, oi := qv[qo:qo+D], dov[qo:qo+D], ov[qo:qo+D]
+				dqi := dqv[qo : qo+D]
+				l := lv[(b*H+h)*T+i]
+				di := dot(doi, oi)
+				for j := 0; j <= i; j++ {
+					ko := ((b*T+j)*G + g) * D
+					ds[j] = dot(qi, kv[ko:ko+D])*p.Scale - l
+				}
+				exps(ds[:i+1])
+				for j := 0; j <= i; j++ {
+					ko := ((b*T+j)*G + g) * D
+					pij := ds[j]
+					dp := dot(doi, vv[ko:ko+D])
+					axpy(dvv[ko:ko+D], doi, pij)
+					ds[j] = pij * (dp - di)
+				}
+				clear(dqi)
+				for j := 0; j <= i; j++ {
+					ko := ((b*T+j)*G + g) * D
+					axpy(dqi, kv[ko:ko+D], ds[j]*p.Scale)
+					axpy(dkv[ko:ko+D], qi, ds[j]*p.Scale)
+				}
+			}
+		}
+	})
+}

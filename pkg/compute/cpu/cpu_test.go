@@ -1,0 +1,250 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/compute/computetest"
+)
+
+func TestConformance(t *testing.T) {
+	for _, threads := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
+			computetest.Run(t, New(threads))
+		})
+	}
+}
+
+func TestConformanceGeneric(t *testing.T) {
+	if gemmKernel.mr == gemmGeneric.mr && gemmKernel.nr == gemmGeneric.nr {
+		t.Skip("the generic kernel is the default")
+	}
+	k := gemmKernel
+	gemmKernel = gemmGeneric
+	defer func() { gemmKernel = k }()
+	computetest.Run(t, New(2))
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(2*r.Float64() - 1)
+	}
+	return s
+}
+
+// TestDeterministic runs every operation with 1..5 threads and requires
+// bit-identical results.
+func TestDeterministic(t *testing.T) {
+	run := func(threads int) [][]float32 {
+		be := New(threads)
+		r := rand.New(rand.NewPCG(3, 4))
+		var outs [][]float32
+		keep := func(b compute.Buffer) {
+			f := make([]float32, b.Len())
+			if err := be.Download(f, b); err != nil {
+				t.Fatal(err)
+			}
+			outs = append(outs, f)
+		}
+		buf := func(n int) compute.Buffer { return NewBuffer(randSlice(r, n)) }
+		M, N, K := 67, 301, 530
+		c := buf(M * N)
+		be.Gemm(compute.Gemm{M: M, N: N, K: K, Alpha: 1, Beta: 1}, buf(M*K), buf(K*N), c)
+		keep(c)
+		c2 := buf(M * N)
+		be.Gemm(compute.Gemm{M: M, N: N, K: K, Alpha: 1, TransA: true, TransB: true}, buf(M*K), buf(K*N), c2)
+		keep(c2)
+		p := compute.Attention{Batch: 2, Seq: 40, Heads: 4, KVHeads: 2, HeadDim: 16, Scale: 0.25}
+		q, k, v := buf(2*40*64), buf(2*40*32), buf(2*40*32)
+		o, l := buf(2*40*64), buf(2*4*40)
+		be.Attention(p, o, l, q, k, v)
+		keep(o)
+		keep(l)
+		dq, dk, dv := buf(2*40*64), buf(2*40*32), buf(2*40*32)
+		be.AttentionBackward(p, dq, dk, dv, buf(2*40*64), q, k, v, o, l)
+		keep(dq)
+		keep(dk)
+		keep(dv)
+		rows, dim := 300, 128
+		x, w, y, rs := buf(rows*dim), buf(dim), buf(rows*dim), buf(rows)
+		be.RMSNorm(y, rs, x, w, rows, dim, 1e-5)
+		keep(y)
+		dx := buf(rows * dim)
+		be.RMSNormBackward(dx, buf(rows*dim), x, w, rs, rows, dim)
+		keep(dx)
+		comb, dm := buf(rows*dim), buf(dim)
+		mag, nrm := buf(dim), buf(dim)
+		be.DoRABackward(buf(rows*dim), buf(rows*dim), dm, buf(rows*dim), comb, mag, nrm, rows, dim, 2)
+		keep(dm)
+		cd := buf(dim)
+		be.ColDot(cd, buf(rows*dim), buf(rows*dim), rows, dim)
+		keep(cd)
+		nb := buf(1)
+		be.Norm2(nb, buf(100000))
+		keep(nb)
+		lg := buf(50 * 1000)
+		tg, _ := be.Alloc(compute.I32, 50)
+		ids := make([]int32, 50)
+		for i := range ids {
+			ids[i] = int32(r.IntN(1000))
+		}
+		be.UploadInt32(tg, ids)
+		ls := buf(50)
+		be.CrossEntropy(ls, lg, lg, tg, 50, 1000, 0.5)
+		keep(ls)
+		keep(lg)
+		return outs
+	}
+	ref := run(1)
+	for threads := 2; threads <= 5; threads++ {
+		got := run(threads)
+		for i := range ref {
+			for j := range ref[i] {
+				if math.Float32bits(ref[i][j]) != math.Float32bits(got[i][j]) {
+					t.Fatalf("threads=%d: output %d differs at %d: %v vs %v", threads, i, j, got[i][j], ref[i][j])
+				}
+			}
+		}
+	}
+}
+
+func TestVecGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 7, 8, 15, 16, 17, 64, 100, 1000} {
+		a, b := randSlice(r, n), randSlice(r, n)
+		if d, g := dot(a, b), dotGeneric(a, b); math.Abs(float64(d-g)) > 1e-5*math.Max(1, math.Abs(float64(g))) {
+			t.Errorf("n=%d: dot %v, generic %v", n, d, g)
+		}
+		y1 := randSlice(r, n)
+		y2 := append([]float32(nil), y1...)
+		axpy(y1, a, 0.3)
+		axpyGeneric(y2, a, 0.3)
+		for i := range y1 {
+			if math.Abs(float64(y1[i]-y2[i])) > 1e-6 {
+				t.Fatalf("n=%d: axpy[%d] %v, generic %v", n, i, y1[i], y2[i])
+			}
+		}
+	}
+}
+
+func TestBF16(t *testing.T) {
+	for _, c := range []struct {
+		f float32
+		h uint16
+	}{{1, 0x3f80}, {-2, 0xc000}, {1 + 1.0/256, 0x3f80}, {1 + 3.0/256, 0x3f82}, {float32(math.Inf(1)), 0x7f80}} {
+		if h := toBF16(c.f); h != c.h {
+			t.Errorf("toBF16(%v) = %#x, want %#x", c.f, h, c.h)
+		}
+		if f := fromBF16(c.h); c.f == float32(int(c.f)) && f != c.f {
+			t.Errorf("fromBF16(%#x) = %v", c.h, f)
+		}
+	}
+	if h := toBF16(float32(math.NaN())); h&0x7f80 != 0x7f80 || h&0x7f == 0 {
+		t.Errorf("toBF16(NaN) = %#x", h)
+	}
+}
+
+func benchGemm(b *testing.B, m, n, k int, transB bool, dt compute.DType) {
+	be := New(0)
+	r := rand.New(rand.NewPCG(1, 2))
+	a := NewBuffer(randSlice(r, m*k))
+	var bb compute.Buffer = NewBuffer(randSlice(r, k*n))
+	if dt == compute.BF16 {
+		bb, _ = be.Alloc(compute.BF16, k*n)
+		be.Upload(bb, randSlice(r, k*n))
+	}
+	c := NewBuffer(make([]float32, m*n))
+	p := compute.Gemm{M: m, N: n, K: k, Alpha: 1, TransB: transB}
+	b.SetBytes(int64(2 * m * n * k)) // "MB/s" reads as MFLOP/s
+	b.ResetTimer()
+	t0 := cpuTime()
+	for b.Loop() {
+		be.Gemm(p, a, bb, c)
+	}
+	if dt := cpuTime() - t0; dt > 0 {
+		b.ReportMetric(float64(2*m*n*k)*float64(b.N)/dt.Seconds()/1e9, "GFLOP/cpu-s")
+	}
+}
+
+// The benchmarks set bytes to the flop count: MB/s is MFLOP/s.
+func BenchmarkGemm128x768x768(b *testing.B)      { benchGemm(b, 128, 768, 768, true, compute.F32) }
+func BenchmarkGemm128x2048x768(b *testing.B)     { benchGemm(b, 128, 2048, 768, true, compute.F32) }
+func BenchmarkGemm128x768x2048NT(b *testing.B)   { benchGemm(b, 128, 768, 2048, false, compute.F32) }
+func BenchmarkGemm512x512x512(b *testing.B)      { benchGemm(b, 512, 512, 512, false, compute.F32) }
+func BenchmarkGemm128x2048x768BF16(b *testing.B) { benchGemm(b, 128, 2048, 768, true, compute.BF16) }
+
+func TestExp(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	var xs []float32
+	for range 5000 {
+		xs = append(xs, float32(200*r.Float64()-110))
+	}
+	xs = append(xs, 0, -0, 1, -1, expLo, expLo-1e-3, expHi, expHi+1e-3, 88.5, -200, 200,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e-30, -1e-30)
+	got := append([]float32(nil), xs...)
+	exps(got)
+	gen := append([]float32(nil), xs...)
+	expsGeneric(gen)
+	for i, x := range xs {
+		want := math.Exp(float64(x))
+		for name, v := range map[string]float32{"simd": got[i], "generic": gen[i]} {
+			switch {
+			case x != x:
+				if v == v {
+					t.Errorf("%s exp(NaN) = %v", name, v)
+				}
+			case x < expLo:
+				if v != 0 {
+					t.Errorf("%s exp(%v) = %v, want 0", name, x, v)
+				}
+			case x > expHi:
+				if !math.IsInf(float64(v), 1) {
+					t.Errorf("%s exp(%v) = %v, want +Inf", name, x, v)
+				}
+			default:
+				if e := math.Abs(float64(v)-want) / want; e > 3e-7 {
+					t.Errorf("%s exp(%v) = %v, want %v (rel %.2g)", name, x, v, want, e)
+				}
+			}
+		}
+	}
+}
+
+func TestInterleave4(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, n := range []int{0, 1, 3, 4, 5, 17, 256} {
+		x := [4][]float32{randSlice(r, n), randSlice(r, n), randSlice(r, n), randSlice(r, n)}
+		for _, w := range []int{4, 16, 32} {
+			a, b := make([]float32, n*w+4), make([]float32, n*w+4)
+			interleave4(a, w, x[0], x[1], x[2], x[3])
+			interleave4Generic(b, w, x[0], x[1], x[2], x[3])
+			for k := range n {
+				for j := range 4 {
+					if a[k*w+j] != x[j][k] || b[k*w+j] != x[j][k] {
+						t.Fatalf("n=%d w=%d: [%d][%d] = %v / %v, want %v", n, w, k, j, a[k*w+j], b[k*w+j], x[j][k])
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkPackTransposed packs a 768×768 row-major weight as op(B) of
+// Y = X·Wᵀ (the transposing pack of every forward projection).
+func BenchmarkPackTransposed(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	w := NewBuffer(randSlice(r, 768*768))
+	o := newOperand(w, "w", 768, 768, false)
+	kr := gemmKernel.nr
+	dst := make([]float32, roundUp(768, kr)*gemmKC)
+	b.SetBytes(768 * 768 * 4)
+	for b.Loop() {
+		for pc := 0; pc < 768; pc += gemmKC {
+			o.pack(dst, 0, 768, pc, gemmKC, kr)
+		}
+	}
+}

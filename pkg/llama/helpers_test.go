@@ -1,0 +1,172 @@
+package llama
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/compute/cpu"
+	"github.com/lorakit/lorakit/pkg/safetensors"
+)
+
+// fixtures returns the shared fixtures folder, walking up from the package.
+func fixtures(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		for _, c := range []string{filepath.Join(dir, "shared", "fixtures"), filepath.Join(dir, "..", "shared", "fixtures")} {
+			if st, err := os.Stat(c); err == nil && st.IsDir() {
+				return c
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("shared/fixtures not found")
+		}
+		dir = parent
+	}
+}
+
+func openST(t testing.TB, path string) *safetensors.File {
+	t.Helper()
+	f, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// stLoader serves tensors of f, looked up as prefix+name.
+func stLoader(f *safetensors.File, prefix string) Loader {
+	return func(name string) ([]float32, []int, error) {
+		info, ok := f.Info(prefix + name)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: %w", prefix+name, ErrNotFound)
+		}
+		data, err := f.Float32(prefix + name)
+		if err != nil {
+			return nil, nil, err
+		}
+		shape := make([]int, len(info.Shape))
+		for i, d := range info.Shape {
+			shape[i] = int(d)
+		}
+		return data, shape, nil
+	}
+}
+
+func int64s(t testing.TB, f *safetensors.File, name string) []int32 {
+	t.Helper()
+	data, err := f.Data(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]int32, len(data)/8)
+	for i := range out {
+		out[i] = int32(int64(binary.LittleEndian.Uint64(data[8*i:])))
+	}
+	return out
+}
+
+func float32s(t testing.TB, f *safetensors.File, name string) []float32 {
+	t.Helper()
+	v, err := f.Float32(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// tinyConfig is the configuration of fixtures/peft/tiny (see its config.json).
+func tinyConfig() Config {
+	return Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
+		RMSEps: 1e-5, RopeTheta: 10000}
+}
+
+func loadTiny(t testing.TB, be compute.Backend, folder string, opt Options) *Model {
+	t.Helper()
+	f := openST(t, filepath.Join(fixtures(t), "peft", folder, "model.safetensors"))
+	m, err := New(be, tinyConfig(), stLoader(f, ""), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+type adapterConfig struct {
+	R             int            `json:"r"`
+	Alpha         float64        `json:"lora_alpha"`
+	Targets       []string       `json:"target_modules"`
+	DoRA          bool           `json:"use_dora"`
+	RSLoRA        bool           `json:"use_rslora"`
+	Dropout       float64        `json:"lora_dropout"`
+	RankPattern   map[string]int `json:"rank_pattern"`
+	AlphaPatttern map[string]int `json:"alpha_pattern"`
+}
+
+// addFixtureAdapter attaches the PEFT adapter in folder (plain r/alpha, no
+// patterns) to every layer of m.
+func addFixtureAdapter(t testing.TB, m *Model, folder string) []Adapter {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(folder, "adapter_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ac adapterConfig
+	if err := json.Unmarshal(raw, &ac); err != nil {
+		t.Fatal(err)
+	}
+	if len(ac.RankPattern)+len(ac.AlphaPatttern) > 0 {
+		t.Fatal("patterns are not handled by this helper")
+	}
+	scale := ac.Alpha / float64(ac.R)
+	if ac.RSLoRA {
+		scale = ac.Alpha / math.Sqrt(float64(ac.R))
+	}
+	var specs []Adapter
+	for l := range m.Config().Layers {
+		for _, name := range ac.Targets {
+			tg, err := ParseTarget(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			specs = append(specs, Adapter{Layer: l, Target: tg, Rank: ac.R, Scale: float32(scale), DoRA: ac.DoRA,
+				Dropout: float32(ac.Dropout)})
+		}
+	}
+	f := openST(t, filepath.Join(folder, "adapter_model.safetensors"))
+	if err := m.AddAdapters(specs, stLoader(f, "base_model.model.")); err != nil {
+		t.Fatal(err)
+	}
+	return specs
+}
+
+func download(t testing.TB, be compute.Backend, b compute.Buffer) []float32 {
+	t.Helper()
+	out := make([]float32, b.Len())
+	if err := be.Download(out, b); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// maxAbs returns max|a−b| and max|b|.
+func maxAbs(a, b []float32) (diff, scale float64) {
+	for i := range a {
+		diff = math.Max(diff, math.Abs(float64(a[i])-float64(b[i])))
+		scale = math.Max(scale, math.Abs(float64(b[i])))
+	}
+	return diff, scale
+}
+
+func newCPU() compute.Backend { return cpu.New(0) }

@@ -1,0 +1,361 @@
+package llama
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/lorakit/lorakit/pkg/compute"
+)
+
+// Loader returns the tensor called name (a Hugging Face name such as
+// "model.norm.weight") as float32 values in row-major order, with its shape.
+// A loader that has no such tensor returns an error wrapping ErrNotFound.
+type Loader func(name string) (data []float32, shape []int, err error)
+
+// Options tune how the model is held and run; the zero value is valid.
+type Options struct {
+	// WeightDType is the storage of the frozen matrices (embedding,
+	// projections, lm_head): compute.F32 (default) or compute.BF16. Norm
+	// weights and adapters are always F32, and arithmetic is f32.
+	WeightDType compute.DType
+	// LossChunk is the number of token rows whose logits exist at one time
+	// while computing the loss (0: as many as fit in 16 Mi floats).
+	LossChunk int
+	// GradCheckpoint keeps only each layer's input during a training forward
+	// and recomputes the layer in the backward pass.
+	GradCheckpoint bool
+}
+
+// Adapter describes the adapter of one projection: LoRA, DoRA or (IA)³.
+type Adapter struct {
+	Layer   int
+	Target  Target
+	Rank    int
+	Scale   float32 // s = α/r, or α/√r with rsLoRA
+	DoRA    bool
+	Dropout float32 // probability of the dropout on the adapter input (training only)
+	// IA3 makes this an (IA)³ adapter: a learned vector scaling the
+	// projection's output, or its input with FeedForward (PEFT's
+	// feedforward_modules). Rank, Scale, DoRA and Dropout must be zero.
+	IA3         bool
+	FeedForward bool
+}
+
+// Names of an adapter's tensors, relative to its ModulePath.
+const (
+	SuffixA         = ".lora_A.weight"
+	SuffixB         = ".lora_B.weight"
+	SuffixMagnitude = ".lora_magnitude_vector"
+	SuffixIA3       = ".ia3_l"
+)
+
+// Param is one trainable tensor and its gradient.
+type Param struct {
+	Name  string // e.g. "model.layers.0.self_attn.q_proj.lora_A.weight"
+	Shape []int
+	Value compute.Buffer
+	Grad  compute.Buffer
+}
+
+type adapter struct {
+	Adapter
+	out, in    int
+	a, b, mag  compute.Buffer // [rank, in], [out, rank], [out] (DoRA)
+	ga, gb, gm compute.Buffer
+	norm       compute.Buffer // DoRA: detached ‖W + s·B·A‖ of the last forward
+	l, gl      compute.Buffer // (IA)³ vector [out] or [in] and its gradient
+	stream     uint64         // dropout stream
+}
+
+type linear struct {
+	w       compute.Buffer // [out, in]
+	out, in int
+	ad      *adapter
+}
+
+type layer struct {
+	attnNorm, mlpNorm compute.Buffer
+	proj              [numTargets]linear
+}
+
+// Model is a Llama decoder with adapters on a backend. It is not safe for
+// concurrent use.
+type Model struct {
+	be        compute.Backend
+	cfg       Config
+	opt       Options
+	hd        int
+	embed     compute.Buffer
+	lmHead    compute.Buffer
+	finalNorm compute.Buffer
+	layers    []layer
+	adapters  []*adapter // in PEFT parameter order
+	owned     []compute.Buffer
+	invFreq   []float32
+	ws        *workspace
+	// frozenNorms keeps the DoRA norms of the last forward (tests: the
+	// gradient treats them as constants, so finite differences must too).
+	frozenNorms bool
+}
+
+// New builds the model from cfg, reading every base weight through load.
+func New(be compute.Backend, cfg Config, load Loader, opt Options) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch opt.WeightDType {
+	case 0:
+		opt.WeightDType = compute.F32
+	case compute.F32, compute.BF16:
+	default:
+		return nil, fmt.Errorf("%w: weight dtype %v", ErrConfig, opt.WeightDType)
+	}
+	m := &Model{be: be, cfg: cfg, opt: opt, hd: cfg.headDim(), invFreq: cfg.RopeInvFreq()}
+	if err := m.loadBase(load); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// Backend returns the backend the model runs on.
+func (m *Model) Backend() compute.Backend { return m.be }
+
+// Close frees every buffer the model allocated.
+func (m *Model) Close() {
+	if m.ws != nil {
+		m.ws.free()
+		m.ws = nil
+	}
+	for _, b := range m.owned {
+		m.be.Free(b)
+	}
+	m.owned = nil
+}
+
+func (m *Model) alloc(dt compute.DType, n int) (compute.Buffer, error) {
+	b, err := m.be.Alloc(dt, n)
+	if err != nil {
+		return nil, err
+	}
+	m.owned = append(m.owned, b)
+	return b, nil
+}
+
+// tensor loads name, checks its shape and uploads it as dt.
+func (m *Model) tensor(load Loader, name string, dt compute.DType, shape ...int) (compute.Buffer, error) {
+	data, got, err := load(name)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", name, err)
+	}
+	if !slices.Equal(got, shape) {
+		return nil, fmt.Errorf("%w: tensor %q has shape %v, want %v", ErrWeight, name, got, shape)
+	}
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	if len(data) != n {
+		return nil, fmt.Errorf("%w: tensor %q has %d values for shape %v", ErrWeight, name, len(data), shape)
+	}
+	b, err := m.alloc(dt, n)
+	if err != nil {
+		return nil, fmt.Errorf("tensor %q: %w", name, err)
+	}
+	m.be.Upload(b, data)
+	return b, nil
+}
+
+func (m *Model) loadBase(load Loader) error {
+	c, wdt := &m.cfg, m.opt.WeightDType
+	var err error
+	if m.embed, err = m.tensor(load, "model.embed_tokens.weight", wdt, c.Vocab, c.Hidden); err != nil {
+		return err
+	}
+	if c.TieEmbeddings {
+		m.lmHead = m.embed
+	} else if m.lmHead, err = m.tensor(load, "lm_head.weight", wdt, c.Vocab, c.Hidden); err != nil {
+		return err
+	}
+	if m.finalNorm, err = m.tensor(load, "model.norm.weight", compute.F32, c.Hidden); err != nil {
+		return err
+	}
+	m.layers = make([]layer, c.Layers)
+	for l := range m.layers {
+		L := &m.layers[l]
+		pre := fmt.Sprintf("model.layers.%d.", l)
+		if L.attnNorm, err = m.tensor(load, pre+"input_layernorm.weight", compute.F32, c.Hidden); err != nil {
+			return err
+		}
+		if L.mlpNorm, err = m.tensor(load, pre+"post_attention_layernorm.weight", compute.F32, c.Hidden); err != nil {
+			return err
+		}
+		for t := range numTargets {
+			out, in := c.shape(t)
+			w, err := m.tensor(load, ModulePath(l, t)+".weight", wdt, out, in)
+			if err != nil {
+				return err
+			}
+			L.proj[t] = linear{w: w, out: out, in: in}
+		}
+	}
+	return nil
+}
+
+// AddAdapters attaches adapters, reading their tensors through load under
+// ModulePath(layer, target) plus a suffix:
+//
+//   - LoRA: SuffixA [rank, in] and SuffixB [out, rank];
+//   - DoRA: also SuffixMagnitude [out]; one the loader does not have
+//     (ErrNotFound) is initialised as PEFT does, to ‖W + s·B·A‖ per row;
+//   - (IA)³: SuffixIA3 [out, 1], or [1, in] with FeedForward; one the loader
+//     does not have is initialised to ones.
+//
+// Nothing is attached unless every adapter loads. Params lists adapters in
+// layer order, then projection order.
+func (m *Model) AddAdapters(specs []Adapter, load Loader) error {
+	var added []*adapter
+	taken := map[[2]int]bool{}
+	for _, s := range specs {
+		ad, err := m.newAdapter(s, load)
+		if err != nil {
+			return err
+		}
+		key := [2]int{s.Layer, int(s.Target)}
+		if m.layers[s.Layer].proj[s.Target].ad != nil || taken[key] {
+			return fmt.Errorf("%w: %s has two adapters", ErrAdapter, ModulePath(s.Layer, s.Target))
+		}
+		taken[key] = true
+		added = append(added, ad)
+	}
+	for _, ad := range added {
+		m.layers[ad.Layer].proj[ad.Target].ad = ad
+		m.adapters = append(m.adapters, ad)
+	}
+	slices.SortStableFunc(m.adapters, func(x, y *adapter) int {
+		if x.Layer != y.Layer {
+			return x.Layer - y.Layer
+		}
+		return int(x.Target) - int(y.Target)
+	})
+	if m.ws != nil {
+		m.ws.free()
+		m.ws = nil
+	}
+	return nil
+}
+
+// newAdapter validates s and loads its tensors.
+func (m *Model) newAdapter(s Adapter, load Loader) (*adapter, error) {
+	if s.Layer < 0 || s.Layer >= m.cfg.Layers || s.Target >= numTargets {
+		return nil, fmt.Errorf("%w: layer %d, target %v", ErrAdapter, s.Layer, s.Target)
+	}
+	path := ModulePath(s.Layer, s.Target)
+	lin := &m.layers[s.Layer].proj[s.Target]
+	ad := &adapter{Adapter: s, out: lin.out, in: lin.in, stream: uint64(s.Layer)*uint64(numTargets) + uint64(s.Target)}
+	grad := func(n int) (compute.Buffer, error) { return m.alloc(compute.F32, n) }
+	var err error
+	if s.IA3 {
+		if s.Rank != 0 || s.Scale != 0 || s.DoRA || s.Dropout != 0 {
+			return nil, fmt.Errorf("%w: %s: (IA)³ takes no rank, scale, DoRA or dropout", ErrAdapter, path)
+		}
+		shape := []int{lin.out, 1}
+		n := lin.out
+		if s.FeedForward {
+			shape, n = []int{1, lin.in}, lin.in
+		}
+		ad.l, err = m.tensor(load, path+SuffixIA3, compute.F32, shape...)
+		if errors.Is(err, ErrNotFound) {
+			if ad.l, err = m.alloc(compute.F32, n); err == nil {
+				ones := make([]float32, n)
+				for i := range ones {
+					ones[i] = 1
+				}
+				m.be.Upload(ad.l, ones)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ad.gl, err = grad(n); err != nil {
+			return nil, err
+		}
+		return ad, nil
+	}
+	if s.FeedForward {
+		return nil, fmt.Errorf("%w: %s: FeedForward is an (IA)³ setting", ErrAdapter, path)
+	}
+	if s.Rank <= 0 || s.Rank > 1<<16 || math.IsNaN(float64(s.Scale)) || math.IsInf(float64(s.Scale), 0) {
+		return nil, fmt.Errorf("%w: %s: rank %d, scale %g", ErrAdapter, path, s.Rank, s.Scale)
+	}
+	if !(s.Dropout >= 0 && s.Dropout < 1) {
+		return nil, fmt.Errorf("%w: %s: dropout %g", ErrAdapter, path, s.Dropout)
+	}
+	if ad.a, err = m.tensor(load, path+SuffixA, compute.F32, s.Rank, lin.in); err != nil {
+		return nil, err
+	}
+	if ad.b, err = m.tensor(load, path+SuffixB, compute.F32, lin.out, s.Rank); err != nil {
+		return nil, err
+	}
+	if ad.ga, err = grad(s.Rank * lin.in); err != nil {
+		return nil, err
+	}
+	if ad.gb, err = grad(lin.out * s.Rank); err != nil {
+		return nil, err
+	}
+	if !s.DoRA {
+		return ad, nil
+	}
+	if ad.norm, err = m.alloc(compute.F32, lin.out); err != nil {
+		return nil, err
+	}
+	ad.mag, err = m.tensor(load, path+SuffixMagnitude, compute.F32, lin.out)
+	if errors.Is(err, ErrNotFound) {
+		if ad.mag, err = m.alloc(compute.F32, lin.out); err == nil {
+			m.be.DoRANorm(ad.mag, lin.w, ad.a, ad.b, lin.out, lin.in, s.Rank, s.Scale)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ad.gm, err = grad(lin.out); err != nil {
+		return nil, err
+	}
+	return ad, nil
+}
+
+// Params returns the trainable tensors with their gradient buffers: for
+// each adapter lora_A, lora_B and, for DoRA, the magnitude; for (IA)³ ia3_l.
+func (m *Model) Params() []Param {
+	var ps []Param
+	for _, ad := range m.adapters {
+		path := ModulePath(ad.Layer, ad.Target)
+		if ad.IA3 {
+			shape := []int{ad.out, 1}
+			if ad.FeedForward {
+				shape = []int{1, ad.in}
+			}
+			ps = append(ps, Param{Name: path + SuffixIA3, Shape: shape, Value: ad.l, Grad: ad.gl})
+			continue
+		}
+		ps = append(ps,
+			Param{Name: path + SuffixA, Shape: []int{ad.Rank, ad.in}, Value: ad.a, Grad: ad.ga},
+			Param{Name: path + SuffixB, Shape: []int{ad.out, ad.Rank}, Value: ad.b, Grad: ad.gb})
+		if ad.DoRA {
+			ps = append(ps, Param{Name: path + SuffixMagnitude, Shape: []int{ad.out}, Value: ad.mag, Grad: ad.gm})
+		}
+	}
+	return ps
+}
+
+// ZeroGrad clears every gradient buffer.
+func (m *Model) ZeroGrad() {
+	for _, p := range m.Params() {
+		m.be.Zero(p.Grad)
+	}
+}

@@ -1,0 +1,213 @@
+package llama
+
+import (
+	"math"
+
+	"github.com/lorakit/lorakit/pkg/compute"
+)
+
+// loraActs are the saved intermediates of one adapter in one layer.
+type loraActs struct {
+	u    compute.Buffer // [N, rank]: dropout(x)·Aᵀ
+	comb compute.Buffer // training: DoRA base + s·lora, (IA)³ x·Wᵀ [N, out]
+}
+
+// acts are the activations of one layer that the backward pass reads.
+type acts struct {
+	hIn           compute.Buffer // layer input [N, D] (not owned by acts in shared mode)
+	x1, rstd1     compute.Buffer // input_layernorm output [N, D] and factors [N]
+	q, k, v       compute.Buffer // after RoPE
+	att, lse      compute.Buffer // attention output [N, H·hd] and log-sum-exp
+	hMid          compute.Buffer // residual after attention [N, D]
+	x2, rstd2     compute.Buffer // post_attention_layernorm output and factors
+	gate, up, act compute.Buffer // [N, I]; act = silu(gate)⊙up
+	lora          [numTargets]loraActs
+}
+
+// workspace holds every buffer of a forward (and backward) pass for one
+// batch shape.
+type workspace struct {
+	be         compute.Backend
+	bufs       []compute.Buffer
+	rows, seq  int
+	n          int  // rows·seq tokens
+	train      bool // allocated for training
+	ckpt       bool // gradient checkpointing: layers share one acts
+	chunk      int  // loss rows per lm_head chunk
+	ids, pos   compute.Buffer
+	targets    compute.Buffer
+	cos, sin   compute.Buffer
+	layers     []acts           // one per layer, or one shared
+	hIns       []compute.Buffer // checkpointing: each layer's input
+	h0, h1     compute.Buffer   // eval: ping-pong residual streams
+	hFinal     compute.Buffer   // last layer output
+	hScratch   compute.Buffer   // checkpoint recomputation output
+	hf, rstdF  compute.Buffer   // final norm output and factors
+	loss       compute.Buffer   // [N]
+	logits     compute.Buffer   // [chunk, V]
+	yD         compute.Buffer   // o_proj / down_proj output [N, D]
+	mask       compute.Buffer   // dropout [N, maxIn]
+	xdrop, tIn compute.Buffer   // [N, maxIn]
+	base, lora compute.Buffer   // DoRA forward [N, maxOut]
+	ia3        compute.Buffer   // (IA)³ scratch [N, maxDim]
+	// backward
+	dh, dx, dhf  compute.Buffer
+	datt, dq     compute.Buffer
+	dk, dv       compute.Buffer
+	dact, dgate  compute.Buffer
+	dup          compute.Buffer
+	dbase, dlora compute.Buffer
+	du           compute.Buffer
+	err          error
+}
+
+func (ws *workspace) alloc(dt compute.DType, n int) compute.Buffer {
+	if ws.err != nil {
+		return nil
+	}
+	b, err := ws.be.Alloc(dt, n)
+	if err != nil {
+		ws.err = err
+		return nil
+	}
+	ws.bufs = append(ws.bufs, b)
+	return b
+}
+
+func (ws *workspace) f32(n int) compute.Buffer { return ws.alloc(compute.F32, n) }
+
+func (ws *workspace) free() {
+	for _, b := range ws.bufs {
+		ws.be.Free(b)
+	}
+	ws.bufs = nil
+}
+
+// newWorkspace allocates the buffers for rows×seq tokens.
+func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
+	c := &m.cfg
+	n := rows * seq
+	D, I, hq, hkv := c.Hidden, c.Intermediate, c.Heads*m.hd, c.KVHeads*m.hd
+	maxDim := max(D, I, hq)
+	ws := &workspace{be: m.be, rows: rows, seq: seq, n: n, train: train, ckpt: train && m.opt.GradCheckpoint}
+	ws.chunk = m.opt.LossChunk
+	if ws.chunk <= 0 {
+		ws.chunk = max(1, (16<<20)/c.Vocab)
+	}
+	ws.chunk = min(ws.chunk, n)
+	ws.ids = ws.alloc(compute.I32, n)
+	ws.pos = ws.alloc(compute.I32, n)
+	ws.targets = ws.alloc(compute.I32, n)
+	ws.cos, ws.sin = ws.f32(seq*m.hd/2), ws.f32(seq*m.hd/2)
+
+	maxRank, dora, dropout, ia3, ia3Out := 0, false, false, false, false
+	for _, ad := range m.adapters {
+		maxRank = max(maxRank, ad.Rank)
+		dora = dora || ad.DoRA
+		dropout = dropout || ad.Dropout > 0
+		ia3 = ia3 || ad.IA3
+		ia3Out = ia3Out || ad.IA3 && !ad.FeedForward
+	}
+	newActs := func(l int, shared bool) acts {
+		a := acts{
+			x1: ws.f32(n * D), rstd1: ws.f32(n),
+			q: ws.f32(n * hq), k: ws.f32(n * hkv), v: ws.f32(n * hkv),
+			att: ws.f32(n * hq), lse: ws.f32(rows * c.Heads * seq),
+			hMid: ws.f32(n * D), x2: ws.f32(n * D), rstd2: ws.f32(n),
+			gate: ws.f32(n * I), up: ws.f32(n * I), act: ws.f32(n * I),
+		}
+		for t := range numTargets {
+			if shared {
+				if maxRank > 0 {
+					a.lora[t].u = ws.f32(n * maxRank)
+				}
+				if train && (dora || ia3Out) {
+					a.lora[t].comb = ws.f32(n * maxDim)
+				}
+				continue
+			}
+			ad := m.layers[l].proj[t].ad
+			if ad == nil {
+				continue
+			}
+			if ad.Rank > 0 {
+				a.lora[t].u = ws.f32(n * ad.Rank)
+			}
+			if train && (ad.DoRA || ad.IA3 && !ad.FeedForward) {
+				a.lora[t].comb = ws.f32(n * ad.out)
+			}
+		}
+		return a
+	}
+	switch {
+	case !train:
+		ws.layers = []acts{newActs(0, true)}
+		ws.h0, ws.h1 = ws.f32(n*D), ws.f32(n*D)
+	case ws.ckpt:
+		ws.layers = []acts{newActs(0, true)}
+		ws.hIns = make([]compute.Buffer, c.Layers)
+		for l := range ws.hIns {
+			ws.hIns[l] = ws.f32(n * D)
+		}
+		ws.hScratch = ws.f32(n * D)
+	default:
+		ws.layers = make([]acts, c.Layers)
+		for l := range ws.layers {
+			ws.layers[l] = newActs(l, false)
+			ws.layers[l].hIn = ws.f32(n * D)
+		}
+	}
+	ws.hFinal = ws.f32(n * D)
+	ws.hf, ws.rstdF = ws.f32(n*D), ws.f32(n)
+	ws.loss = ws.f32(n)
+	ws.logits = ws.f32(ws.chunk * c.Vocab)
+	ws.yD = ws.f32(n * D)
+	if dropout && train {
+		ws.mask, ws.xdrop, ws.tIn = ws.f32(n*maxDim), ws.f32(n*maxDim), ws.f32(n*maxDim)
+	}
+	if ia3 {
+		ws.ia3 = ws.f32(n * maxDim)
+	}
+	if dora {
+		ws.lora = ws.f32(n * maxDim)
+		if dropout && train {
+			ws.base = ws.f32(n * maxDim)
+		}
+	}
+	if train {
+		ws.dh, ws.dx, ws.dhf = ws.f32(n*D), ws.f32(n*D), ws.f32(n*D)
+		ws.datt, ws.dq = ws.f32(n*hq), ws.f32(n*hq)
+		ws.dk, ws.dv = ws.f32(n*hkv), ws.f32(n*hkv)
+		ws.dact, ws.dgate, ws.dup = ws.f32(n*I), ws.f32(n*I), ws.f32(n*I)
+		if maxRank > 0 {
+			ws.du = ws.f32(n * maxRank)
+		}
+		if dora {
+			ws.dbase, ws.dlora = ws.f32(n*maxDim), ws.f32(n*maxDim)
+		}
+	}
+	if ws.err != nil {
+		err := ws.err
+		ws.free()
+		return nil, err
+	}
+	// RoPE tables for positions 0..seq-1: angle = p·inv_freq in f32, as
+	// transformers' LlamaRotaryEmbedding.
+	half := m.hd / 2
+	cos, sin := make([]float32, seq*half), make([]float32, seq*half)
+	for p := range seq {
+		for i, f := range m.invFreq {
+			a := float64(float32(p) * f)
+			cos[p*half+i] = float32(math.Cos(a))
+			sin[p*half+i] = float32(math.Sin(a))
+		}
+	}
+	m.be.Upload(ws.cos, cos)
+	m.be.Upload(ws.sin, sin)
+	pos := make([]int32, n)
+	for i := range pos {
+		pos[i] = int32(i % seq)
+	}
+	m.be.UploadInt32(ws.pos, pos)
+	return ws, nil
+}
