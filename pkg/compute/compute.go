@@ -6,7 +6,8 @@
 // operations on it: GEMM with transposes (f32 or bf16 inputs, f32
 // accumulation), the elementwise and reduction kernels of a Llama decoder
 // layer forward and backward, a softmax cross-entropy, the LoRA dropout mask,
-// DoRA row norms, (IA)³ column scaling and the AdamW step. The package compute/cpu is the pure-Go
+// DoRA row norms, (IA)³ column scaling, the dequantization of bitsandbytes
+// 4-bit (NF4/FP4) weights and the AdamW step. The package compute/cpu is the pure-Go
 // reference that defines each operation's meaning; compute/computetest is a
 // conformance suite that any backend runs.
 //
@@ -43,6 +44,7 @@ const (
 	F32  DType = iota + 1 // IEEE 754 binary32
 	BF16                  // bfloat16 storage (upper half of a binary32)
 	I32                   // signed 32-bit integers (token ids, positions, labels)
+	U8                    // bytes (packed 4-bit codes, 8-bit block scales)
 )
 
 // String returns the safetensors spelling of d.
@@ -54,6 +56,8 @@ func (d DType) String() string {
 		return "BF16"
 	case I32:
 		return "I32"
+	case U8:
+		return "U8"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
@@ -65,6 +69,8 @@ func (d DType) Size() int {
 		return 4
 	case BF16:
 		return 2
+	case U8:
+		return 1
 	}
 	return 0
 }
@@ -94,9 +100,17 @@ type Gemm struct {
 // Query head h uses key/value head h / (Heads/KVHeads). Query t of a sequence
 // attends to keys 0..t of the same sequence. Scores are Scale·q·k in f32, the
 // softmax is computed in f32.
+//
+// Segments, when not nil, packs several documents into each sequence: an I32
+// buffer of Batch·Seq document ids, non-decreasing within a sequence (a
+// backend may panic otherwise), and query t attends only to the keys j ≤ t
+// of its sequence with Segments[j] = Segments[t]. A document then gets what
+// it gets run alone as a sequence of its own (bit for bit on the CPU
+// backend).
 type Attention struct {
 	Batch, Seq, Heads, KVHeads, HeadDim int
 	Scale                               float32
+	Segments                            Buffer
 }
 
 // Rope describes rotary position embeddings applied in place to
@@ -122,6 +136,42 @@ type AdamW struct {
 	Step                               int
 }
 
+// Quant4 is a bitsandbytes 4-bit (NF4 or FP4) blockwise-quantized tensor of
+// N values held in backend buffers, with or without double quantization of
+// its block scales (shared/specs/nf4.md, section 4). Block b's scale is
+//
+//	scale[b] = Absmax[b]                                               (Absmax F32)
+//	scale[b] = f32(f32(NestedCode[Absmax[b]]·NestedAbsmax[b/NestedBlocksize]) + Offset)   (Absmax U8)
+//
+// and value k decodes to f32(Code[nibble(k)]·scale[k/Blocksize]), where
+// nibble(k) is the high nibble of Packed[k/2] for even k and the low one for
+// odd k. Every product and sum is a separately rounded f32 operation (no
+// fused multiply-add), so the values are bit-identical to bitsandbytes'
+// dequantize_4bit in float32.
+type Quant4 struct {
+	N         int    // number of values
+	Blocksize int    // values per block (even)
+	Packed    Buffer // U8 [(N+1)/2]
+	Code      Buffer // F32 [16]: the quant_map, indexed by nibble
+	Absmax    Buffer // F32 [ceil(N/Blocksize)], or U8 codes with double quantization
+	// Double quantization (Absmax U8); unused otherwise.
+	NestedAbsmax    Buffer // F32 [ceil(len(Absmax)/NestedBlocksize)]
+	NestedCode      Buffer // F32 [256]: the nested_quant_map
+	NestedBlocksize int
+	Offset          float32
+	// RoundF16 rounds each value to the nearest binary16 (ties to even), the
+	// cast of a weight whose original dtype is float16.
+	RoundF16 bool
+}
+
+// Blocks returns the number of blocks, ceil(N/Blocksize).
+func (q *Quant4) Blocks() int {
+	if q.Blocksize <= 0 {
+		return 0
+	}
+	return (q.N + q.Blocksize - 1) / q.Blocksize
+}
+
 // IgnoreIndex is the label value that excludes a position from the loss.
 const IgnoreIndex = -100
 
@@ -140,12 +190,18 @@ type Backend interface {
 	Upload(dst Buffer, src []float32)
 	// UploadInt32 copies src into the I32 buffer dst.
 	UploadInt32(dst Buffer, src []int32)
+	// UploadBytes copies src into the U8 buffer dst.
+	UploadBytes(dst Buffer, src []byte)
 	// Download copies src (F32 or BF16) into dst after pending work completes.
 	Download(dst []float32, src Buffer) error
 	// Zero sets every element of b to zero.
 	Zero(b Buffer)
 	// Copy copies src into dst; both have the same dtype and length.
 	Copy(dst, src Buffer)
+	// Convert copies the F32 or BF16 buffer src into the F32 or BF16 buffer
+	// dst of the same length, rounding to nearest even into BF16 (NaN stays
+	// NaN); with equal dtypes it is Copy.
+	Convert(dst, src Buffer)
 	// Sync waits for pending work and returns the first device error, if any.
 	Sync() error
 
@@ -173,13 +229,19 @@ type Backend interface {
 	// weight w, given the forward input x and its rstd.
 	RMSNormBackward(dx, dy, x, w, rstd Buffer, rows, dim int)
 
+	// Dequantize4 decodes the 4-bit tensor q into dst (F32 or BF16, length
+	// q.N; see the Quant4 type). A BF16 dst receives the f32 values rounded to
+	// nearest even, as dequantize_4bit for a bfloat16 weight.
+	Dequantize4(dst Buffer, q Quant4)
+
 	// Rope applies rotary embeddings in place (see the Rope type). pos (I32,
 	// length Tokens) holds positions; cos and sin are F32 tables indexed by
 	// position·HeadDim/2 + i.
 	Rope(p Rope, x, pos, cos, sin Buffer)
 
 	// Attention computes out and the per-(sequence, head, query) log-sum-exp of
-	// the scaled scores, lse [Batch, Heads, Seq], used by the backward pass.
+	// the scaled scores, lse [Batch, Heads, Seq], used by the backward pass
+	// (see the Attention type for the causal and document masks).
 	Attention(p Attention, out, lse, q, k, v Buffer)
 	// AttentionBackward computes dq, dk, dv (overwritten) from dout and the
 	// forward's q, k, v, out and lse.

@@ -81,7 +81,7 @@ func (m *Model) linearBackward(lin *linear, x, dy, dx compute.Buffer, accumulate
 	ad := lin.ad
 	if ad == nil {
 		if dx != nil {
-			be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, dy, lin.w, dx)
+			be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, m.cast(dy, slotA), m.weight(lin), dx)
 		}
 		return
 	}
@@ -98,7 +98,7 @@ func (m *Model) linearBackward(lin *linear, x, dy, dx compute.Buffer, accumulate
 		be.Mul(xd, x, mask)
 	}
 	dyl, sl := dy, ad.Scale // gradient at B·A·x and its factor
-	var dbase compute.Buffer
+	var dbase, w compute.Buffer
 	if ad.DoRA {
 		dbase, dyl = m.view(ws.dbase, N*lin.out), m.view(ws.dlora, N*lin.out)
 		be.DoRABackward(dbase, dyl, ad.gm, dy, m.view(la.comb, N*lin.out), ad.mag, ad.norm, N, lin.out, ad.Scale)
@@ -107,29 +107,34 @@ func (m *Model) linearBackward(lin *linear, x, dy, dx compute.Buffer, accumulate
 			be.Axpy(dbase, dy, 1) // the base term sees g·dy in total
 		}
 	}
+	if dx != nil || ad.DoRA && drop {
+		w = m.weight(lin)
+	}
 	if dx != nil {
 		src := dy
 		if ad.DoRA && !drop {
 			src = dbase
 		}
-		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, src, lin.w, dx)
+		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, m.cast(src, slotA), w, dx)
 	}
 	u, du := m.view(la.u, N*ad.Rank), m.view(ws.du, N*ad.Rank)
 	// dB += sl·dylᵀ·u; du = sl·dyl·B; dA += duᵀ·dropout(x).
-	be.Gemm(compute.Gemm{TransA: true, M: lin.out, N: ad.Rank, K: N, Alpha: sl, Beta: 1}, dyl, u, ad.gb)
-	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.out, Alpha: sl}, dyl, ad.b, du)
-	be.Gemm(compute.Gemm{TransA: true, M: ad.Rank, N: lin.in, K: N, Alpha: 1, Beta: 1}, du, xd, ad.ga)
+	dylc := m.cast(dyl, slotA)
+	be.Gemm(compute.Gemm{TransA: true, M: lin.out, N: ad.Rank, K: N, Alpha: sl, Beta: 1}, dylc, m.cast(u, slotB), ad.gb)
+	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.out, Alpha: sl}, dylc, m.cast(ad.b, slotW), du)
+	duc := m.cast(du, slotB)
+	be.Gemm(compute.Gemm{TransA: true, M: ad.Rank, N: lin.in, K: N, Alpha: 1, Beta: 1}, duc, m.cast(xd, slotA), ad.ga)
 	if dx == nil {
 		return
 	}
 	if !drop {
-		be.Gemm(compute.Gemm{M: N, N: lin.in, K: ad.Rank, Alpha: 1, Beta: 1}, du, ad.a, dx)
+		be.Gemm(compute.Gemm{M: N, N: lin.in, K: ad.Rank, Alpha: 1, Beta: 1}, duc, m.cast(ad.a, slotW), dx)
 		return
 	}
 	t := m.view(ws.tIn, N*lin.in)
-	be.Gemm(compute.Gemm{M: N, N: lin.in, K: ad.Rank, Alpha: 1}, du, ad.a, t)
+	be.Gemm(compute.Gemm{M: N, N: lin.in, K: ad.Rank, Alpha: 1}, duc, m.cast(ad.a, slotW), t)
 	if ad.DoRA {
-		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: 1}, dbase, lin.w, t)
+		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: 1}, m.cast(dbase, slotA), w, t)
 	}
 	be.AddMul(dx, t, mask)
 }
@@ -139,7 +144,7 @@ func (m *Model) ia3Backward(lin *linear, x, dy, dx compute.Buffer, beta float32,
 	be, N, ad := m.be, m.ws.n, lin.ad
 	if ad.FeedForward { // y = (x⊙l)·Wᵀ: dl = Σ (dy·W)⊙x, dx = (dy·W)⊙l
 		dxs := m.view(m.ws.ia3, N*lin.in)
-		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1}, dy, lin.w, dxs)
+		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1}, m.cast(dy, slotA), m.weight(lin), dxs)
 		be.ColDot(ad.gl, dxs, x, N, lin.in)
 		if dx != nil {
 			be.ScaleCols(dx, dxs, ad.l, N, lin.in, accumulate)
@@ -151,6 +156,6 @@ func (m *Model) ia3Backward(lin *linear, x, dy, dx compute.Buffer, beta float32,
 	if dx != nil {
 		dys := m.view(m.ws.ia3, N*lin.out)
 		be.ScaleCols(dys, dy, ad.l, N, lin.out, false)
-		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, dys, lin.w, dx)
+		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, m.cast(dys, slotA), m.weight(lin), dx)
 	}
 }

@@ -7,6 +7,8 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
+	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/nf4"
 )
 
 // bench100M is a ~100M-parameter Llama shape (tied embeddings).
@@ -111,4 +113,39 @@ func BenchmarkTrainStep100MBF16(b *testing.B) {
 // BenchmarkTrainStep100MAllLinear adapts all seven projections.
 func BenchmarkTrainStep100MAllLinear(b *testing.B) {
 	benchTrainStep(b, bench100M, 1, 128, Options{}, []Target{Q, K, V, O, Gate, Up, Down})
+}
+
+// nf4Random quantizes the projections of load (QLoRA's defaults, bf16
+// original dtype) for Options.Quantized.
+func nf4Random(load Loader) QuantLoader {
+	return func(name string) (*nf4.QuantState, []byte, bool, error) {
+		if !strings.Contains(name, "_proj.weight") {
+			return nil, nil, false, nil
+		}
+		w, shape, err := load(name)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		opts := nf4.DefaultOptions()
+		opts.DType = dtype.BF16
+		q, err := nf4.QuantizeTensor(w, []int64{int64(shape[0]), int64(shape[1])}, opts)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return &q.State, q.Packed, true, nil
+	}
+}
+
+// BenchmarkTrainStep100MQLoRA is BenchmarkTrainStep100M over NF4
+// projections (double quantization, bf16 original dtype) dequantized on the
+// fly, embeddings and lm_head in bf16.
+func BenchmarkTrainStep100MQLoRA(b *testing.B) {
+	benchTrainStep(b, bench100M, 1, 128, Options{WeightDType: compute.BF16,
+		Quantized: nf4Random(randomLoader(bench100M, 16))}, qkvo)
+}
+
+// BenchmarkTrainStep100MAutocast is BenchmarkTrainStep100M with bf16
+// autocast.
+func BenchmarkTrainStep100MAutocast(b *testing.B) {
+	benchTrainStep(b, bench100M, 1, 128, Options{AutocastBF16: true}, qkvo)
 }

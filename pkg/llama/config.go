@@ -13,7 +13,15 @@
 //
 // Batches are rows of equal length; shorter sequences must be right-padded
 // (causal attention keeps real tokens from seeing the padding) with their
-// labels set to −100.
+// labels set to −100, or packed several to a row (Batch.Segments or
+// Batch.Positions): each packed example then computes exactly what it
+// computes as a row of its own. The loss computes logits only for the
+// positions that have a target.
+//
+// Frozen projection weights may be held in bitsandbytes' 4-bit form
+// (Options.Quantized, QLoRA) and are then dequantized on the fly, bit for bit
+// as bitsandbytes does, by the backend's Dequantize4. Options.AutocastBF16
+// runs the matrix products on bfloat16-rounded operands, as torch.autocast.
 package llama
 
 import (

@@ -7,6 +7,9 @@ import (
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
+// MaxPosition bounds the RoPE positions a Batch may give.
+const MaxPosition = 1 << 20
+
 // Batch is a batch of equal-length token sequences.
 type Batch struct {
 	Rows, Seq int
@@ -16,17 +19,95 @@ type Batch struct {
 	// at position t is scored against label t+1 (labels are shifted inside),
 	// and compute.IgnoreIndex (−100) excludes a position. Nil means no loss.
 	Labels []int32
+	// Positions holds Rows·Seq RoPE positions in [0, MaxPosition)
+	// (transformers' position_ids). Nil means each token's index in its
+	// document: 0..Seq−1 in every row without Segments.
+	Positions []int32
+	// Segments packs several documents (examples) into a row: Rows·Seq
+	// document ids, non-decreasing along each row. A token attends only to
+	// the earlier tokens of its row with the same id, and no label is scored
+	// across a change of id (as the −100 separators of transformers'
+	// DataCollatorWithFlattening). Nil means: derived from Positions as
+	// transformers does for packed position_ids (a new document wherever a
+	// position is not its predecessor + 1), or one document per row when
+	// Positions is nil too. Each document then computes what it computes as
+	// a row of its own (bit for bit on the CPU backend).
+	Segments []int32
+}
+
+// layout returns the RoPE position and the document id of every token;
+// segs is nil when every row holds one document. b must have passed check
+// (or have nil or full-length Positions and Segments).
+func (b *Batch) layout() (pos, segs []int32) {
+	n := b.Rows * b.Seq
+	pos, segs = b.Positions, b.Segments
+	if len(pos) != n {
+		pos = nil
+	}
+	if len(segs) != n {
+		segs = nil
+	}
+	if segs == nil && pos != nil { // transformers' find_packed_sequence_indices
+		segs = make([]int32, n)
+		for i := range segs {
+			if i%b.Seq != 0 {
+				segs[i] = segs[i-1]
+				if pos[i] != pos[i-1]+1 {
+					segs[i]++
+				}
+			}
+		}
+	}
+	if pos == nil {
+		pos = make([]int32, n)
+		for i := range pos {
+			pos[i] = int32(i % b.Seq)
+			if segs != nil && i%b.Seq != 0 && segs[i] == segs[i-1] {
+				pos[i] = pos[i-1] + 1
+			} else if segs != nil {
+				pos[i] = 0
+			}
+		}
+	}
+	if segs != nil {
+		single := true
+		for i := range segs {
+			if i%b.Seq != 0 && segs[i] != segs[i-1] {
+				single = false
+				break
+			}
+		}
+		if single {
+			segs = nil
+		}
+	}
+	return pos, segs
+}
+
+// shifted returns the target of every position: labels[t+1], or
+// IgnoreIndex at the end of a row and across a change of document.
+func (b *Batch) shifted(segs []int32) []int32 {
+	t := make([]int32, b.Rows*b.Seq)
+	for r := range b.Rows {
+		for i := range b.Seq {
+			k := r*b.Seq + i
+			t[k] = compute.IgnoreIndex
+			if i+1 < b.Seq && (segs == nil || segs[k+1] == segs[k]) {
+				t[k] = b.Labels[k+1]
+			}
+		}
+	}
+	return t
 }
 
 // Targets returns the number of scored positions: labels[t+1] ≠ −100 for
-// t+1 < Seq, in every row.
+// t+1 < Seq, in every row, where t and t+1 are in the same document.
 func (b *Batch) Targets() int {
+	_, segs := b.layout()
 	n := 0
-	for r := range b.Rows {
-		for t := 1; t < b.Seq; t++ {
-			if b.Labels[r*b.Seq+t] != compute.IgnoreIndex {
-				n++
-			}
+	for _, t := range b.shifted(segs) {
+		if t != compute.IgnoreIndex {
+			n++
 		}
 	}
 	return n
@@ -43,6 +124,27 @@ func (b *Batch) check(vocab int, labels bool) error {
 	for i, id := range b.IDs {
 		if id < 0 || int(id) >= vocab {
 			return fmt.Errorf("%w: token id %d at %d outside [0, %d)", ErrBatch, id, i, vocab)
+		}
+	}
+	if b.Positions != nil {
+		if len(b.Positions) != n {
+			return fmt.Errorf("%w: %d positions for %d×%d", ErrBatch, len(b.Positions), b.Rows, b.Seq)
+		}
+		for i, p := range b.Positions {
+			if p < 0 || p >= MaxPosition {
+				return fmt.Errorf("%w: position %d at %d outside [0, %d)", ErrBatch, p, i, MaxPosition)
+			}
+		}
+	}
+	if b.Segments != nil {
+		if len(b.Segments) != n {
+			return fmt.Errorf("%w: %d segment ids for %d×%d", ErrBatch, len(b.Segments), b.Rows, b.Seq)
+		}
+		for i := range b.Segments {
+			if i%b.Seq != 0 && b.Segments[i] < b.Segments[i-1] {
+				return fmt.Errorf("%w: segment id %d at %d after %d (ids must not decrease along a row)",
+					ErrBatch, b.Segments[i], i, b.Segments[i-1])
+			}
 		}
 	}
 	if !labels {
@@ -69,7 +171,8 @@ type Step struct {
 	Seed uint64
 }
 
-// prepare validates b, sizes the workspace and uploads ids and targets.
+// prepare validates b, sizes the workspace and uploads ids, positions,
+// document ids and targets.
 func (m *Model) prepare(b *Batch, train, labels bool) error {
 	if err := b.check(m.cfg.Vocab, labels); err != nil {
 		return err
@@ -87,17 +190,34 @@ func (m *Model) prepare(b *Batch, train, labels bool) error {
 		m.ws = ws
 	}
 	m.be.UploadInt32(ws.ids, b.IDs)
+	pos, segs := b.layout()
+	maxPos := int32(0)
+	for _, p := range pos {
+		maxPos = max(maxPos, p)
+	}
+	if err := m.ropeTables(ws, int(maxPos)+1); err != nil {
+		return err
+	}
+	m.be.UploadInt32(ws.pos, pos)
+	ws.packed = segs != nil
+	if ws.packed {
+		m.be.UploadInt32(ws.seg, segs)
+	}
 	if labels {
-		t := make([]int32, len(b.IDs))
-		for r := range b.Rows {
-			for i := range b.Seq {
-				t[r*b.Seq+i] = compute.IgnoreIndex
-				if i+1 < b.Seq {
-					t[r*b.Seq+i] = b.Labels[r*b.Seq+i+1]
-				}
+		ws.tgt = b.shifted(segs)
+		m.be.UploadInt32(ws.targets, ws.tgt)
+		// The targets of the positions that have one, in order (the loss
+		// computes logits for these rows only).
+		var act []int32
+		for _, t := range ws.tgt {
+			if t != compute.IgnoreIndex {
+				act = append(act, t)
 			}
 		}
-		m.be.UploadInt32(ws.targets, t)
+		ws.active = len(act)
+		if len(act) > 0 {
+			m.be.UploadInt32(m.be.View(ws.ctargets, 0, len(act)), act)
+		}
 	}
 	return nil
 }
@@ -113,10 +233,11 @@ func (m *Model) Logits(b Batch, dst []float32) error {
 	}
 	m.forward(false, 0)
 	ws, V, D := m.ws, m.cfg.Vocab, m.cfg.Hidden
+	hf := m.cast(ws.hf, slotA)
 	for r0 := 0; r0 < ws.n; r0 += ws.chunk {
 		c := min(ws.chunk, ws.n-r0)
 		lg := m.be.View(ws.logits, 0, c*V)
-		m.be.Gemm(compute.Gemm{M: c, N: V, K: D, TransB: true, Alpha: 1}, m.be.View(ws.hf, r0*D, c*D), m.lmHead, lg)
+		m.be.Gemm(compute.Gemm{M: c, N: V, K: D, TransB: true, Alpha: 1}, m.be.View(hf, r0*D, c*D), m.lmHead, lg)
 		if err := m.be.Download(dst[r0*V:(r0+c)*V], lg); err != nil {
 			return err
 		}
@@ -212,8 +333,24 @@ func (m *Model) forward(train bool, seed uint64) {
 
 func (m *Model) attnParams() compute.Attention {
 	c := &m.cfg
-	return compute.Attention{Batch: m.ws.rows, Seq: m.ws.seq, Heads: c.Heads, KVHeads: c.KVHeads,
+	p := compute.Attention{Batch: m.ws.rows, Seq: m.ws.seq, Heads: c.Heads, KVHeads: c.KVHeads,
 		HeadDim: m.hd, Scale: float32(math.Pow(float64(m.hd), -0.5))}
+	if m.ws.packed {
+		p.Segments = m.ws.seg
+	}
+	return p
+}
+
+// cast returns x itself, or under AutocastBF16 x rounded to bfloat16 in the
+// workspace's scratch slot (see workspace.bf); the copy is valid until the
+// slot is used again.
+func (m *Model) cast(x compute.Buffer, slot int) compute.Buffer {
+	if !m.opt.AutocastBF16 || x.DType() == compute.BF16 {
+		return x
+	}
+	d := m.be.View(m.ws.bf[slot], 0, x.Len())
+	m.be.Convert(d, x)
+	return d
 }
 
 func (m *Model) layerForward(l int, a *acts, out compute.Buffer, train bool, seed uint64) {
@@ -254,7 +391,9 @@ func (m *Model) linearForward(lin *linear, x, y compute.Buffer, la *loraActs, tr
 		be.ScaleCols(xs, x, ad.l, N, lin.in, false)
 		x = xs
 	}
-	be.Gemm(compute.Gemm{M: N, N: lin.out, K: lin.in, TransB: true, Alpha: 1}, x, lin.w, y)
+	w := m.weight(lin)
+	xc := m.cast(x, slotA)
+	be.Gemm(compute.Gemm{M: N, N: lin.out, K: lin.in, TransB: true, Alpha: 1}, xc, w, y)
 	if ad == nil {
 		return
 	}
@@ -274,22 +413,24 @@ func (m *Model) linearForward(lin *linear, x, y compute.Buffer, la *loraActs, tr
 		be.DropoutMask(mask, ad.Dropout, seed, ad.stream)
 		be.Mul(xdrop, x, mask)
 		xd = xdrop
+		xc = m.cast(xd, slotA)
 	}
 	u := m.view(la.u, N*ad.Rank)
-	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.in, TransB: true, Alpha: 1}, xd, ad.a, u)
+	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.in, TransB: true, Alpha: 1}, xc, m.cast(ad.a, slotW), u)
+	uc := m.cast(u, slotB)
 	if !ad.DoRA {
-		be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: ad.Scale, Beta: 1}, u, ad.b, y)
+		be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: ad.Scale, Beta: 1}, uc, m.cast(ad.b, slotW), y)
 		return
 	}
 	if !m.frozenNorms {
-		be.DoRANorm(ad.norm, lin.w, ad.a, ad.b, lin.out, lin.in, ad.Rank, ad.Scale)
+		be.DoRANorm(ad.norm, w, ad.a, ad.b, lin.out, lin.in, ad.Rank, ad.Scale)
 	}
 	lora := m.view(m.ws.lora, N*lin.out)
-	be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: 1}, u, ad.b, lora)
+	be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: 1}, uc, m.cast(ad.b, slotW), lora)
 	base := y
 	if drop {
 		base = m.view(m.ws.base, N*lin.out)
-		be.Gemm(compute.Gemm{M: N, N: lin.out, K: lin.in, TransB: true, Alpha: 1}, xd, lin.w, base)
+		be.Gemm(compute.Gemm{M: N, N: lin.out, K: lin.in, TransB: true, Alpha: 1}, xc, w, base)
 	}
 	var comb compute.Buffer
 	if train {
@@ -298,26 +439,65 @@ func (m *Model) linearForward(lin *linear, x, y compute.Buffer, la *loraActs, tr
 	be.DoRAForward(y, comb, base, lora, ad.mag, ad.norm, N, lin.out, ad.Scale)
 }
 
-// loss computes the per-row cross-entropy of ws.hf·lm_headᵀ in chunks of
-// rows and, with grad, ws.dhf = ∂(Σ loss·scale)/∂hf.
+// loss computes the cross-entropy of ws.hf·lm_headᵀ against the targets
+// and, with grad, ws.dhf = ∂(Σ loss·scale)/∂hf. Logits exist only for the
+// positions that have a target, at most ws.chunk rows at a time; the others
+// get a zero gradient.
 func (m *Model) loss(grad bool, scale float32) (float64, error) {
 	ws, be := m.ws, m.be
 	V, D := m.cfg.Vocab, m.cfg.Hidden
-	for r0 := 0; r0 < ws.n; r0 += ws.chunk {
-		c := min(ws.chunk, ws.n-r0)
-		lg := be.View(ws.logits, 0, c*V)
-		h := be.View(ws.hf, r0*D, c*D)
-		be.Gemm(compute.Gemm{M: c, N: V, K: D, TransB: true, Alpha: 1}, h, m.lmHead, lg)
-		lv, tg := be.View(ws.loss, r0, c), be.View(ws.targets, r0, c)
+	if grad {
+		be.Zero(ws.dhf)
+	}
+	if ws.active == 0 {
+		return 0, nil
+	}
+	hf := m.cast(ws.hf, slotA)
+	// A chunk is a list of runs of consecutive positions with targets.
+	type run struct{ src, dst, n int }
+	var runs []run
+	done, rows := 0, 0 // targets in earlier chunks, rows in this one
+	flush := func() {
+		lg := be.View(ws.logits, 0, rows*V)
+		for _, r := range runs {
+			be.Gemm(compute.Gemm{M: r.n, N: V, K: D, TransB: true, Alpha: 1},
+				be.View(hf, r.src*D, r.n*D), m.lmHead, be.View(lg, r.dst*V, r.n*V))
+		}
+		lv, tg := be.View(ws.loss, done, rows), be.View(ws.ctargets, done, rows)
 		if !grad {
-			be.CrossEntropy(lv, nil, lg, tg, c, V, 0)
+			be.CrossEntropy(lv, nil, lg, tg, rows, V, 0)
+		} else {
+			be.CrossEntropy(lv, lg, lg, tg, rows, V, scale)
+			lc := m.cast(lg, slotLogits)
+			for _, r := range runs {
+				be.Gemm(compute.Gemm{M: r.n, N: D, K: V, Alpha: 1},
+					be.View(lc, r.dst*V, r.n*V), m.lmHead, be.View(ws.dhf, r.src*D, r.n*D))
+			}
+		}
+		done += rows
+		runs, rows = runs[:0], 0
+	}
+	for t := 0; t < ws.n; {
+		if ws.tgt[t] == compute.IgnoreIndex {
+			t++
 			continue
 		}
-		be.CrossEntropy(lv, lg, lg, tg, c, V, scale)
-		be.Gemm(compute.Gemm{M: c, N: D, K: V, Alpha: 1}, lg, m.lmHead, be.View(ws.dhf, r0*D, c*D))
+		e := t + 1
+		for e < ws.n && e-t < ws.chunk-rows && ws.tgt[e] != compute.IgnoreIndex {
+			e++
+		}
+		runs = append(runs, run{src: t, dst: rows, n: e - t})
+		rows += e - t
+		if rows == ws.chunk {
+			flush()
+		}
+		t = e
 	}
-	per := make([]float32, ws.n)
-	if err := be.Download(per, ws.loss); err != nil {
+	if rows > 0 {
+		flush()
+	}
+	per := make([]float32, ws.active)
+	if err := be.Download(per, be.View(ws.loss, 0, ws.active)); err != nil {
 		return 0, err
 	}
 	var sum float64

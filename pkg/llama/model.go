@@ -26,6 +26,22 @@ type Options struct {
 	// GradCheckpoint keeps only each layer's input during a training forward
 	// and recomputes the layer in the backward pass.
 	GradCheckpoint bool
+	// Quantized, when set, is asked first for each projection weight
+	// (q/k/v/o/gate/up/down_proj): one it returns is held on the backend in
+	// its 4-bit form (QLoRA) and dequantized, exactly as bitsandbytes'
+	// dequantize_4bit, into a scratch buffer shared by all projections just
+	// before each use (forward, input gradient, DoRA norm). It decodes to
+	// BF16 when the weight's original dtype is bfloat16 or WeightDType is
+	// BF16, to F32 otherwise. The other tensors come from the Loader.
+	Quantized QuantLoader
+	// AutocastBF16 runs every matrix product of the projections, the
+	// adapters and lm_head, forward and backward, on operands rounded to
+	// bfloat16 with f32 accumulation, as torch.autocast rounds the inputs of
+	// linear layers; the products stay f32 (torch rounds them to bf16 too).
+	// Frozen weights are stored as BF16 (WeightDType must be 0 or BF16);
+	// adapter weights, gradients, DoRA norms, attention, the softmax and the
+	// loss stay f32.
+	AutocastBF16 bool
 }
 
 // Adapter describes the adapter of one projection: LoRA, DoRA or (IA)³.
@@ -70,7 +86,8 @@ type adapter struct {
 }
 
 type linear struct {
-	w       compute.Buffer // [out, in]
+	w       compute.Buffer // [out, in]; nil when q holds the weight
+	q       *quantWeight   // 4-bit form (QLoRA), or nil
 	out, in int
 	ad      *adapter
 }
@@ -94,6 +111,7 @@ type Model struct {
 	adapters  []*adapter // in PEFT parameter order
 	owned     []compute.Buffer
 	invFreq   []float32
+	dq        map[compute.DType]compute.Buffer // dequantization scratch by dtype
 	ws        *workspace
 	// frozenNorms keeps the DoRA norms of the last forward (tests: the
 	// gradient treats them as constants, so finite differences must too).
@@ -108,12 +126,18 @@ func New(be compute.Backend, cfg Config, load Loader, opt Options) (*Model, erro
 	switch opt.WeightDType {
 	case 0:
 		opt.WeightDType = compute.F32
+		if opt.AutocastBF16 {
+			opt.WeightDType = compute.BF16
+		}
 	case compute.F32, compute.BF16:
 	default:
 		return nil, fmt.Errorf("%w: weight dtype %v", ErrConfig, opt.WeightDType)
 	}
+	if opt.AutocastBF16 && opt.WeightDType != compute.BF16 {
+		return nil, fmt.Errorf("%w: bf16 autocast with %v weights", ErrConfig, opt.WeightDType)
+	}
 	m := &Model{be: be, cfg: cfg, opt: opt, hd: cfg.headDim(), invFreq: cfg.RopeInvFreq()}
-	if err := m.loadBase(load); err != nil {
+	if err := m.loadBase(load, opt.Quantized); err != nil {
 		m.Close()
 		return nil, err
 	}
@@ -171,7 +195,7 @@ func (m *Model) tensor(load Loader, name string, dt compute.DType, shape ...int)
 	return b, nil
 }
 
-func (m *Model) loadBase(load Loader) error {
+func (m *Model) loadBase(load Loader, qload QuantLoader) error {
 	c, wdt := &m.cfg, m.opt.WeightDType
 	var err error
 	if m.embed, err = m.tensor(load, "model.embed_tokens.weight", wdt, c.Vocab, c.Hidden); err != nil {
@@ -197,14 +221,20 @@ func (m *Model) loadBase(load Loader) error {
 		}
 		for t := range numTargets {
 			out, in := c.shape(t)
-			w, err := m.tensor(load, ModulePath(l, t)+".weight", wdt, out, in)
-			if err != nil {
+			name := ModulePath(l, t) + ".weight"
+			L.proj[t] = linear{out: out, in: in}
+			if L.proj[t].q, err = m.quantTensor(qload, name, out, in); err != nil {
 				return err
 			}
-			L.proj[t] = linear{w: w, out: out, in: in}
+			if L.proj[t].q != nil {
+				continue
+			}
+			if L.proj[t].w, err = m.tensor(load, name, wdt, out, in); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return m.allocDequantScratch()
 }
 
 // AddAdapters attaches adapters, reading their tensors through load under
@@ -317,7 +347,7 @@ func (m *Model) newAdapter(s Adapter, load Loader) (*adapter, error) {
 	ad.mag, err = m.tensor(load, path+SuffixMagnitude, compute.F32, lin.out)
 	if errors.Is(err, ErrNotFound) {
 		if ad.mag, err = m.alloc(compute.F32, lin.out); err == nil {
-			m.be.DoRANorm(ad.mag, lin.w, ad.a, ad.b, lin.out, lin.in, s.Rank, s.Scale)
+			m.be.DoRANorm(ad.mag, m.weight(lin), ad.a, ad.b, lin.out, lin.in, s.Rank, s.Scale)
 		}
 	}
 	if err != nil {

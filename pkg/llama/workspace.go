@@ -24,6 +24,16 @@ type acts struct {
 	lora          [numTargets]loraActs
 }
 
+// Scratch slots of workspace.bf (AutocastBF16): two activation operands of
+// one GEMM, an adapter weight, and a chunk of logit gradients.
+const (
+	slotA = iota
+	slotB
+	slotW
+	slotLogits
+	numSlots
+)
+
 // workspace holds every buffer of a forward (and backward) pass for one
 // batch shape.
 type workspace struct {
@@ -35,21 +45,28 @@ type workspace struct {
 	ckpt       bool // gradient checkpointing: layers share one acts
 	chunk      int  // loss rows per lm_head chunk
 	ids, pos   compute.Buffer
-	targets    compute.Buffer
-	cos, sin   compute.Buffer
-	layers     []acts           // one per layer, or one shared
-	hIns       []compute.Buffer // checkpointing: each layer's input
-	h0, h1     compute.Buffer   // eval: ping-pong residual streams
-	hFinal     compute.Buffer   // last layer output
-	hScratch   compute.Buffer   // checkpoint recomputation output
-	hf, rstdF  compute.Buffer   // final norm output and factors
-	loss       compute.Buffer   // [N]
-	logits     compute.Buffer   // [chunk, V]
-	yD         compute.Buffer   // o_proj / down_proj output [N, D]
-	mask       compute.Buffer   // dropout [N, maxIn]
-	xdrop, tIn compute.Buffer   // [N, maxIn]
-	base, lora compute.Buffer   // DoRA forward [N, maxOut]
-	ia3        compute.Buffer   // (IA)³ scratch [N, maxDim]
+	seg        compute.Buffer // document ids [N] of a packed batch
+	packed     bool           // the current batch uses seg
+	targets    compute.Buffer // [N]: shifted labels, IgnoreIndex where none
+	tgt        []int32        // host copy of targets
+	ctargets   compute.Buffer // the targets ≠ IgnoreIndex, in order
+	active     int            // their number
+	cos, sin   compute.Buffer // RoPE tables for positions [0, ropeLen)
+	ropeLen    int
+	bf         [numSlots]compute.Buffer // AutocastBF16 scratch
+	layers     []acts                   // one per layer, or one shared
+	hIns       []compute.Buffer         // checkpointing: each layer's input
+	h0, h1     compute.Buffer           // eval: ping-pong residual streams
+	hFinal     compute.Buffer           // last layer output
+	hScratch   compute.Buffer           // checkpoint recomputation output
+	hf, rstdF  compute.Buffer           // final norm output and factors
+	loss       compute.Buffer           // [N]
+	logits     compute.Buffer           // [chunk, V]
+	yD         compute.Buffer           // o_proj / down_proj output [N, D]
+	mask       compute.Buffer           // dropout [N, maxIn]
+	xdrop, tIn compute.Buffer           // [N, maxIn]
+	base, lora compute.Buffer           // DoRA forward [N, maxOut]
+	ia3        compute.Buffer           // (IA)³ scratch [N, maxDim]
 	// backward
 	dh, dx, dhf  compute.Buffer
 	datt, dq     compute.Buffer
@@ -81,6 +98,48 @@ func (ws *workspace) free() {
 		ws.be.Free(b)
 	}
 	ws.bufs = nil
+	ws.freeRope()
+}
+
+func (ws *workspace) freeRope() {
+	if ws.cos != nil {
+		ws.be.Free(ws.cos)
+		ws.be.Free(ws.sin)
+	}
+	ws.cos, ws.sin, ws.ropeLen = nil, nil, 0
+}
+
+// ropeTables makes the RoPE tables of ws cover positions [0, n): angle =
+// p·inv_freq in f32, as transformers' LlamaRotaryEmbedding.
+func (m *Model) ropeTables(ws *workspace, n int) error {
+	if n <= ws.ropeLen {
+		return nil
+	}
+	n = max(n, ws.seq)
+	ws.freeRope()
+	half := m.hd / 2
+	var err error
+	if ws.cos, err = m.be.Alloc(compute.F32, n*half); err != nil {
+		ws.cos = nil
+		return err
+	}
+	if ws.sin, err = m.be.Alloc(compute.F32, n*half); err != nil {
+		m.be.Free(ws.cos)
+		ws.cos, ws.sin = nil, nil
+		return err
+	}
+	cos, sin := make([]float32, n*half), make([]float32, n*half)
+	for p := range n {
+		for i, f := range m.invFreq {
+			a := float64(float32(p) * f)
+			cos[p*half+i] = float32(math.Cos(a))
+			sin[p*half+i] = float32(math.Sin(a))
+		}
+	}
+	m.be.Upload(ws.cos, cos)
+	m.be.Upload(ws.sin, sin)
+	ws.ropeLen = n
+	return nil
 }
 
 // newWorkspace allocates the buffers for rows×seq tokens.
@@ -97,8 +156,9 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	ws.chunk = min(ws.chunk, n)
 	ws.ids = ws.alloc(compute.I32, n)
 	ws.pos = ws.alloc(compute.I32, n)
+	ws.seg = ws.alloc(compute.I32, n)
 	ws.targets = ws.alloc(compute.I32, n)
-	ws.cos, ws.sin = ws.f32(seq*m.hd/2), ws.f32(seq*m.hd/2)
+	ws.ctargets = ws.alloc(compute.I32, n)
 
 	maxRank, dora, dropout, ia3, ia3Out := 0, false, false, false, false
 	for _, ad := range m.adapters {
@@ -186,28 +246,23 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 			ws.dbase, ws.dlora = ws.f32(n*maxDim), ws.f32(n*maxDim)
 		}
 	}
+	if m.opt.AutocastBF16 {
+		maxW := 0
+		for _, ad := range m.adapters {
+			maxW = max(maxW, ad.Rank*max(ad.in, ad.out))
+		}
+		ws.bf[slotA] = ws.alloc(compute.BF16, n*max(maxDim, maxRank))
+		ws.bf[slotB] = ws.alloc(compute.BF16, n*max(maxDim, maxRank))
+		ws.bf[slotW] = ws.alloc(compute.BF16, maxW)
+		ws.bf[slotLogits] = ws.alloc(compute.BF16, ws.chunk*c.Vocab)
+	}
+	if ws.err == nil {
+		ws.err = m.ropeTables(ws, seq)
+	}
 	if ws.err != nil {
 		err := ws.err
 		ws.free()
 		return nil, err
 	}
-	// RoPE tables for positions 0..seq-1: angle = p·inv_freq in f32, as
-	// transformers' LlamaRotaryEmbedding.
-	half := m.hd / 2
-	cos, sin := make([]float32, seq*half), make([]float32, seq*half)
-	for p := range seq {
-		for i, f := range m.invFreq {
-			a := float64(float32(p) * f)
-			cos[p*half+i] = float32(math.Cos(a))
-			sin[p*half+i] = float32(math.Sin(a))
-		}
-	}
-	m.be.Upload(ws.cos, cos)
-	m.be.Upload(ws.sin, sin)
-	pos := make([]int32, n)
-	for i := range pos {
-		pos[i] = int32(i % seq)
-	}
-	m.be.UploadInt32(ws.pos, pos)
 	return ws, nil
 }

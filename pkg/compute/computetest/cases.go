@@ -18,6 +18,19 @@ const (
 var Cases = append(gemmCases(), []Case{
 	{"memory", tolExact, testMemory},
 	{"upload_bf16_rounding", tolExact, testBF16Rounding},
+	{"convert", tolExact, testConvert},
+	{"dequant4_nf4_dq_f32", tolExact, func(e *Env) { testDequant4(e, dqCase{n: 21000, bs: 64, dq: true}) }},
+	{"dequant4_nf4_dq_bf16", tolExact, func(e *Env) { testDequant4(e, dqCase{n: 21000, bs: 64, dq: true, out: compute.BF16}) }},
+	{"dequant4_nf4_f32", tolExact, func(e *Env) { testDequant4(e, dqCase{n: 1961, bs: 64}) }},
+	{"dequant4_nf4_bf16", tolExact, func(e *Env) { testDequant4(e, dqCase{n: 1961, bs: 128, out: compute.BF16}) }},
+	{"dequant4_fp4_dq_f32", tolExact, func(e *Env) { testDequant4(e, dqCase{n: 70001, bs: 128, dq: true, fp4: true}) }},
+	{"dequant4_fp4_f32", tolExact, func(e *Env) { testDequant4(e, dqCase{n: 999, bs: 32, fp4: true}) }},
+	{"dequant4_nf4_dq_f16", tolExact, func(e *Env) { testDequant4(e, dqCase{n: 5003, bs: 32, dq: true, f16: true}) }},
+	{"dequant4_small", tolExact, func(e *Env) {
+		for _, n := range []int{1, 2, 3, 64, 65} {
+			testDequant4(e, dqCase{n: n, bs: 64, dq: n%2 == 1})
+		}
+	}},
 	{"elementwise", tolElem, testElementwise},
 	{"embedding_f32", tolExact, func(e *Env) { testEmbedding(e, compute.F32) }},
 	{"embedding_bf16", tolExact, func(e *Env) { testEmbedding(e, compute.BF16) }},
@@ -26,6 +39,9 @@ var Cases = append(gemmCases(), []Case{
 	{"rope", tolElem, testRope},
 	{"attention", tolSum, testAttention},
 	{"attention_backward", tolGrad, testAttentionBackward},
+	{"attention_packed", tolSum, testAttentionPacked},
+	{"attention_packed_rows", tolSum, testAttentionPackedRows},
+	{"attention_backward_packed", tolGrad, testAttentionPackedBackward},
 	{"swiglu", tolElem * 4, testSwiGLU},
 	{"swiglu_backward", tolGrad, testSwiGLUBackward},
 	{"cross_entropy", tolSum, testCrossEntropy},

@@ -126,6 +126,25 @@ func (f *faulty) ScaleCols(dst, x, v compute.Buffer, rows, cols int, accumulate 
 	}
 }
 
+func (f *faulty) Dequantize4(dst compute.Buffer, q compute.Quant4) {
+	f.Backend.Dequantize4(dst, q)
+	if f.op == "dequant4" {
+		x := make([]float32, dst.Len())
+		if err := f.Backend.Download(x, dst); err != nil {
+			panic(err)
+		}
+		x[len(x)-1] = x[len(x)-1]*1.02 + 1e-3 // visible in bf16 too
+		f.Backend.Upload(dst, x)
+	}
+}
+
+func (f *faulty) Convert(dst, src compute.Buffer) {
+	f.Backend.Convert(dst, src)
+	if f.op == "convert" {
+		f.bump(dst, 2, 0.5)
+	}
+}
+
 func (f *faulty) ColDot(out, a, b compute.Buffer, rows, cols int) {
 	f.Backend.ColDot(out, a, b, rows, cols)
 	if f.op == "col_dot" {
@@ -137,7 +156,7 @@ func (f *faulty) ColDot(out, a, b compute.Buffer, rows, cols int) {
 // cases and that the unperturbed backend passes them.
 func TestSuiteCatchesFaults(t *testing.T) {
 	for _, op := range []string{"gemm", "rmsnorm_backward", "attention", "attention_backward", "cross_entropy",
-		"dora_backward", "adamw", "dropout_mask", "rope", "scale_cols", "col_dot"} {
+		"dora_backward", "adamw", "dropout_mask", "rope", "scale_cols", "col_dot", "dequant4", "convert"} {
 		n := 0
 		for _, c := range computetest.Cases {
 			if c.Name != op && !strings.HasPrefix(c.Name, op+"_") {

@@ -76,7 +76,14 @@ func refRope(p compute.Rope, x []float64, pos []int32, cos, sin []float64) []flo
 }
 
 func refAttention(p compute.Attention, q, k, v []float64) (out, lse []float64) {
+	return refAttentionSeg(p, q, k, v, nil)
+}
+
+// refAttentionSeg is refAttention with document ids seg (nil: none): query
+// i sees key j ≤ i of its sequence when seg[j] = seg[i].
+func refAttentionSeg(p compute.Attention, q, k, v []float64, seg []int32) (out, lse []float64) {
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	visible := func(b, i, j int) bool { return seg == nil || seg[b*T+i] == seg[b*T+j] }
 	out = make([]float64, B*T*H*D)
 	lse = make([]float64, B*H*T)
 	s := make([]float64, T)
@@ -86,6 +93,9 @@ func refAttention(p compute.Attention, q, k, v []float64) (out, lse []float64) {
 			for i := range T {
 				m := math.Inf(-1)
 				for j := 0; j <= i; j++ {
+					if !visible(b, i, j) {
+						continue
+					}
 					var d float64
 					for e := range D {
 						d += q[((b*T+i)*H+h)*D+e] * k[((b*T+j)*G+g)*D+e]
@@ -95,9 +105,14 @@ func refAttention(p compute.Attention, q, k, v []float64) (out, lse []float64) {
 				}
 				var sum float64
 				for j := 0; j <= i; j++ {
-					sum += math.Exp(s[j] - m)
+					if visible(b, i, j) {
+						sum += math.Exp(s[j] - m)
+					}
 				}
 				for j := 0; j <= i; j++ {
+					if !visible(b, i, j) {
+						continue
+					}
 					pj := math.Exp(s[j]-m) / sum
 					for e := range D {
 						out[((b*T+i)*H+h)*D+e] += pj * v[((b*T+j)*G+g)*D+e]

@@ -16,6 +16,32 @@ func checkAttention(p compute.Attention) {
 	}
 }
 
+// segStarts returns, for every token of a packed batch, the index within
+// its sequence of the first token of its document (nil without Segments).
+func segStarts(p compute.Attention) []int32 {
+	if p.Segments == nil {
+		return nil
+	}
+	seg := i32(p.Segments)
+	need("attention segments", len(seg), p.Batch*p.Seq)
+	st := make([]int32, len(seg))
+	for b := range p.Batch {
+		for t := range p.Seq {
+			i := b*p.Seq + t
+			switch {
+			case t == 0 || seg[i] != seg[i-1]:
+				if t > 0 && seg[i] < seg[i-1] {
+					panic(fmt.Sprintf("cpu: attention segment ids decrease at sequence %d, token %d", b, t))
+				}
+				st[i] = int32(t)
+			default:
+				st[i] = st[i-1]
+			}
+		}
+	}
+	return st
+}
+
 // Attention implements compute.Backend.
 func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buffer) {
 	checkAttention(p)
@@ -28,6 +54,7 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 	need("attention lse", len(lv), B*H*T)
 	blocks := ceilDiv(T, attnQueryBlock)
 	group := H / G
+	starts := segStarts(p)
 	scores := make([][]float32, be.threads)
 	be.tasks(B*H*blocks, func(w, task int) {
 		if scores[w] == nil {
@@ -37,28 +64,35 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 		b, h, blk := task/(H*blocks), (task/blocks)%H, task%blocks
 		g := h / group
 		for i := blk * attnQueryBlock; i < min(T, (blk+1)*attnQueryBlock); i++ {
+			// Keys lo..i are visible; scores are kept from s[0] so that a
+			// document computes the same as when it starts its sequence.
+			lo := 0
+			if starts != nil {
+				lo = int(starts[b*T+i])
+			}
 			qi := qv[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
 			m := float32(math.Inf(-1))
-			for j := 0; j <= i; j++ {
+			for j := lo; j <= i; j++ {
 				kj := kv[((b*T+j)*G+g)*D : ((b*T+j)*G+g+1)*D]
 				x := dot(qi, kj) * p.Scale
-				s[j] = x
+				s[j-lo] = x
 				m = max(m, x)
 			}
-			for j := 0; j <= i; j++ {
-				s[j] -= m
+			sj := s[:i+1-lo]
+			for j := range sj {
+				sj[j] -= m
 			}
-			exps(s[:i+1])
+			exps(sj)
 			var sum float64
-			for _, e := range s[:i+1] {
+			for _, e := range sj {
 				sum += float64(e)
 			}
 			inv := 1 / sum
 			oi := ov[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
 			clear(oi)
-			for j := 0; j <= i; j++ {
+			for j := lo; j <= i; j++ {
 				vj := vv[((b*T+j)*G+g)*D : ((b*T+j)*G+g+1)*D]
-				axpy(oi, vj, float32(float64(s[j])*inv))
+				axpy(oi, vj, float32(float64(s[j-lo])*inv))
 			}
 			lv[(b*H+h)*T+i] = float32(float64(m) + math.Log(sum))
 		}
@@ -87,6 +121,7 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 		need(s.name, len(s.v), s.n)
 	}
 	group := H / G
+	starts := segStarts(p)
 	scratch := make([][]float32, be.threads)
 	be.tasks(B*G, func(w, task int) {
 		if scratch[w] == nil {
@@ -106,23 +141,28 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 				dqi := dqv[qo : qo+D]
 				l := lv[(b*H+h)*T+i]
 				di := dot(doi, oi)
-				for j := 0; j <= i; j++ {
-					ko := ((b*T+j)*G + g) * D
-					ds[j] = dot(qi, kv[ko:ko+D])*p.Scale - l
+				lo := 0
+				if starts != nil {
+					lo = int(starts[b*T+i])
 				}
-				exps(ds[:i+1])
-				for j := 0; j <= i; j++ {
-					ko := ((b*T+j)*G + g) * D
-					pij := ds[j]
+				d := ds[:i+1-lo]
+				for j := range d {
+					ko := ((b*T+lo+j)*G + g) * D
+					d[j] = dot(qi, kv[ko:ko+D])*p.Scale - l
+				}
+				exps(d)
+				for j := range d {
+					ko := ((b*T+lo+j)*G + g) * D
+					pij := d[j]
 					dp := dot(doi, vv[ko:ko+D])
 					axpy(dvv[ko:ko+D], doi, pij)
-					ds[j] = pij * (dp - di)
+					d[j] = pij * (dp - di)
 				}
 				clear(dqi)
-				for j := 0; j <= i; j++ {
-					ko := ((b*T+j)*G + g) * D
-					axpy(dqi, kv[ko:ko+D], ds[j]*p.Scale)
-					axpy(dkv[ko:ko+D], qi, ds[j]*p.Scale)
+				for j := range d {
+					ko := ((b*T+lo+j)*G + g) * D
+					axpy(dqi, kv[ko:ko+D], d[j]*p.Scale)
+					axpy(dkv[ko:ko+D], qi, d[j]*p.Scale)
 				}
 			}
 		}

@@ -42,12 +42,13 @@ func (be *Backend) Name() string {
 	return fmt.Sprintf("cpu (%d threads, %s)", be.threads, simdName())
 }
 
-// buf is the CPU Buffer: exactly one of f, h, i is used, by dtype.
+// buf is the CPU Buffer: exactly one of f, h, i, u is used, by dtype.
 type buf struct {
 	dt compute.DType
 	f  []float32
 	h  []uint16
 	i  []int32
+	u  []byte
 }
 
 func (b *buf) Len() int {
@@ -56,6 +57,8 @@ func (b *buf) Len() int {
 		return len(b.h)
 	case compute.I32:
 		return len(b.i)
+	case compute.U8:
+		return len(b.u)
 	}
 	return len(b.f)
 }
@@ -99,6 +102,14 @@ func need(name string, have, want int) {
 	}
 }
 
+func u8(b compute.Buffer) []byte {
+	c := get(b)
+	if c.dt != compute.U8 {
+		panic(fmt.Sprintf("cpu: want a U8 buffer, have %v", c.dt))
+	}
+	return c.u
+}
+
 func needAtLeast(name string, have, want int) {
 	if have < want {
 		panic(fmt.Sprintf("cpu: %s has %d elements, want at least %d", name, have, want))
@@ -117,6 +128,8 @@ func (be *Backend) Alloc(dt compute.DType, n int) (compute.Buffer, error) {
 		return &buf{dt: dt, h: make([]uint16, n)}, nil
 	case compute.I32:
 		return &buf{dt: dt, i: make([]int32, n)}, nil
+	case compute.U8:
+		return &buf{dt: dt, u: make([]byte, n)}, nil
 	}
 	panic(fmt.Sprintf("cpu: cannot allocate %v", dt))
 }
@@ -124,7 +137,7 @@ func (be *Backend) Alloc(dt compute.DType, n int) (compute.Buffer, error) {
 // Free implements compute.Backend. Memory is reclaimed by the garbage collector.
 func (be *Backend) Free(b compute.Buffer) {
 	c := get(b)
-	c.f, c.h, c.i = nil, nil, nil
+	c.f, c.h, c.i, c.u = nil, nil, nil, nil
 }
 
 // View implements compute.Backend.
@@ -141,6 +154,8 @@ func (be *Backend) View(b compute.Buffer, off, n int) compute.Buffer {
 		v.h = c.h[off : off+n : off+n]
 	case compute.I32:
 		v.i = c.i[off : off+n : off+n]
+	case compute.U8:
+		v.u = c.u[off : off+n : off+n]
 	}
 	return v
 }
@@ -168,6 +183,13 @@ func (be *Backend) UploadInt32(dst compute.Buffer, src []int32) {
 	copy(d, src)
 }
 
+// UploadBytes implements compute.Backend.
+func (be *Backend) UploadBytes(dst compute.Buffer, src []byte) {
+	d := u8(dst)
+	need("upload destination", len(d), len(src))
+	copy(d, src)
+}
+
 // Download implements compute.Backend.
 func (be *Backend) Download(dst []float32, src compute.Buffer) error {
 	c := get(src)
@@ -191,6 +213,7 @@ func (be *Backend) Zero(b compute.Buffer) {
 	clear(c.f)
 	clear(c.h)
 	clear(c.i)
+	clear(c.u)
 }
 
 // Copy implements compute.Backend.
@@ -203,6 +226,31 @@ func (be *Backend) Copy(dst, src compute.Buffer) {
 	copy(d.f, s.f)
 	copy(d.h, s.h)
 	copy(d.i, s.i)
+	copy(d.u, s.u)
+}
+
+// Convert implements compute.Backend.
+func (be *Backend) Convert(dst, src compute.Buffer) {
+	d, s := get(dst), get(src)
+	need("convert destination", d.Len(), s.Len())
+	switch {
+	case d.dt == s.dt && (d.dt == compute.F32 || d.dt == compute.BF16):
+		be.Copy(dst, src)
+	case d.dt == compute.BF16 && s.dt == compute.F32:
+		be.parallel(len(s.f), elemGrain, func(lo, hi int) {
+			for i, x := range s.f[lo:hi] {
+				d.h[lo+i] = toBF16(x)
+			}
+		})
+	case d.dt == compute.F32 && s.dt == compute.BF16:
+		be.parallel(len(s.h), elemGrain, func(lo, hi int) {
+			for i, x := range s.h[lo:hi] {
+				d.f[lo+i] = fromBF16(x)
+			}
+		})
+	default:
+		panic(fmt.Sprintf("cpu: Convert from %v to %v", s.dt, d.dt))
+	}
 }
 
 // Sync implements compute.Backend; the CPU backend is synchronous.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/computetest"
+	"github.com/lorakit/lorakit/pkg/nf4"
 )
 
 func TestConformance(t *testing.T) {
@@ -69,6 +70,40 @@ func TestDeterministic(t *testing.T) {
 		keep(dq)
 		keep(dk)
 		keep(dv)
+		// Packed: documents of 13, 20 and 7 tokens in each sequence.
+		segs := make([]int32, 2*40)
+		for i := range segs {
+			segs[i] = int32(i/40*3 + min(2, (i%40+7)/20))
+		}
+		sb, _ := be.Alloc(compute.I32, len(segs))
+		be.UploadInt32(sb, segs)
+		pp := p
+		pp.Segments = sb
+		be.Attention(pp, o, l, q, k, v)
+		keep(o)
+		keep(l)
+		be.AttentionBackward(pp, dq, dk, dv, buf(2*40*64), q, k, v, o, l)
+		keep(dq)
+		keep(dk)
+		keep(dv)
+		sw := 100003
+		g, u, so := buf(sw), buf(sw), buf(sw)
+		be.SwiGLU(so, g, u)
+		keep(so)
+		dg, du := buf(sw), buf(sw)
+		be.SwiGLUBackward(dg, du, buf(sw), g, u)
+		keep(dg)
+		keep(du)
+		ay := buf(sw)
+		be.Axpy(ay, buf(sw), 0.3)
+		keep(ay)
+		wq, err := nf4.QuantizeTensor(randSlice(r, 70001), []int64{70001}, nf4.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dqo, _ := be.Alloc(compute.BF16, 70001)
+		be.Dequantize4(dqo, upload4(t, be, &wq.State, wq.Packed))
+		keep(dqo)
 		rows, dim := 300, 128
 		x, w, y, rs := buf(rows*dim), buf(dim), buf(rows*dim), buf(rows)
 		be.RMSNorm(y, rs, x, w, rows, dim, 1e-5)

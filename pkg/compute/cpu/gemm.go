@@ -13,8 +13,10 @@ import (
 // mr rows and op(B) into panels of nr columns, and a register-blocked
 // micro-kernel accumulates each mr×nr block of C. Every element of C is
 // computed by one worker, with a summation order that depends only on K and
-// the micro-kernel, never on the tiling, so results do not depend on the
-// thread count.
+// the micro-kernel, never on the tiling (edge blocks run the same kernel on
+// a copy of C), so results do not depend on the thread count, and a row of C
+// does not depend on the other rows of op(A): rows packed into one batch
+// compute what they would compute alone.
 
 const gemmKC = 256
 
@@ -221,13 +223,16 @@ func (be *Backend) Gemm(p compute.Gemm, a, b, c compute.Buffer) {
 						kern.fn(kb, apan, bpan, C[off:], p.N, alphaBits)
 						continue
 					}
+					// An edge block runs the kernel on a copy of C so that
+					// every element of C sees the same arithmetic wherever
+					// it lies in the tiling.
 					clear(tmp)
+					for i := range mv {
+						copy(tmp[i*nr:i*nr+nv], C[off+i*p.N:off+i*p.N+nv])
+					}
 					kern.fn(kb, apan, bpan, tmp, nr, alphaBits)
 					for i := range mv {
-						row := C[off+i*p.N : off+i*p.N+nv]
-						for j := range row {
-							row[j] += tmp[i*nr+j]
-						}
+						copy(C[off+i*p.N:off+i*p.N+nv], tmp[i*nr:i*nr+nv])
 					}
 				}
 			}

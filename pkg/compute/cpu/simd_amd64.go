@@ -132,7 +132,9 @@ func dot(a, b []float32) float32 {
 	return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
 }
 
-// axpy computes y[i] += alpha·x[i].
+// axpy computes y[i] += alpha·x[i]. Every element gets the same fused
+// multiply-add, whatever its position (the tail goes through a partial
+// vector), so results do not depend on how a vector is split.
 func axpy(y, x []float32, alpha float32) {
 	if !hasAVX2 {
 		axpyGeneric(y, x, alpha)
@@ -144,49 +146,71 @@ func axpy(y, x []float32, alpha float32) {
 	for ; i+8 <= len(y); i += 8 {
 		al.MulAdd(archsimd.LoadFloat32x8Slice(x[i:i+8]), archsimd.LoadFloat32x8Slice(y[i:i+8])).StoreSlice(y[i : i+8])
 	}
-	for ; i < len(y); i++ {
-		y[i] += alpha * x[i]
+	if i < len(y) {
+		al.MulAdd(archsimd.LoadFloat32x8SlicePart(x[i:]), archsimd.LoadFloat32x8SlicePart(y[i:])).StoreSlicePart(y[i:])
 	}
 }
 
-// exps replaces every x[i] by e^x[i] (see exp32).
+// expConsts holds the broadcast constants of exp8.
+type expConsts struct {
+	lo, hi, log2e, c1, c2, p0, p1, p2, p3, p4, p5, one archsimd.Float32x8
+	bias                                               archsimd.Int32x8
+}
+
+func newExpConsts() expConsts {
+	return expConsts{
+		lo: archsimd.BroadcastFloat32x8(expLo), hi: archsimd.BroadcastFloat32x8(expHi),
+		log2e: archsimd.BroadcastFloat32x8(expLog2e),
+		c1:    archsimd.BroadcastFloat32x8(-expC1), c2: archsimd.BroadcastFloat32x8(-expC2),
+		p0: archsimd.BroadcastFloat32x8(expP0), p1: archsimd.BroadcastFloat32x8(expP1),
+		p2: archsimd.BroadcastFloat32x8(expP2), p3: archsimd.BroadcastFloat32x8(expP3),
+		p4: archsimd.BroadcastFloat32x8(expP4), p5: archsimd.BroadcastFloat32x8(expP5),
+		one: archsimd.BroadcastFloat32x8(1), bias: archsimd.BroadcastInt32x8(127),
+	}
+}
+
+// exp8 returns e^v lane by lane for v ≤ expHi (0 below expLo); lanes above
+// expHi or NaN are fixed by the caller.
+func (k *expConsts) exp8(v archsimd.Float32x8) archsimd.Float32x8 {
+	c := v.Max(k.lo).Min(k.hi)
+	n := c.Mul(k.log2e).RoundToEven()
+	r := n.MulAdd(k.c1, c)
+	r = n.MulAdd(k.c2, r)
+	y := k.p0.MulAdd(r, k.p1)
+	y = y.MulAdd(r, k.p2)
+	y = y.MulAdd(r, k.p3)
+	y = y.MulAdd(r, k.p4)
+	y = y.MulAdd(r, k.p5)
+	y = y.Mul(r).MulAdd(r, r.Add(k.one))
+	scale := n.ConvertToInt32().Add(k.bias).ShiftAllLeft(23).AsFloat32x8()
+	// Lanes below expLo become 0.
+	return y.Mul(scale).Masked(v.GreaterEqual(k.lo))
+}
+
+// exps replaces every x[i] by e^x[i] (see exp32). Every element goes
+// through the same vector arithmetic whatever its position (the tail is a
+// partial vector), so results do not depend on how a vector is split.
 func exps(x []float32) {
 	if !hasAVX2 {
 		expsGeneric(x)
 		return
 	}
-	lo, hi := archsimd.BroadcastFloat32x8(expLo), archsimd.BroadcastFloat32x8(expHi)
-	log2e := archsimd.BroadcastFloat32x8(expLog2e)
-	c1, c2 := archsimd.BroadcastFloat32x8(-expC1), archsimd.BroadcastFloat32x8(-expC2)
-	p1, p2 := archsimd.BroadcastFloat32x8(expP1), archsimd.BroadcastFloat32x8(expP2)
-	p3, p4 := archsimd.BroadcastFloat32x8(expP3), archsimd.BroadcastFloat32x8(expP4)
-	p5, one := archsimd.BroadcastFloat32x8(expP5), archsimd.BroadcastFloat32x8(1)
-	bias := archsimd.BroadcastInt32x8(127)
-	i := 0
-	for ; i+8 <= len(x); i += 8 {
-		v := archsimd.LoadFloat32x8Slice(x[i : i+8])
-		if v.Greater(hi).Or(v.IsNaN()).ToBits() != 0 {
-			for j := i; j < i+8; j++ {
-				x[j] = exp32(x[j])
-			}
+	k := newExpConsts()
+	for i := 0; i < len(x); i += 8 {
+		part := x[i:min(i+8, len(x))]
+		v := archsimd.LoadFloat32x8SlicePart(part)
+		if v.Greater(k.hi).Or(v.IsNaN()).ToBits() == 0 {
+			k.exp8(v).StoreSlicePart(part)
 			continue
 		}
-		c := v.Max(lo)
-		n := c.Mul(log2e).RoundToEven()
-		r := n.MulAdd(c1, c)
-		r = n.MulAdd(c2, r)
-		y := archsimd.BroadcastFloat32x8(expP0).MulAdd(r, p1)
-		y = y.MulAdd(r, p2)
-		y = y.MulAdd(r, p3)
-		y = y.MulAdd(r, p4)
-		y = y.MulAdd(r, p5)
-		y = y.Mul(r).MulAdd(r, r.Add(one))
-		scale := n.ConvertToInt32().Add(bias).ShiftAllLeft(23).AsFloat32x8()
-		// Lanes below expLo become 0.
-		y.Mul(scale).Masked(v.GreaterEqual(lo)).StoreSlice(x[i : i+8])
-	}
-	for ; i < len(x); i++ {
-		x[i] = exp32(x[i])
+		var in [8]float32
+		copy(in[:], part)
+		k.exp8(v).StoreSlicePart(part)
+		for j, o := range in[:len(part)] {
+			if o != o || o > expHi {
+				part[j] = exp32(o) // NaN or +Inf
+			}
+		}
 	}
 }
 
@@ -216,4 +240,56 @@ func interleave4(d []float32, w int, x0, x1, x2, x3 []float32) {
 		e := d[k*w : k*w+4 : k*w+4]
 		e[0], e[1], e[2], e[3] = x0[k], x1[k], x2[k], x3[k]
 	}
+}
+
+var hasAVX512 = archsimd.X86.AVX512()
+
+// Lane orders interleaving the decoded high and low nibbles of 16 bytes.
+var (
+	interleaveLo = [16]uint32{0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
+	interleaveHi = [16]uint32{8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+)
+
+// decode4 is decode4Generic with AVX-512: 16 bytes give 32 values by two
+// table permutes and two interleaving permutes.
+func decode4(out []float32, in []byte, t *[16]float32) {
+	if !hasAVX512 {
+		decode4Generic(out, in, t)
+		return
+	}
+	tab := archsimd.LoadFloat32x16(t)
+	il, ih := archsimd.LoadUint32x16(&interleaveLo), archsimd.LoadUint32x16(&interleaveHi)
+	m15 := archsimd.BroadcastUint32x16(15)
+	k := 0
+	for ; k+32 <= len(out); k += 32 {
+		b := archsimd.LoadUint8x16Slice(in[k/2 : k/2+16]).ExtendToUint32()
+		e := tab.Permute(b.ShiftAllRight(4))
+		o := tab.Permute(b.And(m15))
+		e.ConcatPermute(o, il).StoreSlice(out[k : k+16])
+		e.ConcatPermute(o, ih).StoreSlice(out[k+16 : k+32])
+	}
+	decode4Generic(out[k:], in[k/2:], t)
+}
+
+// decode4BF16 is decode4BF16Generic with AVX-512: each byte's two values
+// are formed in one 32-bit lane (even element in the low half).
+func decode4BF16(out []uint16, in []byte, t *[16]uint16) {
+	if !hasAVX512 {
+		decode4BF16Generic(out, in, t)
+		return
+	}
+	var t32 [16]uint32
+	for i, h := range t {
+		t32[i] = uint32(h)
+	}
+	tab := archsimd.LoadUint32x16(&t32)
+	m15 := archsimd.BroadcastUint32x16(15)
+	k := 0
+	for ; k+32 <= len(out); k += 32 {
+		b := archsimd.LoadUint8x16Slice(in[k/2 : k/2+16]).ExtendToUint32()
+		e := tab.Permute(b.ShiftAllRight(4))
+		o := tab.Permute(b.And(m15))
+		e.Or(o.ShiftAllLeft(16)).AsUint16x32().StoreSlice(out[k : k+32])
+	}
+	decode4BF16Generic(out[k:], in[k/2:], t)
 }

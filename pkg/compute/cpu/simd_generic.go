@@ -15,3 +15,7 @@ func exps(x []float32) { expsGeneric(x) }
 func interleave4(d []float32, w int, x0, x1, x2, x3 []float32) {
 	interleave4Generic(d, w, x0, x1, x2, x3)
 }
+
+func decode4(out []float32, in []byte, t *[16]float32) { decode4Generic(out, in, t) }
+
+func decode4BF16(out []uint16, in []byte, t *[16]uint16) { decode4BF16Generic(out, in, t) }
