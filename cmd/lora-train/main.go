@@ -1,8 +1,14 @@
-// Command lora-train trains LoRA and DoRA adapters on the GPU or the CPU.
+// Command lora-train trains LoRA and DoRA adapters on Llama-family models,
+// evaluates them and benchmarks training steps.
 package main
 
-import "github.com/lorakit/lorakit/pkg/cli"
+import (
+	_ "github.com/lorakit/lorakit/internal/exitcodes"
+	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/train"
+)
 
 func main() {
-	cli.NotYet("lora-train", "train a LoRA/DoRA adapter from JSONL data, on the GPU (CUDA) or the CPU")
+	var c train.Command
+	cli.Main("lora-train", train.Description, &c, &c.Globals)
 }

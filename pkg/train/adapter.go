@@ -1,0 +1,327 @@
+package train
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/safetensors"
+)
+
+// AdapterOptions describe a fresh LoRA or DoRA adapter.
+type AdapterOptions struct {
+	Rank    int
+	Alpha   float64
+	Targets []string // projection names ("q_proj", ...) or "all-linear"
+	DoRA    bool
+	RSLoRA  bool
+	Dropout float64
+}
+
+// Adapter is the structure of an adapter on a model: its PEFT config and
+// one llama.Adapter per adapted projection.
+type Adapter struct {
+	Config *peft.Config
+	Specs  []llama.Adapter
+	// Warnings are findings about a loaded adapter's keys and config.
+	Warnings []peft.Warning
+}
+
+// ParseTargets resolves target names ("all-linear" selects all seven
+// projections) in the model's order, without duplicates.
+func ParseTargets(names []string) ([]llama.Target, error) {
+	seen := map[llama.Target]bool{}
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if strings.EqualFold(n, "all-linear") {
+			for _, t := range llama.AllTargets {
+				seen[t] = true
+			}
+			continue
+		}
+		t, err := llama.ParseTarget(n)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --targets: unknown module %q (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all-linear)", ErrSettings, n)
+		}
+		seen[t] = true
+	}
+	var out []llama.Target
+	for _, t := range llama.AllTargets {
+		if seen[t] {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: --targets is empty", ErrSettings)
+	}
+	return out, nil
+}
+
+// NewAdapter describes a fresh adapter on every layer of a model.
+func NewAdapter(cfg llama.Config, o AdapterOptions) (*Adapter, error) {
+	if o.Rank <= 0 || o.Rank > 1<<16 {
+		return nil, fmt.Errorf("%w: rank %d", ErrSettings, o.Rank)
+	}
+	if !(o.Alpha > 0) || math.IsInf(o.Alpha, 0) {
+		return nil, fmt.Errorf("%w: alpha %g", ErrSettings, o.Alpha)
+	}
+	if !(o.Dropout >= 0 && o.Dropout < 1) {
+		return nil, fmt.Errorf("%w: dropout %g must be in [0, 1)", ErrSettings, o.Dropout)
+	}
+	targets, err := ParseTargets(o.Targets)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.String()
+	}
+	pc := peft.NewLoraConfig(o.Rank, o.Alpha, peft.Names(names...))
+	pc.UseDoRA, pc.UseRSLoRA, pc.LoraDropout = o.DoRA, o.RSLoRA, o.Dropout
+	scale := peft.Scaling(o.Alpha, o.Rank, o.RSLoRA)
+	a := &Adapter{Config: pc}
+	for l := range cfg.Layers {
+		for _, t := range targets {
+			a.Specs = append(a.Specs, llama.Adapter{Layer: l, Target: t, Rank: o.Rank, Scale: scale, DoRA: o.DoRA,
+				Dropout: float32(o.Dropout)})
+		}
+	}
+	return a, nil
+}
+
+// InitLoader returns PEFT's default initialisation (spec §8) of the
+// adapters specs on a model of configuration cfg: lora_A ~ U(−1/√in, 1/√in),
+// lora_B = 0, rounded to round (the dtype PEFT moves a fresh adapter to and
+// back, §7.6). It has no DoRA magnitude, which the model then initialises
+// to the weight-row norms as PEFT does. Each tensor draws from its own
+// stream of (seed, name), so the values do not depend on the order of
+// requests.
+func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtype.DType) llama.Loader {
+	shapes := map[string][]int{}
+	for _, s := range specs {
+		out, in := projShape(cfg, s.Target)
+		p := llama.ModulePath(s.Layer, s.Target)
+		shapes[p+llama.SuffixA] = []int{s.Rank, in}
+		shapes[p+llama.SuffixB] = []int{out, s.Rank}
+	}
+	return func(name string) ([]float32, []int, error) {
+		shape, ok := shapes[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%q: %w", name, llama.ErrNotFound)
+		}
+		v := make([]float32, shape[0]*shape[1])
+		if strings.HasSuffix(name, llama.SuffixB) {
+			return v, shape, nil
+		}
+		h := fnv.New64a()
+		io.WriteString(h, name)
+		r := rand.New(rand.NewPCG(seed, h.Sum64()))
+		bound := 1 / math.Sqrt(float64(shape[1]))
+		for i := range v {
+			v[i] = float32(bound * (2*r.Float64() - 1))
+		}
+		if round == dtype.BF16 || round == dtype.F16 {
+			raw := make([]byte, len(v)*2)
+			dtype.FromF32(raw, v, round)
+			dtype.ToF32(v, raw, round)
+		}
+		return v, shape, nil
+	}
+}
+
+// projShape returns (out, in) of a projection.
+func projShape(c llama.Config, t llama.Target) (out, in int) {
+	hd := c.HeadDim
+	if hd == 0 {
+		hd = c.Hidden / c.Heads
+	}
+	switch t {
+	case llama.Q:
+		return c.Heads * hd, c.Hidden
+	case llama.K, llama.V:
+		return c.KVHeads * hd, c.Hidden
+	case llama.O:
+		return c.Hidden, c.Heads * hd
+	case llama.Gate, llama.Up:
+		return c.Intermediate, c.Hidden
+	}
+	return c.Hidden, c.Intermediate
+}
+
+// OpenAdapter reads a PEFT LoRA/DoRA adapter (folder, file or "-") for
+// the model cfg: its structure and a loader of its tensors (held in
+// memory). dropout is the dropout to train with.
+func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64) (*Adapter, llama.Loader, error) {
+	src, err := checkpoint.Open(path, stdin)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer src.Close()
+	raw, ok := src.Files["adapter_config.json"]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: %w: no adapter_config.json (rank and alpha are unknown)", path, ErrAdapter)
+	}
+	pc, err := peft.Parse(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
+	}
+	if err := pc.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
+	}
+	if pc.PeftType != peft.TypeLoRA {
+		return nil, nil, fmt.Errorf("%s: %w: peft_type %s (LORA only)", path, ErrAdapter, pc.PeftType)
+	}
+	tensors, err := src.LoadAll()
+	if err != nil {
+		return nil, nil, err
+	}
+	var list []peft.Tensor
+	for _, t := range src.Tensors {
+		list = append(list, peft.Tensor{Name: t.Name, Shape: t.Shape})
+	}
+	an, err := peft.Analyze(list, pc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(an.Others) > 0 {
+		return nil, nil, fmt.Errorf("%s: %w: tensor %q is not a LoRA tensor (modules_to_save, biases and token deltas are not supported)", path, ErrAdapter, an.Others[0].Key.Name)
+	}
+	if len(an.Modules) == 0 {
+		return nil, nil, fmt.Errorf("%s: %w: no LoRA modules", path, ErrAdapter)
+	}
+	a := &Adapter{Config: pc, Warnings: an.Warnings}
+	stored := map[string]string{} // llama tensor name → stored name
+	for _, m := range an.Modules {
+		if m.Kind != peft.KindLinear || m.Transposed || m.BBias != "" {
+			return nil, nil, fmt.Errorf("%s: %w: module %s (%s%s) is not a plain LoRA/DoRA linear", path, ErrAdapter, m.Path, m.Kind, map[bool]string{true: ", MLX layout"}[m.Transposed])
+		}
+		t, err := llama.ParseTarget(m.Type)
+		if err != nil || m.Layer < 0 || m.Layer >= cfg.Layers || llama.ModulePath(m.Layer, t) != m.Path {
+			return nil, nil, fmt.Errorf("%s: %w: module %s is not a projection of this model", path, ErrAdapter, m.Path)
+		}
+		a.Specs = append(a.Specs, llama.Adapter{Layer: m.Layer, Target: t, Rank: m.Rank, Scale: m.Scaling,
+			DoRA: m.DoRA(), Dropout: float32(dropout)})
+		stored[m.Path+llama.SuffixA] = m.A
+		stored[m.Path+llama.SuffixB] = m.B
+		if m.Magnitude != "" {
+			stored[m.Path+llama.SuffixMagnitude] = m.Magnitude
+		}
+	}
+	slices.SortFunc(a.Specs, func(x, y llama.Adapter) int { // the model's order, as NewAdapter
+		return cmp.Or(cmp.Compare(x.Layer, y.Layer), cmp.Compare(x.Target, y.Target))
+	})
+	dora := a.Specs[0].DoRA
+	for _, s := range a.Specs {
+		if s.DoRA != dora {
+			return nil, nil, fmt.Errorf("%s: %w: some modules have a DoRA magnitude and some do not", path, ErrAdapter)
+		}
+	}
+	load := func(name string) ([]float32, []int, error) {
+		sn, ok := stored[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: %q: %w", path, name, llama.ErrNotFound)
+		}
+		info, _ := src.Info(sn)
+		if !info.DType.IsFloat() {
+			return nil, nil, fmt.Errorf("%s: tensor %q: %w: dtype %s", path, sn, ErrAdapter, info.DType)
+		}
+		v := make([]float32, info.NumElements())
+		if err := dtype.ToF32(v, tensors[sn], info.DType); err != nil {
+			return nil, nil, fmt.Errorf("%s: tensor %q: %w", path, sn, err)
+		}
+		shape := shapeInts(info.Shape)
+		if strings.HasSuffix(name, llama.SuffixMagnitude) && len(shape) == 2 && shape[1] == 1 {
+			shape = shape[:1]
+		}
+		return v, shape, nil
+	}
+	return a, load, nil
+}
+
+// ConfigJSON returns adapter_config.json with the compatible key set
+// (spec §2.3).
+func (a *Adapter) ConfigJSON() ([]byte, error) {
+	c := *a.Config
+	c.InferenceMode = true
+	return peft.MarshalCompat(&c)
+}
+
+// f32Bytes encodes v little-endian.
+func f32Bytes(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+// namedTensor is an F32 tensor to write.
+type namedTensor struct {
+	name  string
+	shape []int
+	data  []float32
+}
+
+// adapterTensors downloads the model's adapter tensors under PEFT's names.
+func adapterTensors(m *llama.Model) ([]namedTensor, error) {
+	var out []namedTensor
+	for _, p := range m.Params() {
+		v := make([]float32, p.Value.Len())
+		if err := m.Backend().Download(v, p.Value); err != nil {
+			return nil, err
+		}
+		out = append(out, namedTensor{name: peft.Prefix + p.Name, shape: p.Shape, data: v})
+	}
+	return out, nil
+}
+
+// writeTensors writes tensors and files to path (folder, file or "-")
+// through checkpoint.Create: atomic, reference layout, "format": "pt".
+func writeTensors(path, file string, files map[string][]byte, ts []namedTensor) error {
+	infos := make([]safetensors.TensorInfo, len(ts))
+	byName := map[string][]float32{}
+	for i, t := range ts {
+		shape := make([]int64, len(t.shape))
+		for j, d := range t.shape {
+			shape[j] = int64(d)
+		}
+		infos[i] = safetensors.TensorInfo{Name: t.name, DType: dtype.F32, Shape: shape}
+		byName[t.name] = t.data
+	}
+	w, err := checkpoint.Create(path, files, []checkpoint.Shard{{Name: file, Tensors: infos}})
+	if err != nil {
+		return err
+	}
+	for _, t := range w.Order() {
+		if err := w.WriteTensor(t.Name, f32Bytes(byName[t.Name])); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Commit()
+}
+
+// WriteAdapter writes the model's adapter as a PEFT adapter: a folder
+// (adapter_config.json + adapter_model.safetensors), one .safetensors file
+// or "-" (both carrying adapter_config.json in __metadata__).
+func WriteAdapter(path string, a *Adapter, m *llama.Model) error {
+	cfg, err := a.ConfigJSON()
+	if err != nil {
+		return err
+	}
+	ts, err := adapterTensors(m)
+	if err != nil {
+		return err
+	}
+	return writeTensors(path, "adapter_model.safetensors", map[string][]byte{"adapter_config.json": cfg}, ts)
+}

@@ -1,0 +1,244 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tokenizer"
+)
+
+// Base is an opened base model: its configuration, its weights (read on
+// demand through Loader) and its tokenizer.
+type Base struct {
+	Path       string
+	Source     *checkpoint.Source
+	Checkpoint *checkpoint.Config
+	Config     llama.Config
+	// Tokenizer is nil when the base carries no tokenizer.json.
+	Tokenizer *tokenizer.Tokenizer
+	// ChatTemplate is chat_template.jinja when tokenizer_config.json has no
+	// template of its own.
+	ChatTemplate string
+	// Quantized is set for a bitsandbytes 4-bit base: its weights are
+	// dequantized (on the CPU) when loaded.
+	Quantized bool
+	// WeightDType is how the frozen matrices can be held without loss:
+	// BF16 when every one of them is stored as BF16, F32 otherwise.
+	WeightDType compute.DType
+	// AdapterDType is the dtype PEFT moves a fresh adapter to and back
+	// (spec §7.6): the base dtype, or bnb_4bit_compute_dtype for 4-bit.
+	AdapterDType dtype.DType
+
+	mem map[string][]byte // a streamed base, read whole
+}
+
+// OpenBase opens a base model: a folder, a .safetensors file, or "-"
+// (stdin; the stream is read into memory).
+func OpenBase(path string, stdin io.Reader) (*Base, error) {
+	src, err := checkpoint.Open(path, stdin)
+	if err != nil {
+		return nil, err
+	}
+	b := &Base{Path: path, Source: src}
+	if err := b.init(); err != nil {
+		src.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Base) init() error {
+	src := b.Source
+	if src.IsAdapter() {
+		return fmt.Errorf("%s: %w: this is an adapter, not a model", b.Path, ErrModel)
+	}
+	ck, err := src.Config()
+	if err != nil {
+		return err
+	}
+	b.Checkpoint = ck
+	if b.Config, err = LlamaConfig(ck); err != nil {
+		return fmt.Errorf("%s: %w", b.Path, err)
+	}
+	b.Quantized = src.IsQuantized()
+	if len(ck.Quantization) > 0 && string(ck.Quantization) != "null" && !b.Quantized {
+		return fmt.Errorf("%s: %w: quantization_config without bitsandbytes 4-bit weights", b.Path, ErrModel)
+	}
+	if !src.Random() {
+		if b.mem, err = src.LoadAll(); err != nil {
+			return err
+		}
+	}
+	b.WeightDType = compute.BF16
+	for _, t := range src.Tensors {
+		if strings.HasSuffix(t.Name, "_proj.weight") || strings.HasSuffix(t.Name, "embed_tokens.weight") || t.Name == "lm_head.weight" {
+			if t.DType != dtype.BF16 {
+				b.WeightDType = compute.F32
+			}
+		}
+	}
+	b.AdapterDType = torchDType(ck.DType)
+	if b.Quantized {
+		b.WeightDType = compute.F32
+		var q struct {
+			Compute string `json:"bnb_4bit_compute_dtype"`
+		}
+		json.Unmarshal(ck.Quantization, &q)
+		b.AdapterDType = torchDType(q.Compute)
+	}
+	if tj, ok := src.Files["tokenizer.json"]; ok {
+		tk, err := tokenizer.New(tj, src.Files["tokenizer_config.json"])
+		if err != nil {
+			return fmt.Errorf("%s: %w", b.Path, err)
+		}
+		b.Tokenizer = tk
+		if _, ok := tk.ChatTemplate("default"); !ok {
+			b.ChatTemplate = string(src.Files["chat_template.jinja"])
+			if b.ChatTemplate == "" && src.Kind == checkpoint.KindFolder {
+				if t, err := os.ReadFile(filepath.Join(b.Path, "chat_template.jinja")); err == nil {
+					b.ChatTemplate = string(t)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// torchDType maps a config dtype name to the dtype PEFT rounds to.
+func torchDType(s string) dtype.DType {
+	switch strings.TrimPrefix(s, "torch.") {
+	case "bfloat16":
+		return dtype.BF16
+	case "float16":
+		return dtype.F16
+	}
+	return dtype.F32
+}
+
+// Close releases the checkpoint.
+func (b *Base) Close() error { return b.Source.Close() }
+
+// LlamaConfig converts a checkpoint configuration to the model's.
+func LlamaConfig(c *checkpoint.Config) (llama.Config, error) {
+	if c.AttentionBias || c.MLPBias {
+		return llama.Config{}, fmt.Errorf("%w: %s with attention or MLP biases is not supported", ErrModel, c.ModelType)
+	}
+	lc := llama.Config{Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumLayers,
+		Heads: c.NumHeads, KVHeads: c.NumKVHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize,
+		RMSEps: c.RMSNormEps, RopeTheta: c.RopeTheta, TieEmbeddings: c.TieWordEmbeddings}
+	if s := c.RopeScaling; s != nil {
+		lc.RopeScaling = &llama.RopeScaling{Type: s.Type, Factor: s.Factor, LowFreqFactor: s.LowFreqFactor,
+			HighFreqFactor: s.HighFreqFactor, OriginalMaxPositions: s.OriginalMaxPositionEmbeddings}
+	}
+	if err := lc.Validate(); err != nil {
+		return llama.Config{}, err
+	}
+	return lc, nil
+}
+
+// info and data read a tensor of the source or of the in-memory stream.
+func (b *Base) info(name string) (safetensors.TensorInfo, bool) { return b.Source.Info(name) }
+
+func (b *Base) data(name string) ([]byte, error) {
+	if b.mem != nil {
+		d, ok := b.mem[name]
+		if !ok {
+			return nil, fmt.Errorf("%s: tensor %q: %w", b.Path, name, safetensors.ErrNotFound)
+		}
+		return d, nil
+	}
+	return b.Source.Data(name)
+}
+
+// Loader returns the model's weights as float32, dequantizing 4-bit ones.
+func (b *Base) Loader() llama.Loader {
+	return func(name string) ([]float32, []int, error) {
+		if _, q := b.info(name + nf4.SuffixQuantStateNF4); q || b.has(name+nf4.SuffixQuantStateFP4) {
+			return b.dequantize(name)
+		}
+		t, ok := b.info(name)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: %q: %w", b.Path, name, llama.ErrNotFound)
+		}
+		raw, err := b.data(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !t.DType.IsFloat() || t.DType.Size() == 0 {
+			return nil, nil, fmt.Errorf("%s: tensor %q: %w: dtype %s", b.Path, name, llama.ErrWeight, t.DType)
+		}
+		out := make([]float32, t.NumElements())
+		if err := dtype.ToF32(out, raw, t.DType); err != nil {
+			return nil, nil, fmt.Errorf("%s: tensor %q: %w", b.Path, name, err)
+		}
+		return out, shapeInts(t.Shape), nil
+	}
+}
+
+func (b *Base) has(name string) bool {
+	_, ok := b.info(name)
+	return ok
+}
+
+func (b *Base) dequantize(name string) ([]float32, []int, error) {
+	qs, packed, err := nf4.ParseModule(name, func(n string) (nf4.Tensor, bool) {
+		t, ok := b.info(n)
+		if !ok {
+			return nf4.Tensor{}, false
+		}
+		d, err := b.data(n)
+		if err != nil {
+			return nf4.Tensor{}, false
+		}
+		return nf4.Tensor{DType: t.DType, Shape: t.Shape, Data: d}, true
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", b.Path, err)
+	}
+	// What bitsandbytes' dequantize_4bit returns: the products rounded to
+	// the weight's original dtype.
+	out := make([]float32, qs.NumElements())
+	if err := qs.Dequantize(out, packed); err != nil {
+		return nil, nil, fmt.Errorf("%s: tensor %q: %w", b.Path, name, err)
+	}
+	if qs.DType != dtype.F32 {
+		raw := make([]byte, len(out)*qs.DType.Size())
+		if err := dtype.FromF32(raw, out, qs.DType); err != nil {
+			return nil, nil, err
+		}
+		if err := dtype.ToF32(out, raw, qs.DType); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, shapeInts(qs.Shape), nil
+}
+
+func shapeInts(s []int64) []int {
+	out := make([]int, len(s))
+	for i, d := range s {
+		out[i] = int(d)
+	}
+	return out
+}
+
+// NewModel builds the model on be with the base weights.
+func (b *Base) NewModel(be compute.Backend, opt llama.Options) (*llama.Model, error) {
+	if opt.WeightDType == 0 {
+		opt.WeightDType = b.WeightDType
+	}
+	m, err := llama.New(be, b.Config, b.Loader(), opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", b.Path, err)
+	}
+	return m, nil
+}

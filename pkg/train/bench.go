@@ -1,0 +1,261 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/nf4"
+)
+
+// cpuBenchLimit is the base size above which bench refuses the CPU without
+// --force.
+const cpuBenchLimit = 3e9
+
+// BenchCmd is `lora-train bench`.
+type BenchCmd struct {
+	Shape          string `required:"" help:"Model shape: llama3-8b, llama3.2-1b, or a config.json path." placeholder:"SHAPE"`
+	Batch          int    `default:"1" help:"Rows per step."`
+	Seq            int    `default:"2048" help:"Tokens per row."`
+	Steps          int    `default:"10" help:"Timed steps (after one untimed warm-up step)."`
+	DType          string `name:"dtype" default:"bf16" enum:"bf16,f32" help:"Storage of the random base weights: bf16 or f32 (arithmetic is f32)."`
+	QLoRA          bool   `name:"qlora" help:"NF4-quantize the projections (on the CPU they are dequantized at load: the step costs the same)."`
+	GradCheckpoint bool   `name:"grad-checkpoint" help:"Recompute activations in the backward pass."`
+	Force          bool   `help:"Run shapes above 3B parameters on the CPU anyway."`
+	JSON           bool   `help:"Print one JSON object."`
+	DeviceFlags
+}
+
+// BenchResult is the --json output of bench.
+type BenchResult struct {
+	Version        int     `json:"version"`
+	Shape          string  `json:"shape"`
+	Device         string  `json:"device"`
+	Params         int64   `json:"params"`
+	Trainable      int64   `json:"trainable"`
+	Recipe         string  `json:"recipe"`
+	Batch          int     `json:"batch"`
+	Seq            int     `json:"seq"`
+	Steps          int     `json:"steps"`
+	DType          string  `json:"dtype"`
+	QLoRA          bool    `json:"qlora"`
+	GradCheckpoint bool    `json:"grad_checkpoint"`
+	LoadSeconds    float64 `json:"load_s"`
+	StepSeconds    float64 `json:"step_s"`     // mean over the timed steps
+	StepSecondsMin float64 `json:"step_min_s"` // fastest timed step
+	TokensPerS     float64 `json:"tokens_per_s"`
+	// TokensPerCPUS is tokens per second of process CPU time (0 where not
+	// measured): on a loaded machine, wall time overstates the cost.
+	TokensPerCPUS float64 `json:"tokens_per_cpu_s"`
+	CPUSeconds    float64 `json:"cpu_s"`         // CPU time of the timed steps
+	FLOPPerStep   float64 `json:"flop_per_step"` // model FLOP of one step (see StepFLOP)
+	FLOPPerS      float64 `json:"flop_per_s"`
+	Loss          float64 `json:"loss"` // of the last step (about ln(vocab) on random weights)
+}
+
+// StepFLOP estimates the arithmetic of one LoRA training step of rows×seq
+// tokens: the frozen base needs its forward and the gradients with respect
+// to its inputs (2 × 2·P·T for the projections and lm_head, no weight
+// gradients: the 6·P·T of full fine-tuning does not apply), causal
+// attention 3 × 2·L·rows·H·hd·seq² (forward + two backward products), and
+// the adapters 3 × 2·r·(in+out)·T; gradient checkpointing adds one forward.
+func StepFLOP(c llama.Config, specs []llama.Adapter, rows, seq int, ckpt bool) float64 {
+	T := float64(rows * seq)
+	var lin float64
+	for _, t := range llama.AllTargets {
+		o, i := projShape(c, t)
+		lin += float64(o * i)
+	}
+	lin = lin*float64(c.Layers) + float64(c.Vocab*c.Hidden)
+	hd := c.HeadDim
+	if hd == 0 {
+		hd = c.Hidden / c.Heads
+	}
+	attn := 2 * float64(c.Layers) * float64(rows) * float64(c.Heads*hd) * float64(seq) * float64(seq)
+	var lora float64
+	for _, s := range specs {
+		o, i := projShape(c, s.Target)
+		lora += 2 * float64(s.Rank*(o+i)) * T
+	}
+	fwd := 2*lin*T + attn + lora
+	total := 2*2*lin*T + 3*attn + 3*lora
+	if ckpt {
+		total += fwd
+	}
+	return total
+}
+
+// randomLoader serves deterministic uniform weights of the right shapes
+// (norms: 1), optionally passed through NF4.
+func randomLoader(c llama.Config, qlora bool) llama.Loader {
+	shapes := map[string][]int{
+		"model.embed_tokens.weight": {c.Vocab, c.Hidden},
+		"lm_head.weight":            {c.Vocab, c.Hidden},
+		"model.norm.weight":         {c.Hidden},
+	}
+	for l := range c.Layers {
+		pre := fmt.Sprintf("model.layers.%d.", l)
+		shapes[pre+"input_layernorm.weight"] = []int{c.Hidden}
+		shapes[pre+"post_attention_layernorm.weight"] = []int{c.Hidden}
+		for _, t := range llama.AllTargets {
+			o, i := projShape(c, t)
+			shapes[llama.ModulePath(l, t)+".weight"] = []int{o, i}
+		}
+	}
+	return func(name string) ([]float32, []int, error) {
+		shape, ok := shapes[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("%q: %w", name, llama.ErrNotFound)
+		}
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		v := make([]float32, n)
+		if strings.HasSuffix(name, "norm.weight") {
+			for i := range v {
+				v[i] = 1
+			}
+			return v, shape, nil
+		}
+		h := fnv.New64a()
+		io.WriteString(h, name)
+		x := h.Sum64() | 1
+		for i := range v { // xorshift64*: U(−0.034, 0.034), std ≈ 0.02
+			x ^= x >> 12
+			x ^= x << 25
+			x ^= x >> 27
+			u := float32((x*0x2545F4914F6CDD1D)>>40) / (1 << 24)
+			v[i] = 0.034 * (2*u - 1)
+		}
+		if qlora && strings.HasSuffix(name, "_proj.weight") {
+			q, err := nf4.QuantizeTensor(v, []int64{int64(shape[0]), int64(shape[1])}, nf4.DefaultOptions())
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := q.State.Dequantize(v, q.Packed); err != nil {
+				return nil, nil, err
+			}
+		}
+		return v, shape, nil
+	}
+}
+
+// Run benchmarks.
+func (c *BenchCmd) Run(ctx *cli.Context) error {
+	if c.Batch <= 0 || c.Seq <= 1 || c.Steps <= 0 {
+		return cli.Usagef("--batch, --seq (> 1) and --steps must be positive")
+	}
+	ck, err := checkpoint.LoadConfig(c.Shape)
+	if err != nil {
+		return err
+	}
+	cfg, err := LlamaConfig(ck)
+	if err != nil {
+		return err
+	}
+	params := ck.Params().Total()
+	be, err := c.DeviceFlags.Backend()
+	if err != nil {
+		return err
+	}
+	if float64(params) > cpuBenchLimit && !c.Force {
+		return fmt.Errorf("%w: %s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
+			cli.ErrRequirement, c.Shape, thousands(params), cli.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType])))
+	}
+	ad, err := NewAdapter(cfg, AdapterOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Dropout: 0.05})
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	wdt := compute.F32
+	if c.DType == "bf16" {
+		wdt = compute.BF16
+	}
+	model, err := llama.New(be, cfg, randomLoader(cfg, c.QLoRA), llama.Options{WeightDType: wdt, GradCheckpoint: c.GradCheckpoint})
+	if err != nil {
+		return err
+	}
+	defer model.Close()
+	if err := model.AddAdapters(ad.Specs, InitLoader(cfg, ad.Specs, 1, dtype.F32)); err != nil {
+		return err
+	}
+	load := time.Since(t0)
+	rows := make([]Row, c.Batch)
+	x := uint64(12345)
+	for r := range rows {
+		ids := make([]int32, c.Seq)
+		for i := range ids {
+			x = x*6364136223846793005 + 1442695040888963407
+			ids[i] = int32((x >> 33) % uint64(cfg.Vocab))
+		}
+		rows[r] = Row{IDs: ids, Labels: ids, Segments: []int{c.Seq}}
+	}
+	set := DefaultSettings()
+	set.Schedule, set.MaxSteps, set.Batch, set.Shuffle, set.LR = ScheduleConstant, c.Steps+1, c.Batch, false, 1e-4
+	tr, err := NewTrainer(model, rows, 0, set)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	res := BenchResult{Version: 1, Shape: c.Shape, Device: be.Name(), Params: params, Batch: c.Batch, Seq: c.Seq,
+		Steps: c.Steps, DType: c.DType, QLoRA: c.QLoRA, GradCheckpoint: c.GradCheckpoint, LoadSeconds: load.Seconds(),
+		Recipe: "LoRA r=16, alpha=32, q_proj,k_proj,v_proj,o_proj, dropout 0.05, AdamW", StepSecondsMin: math.Inf(1)}
+	for _, p := range model.Params() {
+		res.Trainable += int64(p.Value.Len())
+	}
+	prog := newProgress(ctx, c.Steps+1, 0)
+	var sum float64
+	var cpu0 time.Duration
+	for i := 0; i <= c.Steps; i++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%w: %w", cli.ErrInterrupted, err)
+		}
+		s0 := time.Now()
+		r, err := tr.Step()
+		if err != nil {
+			return err
+		}
+		el := time.Since(s0).Seconds()
+		prog.update(r)
+		res.Loss = r.Loss
+		if i == 0 {
+			cpu0 = cpuTime()
+			continue // warm-up: workspace allocation
+		}
+		sum += el
+		res.StepSecondsMin = min(res.StepSecondsMin, el)
+	}
+	prog.done()
+	if cpu0 > 0 {
+		res.CPUSeconds = (cpuTime() - cpu0).Seconds()
+		res.TokensPerCPUS = float64(c.Steps*c.Batch*c.Seq) / res.CPUSeconds
+	}
+	res.StepSeconds = sum / float64(c.Steps)
+	res.TokensPerS = float64(c.Batch*c.Seq) / res.StepSeconds
+	res.FLOPPerStep = StepFLOP(cfg, ad.Specs, c.Batch, c.Seq, c.GradCheckpoint)
+	res.FLOPPerS = res.FLOPPerStep / res.StepSeconds
+	if c.JSON {
+		enc := json.NewEncoder(ctx.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	w := ctx.Stdout
+	fmt.Fprintf(w, "shape          %s (%s parameters; %s trainable)\n", c.Shape, thousands(res.Params), thousands(res.Trainable))
+	fmt.Fprintf(w, "recipe         %s\n", res.Recipe)
+	fmt.Fprintf(w, "device         %s, %s weights%s\n", res.Device, c.DType, map[bool]string{true: ", NF4 (dequantized)"}[c.QLoRA])
+	fmt.Fprintf(w, "batch x seq    %d x %d\n", c.Batch, c.Seq)
+	fmt.Fprintf(w, "step           %.3f s mean, %.3f s min over %d steps (load %.1f s)\n", res.StepSeconds, res.StepSecondsMin, c.Steps, res.LoadSeconds)
+	fmt.Fprintf(w, "tokens/s       %.1f (%.1f per CPU-second)\n", res.TokensPerS, res.TokensPerCPUS)
+	fmt.Fprintf(w, "model FLOP/s   %.3g GFLOP/s (%.3g GFLOP per step)\n", res.FLOPPerS/1e9, res.FLOPPerStep/1e9)
+	return nil
+}

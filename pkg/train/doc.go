@@ -1,0 +1,51 @@
+// Package train trains LoRA and DoRA adapters on a Llama-family model: JSONL
+// data in the forms of DESIGN.md, batching and packing, AdamW exactly as
+// torch.optim.AdamW, the learning-rate schedules of transformers with the
+// Trainer's one-step lag, clipping by global norm, gradient accumulation with
+// the Trainer's num_items_in_batch semantics, checkpoints that resume bit for
+// bit, and PEFT adapter output. It also holds the lora-train commands (train,
+// eval, bench); cmd/lora-train is a thin main over them.
+//
+// The reference for every number is shared/specs/peft.md §8 and §10.
+//
+// Determinism: a run is a pure function of its inputs and settings. The
+// shuffle order of epoch e is a permutation drawn from (seed, e); the dropout
+// masks of micro-batch k of update u are drawn from (seed, u, k); the
+// initial adapter from seed alone. The compute backend's results do not
+// depend on the thread count. So the whole "RNG state" of a run is its seed
+// and its position, which is what a checkpoint records.
+package train
+
+import (
+	"errors"
+
+	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/tokenizer"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrData reports a data line that is not a valid example; the error
+	// names the file and line.
+	ErrData = errors.New("train: invalid data")
+	// ErrModel reports a base model this package cannot train on.
+	ErrModel = errors.New("train: unsupported base model")
+	// ErrAdapter reports an adapter that cannot be loaded for training or
+	// evaluation.
+	ErrAdapter = errors.New("train: unsupported adapter")
+	// ErrResume reports a checkpoint that is damaged or does not belong to
+	// this run (other data or settings).
+	ErrResume = errors.New("train: cannot resume")
+	// ErrSettings reports invalid hyper-parameters.
+	ErrSettings = errors.New("train: invalid settings")
+)
+
+func init() {
+	for _, err := range []error{ErrData, ErrModel, ErrAdapter, ErrResume,
+		llama.ErrConfig, llama.ErrWeight, llama.ErrAdapter, llama.ErrBatch,
+		tokenizer.ErrFormat, tokenizer.ErrUnsupported, tokenizer.ErrNoTemplate, tokenizer.ErrTemplate} {
+		cli.RegisterExitCode(err, cli.ExitInvalid)
+	}
+	cli.RegisterExitCode(ErrSettings, cli.ExitUsage)
+}
