@@ -190,18 +190,21 @@ func (b *Base) has(name string) bool {
 	return ok
 }
 
+// raw returns a checkpoint tensor as stored, for pkg/nf4's parsers.
+func (b *Base) raw(name string) (nf4.Tensor, bool) {
+	t, ok := b.info(name)
+	if !ok {
+		return nf4.Tensor{}, false
+	}
+	d, err := b.data(name)
+	if err != nil {
+		return nf4.Tensor{}, false
+	}
+	return nf4.Tensor{DType: t.DType, Shape: t.Shape, Data: d}, true
+}
+
 func (b *Base) dequantize(name string) ([]float32, []int, error) {
-	qs, packed, err := nf4.ParseModule(name, func(n string) (nf4.Tensor, bool) {
-		t, ok := b.info(n)
-		if !ok {
-			return nf4.Tensor{}, false
-		}
-		d, err := b.data(n)
-		if err != nil {
-			return nf4.Tensor{}, false
-		}
-		return nf4.Tensor{DType: t.DType, Shape: t.Shape, Data: d}, true
-	})
+	qs, packed, err := nf4.ParseModule(name, b.raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", b.Path, err)
 	}
@@ -235,6 +238,11 @@ func shapeInts(s []int64) []int {
 func (b *Base) NewModel(be compute.Backend, opt llama.Options) (*llama.Model, error) {
 	if opt.WeightDType == 0 {
 		opt.WeightDType = b.WeightDType
+	}
+	if b.Quantized && opt.Quantized == nil {
+		// QLoRA: projections stay 4-bit on the backend and are dequantized
+		// just before use; Loader still serves every other tensor.
+		opt.Quantized = llama.NF4Loader(b.raw)
 	}
 	m, err := llama.New(be, b.Config, b.Loader(), opt)
 	if err != nil {
