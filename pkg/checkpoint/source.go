@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -64,11 +65,12 @@ type Source struct {
 	// Bytes is the total size of the tensor data.
 	Bytes int64
 
-	set    *safetensors.Set
-	stream *safetensors.StreamReader
-	closer io.Closer
-	index  map[string]int
-	used   bool
+	set       *safetensors.Set
+	stream    *safetensors.StreamReader
+	closer    io.Closer
+	indexOnce sync.Once
+	index     map[string]int
+	used      bool
 }
 
 // Open opens path: a folder, a .safetensors file (optionally .gz/.zst), or
@@ -226,14 +228,14 @@ func (s *Source) takeMetadataFiles() {
 // Random reports whether tensors can be read in any order (files, not streams).
 func (s *Source) Random() bool { return s.set != nil }
 
-// Info returns the tensor called name.
+// Info returns the tensor called name. It is safe for concurrent use.
 func (s *Source) Info(name string) (safetensors.TensorInfo, bool) {
-	if s.index == nil {
+	s.indexOnce.Do(func() {
 		s.index = make(map[string]int, len(s.Tensors))
 		for i, t := range s.Tensors {
 			s.index[t.Name] = i
 		}
-	}
+	})
 	i, ok := s.index[name]
 	if !ok {
 		return safetensors.TensorInfo{}, false

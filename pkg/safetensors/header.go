@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"sort"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -47,17 +48,18 @@ type Header struct {
 	// DataSize is the length of the data section.
 	DataSize int64
 
-	index map[string]int
+	indexOnce sync.Once
+	index     map[string]int
 }
 
-// Info returns the tensor called name.
+// Info returns the tensor called name. It is safe for concurrent use.
 func (h *Header) Info(name string) (TensorInfo, bool) {
-	if h.index == nil {
+	h.indexOnce.Do(func() {
 		h.index = make(map[string]int, len(h.Tensors))
 		for i, t := range h.Tensors {
 			h.index[t.Name] = i
 		}
-	}
+	})
 	i, ok := h.index[name]
 	if !ok {
 		return TensorInfo{}, false
