@@ -1,0 +1,262 @@
+// attention.cu: causal scaled dot-product attention with grouped key/value
+// heads, forward and backward, in f32. A straightforward version: one block
+// of LK_ATTN_THREADS per (query or key, head, sequence), keys or queries
+// walked in tiles of LK_ATTN_THREADS (one per thread), an online softmax in
+// the forward pass. Each thread owns the head-dimension elements
+// d = tid + r·LK_ATTN_THREADS (r < LK_ATTN_MAXR) of the result. Sums run in a
+// fixed order, so results are deterministic; no atomics.
+//
+// Layouts (compute.Attention): q, out, dq, dout [B·T, H·D]; k, v, dk, dv
+// [B·T, G·D]; lse, delta [B, H, T].
+//
+// Packed sequences (compute.Attention.Segments): start[b·T+t] is the index
+// within its sequence of the first token of token t's document and
+// end[b·T+t] one past its last (lk_seg_bounds); query i sees keys
+// start(i)..i and key j is seen by queries j..end(j)−1. Null start/end: one
+// document per sequence. Tiles start at the document's first token, so a
+// document computes exactly as it would alone.
+//
+// Dynamic shared memory (floats): forward D + 2·LK_ATTN_THREADS, dq
+// 2·D + LK_ATTN_THREADS, dk/dv 2·D + 2·LK_ATTN_THREADS; the host
+// (cuda.attnShared) computes the same sizes.
+#include "common.cuh"
+
+__device__ __forceinline__ long long lk_qrow(int b, int t, int h, int T, int H, int D) {
+	return (((long long)b * T + t) * H + h) * D;
+}
+
+// lk_attn_fwd: grid (T, H, B). Shared: q row [D], p [LK_ATTN_THREADS],
+// reduction scratch [LK_ATTN_THREADS].
+extern "C" __global__ void lk_attn_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
+                                       const int* start, int B, int T, int H, int G, int D, float scale) {
+	extern __shared__ float sm[];
+	float* qs = sm;
+	float* ps = sm + D;
+	float* red = ps + LK_ATTN_THREADS;
+	int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+	int tid = threadIdx.x;
+	int g = h / (H / G);
+	const float* qi = q + lk_qrow(b, i, h, T, H, D);
+	for (int d = tid; d < D; d += LK_ATTN_THREADS) {
+		qs[d] = qi[d];
+	}
+	__syncthreads();
+	float acc[LK_ATTN_MAXR];
+#pragma unroll
+	for (int r = 0; r < LK_ATTN_MAXR; r++) {
+		acc[r] = 0.f;
+	}
+	float m = -LK_INF;
+	float l = 0.f;
+	int lo = start == 0 ? 0 : start[(long long)b * T + i];
+	for (int j0 = lo; j0 <= i; j0 += LK_ATTN_THREADS) {
+		int j = j0 + tid;
+		float s = -LK_INF;
+		if (j <= i) {
+			s = lk_dot(qs, k + lk_qrow(b, j, g, T, G, D), D) * scale;
+		}
+		float mnew = fmaxf(m, lk_block_max(s, red));
+		float p = j <= i ? expf(s - mnew) : 0.f;
+		ps[tid] = p;
+		float tsum = lk_block_sum(p, red); // its barriers publish ps
+		float corr = expf(m - mnew);
+		l = l * corr + tsum;
+		int n = min(LK_ATTN_THREADS, i - j0 + 1);
+#pragma unroll
+		for (int r = 0; r < LK_ATTN_MAXR; r++) {
+			int d = tid + r * LK_ATTN_THREADS;
+			if (d < D) {
+				float a = acc[r] * corr;
+				const float* vp = v + lk_qrow(b, j0, g, T, G, D) + d;
+				for (int jj = 0; jj < n; jj++) {
+					a += ps[jj] * vp[(long long)jj * G * D];
+				}
+				acc[r] = a;
+			}
+		}
+		m = mnew;
+		__syncthreads(); // ps is rewritten by the next tile
+	}
+	float* oi = out + lk_qrow(b, i, h, T, H, D);
+	float inv = 1.f / l;
+#pragma unroll
+	for (int r = 0; r < LK_ATTN_MAXR; r++) {
+		int d = tid + r * LK_ATTN_THREADS;
+		if (d < D) {
+			oi[d] = acc[r] * inv;
+		}
+	}
+	if (tid == 0) {
+		lse[((long long)b * H + h) * T + i] = m + logf(l);
+	}
+}
+
+// lk_attn_bwd_delta: delta[b,h,i] = dout_i·out_i, one thread per row.
+extern "C" __global__ void lk_attn_bwd_delta(float* delta, const float* dout, const float* out, int B, int T, int H,
+                                             int D) {
+	long long n = (long long)B * T * H;
+	for (long long e = lk_global_id(); e < n; e += lk_grid_stride()) {
+		// e enumerates rows in token-major order: e = (b·T + i)·H + h.
+		int h = (int)(e % H);
+		long long bt = e / H;
+		int i = (int)(bt % T);
+		int b = (int)(bt / T);
+		delta[((long long)b * H + h) * T + i] = lk_dot(dout + e * D, out + e * D, D);
+	}
+}
+
+// lk_attn_bwd_dq: grid (T, H, B); dq_i = scale·Σ_j p_ij(dout_i·v_j − δ_i)·k_j.
+// Shared: q row [D], dout row [D], ds [LK_ATTN_THREADS].
+extern "C" __global__ void lk_attn_bwd_dq(float* dq, const float* dout, const float* q, const float* k,
+                                          const float* v, const float* lse, const float* delta, const int* start, int B,
+                                          int T, int H, int G, int D, float scale) {
+	extern __shared__ float sm[];
+	float* qs = sm;
+	float* dos = sm + D;
+	float* dss = dos + D;
+	int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+	int tid = threadIdx.x;
+	int g = h / (H / G);
+	long long qo = lk_qrow(b, i, h, T, H, D);
+	for (int d = tid; d < D; d += LK_ATTN_THREADS) {
+		qs[d] = q[qo + d];
+		dos[d] = dout[qo + d];
+	}
+	float li = lse[((long long)b * H + h) * T + i];
+	float di = delta[((long long)b * H + h) * T + i];
+	__syncthreads();
+	float acc[LK_ATTN_MAXR];
+#pragma unroll
+	for (int r = 0; r < LK_ATTN_MAXR; r++) {
+		acc[r] = 0.f;
+	}
+	int lo = start == 0 ? 0 : start[(long long)b * T + i];
+	for (int j0 = lo; j0 <= i; j0 += LK_ATTN_THREADS) {
+		int j = j0 + tid;
+		float ds = 0.f;
+		if (j <= i) {
+			long long ko = lk_qrow(b, j, g, T, G, D);
+			float p = expf(lk_dot(qs, k + ko, D) * scale - li);
+			float dp = lk_dot(dos, v + ko, D);
+			ds = p * (dp - di);
+		}
+		dss[tid] = ds;
+		__syncthreads();
+		int n = min(LK_ATTN_THREADS, i - j0 + 1);
+#pragma unroll
+		for (int r = 0; r < LK_ATTN_MAXR; r++) {
+			int d = tid + r * LK_ATTN_THREADS;
+			if (d < D) {
+				float a = acc[r];
+				const float* kp = k + lk_qrow(b, j0, g, T, G, D) + d;
+				for (int jj = 0; jj < n; jj++) {
+					a += dss[jj] * kp[(long long)jj * G * D];
+				}
+				acc[r] = a;
+			}
+		}
+		__syncthreads();
+	}
+#pragma unroll
+	for (int r = 0; r < LK_ATTN_MAXR; r++) {
+		int d = tid + r * LK_ATTN_THREADS;
+		if (d < D) {
+			dq[qo + d] = acc[r] * scale;
+		}
+	}
+}
+
+// lk_attn_bwd_dkv: grid (T, G, B), one block per key j of key/value head g;
+// dk_j = scale·Σ_{h∈g, i≥j} ds_ij·q_i and dv_j = Σ p_ij·dout_i (overwritten).
+// Shared: k row [D], v row [D], p [LK_ATTN_THREADS], ds [LK_ATTN_THREADS].
+extern "C" __global__ void lk_attn_bwd_dkv(float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                           const float* v, const float* lse, const float* delta, const int* end, int B,
+                                           int T, int H, int G, int D, float scale) {
+	extern __shared__ float sm[];
+	float* ks = sm;
+	float* vs = sm + D;
+	float* pp = vs + D;
+	float* dss = pp + LK_ATTN_THREADS;
+	int j = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+	int tid = threadIdx.x;
+	int group = H / G;
+	long long ko = lk_qrow(b, j, g, T, G, D);
+	for (int d = tid; d < D; d += LK_ATTN_THREADS) {
+		ks[d] = k[ko + d];
+		vs[d] = v[ko + d];
+	}
+	__syncthreads();
+	float ak[LK_ATTN_MAXR], av[LK_ATTN_MAXR];
+#pragma unroll
+	for (int r = 0; r < LK_ATTN_MAXR; r++) {
+		ak[r] = 0.f;
+		av[r] = 0.f;
+	}
+	int hi = end == 0 ? T : end[(long long)b * T + j];
+	for (int h = g * group; h < (g + 1) * group; h++) {
+		for (int i0 = j; i0 < hi; i0 += LK_ATTN_THREADS) {
+			int i = i0 + tid;
+			float p = 0.f, ds = 0.f;
+			if (i < hi) {
+				long long qo = lk_qrow(b, i, h, T, H, D);
+				long long li = ((long long)b * H + h) * T + i;
+				p = expf(lk_dot(q + qo, ks, D) * scale - lse[li]);
+				float dp = lk_dot(dout + qo, vs, D);
+				ds = p * (dp - delta[li]);
+			}
+			pp[tid] = p;
+			dss[tid] = ds;
+			__syncthreads();
+			int n = min(LK_ATTN_THREADS, hi - i0);
+#pragma unroll
+			for (int r = 0; r < LK_ATTN_MAXR; r++) {
+				int d = tid + r * LK_ATTN_THREADS;
+				if (d < D) {
+					float a = ak[r], c = av[r];
+					long long base = lk_qrow(b, i0, h, T, H, D) + d;
+					for (int ii = 0; ii < n; ii++) {
+						long long o = base + (long long)ii * H * D;
+						a += dss[ii] * q[o];
+						c += pp[ii] * dout[o];
+					}
+					ak[r] = a;
+					av[r] = c;
+				}
+			}
+			__syncthreads();
+		}
+	}
+#pragma unroll
+	for (int r = 0; r < LK_ATTN_MAXR; r++) {
+		int d = tid + r * LK_ATTN_THREADS;
+		if (d < D) {
+			dk[ko + d] = ak[r] * scale;
+			dv[ko + d] = av[r];
+		}
+	}
+}
+
+// lk_seg_bounds: from document ids seg [B·T] (non-decreasing within a
+// sequence), start and end of every token's document; one thread per
+// sequence. Decreasing ids set LK_ERR_SEGMENTS.
+extern "C" __global__ void lk_seg_bounds(int* start, int* end, const int* seg, int B, int T, unsigned int* err) {
+	for (long long b = lk_global_id(); b < B; b += lk_grid_stride()) {
+		const int* s = seg + b * T;
+		int st = 0;
+		for (int t = 0; t < T; t++) {
+			if (t > 0 && s[t] != s[t - 1]) {
+				if (s[t] < s[t - 1]) {
+					atomicOr(err, LK_ERR_SEGMENTS);
+				}
+				for (int u = st; u < t; u++) {
+					end[b * T + u] = t;
+				}
+				st = t;
+			}
+			start[b * T + t] = st;
+		}
+		for (int u = st; u < T; u++) {
+			end[b * T + u] = T;
+		}
+	}
+}

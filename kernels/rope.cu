@@ -1,0 +1,32 @@
+// rope.cu: rotary position embeddings in place, "rotate half" layout. A
+// position outside the table sets LK_ERR_ROPE and leaves the token alone.
+#include "common.cuh"
+
+extern "C" __global__ void lk_rope(float* x, const int* pos, const float* cosT, const float* sinT, int tokens,
+                                   int heads, int headDim, int npos, int inverse, unsigned int* err) {
+	int half = headDim / 2;
+	long long n = (long long)tokens * heads * half;
+	for (long long e = lk_global_id(); e < n; e += lk_grid_stride()) {
+		int i = (int)(e % half);
+		long long th = e / half;
+		int h = (int)(th % heads);
+		int t = (int)(th / heads);
+		int p = pos[t];
+		if (p < 0 || p >= npos) {
+			atomicOr(err, LK_ERR_ROPE);
+			continue;
+		}
+		float c = cosT[(long long)p * half + i];
+		float s = sinT[(long long)p * half + i];
+		float* row = x + ((long long)t * heads + h) * headDim;
+		float a = row[i];
+		float b = row[i + half];
+		if (inverse) {
+			row[i] = a * c + b * s;
+			row[i + half] = b * c - a * s;
+		} else {
+			row[i] = a * c - b * s;
+			row[i + half] = b * c + a * s;
+		}
+	}
+}

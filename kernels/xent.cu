@@ -1,0 +1,61 @@
+// xent.cu: softmax cross-entropy over rows of logits, one block of
+// LK_RED_THREADS per row. dlogits may alias logits and may be null. A target
+// ≥ vocab sets LK_ERR_TARGET (loss NaN, zero gradient row); a negative target
+// is ignored (loss 0, zero gradient row).
+#include "common.cuh"
+
+extern "C" __global__ void lk_cross_entropy(float* loss, float* dlogits, const float* logits, const int* targets,
+                                            int rows, int vocab, float gradScale, unsigned int* err) {
+	__shared__ double shd[LK_RED_THREADS];
+	__shared__ float shf[LK_RED_THREADS];
+	int r = blockIdx.x;
+	if (r >= rows) {
+		return;
+	}
+	long long off = (long long)r * vocab;
+	const float* x = logits + off;
+	float* d = dlogits == 0 ? 0 : dlogits + off;
+	int t = targets[r];
+	if (t < 0 || t >= vocab) {
+		if (threadIdx.x == 0) {
+			loss[r] = t < 0 ? 0.f : __int_as_float(0x7fc00000);
+			if (t >= vocab) {
+				atomicOr(err, LK_ERR_TARGET);
+			}
+		}
+		if (d != 0) {
+			for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+				d[i] = 0.f;
+			}
+		}
+		return;
+	}
+	float xt = x[t];
+	float m = -LK_INF;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+		m = fmaxf(m, x[i]);
+	}
+	m = lk_block_max(m, shf);
+	double sum = 0.0;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+		sum += (double)expf(x[i] - m);
+	}
+	sum = lk_block_sum(sum, shd);
+	double lse = (double)m + log(sum);
+	if (threadIdx.x == 0) {
+		loss[r] = (float)(lse - (double)xt);
+	}
+	if (d == 0) {
+		return;
+	}
+	// Every read of x above is complete (lk_block_sum ends with a barrier);
+	// each element is now read and written by one thread.
+	double inv = 1.0 / sum;
+	for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+		float g = gradScale * (float)((double)expf(x[i] - m) * inv);
+		if (i == t) {
+			g -= gradScale;
+		}
+		d[i] = g;
+	}
+}

@@ -1,0 +1,445 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/lorakit/lorakit/pkg/compute"
+)
+
+// Gemm implements compute.Backend through cublasGemmEx in f32 arithmetic.
+// F32×F32 and BF16×BF16 run directly; a BF16 operand beside an F32 one is
+// widened to f32 in a scratch buffer first (exact), or, with
+// Options.BF16Gemm, the F32 operand is rounded to bf16 instead.
+func (be *Backend) Gemm(gm compute.Gemm, a, b, c compute.Buffer) {
+	if gm.M < 0 || gm.N < 0 || gm.K < 0 {
+		panic("cuda: gemm with negative dimensions")
+	}
+	cb := be.f32(c, "gemm C", gm.M*gm.N)
+	ab, bb := be.get(a), be.get(b)
+	need("gemm A", ab.n, gm.M*gm.K)
+	need("gemm B", bb.n, gm.K*gm.N)
+	for _, o := range []*buffer{ab, bb} {
+		if o.dt != compute.F32 && o.dt != compute.BF16 {
+			panic(fmt.Sprintf("cuda: gemm operand has dtype %v", o.dt))
+		}
+	}
+	if gm.M == 0 || gm.N == 0 {
+		return
+	}
+	if gm.K == 0 || gm.Alpha == 0 {
+		be.elementwise("lk_gemm_beta", gm.M*gm.N, p(cb), i64Arg(gm.M*gm.N), f32Arg(gm.Beta))
+		return
+	}
+	if !be.ok() {
+		return
+	}
+	ap, bp := ab.ptr(), bb.ptr()
+	at, bt := dataType(ab.dt), dataType(bb.dt)
+	var tmp *buffer
+	if ab.dt != bb.dt {
+		// Convert the odd one out: the BF16 operand to f32 (exact), or with
+		// BF16Gemm the F32 operand to bf16.
+		to := compute.F32
+		if be.opt.BF16Gemm {
+			to = compute.BF16
+		}
+		from := ab
+		if ab.dt == to {
+			from = bb
+		}
+		var ok bool
+		if tmp, ok = be.scratch(to, from.n); !ok {
+			return
+		}
+		kernel := "lk_bf16_to_f32"
+		if to == compute.BF16 {
+			kernel = "lk_f32_to_bf16"
+		}
+		be.elementwise(kernel, from.n, p(tmp), p(from), i64Arg(from.n))
+		if from == ab {
+			ap, at = tmp.ptr(), dataType(to)
+		} else {
+			bp, bt = tmp.ptr(), dataType(to)
+		}
+	}
+	g := colMajor(gm, ap, bp, cb.ptr(), at, bt)
+	if be.ok() {
+		be.fail(be.dev.gemm(&g))
+	}
+	if tmp != nil {
+		be.release(tmp)
+	}
+}
+
+func dataType(dt compute.DType) int {
+	if dt == compute.BF16 {
+		return cudaR16BF
+	}
+	return cudaR32F
+}
+
+// Scale implements compute.Backend.
+func (be *Backend) Scale(x compute.Buffer, alpha float32) {
+	xb := be.typed(x, compute.F32, "scale x")
+	be.elementwise("lk_scale_f32", xb.n, p(xb), i64Arg(xb.n), f32Arg(alpha))
+}
+
+// Axpy implements compute.Backend.
+func (be *Backend) Axpy(y, x compute.Buffer, alpha float32) {
+	yb := be.typed(y, compute.F32, "axpy y")
+	xb := be.f32(x, "axpy x", yb.n)
+	be.elementwise("lk_axpy_f32", yb.n, p(yb), p(xb), i64Arg(yb.n), f32Arg(alpha))
+}
+
+// Mul implements compute.Backend.
+func (be *Backend) Mul(dst, a, b compute.Buffer) {
+	d := be.typed(dst, compute.F32, "mul dst")
+	ab, bb := be.f32(a, "mul a", d.n), be.f32(b, "mul b", d.n)
+	be.elementwise("lk_mul_f32", d.n, p(d), p(ab), p(bb), i64Arg(d.n))
+}
+
+// AddMul implements compute.Backend.
+func (be *Backend) AddMul(dst, a, b compute.Buffer) {
+	d := be.typed(dst, compute.F32, "addmul dst")
+	ab, bb := be.f32(a, "addmul a", d.n), be.f32(b, "addmul b", d.n)
+	be.elementwise("lk_addmul_f32", d.n, p(d), p(ab), p(bb), i64Arg(d.n))
+}
+
+// Embedding implements compute.Backend. An id outside the table is reported
+// by Sync (ErrDevice) and gives a zero row.
+func (be *Backend) Embedding(out, table, ids compute.Buffer, dim int) {
+	id := be.typed(ids, compute.I32, "embedding ids")
+	o := be.f32(out, "embedding out", id.n*dim)
+	t := be.get(table)
+	rows := t.n / max(dim, 1)
+	need("embedding table", t.n, rows*dim)
+	kernel := "lk_embedding_f32"
+	switch t.dt {
+	case compute.F32:
+	case compute.BF16:
+		kernel = "lk_embedding_bf16"
+	default:
+		panic(fmt.Sprintf("cuda: embedding table has dtype %v", t.dt))
+	}
+	if id.n == 0 || dim == 0 {
+		return
+	}
+	be.run(kernel, [3]uint32{uint32(id.n), 1, 1}, [3]uint32{redThreads, 1, 1}, 0,
+		p(o), p(t), p(id), i32Arg(id.n), i32Arg(dim), i32Arg(rows), p(be.flags))
+}
+
+// RMSNorm implements compute.Backend.
+func (be *Backend) RMSNorm(y, rstd, x, w compute.Buffer, rows, dim int, eps float32) {
+	xb, yb, wb := be.f32(x, "rmsnorm x", rows*dim), be.f32(y, "rmsnorm y", rows*dim), be.f32(w, "rmsnorm w", dim)
+	rs := be.ptrOrNil(rstd, "rmsnorm rstd", rows)
+	be.rowwise("lk_rmsnorm_fwd", rows, p(yb), ptrArg(rs), p(xb), p(wb), i32Arg(rows), i32Arg(dim), f32Arg(eps))
+}
+
+// RMSNormBackward implements compute.Backend.
+func (be *Backend) RMSNormBackward(dx, dy, x, w, rstd compute.Buffer, rows, dim int) {
+	dxb, dyb := be.f32(dx, "rmsnorm dx", rows*dim), be.f32(dy, "rmsnorm dy", rows*dim)
+	xb, wb, rs := be.f32(x, "rmsnorm x", rows*dim), be.f32(w, "rmsnorm w", dim), be.f32(rstd, "rmsnorm rstd", rows)
+	be.rowwise("lk_rmsnorm_bwd", rows, p(dxb), p(dyb), p(xb), p(wb), p(rs), i32Arg(rows), i32Arg(dim))
+}
+
+// Rope implements compute.Backend. A position outside the table is reported
+// by Sync (ErrDevice) and leaves its token unchanged.
+func (be *Backend) Rope(r compute.Rope, x, pos, cos, sin compute.Buffer) {
+	if r.HeadDim%2 != 0 {
+		panic("cuda: rope with an odd head dimension")
+	}
+	half := r.HeadDim / 2
+	xb := be.f32(x, "rope x", r.Tokens*r.Heads*r.HeadDim)
+	pb := be.typed(pos, compute.I32, "rope pos")
+	need("rope pos", pb.n, r.Tokens)
+	cb := be.typed(cos, compute.F32, "rope cos")
+	sb := be.f32(sin, "rope sin", cb.n)
+	npos := 0
+	if half > 0 {
+		npos = cb.n / half
+	}
+	be.elementwise("lk_rope", r.Tokens*r.Heads*half, p(xb), p(pb), p(cb), p(sb), i32Arg(r.Tokens), i32Arg(r.Heads),
+		i32Arg(r.HeadDim), i32Arg(npos), boolArg(r.Inverse), p(be.flags))
+}
+
+func checkAttention(a compute.Attention) {
+	if a.Batch < 0 || a.Seq < 0 || a.Heads <= 0 || a.KVHeads <= 0 || a.HeadDim <= 0 || a.Heads%a.KVHeads != 0 {
+		panic(fmt.Sprintf("cuda: invalid attention shape %+v", a))
+	}
+	if a.HeadDim > attnThreads*attnMaxR {
+		panic(fmt.Sprintf("cuda: attention head dimension %d > %d", a.HeadDim, attnThreads*attnMaxR))
+	}
+	if a.Heads > maxGridYZ || a.Batch > maxGridYZ {
+		panic(fmt.Sprintf("cuda: attention shape %+v exceeds the grid", a))
+	}
+}
+
+func attnArgs(a compute.Attention) []arg {
+	return []arg{i32Arg(a.Batch), i32Arg(a.Seq), i32Arg(a.Heads), i32Arg(a.KVHeads), i32Arg(a.HeadDim)}
+}
+
+// Attention implements compute.Backend.
+func (be *Backend) Attention(a compute.Attention, out, lse, q, k, v compute.Buffer) {
+	checkAttention(a)
+	B, T, H, G, D := a.Batch, a.Seq, a.Heads, a.KVHeads, a.HeadDim
+	qb, ob := be.f32(q, "attention q", B*T*H*D), be.f32(out, "attention out", B*T*H*D)
+	kb, vb := be.f32(k, "attention k", B*T*G*D), be.f32(v, "attention v", B*T*G*D)
+	lb := be.f32(lse, "attention lse", B*H*T)
+	if B*T == 0 || !be.ok() {
+		return
+	}
+	start, end, ok := be.segBounds(a)
+	if !ok {
+		return
+	}
+	args := append([]arg{p(ob), p(lb), p(qb), p(kb), p(vb), ptrArg(start.addr())}, attnArgs(a)...)
+	be.run("lk_attn_fwd", [3]uint32{uint32(T), uint32(H), uint32(B)}, [3]uint32{attnThreads, 1, 1},
+		attnShared("fwd", D), append(args, f32Arg(a.Scale))...)
+	be.releaseAll(start, end)
+}
+
+// segBounds computes, for packed sequences, the first and one-past-last
+// token of every token's document (nil buffers without Segments).
+func (be *Backend) segBounds(a compute.Attention) (start, end *buffer, ok bool) {
+	if a.Segments == nil {
+		return nil, nil, true
+	}
+	seg := be.typed(a.Segments, compute.I32, "attention segments")
+	need("attention segments", seg.n, a.Batch*a.Seq)
+	if start, ok = be.scratch(compute.I32, seg.n); !ok {
+		return nil, nil, false
+	}
+	if end, ok = be.scratch(compute.I32, seg.n); !ok {
+		be.release(start)
+		return nil, nil, false
+	}
+	be.elementwise("lk_seg_bounds", a.Batch, p(start), p(end), p(seg), i32Arg(a.Batch), i32Arg(a.Seq), p(be.flags))
+	return start, end, true
+}
+
+// AttentionBackward implements compute.Backend: δ = rowsum(dout⊙out), then
+// one kernel for dq (a block per query) and one for dk, dv (a block per key).
+func (be *Backend) AttentionBackward(a compute.Attention, dq, dk, dv, dout, q, k, v, out, lse compute.Buffer) {
+	checkAttention(a)
+	B, T, H, G, D := a.Batch, a.Seq, a.Heads, a.KVHeads, a.HeadDim
+	nq, nk := B*T*H*D, B*T*G*D
+	dqb, dob, qb, ob := be.f32(dq, "attention dq", nq), be.f32(dout, "attention dout", nq),
+		be.f32(q, "attention q", nq), be.f32(out, "attention out", nq)
+	dkb, dvb, kb, vb := be.f32(dk, "attention dk", nk), be.f32(dv, "attention dv", nk),
+		be.f32(k, "attention k", nk), be.f32(v, "attention v", nk)
+	lb := be.f32(lse, "attention lse", B*H*T)
+	if B*T == 0 || !be.ok() {
+		return
+	}
+	start, end, ok := be.segBounds(a)
+	if !ok {
+		return
+	}
+	delta, ok := be.scratch(compute.F32, B*H*T)
+	if !ok {
+		be.releaseAll(start, end)
+		return
+	}
+	be.elementwise("lk_attn_bwd_delta", B*T*H, p(delta), p(dob), p(ob), i32Arg(B), i32Arg(T), i32Arg(H), i32Arg(D))
+	tail := append(attnArgs(a), f32Arg(a.Scale))
+	be.run("lk_attn_bwd_dq", [3]uint32{uint32(T), uint32(H), uint32(B)}, [3]uint32{attnThreads, 1, 1},
+		attnShared("dq", D), append([]arg{p(dqb), p(dob), p(qb), p(kb), p(vb), p(lb), p(delta), ptrArg(start.addr())},
+			tail...)...)
+	be.run("lk_attn_bwd_dkv", [3]uint32{uint32(T), uint32(G), uint32(B)}, [3]uint32{attnThreads, 1, 1},
+		attnShared("dkv", D), append([]arg{p(dkb), p(dvb), p(dob), p(qb), p(kb), p(vb), p(lb), p(delta),
+			ptrArg(end.addr())}, tail...)...)
+	be.releaseAll(delta, start, end)
+}
+
+// SwiGLU implements compute.Backend.
+func (be *Backend) SwiGLU(out, gate, up compute.Buffer) {
+	o := be.typed(out, compute.F32, "swiglu out")
+	g, u := be.f32(gate, "swiglu gate", o.n), be.f32(up, "swiglu up", o.n)
+	be.elementwise("lk_swiglu_fwd", o.n, p(o), p(g), p(u), i64Arg(o.n))
+}
+
+// SwiGLUBackward implements compute.Backend.
+func (be *Backend) SwiGLUBackward(dgate, dup, dout, gate, up compute.Buffer) {
+	do := be.typed(dout, compute.F32, "swiglu dout")
+	n := do.n
+	dg, du := be.f32(dgate, "swiglu dgate", n), be.f32(dup, "swiglu dup", n)
+	g, u := be.f32(gate, "swiglu gate", n), be.f32(up, "swiglu up", n)
+	be.elementwise("lk_swiglu_bwd", n, p(dg), p(du), p(do), p(g), p(u), i64Arg(n))
+}
+
+// CrossEntropy implements compute.Backend. A target ≥ vocab is reported by
+// Sync (ErrDevice); its row gets a NaN loss and a zero gradient.
+func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, rows, vocab int, gradScale float32) {
+	lb, xb := be.f32(loss, "cross-entropy loss", rows), be.f32(logits, "cross-entropy logits", rows*vocab)
+	tb := be.typed(targets, compute.I32, "cross-entropy targets")
+	need("cross-entropy targets", tb.n, rows)
+	dl := be.ptrOrNil(dlogits, "cross-entropy dlogits", rows*vocab)
+	if vocab <= 0 {
+		panic("cuda: cross-entropy with an empty vocabulary")
+	}
+	be.rowwise("lk_cross_entropy", rows, p(lb), ptrArg(dl), p(xb), p(tb), i32Arg(rows), i32Arg(vocab),
+		f32Arg(gradScale), p(be.flags))
+}
+
+// DropoutMask implements compute.Backend with compute's hash, bit for bit.
+func (be *Backend) DropoutMask(mask compute.Buffer, pr float32, seed, stream uint64) {
+	m := be.typed(mask, compute.F32, "dropout mask")
+	be.elementwise("lk_dropout_mask", m.n, p(m), i64Arg(m.n), u64Arg(compute.DropoutKey(seed, stream)),
+		u32Arg(compute.DropoutThreshold(pr)), f32Arg(compute.DropoutScale(pr)))
+}
+
+// DoRANorm implements compute.Backend.
+func (be *Backend) DoRANorm(norm, w, a, b compute.Buffer, out, in, rank int, scale float32) {
+	nb, ab, bb := be.f32(norm, "dora norm", out), be.f32(a, "dora A", rank*in), be.f32(b, "dora B", out*rank)
+	wb := be.get(w)
+	need("dora W", wb.n, out*in)
+	kernel := "lk_dora_norm_f32w"
+	switch wb.dt {
+	case compute.F32:
+	case compute.BF16:
+		kernel = "lk_dora_norm_bf16w"
+	default:
+		panic(fmt.Sprintf("cuda: dora W has dtype %v", wb.dt))
+	}
+	be.rowwise(kernel, out, p(nb), p(wb), p(ab), p(bb), i32Arg(out), i32Arg(in), i32Arg(rank), f32Arg(scale))
+}
+
+// DoRAForward implements compute.Backend.
+func (be *Backend) DoRAForward(y, comb, base, lora, mag, norm compute.Buffer, rows, cols int, scale float32) {
+	n := rows * cols
+	yb, bb, lb := be.f32(y, "dora y", n), be.f32(base, "dora base", n), be.f32(lora, "dora lora", n)
+	mb, nb := be.f32(mag, "dora magnitude", cols), be.f32(norm, "dora norm", cols)
+	cp := be.ptrOrNil(comb, "dora comb", n)
+	be.elementwise("lk_dora_fwd", n, p(yb), ptrArg(cp), p(bb), p(lb), p(mb), p(nb), i32Arg(rows), i32Arg(cols),
+		f32Arg(scale))
+}
+
+// DoRABackward implements compute.Backend.
+func (be *Backend) DoRABackward(dbase, dlora, dmag, dy, comb, mag, norm compute.Buffer, rows, cols int, scale float32) {
+	n := rows * cols
+	dbb, dlb := be.f32(dbase, "dora dbase", n), be.f32(dlora, "dora dlora", n)
+	dyb, cb := be.f32(dy, "dora dy", n), be.f32(comb, "dora comb", n)
+	dmb, mb, nb := be.f32(dmag, "dora dmag", cols), be.f32(mag, "dora magnitude", cols), be.f32(norm, "dora norm", cols)
+	be.elementwise("lk_dora_bwd_elem", n, p(dbb), p(dlb), p(dyb), p(mb), p(nb), i32Arg(rows), i32Arg(cols), f32Arg(scale))
+	be.elementwise("lk_dora_bwd_dmag", cols, p(dmb), p(dyb), p(cb), p(nb), i32Arg(rows), i32Arg(cols))
+}
+
+// ScaleCols implements compute.Backend.
+func (be *Backend) ScaleCols(dst, x, v compute.Buffer, rows, cols int, accumulate bool) {
+	d, xb, vb := be.f32(dst, "scalecols dst", rows*cols), be.f32(x, "scalecols x", rows*cols), be.f32(v, "scalecols v", cols)
+	be.elementwise("lk_scale_cols", rows*cols, p(d), p(xb), p(vb), i32Arg(rows), i32Arg(cols), boolArg(accumulate))
+}
+
+// ColDot implements compute.Backend.
+func (be *Backend) ColDot(out, a, b compute.Buffer, rows, cols int) {
+	o, ab, bb := be.f32(out, "coldot out", cols), be.f32(a, "coldot a", rows*cols), be.f32(b, "coldot b", rows*cols)
+	be.elementwise("lk_col_dot", cols, p(o), p(ab), p(bb), i32Arg(rows), i32Arg(cols))
+}
+
+// adamWScalars returns the f32 scalars of one AdamW update exactly as
+// compute/cpu forms them (float64, then rounded).
+func adamWScalars(h compute.AdamW) (decay, w1, b2, w2, stepSize, bc2s, eps float32, wd bool) {
+	t := float64(h.Step)
+	decay = float32(1 - h.LR*h.WeightDecay)
+	w1 = float32(1 - h.Beta1)
+	b2 = float32(h.Beta2)
+	w2 = float32(1 - h.Beta2)
+	bc1 := 1 - math.Pow(h.Beta1, t)
+	bc2 := 1 - math.Pow(h.Beta2, t)
+	stepSize = float32(-(h.LR / bc1))
+	bc2s = float32(math.Sqrt(bc2))
+	eps = float32(h.Eps)
+	wd = h.WeightDecay != 0
+	return
+}
+
+// AdamWStep implements compute.Backend with the reference's arithmetic.
+func (be *Backend) AdamWStep(h compute.AdamW, pb, g, m, v compute.Buffer) {
+	pp := be.typed(pb, compute.F32, "adamw param")
+	n := pp.n
+	gb, mb, vb := be.f32(g, "adamw grad", n), be.f32(m, "adamw m", n), be.f32(v, "adamw v", n)
+	if h.Step < 1 {
+		panic("cuda: adamw step counter starts at 1")
+	}
+	decay, w1, b2, w2, stepSize, bc2s, eps, wd := adamWScalars(h)
+	be.elementwise("lk_adamw_step", n, p(pp), p(gb), p(mb), p(vb), i64Arg(n), f32Arg(decay), f32Arg(w1), f32Arg(b2),
+		f32Arg(w2), f32Arg(stepSize), f32Arg(bc2s), f32Arg(eps), boolArg(wd))
+}
+
+// Norm2 implements compute.Backend: double-precision sums of fixed chunks of
+// norm2Chunk elements, added in order.
+func (be *Backend) Norm2(dst, x compute.Buffer) {
+	d := be.typed(dst, compute.F32, "norm2 dst")
+	if d.n < 1 {
+		panic(fmt.Sprintf("cuda: norm2 dst has %d elements, want at least 1", d.n))
+	}
+	xb := be.typed(x, compute.F32, "norm2 x")
+	if !be.ok() {
+		return
+	}
+	chunks := (xb.n + norm2Chunk - 1) / norm2Chunk
+	part, ok := be.scratch(compute.F32, 2*max(chunks, 1)) // doubles
+	if !ok {
+		return
+	}
+	if chunks > 0 {
+		be.run("lk_norm2_partial", [3]uint32{uint32(chunks), 1, 1}, [3]uint32{redThreads, 1, 1}, 0,
+			p(part), p(xb), i64Arg(xb.n))
+	}
+	be.run("lk_norm2_final", [3]uint32{1, 1, 1}, [3]uint32{1, 1, 1}, 0, p(d), p(part), i64Arg(chunks))
+	be.release(part)
+}
+
+// Convert implements compute.Backend.
+func (be *Backend) Convert(dst, src compute.Buffer) {
+	d, s := be.get(dst), be.get(src)
+	need("convert destination", d.n, s.n)
+	switch {
+	case d.dt == s.dt && (d.dt == compute.F32 || d.dt == compute.BF16):
+		be.Copy(dst, src)
+	case d.dt == compute.BF16 && s.dt == compute.F32:
+		be.elementwise("lk_f32_to_bf16", d.n, p(d), p(s), i64Arg(d.n))
+	case d.dt == compute.F32 && s.dt == compute.BF16:
+		be.elementwise("lk_bf16_to_f32", d.n, p(d), p(s), i64Arg(d.n))
+	default:
+		panic(fmt.Sprintf("cuda: Convert from %v to %v", s.dt, d.dt))
+	}
+}
+
+// Dequantize4 implements compute.Backend, bit-identical to compute/cpu.
+func (be *Backend) Dequantize4(dst compute.Buffer, q compute.Quant4) {
+	if q.N < 0 || q.Blocksize <= 0 || q.Blocksize%2 != 0 {
+		panic(fmt.Sprintf("cuda: dequantize %d values in blocks of %d", q.N, q.Blocksize))
+	}
+	nb := q.Blocks()
+	d := be.get(dst)
+	need("dequantize destination", d.n, q.N)
+	if d.dt != compute.F32 && d.dt != compute.BF16 {
+		panic(fmt.Sprintf("cuda: dequantize into %v", d.dt))
+	}
+	packed := be.typed(q.Packed, compute.U8, "dequantize packed")
+	need("dequantize packed", packed.n, (q.N+1)/2)
+	code := be.f32(q.Code, "dequantize code", 16)
+	abs := be.get(q.Absmax)
+	need("dequantize absmax", abs.n, nb)
+	var absF, absU, nabs, ncode uintptr
+	nbs := 1
+	switch abs.dt {
+	case compute.F32:
+		absF = abs.ptr()
+	case compute.U8:
+		if q.NestedBlocksize <= 0 {
+			panic(fmt.Sprintf("cuda: dequantize with nested block size %d", q.NestedBlocksize))
+		}
+		nbs = q.NestedBlocksize
+		absU = abs.ptr()
+		nabs = be.f32(q.NestedAbsmax, "dequantize nested absmax", (nb+nbs-1)/nbs).ptr()
+		ncode = be.f32(q.NestedCode, "dequantize nested code", 256).ptr()
+	default:
+		panic(fmt.Sprintf("cuda: dequantize absmax has dtype %v", abs.dt))
+	}
+	be.elementwise("lk_dequant4", q.N, p(d), p(packed), p(code), ptrArg(absF), ptrArg(absU), ptrArg(nabs),
+		ptrArg(ncode), i64Arg(q.N), i32Arg(q.Blocksize), i32Arg(nbs), f32Arg(q.Offset), boolArg(q.RoundF16),
+		boolArg(d.dt == compute.BF16))
+}
