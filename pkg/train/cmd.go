@@ -13,6 +13,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
+	"github.com/lorakit/lorakit/pkg/compute/cuda"
 	"github.com/lorakit/lorakit/pkg/llama"
 )
 
@@ -56,8 +57,14 @@ type DeviceFlags struct {
 func (d DeviceFlags) Backend() (compute.Backend, error) {
 	switch d.Device {
 	case "cuda":
-		return nil, fmt.Errorf("%w: --device cuda: no usable GPU backend in this build (no CUDA backend / no driver); use --device cpu", cli.ErrRequirement)
+		be, err := cuda.New(cuda.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("%w: --device cuda: %v; use --device cpu", cli.ErrRequirement, err)
+		}
+		return be, nil
 	case "", "auto", "cpu":
+		// auto stays on the CPU until the CUDA backend has been validated
+		// on a GPU against this reference (see scripts/gpu-check.sh).
 		if d.Threads < 0 {
 			return nil, cli.Usagef("--threads %d", d.Threads)
 		}
