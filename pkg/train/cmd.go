@@ -59,7 +59,7 @@ func (d DeviceFlags) Backend() (compute.Backend, error) {
 	case "cuda":
 		be, err := cuda.New(cuda.Options{})
 		if err != nil {
-			return nil, fmt.Errorf("%w: --device cuda: %v; use --device cpu", cli.ErrRequirement, err)
+			return nil, fmt.Errorf("%w: --device cuda: no usable GPU: %v; use --device cpu", cli.ErrRequirement, err)
 		}
 		return be, nil
 	case "", "auto", "cpu":
