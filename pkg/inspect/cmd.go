@@ -37,6 +37,11 @@ func (c *ShowCmd) Run(ctx *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		if p == "-" {
+			// Read the producer's stream to its end so that a pipeline under
+			// `set -o pipefail` does not fail on the writer's SIGPIPE.
+			io.Copy(io.Discard, os.Stdin)
+		}
 		reports = append(reports, r)
 	}
 	if c.JSON {
