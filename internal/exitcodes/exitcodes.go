@@ -23,7 +23,7 @@ var invalid = []error{
 	gguf.ErrMagic, gguf.ErrVersion, gguf.ErrTruncated, gguf.ErrCount, gguf.ErrLength, gguf.ErrKey,
 	gguf.ErrDuplicate, gguf.ErrValueType, gguf.ErrArray, gguf.ErrAlignment, gguf.ErrTensorName,
 	gguf.ErrDims, gguf.ErrType, gguf.ErrBlockSize, gguf.ErrOffset, gguf.ErrNotPacked,
-	nf4.ErrState, nf4.ErrMissing, nf4.ErrConfig, nf4.ErrDType,
+	nf4.ErrState, nf4.ErrMissing, nf4.ErrConfig, nf4.ErrDType, nf4.ErrBlocksize, nf4.ErrType,
 	peft.ErrInvalidConfig, peft.ErrUnsupportedType, peft.ErrUnsupportedVariant, peft.ErrUnsupportedFeature,
 	peft.ErrMutatedBase, peft.ErrMergedLinear, peft.ErrUnsupportedPattern, peft.ErrBadKey,
 	peft.ErrUnsupportedKey, peft.ErrShape, peft.ErrMissingTensor, peft.ErrDuplicateTensor,

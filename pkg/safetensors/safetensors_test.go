@@ -432,3 +432,16 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestStreamHugeDeclaredTensor: a stream header declaring 8 GiB followed by
+// a few bytes fails with ErrTruncated without allocating the declared size.
+func TestStreamHugeDeclaredTensor(t *testing.T) {
+	file := append(header(`{"a":{"dtype":"U8","shape":[8589934592],"data_offsets":[0,8589934592]}}`), 1, 2, 3)
+	s, err := NewStreamReader(bytes.NewReader(file), "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ReadAll(); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("got %v, want ErrTruncated", err)
+	}
+}

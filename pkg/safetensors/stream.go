@@ -1,6 +1,7 @@
 package safetensors
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -55,11 +56,22 @@ func (s *StreamReader) ReadAll() (TensorInfo, []byte, error) {
 	if err != nil {
 		return t, nil, err
 	}
-	buf := make([]byte, t.NumBytes())
-	if _, err := io.ReadFull(r, buf); err != nil {
+	// Allocate what the header declares only up to a bound: a hostile
+	// header must not make us allocate gigabytes before the data arrives.
+	const prealloc = 64 << 20
+	if t.NumBytes() <= prealloc {
+		buf := make([]byte, t.NumBytes())
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return t, nil, err
+		}
+		return t, buf, nil
+	}
+	var b bytes.Buffer
+	b.Grow(prealloc)
+	if _, err := b.ReadFrom(r); err != nil {
 		return t, nil, err
 	}
-	return t, buf, nil
+	return t, b.Bytes(), nil
 }
 
 // tensorReader turns a premature end of the stream into ErrTruncated.
