@@ -4,11 +4,16 @@ package testbin
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -49,13 +54,17 @@ func Build(t testing.TB, name string) string {
 		t.Skip("go tool not available")
 	}
 	if dir == "" {
-		d, err := os.MkdirTemp("", "lorakit-bin-")
-		if err != nil {
+		// One folder per checkout, reused by every run: nothing accumulates.
+		sum := sha256.Sum256([]byte(Root(t)))
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("lorakit-testbin-%x", sum[:6]))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		dir = d
 	}
-	out := filepath.Join(dir, name)
+	// A per-process name so that concurrent test binaries never overwrite a
+	// binary another one is running.
+	out := filepath.Join(dir, fmt.Sprintf("%s-%d", name, os.Getpid()))
+	removeStale(dir)
 	cmd := exec.Command("go", "build", "-o", out, "./cmd/"+name)
 	cmd.Dir = Root(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -89,4 +98,19 @@ func Run(t testing.TB, stdin []byte, bin string, args ...string) Result {
 		t.Fatal(err)
 	}
 	return Result{so.String(), se.String(), code}
+}
+
+// removeStale deletes binaries left by test processes that have exited.
+func removeStale(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		i := strings.LastIndexByte(e.Name(), '-')
+		pid, err := strconv.Atoi(e.Name()[i+1:])
+		if i < 0 || err != nil || pid == os.Getpid() {
+			continue
+		}
+		if p, err := os.FindProcess(pid); err != nil || p.Signal(syscall.Signal(0)) != nil {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }

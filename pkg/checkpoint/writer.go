@@ -143,7 +143,7 @@ func (w *Writer) openShard() error {
 			if err != nil {
 				return err
 			}
-			dst = &closingWriter{f}
+			dst = &closingWriter{f: f, w: cli.Writeback(f)}
 		}
 		sw, err := safetensors.NewWriterOrdered(dst, md, s.Tensors)
 		if err != nil {
@@ -175,9 +175,12 @@ func (w *Writer) finishShard() error {
 }
 
 // closingWriter remembers the shard's file so it can be closed.
-type closingWriter struct{ f *os.File }
+type closingWriter struct {
+	f *os.File
+	w io.Writer
+}
 
-func (c *closingWriter) Write(p []byte) (int, error) { return c.f.Write(p) }
+func (c *closingWriter) Write(p []byte) (int, error) { return c.w.Write(p) }
 
 // Order is the order in which WriteTensor must be called.
 func (w *Writer) Order() []safetensors.TensorInfo { return w.order }

@@ -224,7 +224,7 @@ func OpenOutput(path string) (*Output, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Output{Writer: f, file: f}, nil
+	return &Output{Writer: Writeback(f.File), file: f}, nil
 }
 
 // Commit makes the output visible (a no-op for stdout).

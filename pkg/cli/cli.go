@@ -198,10 +198,11 @@ func run(name, description string, cmd any, globals *Globals, args []string, opt
 	return ExitOK
 }
 
-// IsTerminal reports whether f is a character device (a terminal).
+// IsTerminal reports whether f is a terminal (a character device that
+// answers the terminal ioctl; /dev/null is a character device but not one).
 func IsTerminal(f *os.File) bool {
 	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return err == nil && st.Mode()&os.ModeCharDevice != 0 && isTTY(f)
 }
 
 // NotYet is the main of a binary whose implementation has not landed: it

@@ -112,11 +112,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 	}
 	start := time.Now()
 	prog := ctx.NewProgress("lora-gguf", plan.Size())
-	dst := out.Writer // an atomic file: Write starts its write-back early, for the fsync
-	if out.Stdout {
-		dst = struct{ io.Writer }{dst} // no fsync follows: leave write-back to the kernel
-	}
-	st, err := plan.Write(ctx, dst, WriteOptions{Threads: c.Threads, Progress: prog.Add})
+	st, err := plan.Write(ctx, out.Writer, WriteOptions{Threads: c.Threads, Progress: prog.Add})
 	prog.Done()
 	if err != nil {
 		out.Abort()

@@ -88,7 +88,7 @@ type WriteOptions struct {
 // called at most once (a stream source can be read only once).
 func (p *Plan) Write(ctx context.Context, w io.Writer, o WriteOptions) (*Stats, error) {
 	st := &Stats{F16Overflows: map[string]int{}}
-	cw := &countWriter{w: w, progress: o.Progress, writeback: writeback(w)}
+	cw := &countWriter{w: w, progress: o.Progress}
 	bw := bufio.NewWriterSize(cw, 1<<20)
 	gw, err := gguf.NewWriter(bw, p.Metadata, p.Tensors)
 	if err != nil {
@@ -262,18 +262,12 @@ func (p *Plan) add(t gguf.TensorInfo, it item, pos map[string]int) {
 }
 
 type countWriter struct {
-	w         io.Writer
-	n         int64
-	progress  func(int64)
-	writeback func(off, n int64) // nil: not a regular file
-	flushed   int64              // bytes handed to writeback
+	w        io.Writer
+	n        int64
+	progress func(int64)
 }
 
-// writebackBytes is how much is written between two write-back requests.
-const writebackBytes = 32 << 20
-
-// Write forwards p in pieces of at most 16 MiB so progress moves smoothly, and starts
-// write-back of each 32 MiB written to a file.
+// Write forwards p in pieces of at most 16 MiB so progress moves smoothly.
 func (c *countWriter) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
@@ -286,10 +280,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 		}
 		if err != nil {
 			return total, err
-		}
-		if c.writeback != nil && c.n-c.flushed >= writebackBytes {
-			c.writeback(c.flushed, c.n-c.flushed)
-			c.flushed = c.n
 		}
 		p = p[k:]
 	}
