@@ -30,16 +30,28 @@ func Root(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Fixtures returns ../shared/fixtures beside the repository, or skips.
+// Fixtures returns the shared fixtures folder: shared/fixtures or
+// ../shared/fixtures found walking up from the test's working directory (the
+// package folder), so it works from a clone with shared/ beside it. It skips
+// the test when there is none.
 func Fixtures(t testing.TB) string {
 	t.Helper()
-	for _, c := range []string{filepath.Join(Root(t), "..", "shared", "fixtures"), filepath.Join(Root(t), "shared", "fixtures")} {
-		if st, err := os.Stat(c); err == nil && st.IsDir() {
-			return c
-		}
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Skip("shared/fixtures not found")
-	return ""
+	for {
+		for _, c := range []string{filepath.Join(dir, "shared", "fixtures"), filepath.Join(dir, "..", "shared", "fixtures")} {
+			if st, err := os.Stat(c); err == nil && st.IsDir() {
+				return c
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("shared/fixtures not found")
+		}
+		dir = parent
+	}
 }
 
 // Build compiles cmd/<name> once per test process and returns its path.

@@ -3,31 +3,15 @@ package dtype
 import (
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/lorakit/lorakit/internal/testbin"
 )
 
 // fixtures returns the shared fixtures folder, walking up from the package.
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		for _, c := range []string{"../shared/fixtures", "shared/fixtures"} {
-			p := filepath.Join(dir, c)
-			if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-				return p
-			}
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Skip("shared/fixtures not found")
-		}
-		dir = up
-	}
+	return testbin.Fixtures(t)
 }
 
 // testBits returns f32 bit patterns that exercise every rounding path: all

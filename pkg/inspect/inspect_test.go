@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -17,17 +18,7 @@ import (
 
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		for _, c := range []string{filepath.Join(d, "shared", "fixtures"), filepath.Join(d, "..", "shared", "fixtures")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		if filepath.Dir(d) == d {
-			t.Skip("shared/fixtures not found")
-		}
-	}
+	return testbin.Fixtures(t)
 }
 
 func inspectPath(t *testing.T, path string, o Options) *Report {

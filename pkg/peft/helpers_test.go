@@ -7,28 +7,14 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/lorakit/lorakit/internal/testbin"
 )
 
 // fixtures returns shared/fixtures/peft, walking up from the package dir.
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		for _, c := range []string{"shared/fixtures", "../shared/fixtures"} {
-			p := filepath.Join(dir, c, "peft")
-			if st, err := os.Stat(p); err == nil && st.IsDir() {
-				return p
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/fixtures not found")
-		}
-		dir = parent
-	}
+	return filepath.Join(testbin.Fixtures(t), "peft")
 }
 
 // readTensors reads the names and shapes of a safetensors header

@@ -10,23 +10,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
 
 // fixtures locates ../shared/fixtures above the package directory.
 func fixtures(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		for _, c := range []string{filepath.Join(d, "shared", "fixtures"), filepath.Join(d, "..", "shared", "fixtures")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		if filepath.Dir(d) == d {
-			t.Skip("shared/fixtures not found")
-		}
-	}
+	return testbin.Fixtures(t)
 }
 
 func fixtureFiles(t testing.TB) []string {
