@@ -3,6 +3,7 @@ package train
 import (
 	"cmp"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -17,6 +18,17 @@ import (
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
+
+// Adapter methods (lora-train --method).
+const (
+	MethodLoRA = "lora" // LoRA, or DoRA with AdapterOptions.DoRA
+	MethodIA3  = "ia3"  // (IA)³: learned scaling vectors, PEFT's IA3Config defaults
+)
+
+// IA3Targets are the projections of PEFT's IA3Config defaults for Llama:
+// k_proj and v_proj (output scaling, ia3_l (out, 1)) and down_proj, a
+// feedforward module (input scaling, ia3_l (1, in)).
+var IA3Targets = []llama.Target{llama.K, llama.V, llama.Down}
 
 // AdapterOptions describe a fresh LoRA or DoRA adapter.
 type AdapterOptions struct {
@@ -99,11 +111,70 @@ func NewAdapter(cfg llama.Config, o AdapterOptions) (*Adapter, error) {
 	return a, nil
 }
 
+// NewIA3Adapter describes a fresh (IA)³ adapter on every layer of a model,
+// on IA3Targets as PEFT's IA3Config defaults (spec §7.4).
+func NewIA3Adapter(cfg llama.Config) (*Adapter, error) {
+	a := &Adapter{}
+	for l := range cfg.Layers {
+		for _, t := range IA3Targets {
+			a.Specs = append(a.Specs, llama.Adapter{Layer: l, Target: t, IA3: true, FeedForward: t == llama.Down})
+		}
+	}
+	raw, err := ia3ConfigJSON(a.Specs, "")
+	if err != nil {
+		return nil, err
+	}
+	if a.Config, err = peft.Parse(raw); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// ia3ConfigJSON returns the adapter_config.json of an (IA)³ adapter with
+// the long-standing IA3Config keys, as PEFT writes it (json.dumps with
+// indent 2 and sorted keys; module lists sorted): target_modules and
+// feedforward_modules are the specs' projection names.
+func ia3ConfigJSON(specs []llama.Adapter, base string) ([]byte, error) {
+	targets, ff := []string{}, []string{}
+	for _, s := range specs {
+		n := s.Target.String()
+		if !slices.Contains(targets, n) {
+			targets = append(targets, n)
+		}
+		if s.FeedForward && !slices.Contains(ff, n) {
+			ff = append(ff, n)
+		}
+	}
+	slices.Sort(targets)
+	slices.Sort(ff)
+	var bp any
+	if base != "" {
+		bp = base
+	}
+	raw, err := json.Marshal(map[string]any{
+		"peft_type": peft.TypeIA3, "task_type": peft.TaskCausalLM, "target_modules": targets,
+		"feedforward_modules": ff, "fan_in_fan_out": false, "init_ia3_weights": true, "modules_to_save": nil,
+		"base_model_name_or_path": bp, "inference_mode": true, "revision": nil,
+	})
+	if err != nil {
+		return nil, err
+	}
+	pc, err := peft.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	return peft.Marshal(pc)
+}
+
+// IsIA3 reports whether the adapter is an (IA)³ adapter.
+func (a *Adapter) IsIA3() bool { return a.Config != nil && a.Config.PeftType == peft.TypeIA3 }
+
 // InitLoader returns PEFT's default initialisation (spec §8) of the
 // adapters specs on a model of configuration cfg: lora_A ~ U(−1/√in, 1/√in),
 // lora_B = 0, rounded to round (the dtype PEFT moves a fresh adapter to and
 // back, §7.6). It has no DoRA magnitude, which the model then initialises
-// to the weight-row norms as PEFT does. Each tensor draws from its own
+// to the weight-row norms as PEFT does. (IA)³ vectors are ones
+// (init_ia3_weights). Each tensor draws from its own
 // stream of (seed, name), so the values do not depend on the order of
 // requests.
 func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtype.DType) llama.Loader {
@@ -111,6 +182,13 @@ func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtyp
 	for _, s := range specs {
 		out, in := projShape(cfg, s.Target)
 		p := llama.ModulePath(s.Layer, s.Target)
+		if s.IA3 {
+			shapes[p+llama.SuffixIA3] = []int{out, 1}
+			if s.FeedForward {
+				shapes[p+llama.SuffixIA3] = []int{1, in}
+			}
+			continue
+		}
 		shapes[p+llama.SuffixA] = []int{s.Rank, in}
 		shapes[p+llama.SuffixB] = []int{out, s.Rank}
 	}
@@ -120,6 +198,12 @@ func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtyp
 			return nil, nil, fmt.Errorf("%q: %w", name, llama.ErrNotFound)
 		}
 		v := make([]float32, shape[0]*shape[1])
+		if strings.HasSuffix(name, llama.SuffixIA3) {
+			for i := range v {
+				v[i] = 1
+			}
+			return v, shape, nil
+		}
 		if strings.HasSuffix(name, llama.SuffixB) {
 			return v, shape, nil
 		}
@@ -158,9 +242,9 @@ func projShape(c llama.Config, t llama.Target) (out, in int) {
 	return c.Hidden, c.Intermediate
 }
 
-// OpenAdapter reads a PEFT LoRA/DoRA adapter (folder, file or "-") for
-// the model cfg: its structure and a loader of its tensors (held in
-// memory). dropout is the dropout to train with.
+// OpenAdapter reads a PEFT LoRA, DoRA or IA3 adapter (folder, file or "-")
+// for the model cfg: its structure and a loader of its tensors (held in
+// memory). dropout is the dropout to train a LoRA/DoRA adapter with.
 func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64) (*Adapter, llama.Loader, error) {
 	src, err := checkpoint.Open(path, stdin)
 	if err != nil {
@@ -175,11 +259,19 @@ func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
 	}
-	if err := pc.Validate(); err != nil {
+	if err := pc.ValidateWith(peft.ValidateOptions{AllowIA3: true}); err != nil {
 		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
 	}
-	if pc.PeftType != peft.TypeLoRA {
-		return nil, nil, fmt.Errorf("%s: %w: peft_type %s (LORA only)", path, ErrAdapter, pc.PeftType)
+	ia3 := pc.PeftType == peft.TypeIA3
+	if pc.PeftType != peft.TypeLoRA && !ia3 {
+		return nil, nil, fmt.Errorf("%s: %w: peft_type %s (LORA and IA3 only)", path, ErrAdapter, pc.PeftType)
+	}
+	if ia3 && pc.FanInFanOut {
+		return nil, nil, fmt.Errorf("%s: %w: IA3 with fan_in_fan_out (Conv1D layout)", path, ErrAdapter)
+	}
+	mt, err := peft.NewMatcher(pc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
 	}
 	tensors, err := src.LoadAll()
 	if err != nil {
@@ -194,14 +286,29 @@ func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(an.Others) > 0 {
-		return nil, nil, fmt.Errorf("%s: %w: tensor %q is not a LoRA tensor (modules_to_save, biases and token deltas are not supported)", path, ErrAdapter, an.Others[0].Key.Name)
+		return nil, nil, fmt.Errorf("%s: %w: tensor %q is not an adapter tensor (modules_to_save, biases and token deltas are not supported)", path, ErrAdapter, an.Others[0].Key.Name)
 	}
 	if len(an.Modules) == 0 {
-		return nil, nil, fmt.Errorf("%s: %w: no LoRA modules", path, ErrAdapter)
+		return nil, nil, fmt.Errorf("%s: %w: no adapter modules", path, ErrAdapter)
 	}
 	a := &Adapter{Config: pc, Warnings: an.Warnings}
 	stored := map[string]string{} // llama tensor name → stored name
 	for _, m := range an.Modules {
+		if (m.Kind == peft.KindIA3) != ia3 {
+			return nil, nil, fmt.Errorf("%s: %w: module %s is %s in a %s adapter", path, ErrAdapter, m.Path, m.Kind, pc.PeftType)
+		}
+		if ia3 {
+			t, err := llama.ParseTarget(m.Type)
+			if err != nil || m.Layer < 0 || m.Layer >= cfg.Layers || llama.ModulePath(m.Layer, t) != m.Path {
+				return nil, nil, fmt.Errorf("%s: %w: module %s is not a projection of this model", path, ErrAdapter, m.Path)
+			}
+			if mt.Feedforward(m.Path) != m.Feedforward {
+				return nil, nil, fmt.Errorf("%s: %w: IA3 module %s: feedforward_modules disagrees with the shape of %q", path, ErrAdapter, m.Path, m.IA3)
+			}
+			a.Specs = append(a.Specs, llama.Adapter{Layer: m.Layer, Target: t, IA3: true, FeedForward: m.Feedforward})
+			stored[m.Path+llama.SuffixIA3] = m.IA3
+			continue
+		}
 		if m.Kind != peft.KindLinear || m.Transposed || m.BBias != "" {
 			return nil, nil, fmt.Errorf("%s: %w: module %s (%s%s) is not a plain LoRA/DoRA linear", path, ErrAdapter, m.Path, m.Kind, map[bool]string{true: ", MLX layout"}[m.Transposed])
 		}
@@ -249,8 +356,12 @@ func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64
 }
 
 // ConfigJSON returns adapter_config.json with the compatible key set
-// (spec §2.3).
+// (spec §2.3); for (IA)³, the long-standing IA3Config keys with the
+// adapter's modules.
 func (a *Adapter) ConfigJSON() ([]byte, error) {
+	if a.IsIA3() {
+		return ia3ConfigJSON(a.Specs, a.Config.BaseModelNameOrPath)
+	}
 	c := *a.Config
 	c.InferenceMode = true
 	return peft.MarshalCompat(&c)

@@ -18,7 +18,7 @@ import (
 )
 
 // Description is lora-train's --help text.
-const Description = `Train a LoRA or DoRA adapter on a Llama-family model from JSONL data.
+const Description = `Train a LoRA, DoRA or IA3 adapter on a Llama-family model from JSONL data.
 
 The base is an HF folder, a .safetensors file or '-' (bf16/f16/f32 weights, or a
 bitsandbytes NF4/FP4 checkpoint: QLoRA, dequantized on the fly). The data is JSONL,
@@ -34,6 +34,7 @@ Same inputs, flags and seed give the same adapter bytes, whatever the thread cou
 Examples:
   lora-train --base ./Llama-3.2-1B --data train.jsonl -o my-adapter
   lora-train --base ./tiny --data ids.jsonl -o a.safetensors --max-steps 100 --log log.jsonl
+  lora-train --base M --data d.jsonl -o A --method ia3          # (IA)3 vectors on k, v, down_proj
   lora-train --base M --data d.jsonl -o A --save-every 50       # checkpoints in A.checkpoints/
   lora-train --base M --data d.jsonl -o A --resume A.checkpoints
   lora-train eval --base M --adapter A --data test.jsonl --json
@@ -79,13 +80,14 @@ type TrainCmd struct {
 	Data   string `required:"" help:"Training data (JSONL)." placeholder:"FILE"`
 	Output string `short:"o" required:"" help:"Output adapter: a folder (PEFT), FILE.safetensors, or '-' (stdout)." placeholder:"ADAPTER"`
 
+	Method   string   `default:"lora" enum:"lora,ia3" help:"Adapter method: lora (LoRA; DoRA with --dora), or ia3 ((IA)3 scaling vectors on k_proj, v_proj and down_proj, as PEFT's IA3Config defaults; takes no --rank, --alpha, --dropout, --dora, --rslora or --targets)."`
 	Rank     int      `short:"r" default:"16" help:"LoRA rank r."`
 	Alpha    float64  `default:"32" help:"LoRA alpha (scaling alpha/r, or alpha/sqrt(r) with --rslora)."`
 	Dropout  float64  `default:"0.05" help:"Dropout on the adapter input during training."`
 	Targets  []string `default:"q_proj,k_proj,v_proj,o_proj" help:"Projections to adapt (comma-separated), or all-linear."`
 	DoRA     bool     `name:"dora" help:"Train a DoRA adapter (weight-decomposed: adds a magnitude vector)."`
 	RSLoRA   bool     `name:"rslora" help:"Rank-stabilized scaling alpha/sqrt(r)."`
-	InitFrom string   `name:"init-from" help:"Start from an existing PEFT adapter (its rank, alpha, targets and DoRA setting are used)." placeholder:"ADAPTER"`
+	InitFrom string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA or IA3 adapter (its method, rank, alpha, targets and DoRA setting are used)." placeholder:"ADAPTER"`
 
 	LR          float64 `name:"lr" default:"2e-4" help:"Peak learning rate."`
 	Schedule    string  `default:"cosine" enum:"constant,constant_with_warmup,linear,cosine" help:"Learning-rate schedule: constant, constant_with_warmup, linear, cosine."`
@@ -151,6 +153,9 @@ func (c *TrainCmd) Run(ctx *cli.Context) error {
 	if stdinUses(c.Base, c.Data, c.Eval, c.InitFrom) > 1 {
 		return cli.Usagef("stdin ('-') can be read once")
 	}
+	if err := c.checkMethod(); err != nil {
+		return err
+	}
 	set := c.settings()
 	if err := set.check(); err != nil {
 		return err
@@ -194,7 +199,14 @@ func (c *TrainCmd) Run(ctx *cli.Context) error {
 			ctx.Warnf("%s: %s", c.InitFrom, w)
 		}
 		c.warnIgnored(ctx, ad)
-		ad.Config.LoraDropout = c.Dropout
+		if !ad.IsIA3() {
+			ad.Config.LoraDropout = c.Dropout
+		}
+	} else if c.Method == MethodIA3 {
+		if ad, err = NewIA3Adapter(base.Config); err != nil {
+			return err
+		}
+		load = InitLoader(base.Config, ad.Specs, c.Seed, base.AdapterDType)
 	} else {
 		if ad, err = NewAdapter(base.Config, AdapterOptions{Rank: c.Rank, Alpha: c.Alpha, Targets: c.Targets,
 			DoRA: c.DoRA, RSLoRA: c.RSLoRA, Dropout: c.Dropout}); err != nil {
@@ -342,14 +354,63 @@ func (c *TrainCmd) Run(ctx *cli.Context) error {
 	return nil
 }
 
+// Defaults of the structure flags, to tell the ones given.
+const (
+	defaultRank    = 16
+	defaultAlpha   = 32
+	defaultDropout = 0.05
+	defaultTargets = "q_proj,k_proj,v_proj,o_proj"
+)
+
+// loraFlags names the LoRA structure flags given with values other than
+// their defaults.
+func (c *TrainCmd) loraFlags() []string {
+	var set []string
+	add := func(name string, given bool) {
+		if given {
+			set = append(set, name)
+		}
+	}
+	add("--rank", c.Rank != defaultRank)
+	add("--alpha", c.Alpha != defaultAlpha)
+	add("--dropout", c.Dropout != defaultDropout)
+	add("--dora", c.DoRA)
+	add("--rslora", c.RSLoRA)
+	add("--targets", strings.Join(c.Targets, ",") != defaultTargets)
+	return set
+}
+
+// checkMethod refuses LoRA structure flags with --method ia3.
+func (c *TrainCmd) checkMethod() error {
+	switch c.Method {
+	case "", MethodLoRA:
+		return nil
+	case MethodIA3:
+		if f := c.loraFlags(); len(f) > 0 {
+			return cli.Usagef("--method ia3 takes no %s (IA3 learns scaling vectors on k_proj, v_proj and down_proj)", strings.Join(f, ", "))
+		}
+		return nil
+	}
+	return cli.Usagef("--method %q (lora, ia3)", c.Method)
+}
+
 // warnIgnored warns about structure flags that --init-from overrides
 // (those left at their defaults are not mentioned).
 func (c *TrainCmd) warnIgnored(ctx *cli.Context, ad *Adapter) {
+	if ad.IsIA3() {
+		if f := c.loraFlags(); len(f) > 0 {
+			ctx.Warnf("--init-from: ignoring %s (the adapter is IA3)", strings.Join(f, ", "))
+		}
+		return
+	}
+	if c.Method == MethodIA3 {
+		ctx.Warnf("--init-from: ignoring --method ia3 (the adapter is %s)", ad.Config.PeftType)
+	}
 	pc := ad.Config
-	if c.Rank != 16 && c.Rank != pc.R {
+	if c.Rank != defaultRank && c.Rank != pc.R {
 		ctx.Warnf("--init-from: ignoring --rank %d (the adapter has r=%d)", c.Rank, pc.R)
 	}
-	if c.Alpha != 32 && c.Alpha != pc.LoraAlpha {
+	if c.Alpha != defaultAlpha && c.Alpha != pc.LoraAlpha {
 		ctx.Warnf("--init-from: ignoring --alpha %g (the adapter has lora_alpha=%g)", c.Alpha, pc.LoraAlpha)
 	}
 	if c.DoRA && !ad.Specs[0].DoRA {
@@ -358,7 +419,7 @@ func (c *TrainCmd) warnIgnored(ctx *cli.Context, ad *Adapter) {
 	if c.RSLoRA && !pc.UseRSLoRA {
 		ctx.Warnf("--init-from: ignoring --rslora (the adapter does not use it)")
 	}
-	if strings.Join(c.Targets, ",") != "q_proj,k_proj,v_proj,o_proj" {
+	if strings.Join(c.Targets, ",") != defaultTargets {
 		ctx.Warnf("--init-from: ignoring --targets (the adapter's modules are trained)")
 	}
 }
@@ -488,7 +549,7 @@ func readDataFile(ctx *cli.Context, path string, o DataOptions) ([]Example, erro
 // EvalCmd is `lora-train eval`.
 type EvalCmd struct {
 	Base    string `required:"" help:"Base model: HF folder, .safetensors file, or '-' (stdin)." placeholder:"MODEL"`
-	Adapter string `help:"PEFT adapter to apply (folder, file, or '-')." placeholder:"ADAPTER"`
+	Adapter string `help:"PEFT LoRA, DoRA or IA3 adapter to apply (folder, file, or '-')." placeholder:"ADAPTER"`
 	Data    string `required:"" help:"Data (JSONL), in any training form." placeholder:"FILE"`
 	Seq     int    `default:"2048" help:"Truncate examples to this many tokens."`
 	JSON    bool   `help:"Print one JSON object."`

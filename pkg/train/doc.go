@@ -1,4 +1,4 @@
-// Package train trains LoRA and DoRA adapters on a Llama-family model: JSONL
+// Package train trains LoRA, DoRA and (IA)³ adapters on a Llama-family model: JSONL
 // data in the forms of DESIGN.md, batching and packing, AdamW exactly as
 // torch.optim.AdamW, the learning-rate schedules of transformers with the
 // Trainer's one-step lag, clipping by global norm, gradient accumulation with
