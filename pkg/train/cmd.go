@@ -601,7 +601,7 @@ func (c *EvalCmd) Run(ctx *cli.Context) error {
 			ctx.Warnf("%s: %s", c.Adapter, w)
 		}
 		if err := model.AddAdapters(ad.Specs, load); err != nil {
-			return err
+			return fmt.Errorf("%s (for base %s): %w", c.Adapter, c.Base, err)
 		}
 	}
 	res, err := Evaluate(model, ex)
