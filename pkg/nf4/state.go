@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lorakit/lorakit/internal/pyjson"
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
 
@@ -338,43 +339,7 @@ func (qs *QuantState) JSON() []byte {
 // fractional digit when the decimal exponent is in [-4, 16), scientific
 // otherwise with a signed exponent of at least two digits; NaN, Infinity,
 // -Infinity for non-finite values).
-func PythonFloat(f float64) string {
-	switch {
-	case math.IsNaN(f):
-		return "NaN"
-	case math.IsInf(f, 1):
-		return "Infinity"
-	case math.IsInf(f, -1):
-		return "-Infinity"
-	}
-	s := strconv.FormatFloat(f, 'e', -1, 64) // [-]d[.ddd]e±XX
-	neg := s[0] == '-'
-	if neg {
-		s = s[1:]
-	}
-	ePos := strings.IndexByte(s, 'e')
-	mant, exp := s[:ePos], s[ePos+1:]
-	e, _ := strconv.Atoi(exp)
-	digits := strings.Replace(mant, ".", "", 1)
-	var out string
-	if e < -4 || e >= 16 {
-		sign := "+"
-		if e < 0 {
-			sign, e = "-", -e
-		}
-		out = fmt.Sprintf("%se%s%02d", mant, sign, e)
-	} else if e < 0 {
-		out = "0." + strings.Repeat("0", -e-1) + digits
-	} else if len(digits) > e+1 {
-		out = digits[:e+1] + "." + digits[e+1:]
-	} else {
-		out = digits + strings.Repeat("0", e+1-len(digits)) + ".0"
-	}
-	if neg {
-		out = "-" + out
-	}
-	return out
-}
+func PythonFloat(f float64) string { return pyjson.FormatFloat(f) }
 
 // torchDTypeName maps a supported original dtype to its torch name.
 func torchDTypeName(d dtype.DType) (string, error) {

@@ -1,7 +1,6 @@
 package peft
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lorakit/lorakit/internal/pyjson"
 )
 
 // PEFT method names (peft_type).
@@ -79,17 +80,17 @@ func (s Selector) truthy() bool {
 	return false
 }
 
-func (s Selector) json() jvalue {
+func (s Selector) json() pyjson.Value {
 	switch s.Kind {
 	case SelectString:
-		return jstr(s.String)
+		return pyjson.String(s.String)
 	case SelectList:
 		if s.List == nil {
-			return jvalue{kind: jArr, arr: []jvalue{}}
+			return pyjson.Array()
 		}
 		return jstrList(s.List)
 	}
-	return jnull
+	return pyjson.Null
 }
 
 // Init is the init_lora_weights value: InitTrue / InitFalse for the JSON
@@ -111,14 +112,14 @@ const (
 	InitMiCA       Init = "mica"
 )
 
-func (i Init) json() jvalue {
+func (i Init) json() pyjson.Value {
 	switch i {
 	case InitTrue:
-		return jbool(true)
+		return pyjson.Bool(true)
 	case InitFalse:
-		return jbool(false)
+		return pyjson.Bool(false)
 	}
-	return jstr(string(i))
+	return pyjson.String(string(i))
 }
 
 // MutatesBase reports whether the init subtracts s·B·A (or a quantization
@@ -318,21 +319,21 @@ func NewLoraConfig(r int, alpha float64, targets Selector) *Config {
 // fields and fills PEFT's defaults for absent LoRA keys; the refuse rules
 // are in Validate.
 func Parse(data []byte) (*Config, error) {
-	root, err := decodeJSON(data)
+	root, err := pyjson.Decode(data)
 	if err != nil {
 		return nil, fmt.Errorf("%v: %w", err, ErrInvalidConfig)
 	}
-	if root.kind != jObj {
+	if root.Kind != pyjson.KindObject {
 		return nil, fmt.Errorf("top-level value is not an object: %w", ErrInvalidConfig)
 	}
 	var peftType string
 	found := false
-	for _, m := range root.obj {
-		if m.key == "peft_type" {
-			if m.val.kind != jStr {
+	for _, m := range root.Obj {
+		if m.Key == "peft_type" {
+			if m.Value.Kind != pyjson.KindString {
 				return nil, fmt.Errorf("key %q: want a string: %w", "peft_type", ErrInvalidConfig)
 			}
-			peftType, found = m.val.s, true
+			peftType, found = m.Value.Str, true
 		}
 	}
 	if !found {
@@ -345,20 +346,20 @@ func Parse(data []byte) (*Config, error) {
 	c.PeftType = peftType
 	c.present = map[string]bool{}
 	typed := typedKeys(peftType)
-	for _, m := range root.obj {
-		if !typed[m.key] {
-			c.Extra = append(c.Extra, Field{Key: m.key, Value: rawOf(m.val)})
+	for _, m := range root.Obj {
+		if !typed[m.Key] {
+			c.Extra = append(c.Extra, Field{Key: m.Key, Value: rawOf(m.Value)})
 			continue
 		}
-		if err := c.decodeField(m.key, m.val); err != nil {
-			return nil, fmt.Errorf("key %q: %v: %w", m.key, err, ErrInvalidConfig)
+		if err := c.decodeField(m.Key, m.Value); err != nil {
+			return nil, fmt.Errorf("key %q: %v: %w", m.Key, err, ErrInvalidConfig)
 		}
-		c.present[m.key] = true
+		c.present[m.Key] = true
 	}
 	return &c, nil
 }
 
-func (c *Config) decodeField(key string, v jvalue) error {
+func (c *Config) decodeField(key string, v pyjson.Value) error {
 	var err error
 	switch key {
 	case "peft_type":
@@ -396,14 +397,14 @@ func (c *Config) decodeField(key string, v jvalue) error {
 	case "modules_to_save":
 		c.ModulesToSave, err = asStringList(v)
 	case "init_lora_weights":
-		switch v.kind {
-		case jBool:
+		switch v.Kind {
+		case pyjson.KindBool:
 			c.InitLoraWeights = InitFalse
-			if v.b {
+			if v.Bool {
 				c.InitLoraWeights = InitTrue
 			}
-		case jStr:
-			c.InitLoraWeights = Init(v.s)
+		case pyjson.KindString:
+			c.InitLoraWeights = Init(v.Str)
 		default:
 			err = errors.New("want a bool or a string")
 		}
@@ -473,11 +474,11 @@ func (c *Config) decodeField(key string, v jvalue) error {
 	return err
 }
 
-func asString(v jvalue, nullable bool) (string, error) {
-	if v.kind == jStr {
-		return v.s, nil
+func asString(v pyjson.Value, nullable bool) (string, error) {
+	if v.Kind == pyjson.KindString {
+		return v.Str, nil
 	}
-	if nullable && v.kind == jNull {
+	if nullable && v.Kind == pyjson.KindNull {
 		return "", nil
 	}
 	if nullable {
@@ -486,83 +487,83 @@ func asString(v jvalue, nullable bool) (string, error) {
 	return "", errors.New("want a string")
 }
 
-func asBool(v jvalue) (bool, error) {
-	if v.kind != jBool {
+func asBool(v pyjson.Value) (bool, error) {
+	if v.Kind != pyjson.KindBool {
 		return false, errors.New("want true or false")
 	}
-	return v.b, nil
+	return v.Bool, nil
 }
 
-func asInt(v jvalue) (int, error) {
-	if v.kind != jNum || !isIntLiteral(v.s) {
+func asInt(v pyjson.Value) (int, error) {
+	if v.Kind != pyjson.KindNumber || !pyjson.IsIntLiteral(v.Str) {
 		return 0, errors.New("want an integer")
 	}
-	n, err := strconv.ParseInt(v.s, 10, 32)
+	n, err := strconv.ParseInt(v.Str, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("integer %s out of range", v.s)
+		return 0, fmt.Errorf("integer %s out of range", v.Str)
 	}
 	return int(n), nil
 }
 
-func asIntOrNull(v jvalue) (int, error) {
-	if v.kind == jNull {
+func asIntOrNull(v pyjson.Value) (int, error) {
+	if v.Kind == pyjson.KindNull {
 		return 0, nil
 	}
 	return asInt(v)
 }
 
 // asFloat accepts an int or float literal; isFloat reports a float literal.
-func asFloat(v jvalue) (f float64, isFloat bool, err error) {
-	if v.kind != jNum {
+func asFloat(v pyjson.Value) (f float64, isFloat bool, err error) {
+	if v.Kind != pyjson.KindNumber {
 		return 0, false, errors.New("want a number")
 	}
-	f, err = strconv.ParseFloat(v.s, 64)
+	f, err = strconv.ParseFloat(v.Str, 64)
 	if err != nil || math.IsInf(f, 0) {
-		return 0, false, fmt.Errorf("number %s out of range", v.s)
+		return 0, false, fmt.Errorf("number %s out of range", v.Str)
 	}
-	return f, !isIntLiteral(v.s), nil
+	return f, !pyjson.IsIntLiteral(v.Str), nil
 }
 
-func asSelector(v jvalue) (Selector, error) {
-	switch v.kind {
-	case jNull:
+func asSelector(v pyjson.Value) (Selector, error) {
+	switch v.Kind {
+	case pyjson.KindNull:
 		return Selector{}, nil
-	case jStr:
-		return Pattern(v.s), nil
-	case jArr:
+	case pyjson.KindString:
+		return Pattern(v.Str), nil
+	case pyjson.KindArray:
 		l, err := asStringList(v)
 		return Selector{Kind: SelectList, List: l}, err
 	}
 	return Selector{}, errors.New("want null, a string or a list of strings")
 }
 
-func asStringList(v jvalue) ([]string, error) {
-	if v.kind == jNull {
+func asStringList(v pyjson.Value) ([]string, error) {
+	if v.Kind == pyjson.KindNull {
 		return nil, nil
 	}
-	if v.kind != jArr {
+	if v.Kind != pyjson.KindArray {
 		return nil, errors.New("want a list of strings or null")
 	}
-	l := make([]string, 0, len(v.arr))
-	for i, e := range v.arr {
-		if e.kind != jStr {
+	l := make([]string, 0, len(v.Arr))
+	for i, e := range v.Arr {
+		if e.Kind != pyjson.KindString {
 			return nil, fmt.Errorf("element %d: want a string", i)
 		}
-		l = append(l, e.s)
+		l = append(l, e.Str)
 	}
 	return l, nil
 }
 
-func asIntOrList(v jvalue) (l []int, scalar bool, err error) {
-	switch v.kind {
-	case jNull:
+func asIntOrList(v pyjson.Value) (l []int, scalar bool, err error) {
+	switch v.Kind {
+	case pyjson.KindNull:
 		return nil, false, nil
-	case jNum:
+	case pyjson.KindNumber:
 		n, err := asInt(v)
 		return []int{n}, true, err
-	case jArr:
-		l = make([]int, 0, len(v.arr))
-		for i, e := range v.arr {
+	case pyjson.KindArray:
+		l = make([]int, 0, len(v.Arr))
+		for i, e := range v.Arr {
 			n, err := asInt(e)
 			if err != nil {
 				return nil, false, fmt.Errorf("element %d: %v", i, err)
@@ -574,57 +575,55 @@ func asIntOrList(v jvalue) (l []int, scalar bool, err error) {
 	return nil, false, errors.New("want an integer, a list of integers or null")
 }
 
-func asRankPattern(v jvalue) ([]RankEntry, error) {
-	if v.kind == jNull {
+func asRankPattern(v pyjson.Value) ([]RankEntry, error) {
+	if v.Kind == pyjson.KindNull {
 		return []RankEntry{}, nil
 	}
-	if v.kind != jObj {
+	if v.Kind != pyjson.KindObject {
 		return nil, errors.New("want an object {pattern: int}")
 	}
-	l := make([]RankEntry, 0, len(v.obj))
-	for _, m := range v.obj {
-		n, err := asInt(m.val)
+	l := make([]RankEntry, 0, len(v.Obj))
+	for _, m := range v.Obj {
+		n, err := asInt(m.Value)
 		if err != nil {
-			return nil, fmt.Errorf("pattern %q: %v", m.key, err)
+			return nil, fmt.Errorf("pattern %q: %v", m.Key, err)
 		}
-		l = append(l, RankEntry{Pattern: m.key, Rank: n})
+		l = append(l, RankEntry{Pattern: m.Key, Rank: n})
 	}
 	return l, nil
 }
 
-func asAlphaPattern(v jvalue) ([]AlphaEntry, error) {
-	if v.kind == jNull {
+func asAlphaPattern(v pyjson.Value) ([]AlphaEntry, error) {
+	if v.Kind == pyjson.KindNull {
 		return []AlphaEntry{}, nil
 	}
-	if v.kind != jObj {
+	if v.Kind != pyjson.KindObject {
 		return nil, errors.New("want an object {pattern: number}")
 	}
-	l := make([]AlphaEntry, 0, len(v.obj))
-	for _, m := range v.obj {
-		f, isFloat, err := asFloat(m.val)
+	l := make([]AlphaEntry, 0, len(v.Obj))
+	for _, m := range v.Obj {
+		f, isFloat, err := asFloat(m.Value)
 		if err != nil {
-			return nil, fmt.Errorf("pattern %q: %v", m.key, err)
+			return nil, fmt.Errorf("pattern %q: %v", m.Key, err)
 		}
-		l = append(l, AlphaEntry{Pattern: m.key, Alpha: f, float: isFloat})
+		l = append(l, AlphaEntry{Pattern: m.Key, Alpha: f, float: isFloat})
 	}
 	return l, nil
 }
 
 // numberJSON writes an int-valued number as an int unless asFloat is set.
-func numberJSON(f float64, asFloat bool) jvalue {
+func numberJSON(f float64, asFloat bool) pyjson.Value {
 	if !asFloat && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
-		return jint(int64(f))
+		return pyjson.Int(int64(f))
 	}
-	return jfloat(f)
+	return pyjson.Float(f)
 }
 
-func rawJSON(r json.RawMessage) (jvalue, error) { return fromRaw(r) }
-
 // encodeField returns the JSON value of a typed key.
-func (c *Config) encodeField(key string) (jvalue, error) {
+func (c *Config) encodeField(key string) (pyjson.Value, error) {
 	switch key {
 	case "peft_type":
-		return jstr(c.PeftType), nil
+		return pyjson.String(c.PeftType), nil
 	case "task_type":
 		return jstrOrNull(c.TaskType), nil
 	case "base_model_name_or_path":
@@ -632,13 +631,13 @@ func (c *Config) encodeField(key string) (jvalue, error) {
 	case "revision":
 		return jstrOrNull(c.Revision), nil
 	case "inference_mode":
-		return jbool(c.InferenceMode), nil
+		return pyjson.Bool(c.InferenceMode), nil
 	case "auto_mapping":
-		return rawJSON(c.AutoMapping)
+		return fromRaw(c.AutoMapping)
 	case "peft_version":
 		return jstrOrNull(c.PeftVersion), nil
 	case "r":
-		return jint(int64(c.R)), nil
+		return pyjson.Int(int64(c.R)), nil
 	case "lora_alpha":
 		return numberJSON(c.LoraAlpha, c.alphaFloat), nil
 	case "target_modules":
@@ -648,95 +647,95 @@ func (c *Config) encodeField(key string) (jvalue, error) {
 	case "lora_dropout":
 		return numberJSON(c.LoraDropout, !c.dropoutInt), nil
 	case "fan_in_fan_out":
-		return jbool(c.FanInFanOut), nil
+		return pyjson.Bool(c.FanInFanOut), nil
 	case "bias":
-		return jstr(c.Bias), nil
+		return pyjson.String(c.Bias), nil
 	case "use_rslora":
-		return jbool(c.UseRSLoRA), nil
+		return pyjson.Bool(c.UseRSLoRA), nil
 	case "modules_to_save":
 		return jstrList(c.ModulesToSave), nil
 	case "init_lora_weights":
 		return c.InitLoraWeights.json(), nil
 	case "layers_to_transform":
 		if c.LayersToTransform == nil {
-			return jnull, nil
+			return pyjson.Null, nil
 		}
 		if c.layersScalar && len(c.LayersToTransform) == 1 {
-			return jint(int64(c.LayersToTransform[0])), nil
+			return pyjson.Int(int64(c.LayersToTransform[0])), nil
 		}
-		v := jvalue{kind: jArr, arr: []jvalue{}}
+		v := pyjson.Array()
 		for _, n := range c.LayersToTransform {
-			v.arr = append(v.arr, jint(int64(n)))
+			v.Arr = append(v.Arr, pyjson.Int(int64(n)))
 		}
 		return v, nil
 	case "layers_pattern":
 		return c.LayersPattern.json(), nil
 	case "rank_pattern":
-		v := jvalue{kind: jObj, obj: []jmember{}}
+		v := pyjson.Object()
 		for _, e := range c.RankPattern {
-			v.obj = append(v.obj, jmember{e.Pattern, jint(int64(e.Rank))})
+			v.Obj = append(v.Obj, pyjson.Member{Key: e.Pattern, Value: pyjson.Int(int64(e.Rank))})
 		}
 		return v, nil
 	case "alpha_pattern":
-		v := jvalue{kind: jObj, obj: []jmember{}}
+		v := pyjson.Object()
 		for _, e := range c.AlphaPattern {
-			v.obj = append(v.obj, jmember{e.Pattern, numberJSON(e.Alpha, e.float)})
+			v.Obj = append(v.Obj, pyjson.Member{Key: e.Pattern, Value: numberJSON(e.Alpha, e.float)})
 		}
 		return v, nil
 	case "megatron_config":
-		return rawJSON(c.MegatronConfig)
+		return fromRaw(c.MegatronConfig)
 	case "megatron_core":
 		return jstrOrNull(c.MegatronCore), nil
 	case "loftq_config":
-		return rawJSON(c.LoftQConfig)
+		return fromRaw(c.LoftQConfig)
 	case "use_dora":
-		return jbool(c.UseDoRA), nil
+		return pyjson.Bool(c.UseDoRA), nil
 	case "layer_replication":
-		return rawJSON(c.LayerReplication)
+		return fromRaw(c.LayerReplication)
 	case "lora_bias":
-		return jbool(c.LoraBias), nil
+		return pyjson.Bool(c.LoraBias), nil
 	case "eva_config":
-		return rawJSON(c.EvaConfig)
+		return fromRaw(c.EvaConfig)
 	case "corda_config":
-		return rawJSON(c.CordaConfig)
+		return fromRaw(c.CordaConfig)
 	case "trainable_token_indices":
-		return rawJSON(c.TrainableTokenIndices)
+		return fromRaw(c.TrainableTokenIndices)
 	case "target_parameters":
 		return jstrList(c.TargetParameters), nil
 	case "use_qalora":
-		return jbool(c.UseQALoRA), nil
+		return pyjson.Bool(c.UseQALoRA), nil
 	case "qalora_group_size":
-		return jint(int64(c.QALoRAGroupSize)), nil
+		return pyjson.Int(int64(c.QALoRAGroupSize)), nil
 	case "alora_invocation_tokens":
-		return rawJSON(c.AloraInvocationTokens)
+		return fromRaw(c.AloraInvocationTokens)
 	case "velora_config":
-		return rawJSON(c.VeloraConfig)
+		return fromRaw(c.VeloraConfig)
 	case "monteclora_config":
-		return rawJSON(c.MonteCLoRAConfig)
+		return fromRaw(c.MonteCLoRAConfig)
 	case "use_bdlora":
-		return rawJSON(c.UseBDLoRA)
+		return fromRaw(c.UseBDLoRA)
 	case "arrow_config":
-		return rawJSON(c.ArrowConfig)
+		return fromRaw(c.ArrowConfig)
 	case "kasa_config":
-		return rawJSON(c.KasaConfig)
+		return fromRaw(c.KasaConfig)
 	case "lora_ga_config":
-		return rawJSON(c.LoraGAConfig)
+		return fromRaw(c.LoraGAConfig)
 	case "ensure_weight_tying":
-		return jbool(c.EnsureWeightTying), nil
+		return pyjson.Bool(c.EnsureWeightTying), nil
 	case "feedforward_modules":
 		return c.FeedforwardModules.json(), nil
 	case "num_virtual_tokens":
-		return jint(int64(c.NumVirtualTokens)), nil
+		return pyjson.Int(int64(c.NumVirtualTokens)), nil
 	case "token_dim":
-		return jint(int64(c.TokenDim)), nil
+		return pyjson.Int(int64(c.TokenDim)), nil
 	case "num_transformer_submodules":
-		return jint(int64(c.NumTransformerSubmodules)), nil
+		return pyjson.Int(int64(c.NumTransformerSubmodules)), nil
 	case "num_attention_heads":
-		return jint(int64(c.NumAttentionHeads)), nil
+		return pyjson.Int(int64(c.NumAttentionHeads)), nil
 	case "num_layers":
-		return jint(int64(c.NumLayers)), nil
+		return pyjson.Int(int64(c.NumLayers)), nil
 	}
-	return jvalue{}, fmt.Errorf("key %q: not a typed field: %w", key, ErrInvalidConfig)
+	return pyjson.Value{}, fmt.Errorf("key %q: not a typed field: %w", key, ErrInvalidConfig)
 }
 
 // Marshal writes the config as PEFT 0.21 does (json.dumps indent=2,
@@ -821,14 +820,14 @@ func sortedSet(l []string) []string {
 }
 
 func (c *Config) marshalKeys(keys []string, withExtra, sortSets bool) ([]byte, error) {
-	obj := jvalue{kind: jObj}
+	obj := pyjson.Object()
 	seen := map[string]bool{}
 	for _, k := range keys {
 		v, err := c.encodeField(k)
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %v: %w", k, err, ErrInvalidConfig)
 		}
-		if sortSets && v.kind == jArr {
+		if sortSets && v.Kind == pyjson.KindArray {
 			switch k {
 			case "target_modules":
 				v = jstrList(sortedSet(c.TargetModules.List))
@@ -837,7 +836,7 @@ func (c *Config) marshalKeys(keys []string, withExtra, sortSets bool) ([]byte, e
 			}
 		}
 		seen[k] = true
-		obj.obj = append(obj.obj, jmember{k, v})
+		obj.Obj = append(obj.Obj, pyjson.Member{Key: k, Value: v})
 	}
 	if withExtra {
 		for _, f := range c.Extra {
@@ -849,12 +848,10 @@ func (c *Config) marshalKeys(keys []string, withExtra, sortSets bool) ([]byte, e
 			if err != nil {
 				return nil, fmt.Errorf("key %q: %v: %w", f.Key, err, ErrInvalidConfig)
 			}
-			obj.obj = append(obj.obj, jmember{f.Key, v})
+			obj.Obj = append(obj.Obj, pyjson.Member{Key: f.Key, Value: v})
 		}
 	}
-	var b bytes.Buffer
-	writePython(&b, obj, 0)
-	return b.Bytes(), nil
+	return configDumps.Marshal(obj), nil
 }
 
 // ExtraValue returns the raw value of an unknown key kept in Extra.

@@ -3,6 +3,7 @@ package quantize
 import (
 	"fmt"
 
+	"github.com/lorakit/lorakit/internal/pyjson"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
@@ -19,19 +20,19 @@ func quantizedConfig(raw []byte, qc nf4.QuantizationConfig) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p, ok := v.get(quantKey); ok && p.kind != 'z' {
+	if p, ok := v.Get(quantKey); ok && p.Kind != pyjson.KindNull {
 		return nil, fmt.Errorf("config.json: %w: it already has a %s block", ErrQuantized, quantKey)
 	}
 	block, err := qc.MarshalJSON()
 	if err != nil {
 		return nil, err
 	}
-	bv, err := parseJSONOrdered(block)
+	bv, err := pyjson.Decode(block)
 	if err != nil {
 		return nil, err
 	}
-	v.set(quantKey, bv)
-	return pythonIndent(v), nil
+	v.Set(quantKey, bv)
+	return pyjson.Indent2.Marshal(v), nil
 }
 
 // dequantizedConfig returns config.json without its quantization_config
@@ -42,25 +43,25 @@ func dequantizedConfig(raw []byte, to dtype.DType) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.remove(quantKey)
+	v.Remove(quantKey)
 	if to != "" {
 		name := torchName(to)
 		for _, k := range []string{"dtype", "torch_dtype"} {
-			if p, ok := v.get(k); ok {
-				*p = jsonValue{kind: 's', str: name}
+			if p, ok := v.Get(k); ok {
+				*p = pyjson.String(name)
 			}
 		}
 	}
-	return pythonIndent(v), nil
+	return pyjson.Indent2.Marshal(v), nil
 }
 
-func parseConfigObject(raw []byte) (jsonValue, error) {
-	v, err := parseJSONOrdered(raw)
+func parseConfigObject(raw []byte) (pyjson.Value, error) {
+	v, err := pyjson.Decode(raw)
 	if err != nil {
-		return jsonValue{}, fmt.Errorf("config.json: %w: %v", checkpoint.ErrConfig, err)
+		return pyjson.Value{}, fmt.Errorf("config.json: %w: %v", checkpoint.ErrConfig, err)
 	}
-	if v.kind != 'o' {
-		return jsonValue{}, fmt.Errorf("config.json: %w: not a JSON object", checkpoint.ErrConfig)
+	if v.Kind != pyjson.KindObject {
+		return pyjson.Value{}, fmt.Errorf("config.json: %w: not a JSON object", checkpoint.ErrConfig)
 	}
 	return v, nil
 }
@@ -68,12 +69,12 @@ func parseConfigObject(raw []byte) (jsonValue, error) {
 // hasQuantizationConfig reports whether raw (a config.json) has a
 // quantization_config block; unparsable configs report false.
 func hasQuantizationConfig(raw []byte) bool {
-	v, err := parseJSONOrdered(raw)
-	if err != nil || v.kind != 'o' {
+	v, err := pyjson.Decode(raw)
+	if err != nil || v.Kind != pyjson.KindObject {
 		return false
 	}
-	p, ok := v.get(quantKey)
-	return ok && p.kind != 'z'
+	p, ok := v.Get(quantKey)
+	return ok && p.Kind != pyjson.KindNull
 }
 
 // torchName is the torch spelling of a float dtype ("bfloat16").
