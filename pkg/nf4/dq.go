@@ -148,7 +148,8 @@ func QuantizeBlockwise(dst []byte, absmax []float32, src []float32, blocksize in
 			ErrLength, n, len(dst), len(absmax), NumBlocks(n, blocksize))
 	}
 	mid := &dynamicMidpoints
-	if *code != dynamicMap {
+	dyn := *code == dynamicMap
+	if !dyn {
 		m := midpoints256(code)
 		mid = &m
 	}
@@ -177,6 +178,22 @@ func QuantizeBlockwise(dst []byte, absmax []float32, src []float32, blocksize in
 			absmax[b] = div
 		}
 		inv := 1 / div
+		if dyn && am <= math.MaxFloat32 {
+			// No NaN or Inf in the block, so every s is finite; the
+			// clamp can be skipped: values beyond ±1 get the codes
+			// of ±1 (0 and 255) from the table as from bucketize.
+			out := dst[lo:hi]
+			if partial {
+				for i, v := range x {
+					out[i] = dynCode(v / div)
+				}
+			} else {
+				for i, v := range x {
+					out[i] = dynCode(v * inv)
+				}
+			}
+			continue
+		}
 		for i, v := range x {
 			var s float32
 			if partial {
@@ -209,4 +226,48 @@ func DequantizeBlockwise(dst []float32, q []byte, absmax []float32, blocksize in
 		dst[i] = code[c] * absmax[i/blocksize]
 	}
 	return nil
+}
+
+// Nearest-code search in the dynamic map (the nested quantization's
+// torch.bucketize over its 255 midpoints) by table: the top 15 bits of a
+// value's ordered key (see orderedKey) select one of 32768 buckets, each
+// holding at most one midpoint (checked when the table is built);
+// dynLUT[bucket] is the number of midpoints below the bucket, so the code is
+// that count plus one when the key exceeds the next midpoint's key. Midpoints
+// are never ±0, so key order is float order for every comparison made, and
+// the count is bucketize's (ties go to the lower code) for every non-NaN
+// value, Inf and values beyond ±1 included.
+const dynShift = 17
+
+var dynThrKeys, dynLUT = buildDynLUT(&dynamicMidpoints)
+
+// buildDynLUT returns the midpoint keys, padded with MaxUint32 at index 255,
+// and the bucket table.
+func buildDynLUT(mid *[255]float32) (keys [256]uint32, lut [1 << (32 - dynShift)]uint8) {
+	for i, m := range mid {
+		keys[i] = orderedKey(math.Float32bits(m))
+		if i > 0 && keys[i] <= keys[i-1] {
+			panic("nf4: dynamic midpoints not increasing")
+		}
+		if i > 0 && keys[i]>>dynShift == keys[i-1]>>dynShift {
+			panic("nf4: two dynamic midpoints in one bucket")
+		}
+	}
+	keys[255] = math.MaxUint32
+	below := 0
+	for b := range lut {
+		for below < len(mid) && keys[below]>>dynShift < uint32(b) {
+			below++
+		}
+		lut[b] = uint8(below)
+	}
+	return keys, lut
+}
+
+// dynCode returns the dynamic-map code of a non-NaN scaled value: the number
+// of midpoints strictly below s.
+func dynCode(s float32) uint8 {
+	k := orderedKey(math.Float32bits(s))
+	c := dynLUT[k>>dynShift]
+	return c + uint8((uint64(dynThrKeys[c])-uint64(k))>>63)
 }
