@@ -121,3 +121,31 @@ func TestDevNullIsNotATerminal(t *testing.T) {
 		t.Fatal("/dev/null reported as a terminal")
 	}
 }
+
+func TestWritebackWriter(t *testing.T) {
+	for _, size := range []int{0, 1, writeChunk - 1, writeChunk, writeChunk + 1, 3*writeChunk + 7, writebackBytes + 5} {
+		f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(i * 7)
+		}
+		w := Writeback(f)
+		if n, err := w.Write(data); n != size || err != nil {
+			t.Fatalf("size %d: wrote %d, %v", size, n, err)
+		}
+		f.Close()
+		got, _ := os.ReadFile(f.Name())
+		if string(got) != string(data) {
+			t.Fatalf("size %d: file differs", size)
+		}
+	}
+	// A write error is reported with the count of bytes written.
+	f, _ := os.Create(filepath.Join(t.TempDir(), "closed"))
+	f.Close()
+	if n, err := Writeback(f).Write(make([]byte, 10)); err == nil || n != 0 {
+		t.Fatalf("write to a closed file: %d, %v", n, err)
+	}
+}
