@@ -93,6 +93,22 @@ func ParseName(s string) (DType, error) {
 	return "", fmt.Errorf("%w %q", ErrUnknown, s)
 }
 
+// TorchName is the PyTorch spelling of a float dtype as config.json writes
+// it ("bfloat16", "float32"); "" for other types. ParseName reads it back.
+func (d DType) TorchName() string {
+	switch d {
+	case F64:
+		return "float64"
+	case F32:
+		return "float32"
+	case F16:
+		return "float16"
+	case BF16:
+		return "bfloat16"
+	}
+	return ""
+}
+
 // Size returns the number of bytes of one element, or 0 for an unknown DType.
 func (d DType) Size() int {
 	switch d {

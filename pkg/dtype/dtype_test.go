@@ -292,3 +292,15 @@ func TestGoldenBF16(t *testing.T) {
 		t.Fatalf("checked only %d values", checked)
 	}
 }
+
+func TestTorchNameRoundTrip(t *testing.T) {
+	for _, d := range []DType{F64, F32, F16, BF16} {
+		back, err := ParseName(d.TorchName())
+		if err != nil || back != d {
+			t.Errorf("%s: TorchName %q parses as %s, %v", d, d.TorchName(), back, err)
+		}
+	}
+	if I8.TorchName() != "" {
+		t.Errorf("I8.TorchName() = %q", I8.TorchName())
+	}
+}

@@ -89,21 +89,6 @@ type configEdit struct {
 	dtype     dtype.DType // set torch_dtype/dtype, when not ""
 }
 
-// torchName is the torch spelling of a float dtype, for config.json.
-func torchName(d dtype.DType) string {
-	switch d {
-	case dtype.F32:
-		return "float32"
-	case dtype.BF16:
-		return "bfloat16"
-	case dtype.F16:
-		return "float16"
-	case dtype.F64:
-		return "float64"
-	}
-	return ""
-}
-
 // editConfig applies e to config.json b. It returns b unchanged when there
 // is nothing to do, so that an unchanged config keeps its bytes.
 func editConfig(b []byte, e configEdit) ([]byte, error) {
@@ -128,7 +113,7 @@ func editConfig(b []byte, e configEdit) ([]byte, error) {
 				m.raw, changed = json.RawMessage("false"), true
 			}
 		case (m.key == "torch_dtype" || m.key == "dtype") && e.dtype != "":
-			if name := torchName(e.dtype); name != "" {
+			if name := e.dtype.TorchName(); name != "" {
 				raw, _ := json.Marshal(name)
 				if !bytes.Equal(raw, m.raw) {
 					m.raw, changed = raw, true

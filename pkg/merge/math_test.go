@@ -464,7 +464,7 @@ func TestOutputDType(t *testing.T) {
 			}
 		}
 		cfg, _ := os.ReadFile(filepath.Join(out, "config.json"))
-		if !strings.Contains(string(cfg), `"dtype": "`+torchName(d)+`"`) {
+		if !strings.Contains(string(cfg), `"dtype": "`+d.TorchName()+`"`) {
 			t.Errorf("config.json dtype not updated:\n%s", cfg)
 		}
 	}

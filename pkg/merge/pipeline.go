@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/membudget"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
@@ -39,50 +40,6 @@ type task struct {
 	cost int64
 }
 
-// window bounds the bytes of output being computed: a job takes its
-// output size (at most the capacity) before it starts and gives it back
-// when the writer has received the result.
-type window struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	used int64
-	cap  int64
-	done bool
-}
-
-func newWindow(capacity int64) *window {
-	w := &window{cap: capacity}
-	w.cond = sync.NewCond(&w.mu)
-	return w
-}
-
-// acquire waits for n bytes of room; false when the run is over.
-func (w *window) acquire(n int64) bool {
-	n = min(n, w.cap)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for w.used+n > w.cap && !w.done {
-		w.cond.Wait()
-	}
-	w.used += n
-	return !w.done
-}
-
-func (w *window) release(n int64) {
-	n = min(n, w.cap)
-	w.mu.Lock()
-	w.used -= n
-	w.mu.Unlock()
-	w.cond.Broadcast()
-}
-
-func (w *window) close() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-	w.cond.Broadcast()
-}
-
 // Lower bounds of the in-flight window and of the tensors kept in memory
 // while they wait for their turn (beyond it they go to the spill file).
 // Variables so that tests can force spilling.
@@ -100,7 +57,7 @@ type runner struct {
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	random   bool
-	win      *window
+	win      *membudget.Budget
 	tasks    chan task
 	results  chan result
 	pool     bufPool
@@ -149,7 +106,7 @@ func (p *Plan) Run(ctx context.Context, out string, progress func(int64)) (*Summ
 func (p *Plan) newRunner(ctx context.Context) *runner {
 	r := &runner{p: p, random: p.base.Random(), pending: map[string]piece{}}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	r.win = newWindow(max(windowTensors*p.maxOut, minWindow))
+	r.win = membudget.New(max(windowTensors*p.maxOut, minWindow))
 	r.pendCap = max(p.maxOut, minPending)
 	if spillAll {
 		r.pendCap = 0
@@ -161,7 +118,7 @@ func (p *Plan) newRunner(ctx context.Context) *runner {
 // stop ends the goroutines and removes the spill file.
 func (r *runner) stop() {
 	r.cancel(context.Canceled)
-	r.win.close()
+	r.win.Close()
 	r.wg.Wait()
 	r.spill.close()
 }
@@ -169,7 +126,7 @@ func (r *runner) stop() {
 // fail stops the run with err.
 func (r *runner) fail(err error) {
 	r.cancel(err)
-	r.win.close()
+	r.win.Close()
 }
 
 // err returns why the run stopped.
@@ -216,7 +173,7 @@ func (r *runner) startWorkers() {
 // send hands a job to the workers once the window has room.
 func (r *runner) send(j *job, data []byte) bool {
 	cost := numel(j.shape) * int64(j.out.Size())
-	if !r.win.acquire(cost) {
+	if !r.win.Acquire(cost) {
 		return false
 	}
 	select {
@@ -337,7 +294,7 @@ func (r *runner) requantize() error {
 	for range jobs {
 		select {
 		case res := <-r.results:
-			r.win.release(res.cost)
+			r.win.Release(res.cost)
 			if res.err != nil {
 				r.fail(res.err)
 				return res.err
@@ -465,7 +422,7 @@ func (r *runner) next(name string) (piece, error) {
 		select {
 		case res := <-r.results:
 			if res.err != nil {
-				r.win.release(res.cost)
+				r.win.Release(res.cost)
 				return piece{}, res.err
 			}
 			// A file base is dispatched in output order: a result keeps its
@@ -477,9 +434,9 @@ func (r *runner) next(name string) (piece, error) {
 			if r.random && len(res.pieces) == 1 {
 				pc, cost := &res.pieces[0], res.cost
 				free := pc.free
-				pc.free = func() { free(); r.win.release(cost) }
+				pc.free = func() { free(); r.win.Release(cost) }
 			} else {
-				r.win.release(res.cost)
+				r.win.Release(res.cost)
 			}
 			var found *piece
 			for i := range res.pieces {

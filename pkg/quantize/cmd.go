@@ -84,7 +84,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 			if err != nil {
 				return cli.Usagef("--compute-dtype: %v", err)
 			}
-			o.ComputeDType = torchName(d)
+			o.ComputeDType = d.TorchName()
 		}
 		rep, err = Quantize(ctx, src, c.Output, o)
 	}

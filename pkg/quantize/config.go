@@ -45,7 +45,7 @@ func dequantizedConfig(raw []byte, to dtype.DType) ([]byte, error) {
 	}
 	v.Remove(quantKey)
 	if to != "" {
-		name := torchName(to)
+		name := to.TorchName()
 		for _, k := range []string{"dtype", "torch_dtype"} {
 			if p, ok := v.Get(k); ok {
 				*p = pyjson.String(name)
@@ -75,21 +75,6 @@ func hasQuantizationConfig(raw []byte) bool {
 	}
 	p, ok := v.Get(quantKey)
 	return ok && p.Kind != pyjson.KindNull
-}
-
-// torchName is the torch spelling of a float dtype ("bfloat16").
-func torchName(d dtype.DType) string {
-	switch d {
-	case dtype.F32:
-		return "float32"
-	case dtype.BF16:
-		return "bfloat16"
-	case dtype.F16:
-		return "float16"
-	case dtype.F64:
-		return "float64"
-	}
-	return string(d)
 }
 
 // ParseFloatDType parses a command-line dtype for dequantized or compute

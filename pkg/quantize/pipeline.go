@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/lorakit/lorakit/internal/membudget"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -73,16 +74,16 @@ func writeAll(ctx context.Context, w sink, prods map[string]*producer, p *pool, 
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	bud := newBudget(limit)
+	bud := membudget.New(limit)
 	var feeder sync.WaitGroup
 	defer func() {
 		cancel()
-		bud.close()
+		bud.Close()
 		feeder.Wait()
 	}()
 	feeder.Go(func() {
 		for _, j := range jobs {
-			if ctx.Err() != nil || !bud.acquire(j.size) {
+			if ctx.Err() != nil || !bud.Acquire(j.size) {
 				return
 			}
 			if j.prepare != nil {
@@ -126,7 +127,7 @@ func writeAll(ctx context.Context, w sink, prods map[string]*producer, p *pool, 
 			if j.release != nil {
 				j.release()
 			}
-			bud.release(j.size)
+			bud.Release(j.size)
 		}
 	}
 	return nil

@@ -84,7 +84,7 @@ func TestSpecMatrix(t *testing.T) {
 		"model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.up_proj.weight"}
 	sel := func(n string) bool { return slices.Contains(quantized, n) }
 	for _, dt := range []dtype.DType{dtype.F32, dtype.BF16, dtype.F16} {
-		in := writeModel(t, filepath.Join(t.TempDir(), "m"), dt, llamaConfig(torchName(dt)), specModel())
+		in := writeModel(t, filepath.Join(t.TempDir(), "m"), dt, llamaConfig(dt.TorchName()), specModel())
 		src := readST(t, filepath.Join(in, "model.safetensors"))
 		for _, typ := range []nf4.Type{nf4.NF4, nf4.FP4} {
 			for _, bs := range []int{32, 64, 128, 4096} {
