@@ -300,3 +300,18 @@ func BenchmarkIndent2(b *testing.B) {
 		dst = Indent2.Append(dst[:0], v)
 	}
 }
+
+// TestSortedIndentNesting: adapter_config.json's formatting,
+// json.dumps(..., indent=2, sort_keys=True), on nested empty containers.
+func TestSortedIndentNesting(t *testing.T) {
+	v, err := Decode([]byte(`{"b": [], "a": {"y": [1, {"z": {}}], "x": true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Indent2
+	o.SortKeys = true
+	want := "{\n  \"a\": {\n    \"x\": true,\n    \"y\": [\n      1,\n      {\n        \"z\": {}\n      }\n    ]\n  },\n  \"b\": []\n}"
+	if got := string(o.Marshal(v)); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

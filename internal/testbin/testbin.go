@@ -33,9 +33,13 @@ func Root(t testing.TB) string {
 // Fixtures returns the shared fixtures folder: shared/fixtures or
 // ../shared/fixtures found walking up from the test's working directory (the
 // package folder), so it works from a clone with shared/ beside it. It skips
-// the test when there is none.
+// the test when there is none. $LORAKIT_FIXTURES overrides the search (test
+// binaries run on another machine, as scripts/gpu-check.sh does).
 func Fixtures(t testing.TB) string {
 	t.Helper()
+	if d := os.Getenv("LORAKIT_FIXTURES"); d != "" {
+		return d
+	}
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)

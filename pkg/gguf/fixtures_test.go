@@ -7,28 +7,15 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/lorakit/lorakit/internal/testbin"
 )
 
 // fixtures returns the shared fixtures directory, walking up from the package
 // directory; it skips the test if there is none.
 func fixtures(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		for _, c := range []string{filepath.Join(dir, "shared", "fixtures"), filepath.Join(dir, "..", "shared", "fixtures")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/fixtures not found")
-		}
-		dir = parent
-	}
+	return testbin.Fixtures(t)
 }
 
 // safetensorsNames reads the tensor names of a safetensors file (header only).

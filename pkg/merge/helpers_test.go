@@ -8,29 +8,20 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	_ "github.com/lorakit/lorakit/internal/exitcodes" // the exit-code table of the binaries
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+
+	"github.com/lorakit/lorakit/internal/testbin"
 )
 
 // fixtures finds shared/fixtures by walking up from the package folder.
 func fixtures(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	for dir := filepath.Dir(file); ; dir = filepath.Dir(dir) {
-		for _, c := range []string{filepath.Join(dir, "..", "shared", "fixtures"), filepath.Join(dir, "shared", "fixtures")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		if dir == filepath.Dir(dir) {
-			t.Skip("shared/fixtures not found")
-		}
-	}
+	return testbin.Fixtures(t)
 }
 
 // f32bytes encodes float32 values little-endian.

@@ -17,6 +17,8 @@ import (
 	"github.com/lorakit/lorakit/pkg/compute/cuda"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+
+	"github.com/lorakit/lorakit/internal/testbin"
 )
 
 // requireDevice reports whether $LORAKIT_REQUIRE_CUDA asks the tests to
@@ -133,25 +135,7 @@ func download(t testing.TB, be compute.Backend, bs ...compute.Buffer) []float32 
 // machine gets a copy inside the repository).
 func fixtures(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("LORAKIT_FIXTURES"); d != "" {
-		return d
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		for _, c := range []string{filepath.Join(dir, "shared", "fixtures"), filepath.Join(dir, "..", "shared", "fixtures")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/fixtures not found")
-		}
-		dir = parent
-	}
+	return testbin.Fixtures(t)
 }
 
 type golden struct {
