@@ -3,7 +3,6 @@
 package main
 
 import (
-	_ "github.com/lorakit/lorakit/internal/exitcodes"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/inspect"
 )

@@ -4,7 +4,6 @@
 package main
 
 import (
-	_ "github.com/lorakit/lorakit/internal/exitcodes"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/quantize"
 )

@@ -2,9 +2,10 @@ package pyjson
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Bounds on hostile input.
@@ -14,7 +15,7 @@ const (
 )
 
 // ErrInvalid is matched (errors.Is) by every error Decode returns.
-var ErrInvalid = errors.New("pyjson: invalid JSON")
+var ErrInvalid = errclass.New(errclass.Invalid, "pyjson: invalid JSON")
 
 // DecodeError is a Decode failure; Offset is -1 when it has no position.
 type DecodeError struct {
@@ -29,8 +30,8 @@ func (e *DecodeError) Error() string {
 	return fmt.Sprintf("offset %d: %s", e.Offset, e.Msg)
 }
 
-// Is makes errors.Is(err, ErrInvalid) true.
-func (e *DecodeError) Is(target error) bool { return target == ErrInvalid }
+// Unwrap makes errors.Is(err, ErrInvalid) (and its class) true.
+func (e *DecodeError) Unwrap() error { return ErrInvalid }
 
 // Decode parses one JSON document with Python's json.loads grammar:
 // RFC 8259 plus NaN, Infinity and -Infinity; no control characters inside

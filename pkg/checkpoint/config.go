@@ -9,21 +9,21 @@ package checkpoint
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/peft"
 )
 
 // Sentinel errors.
 var (
 	// ErrConfig reports a missing or invalid config.json field.
-	ErrConfig = errors.New("checkpoint: invalid config")
+	ErrConfig = errclass.New(errclass.Invalid, "checkpoint: invalid config")
 	// ErrUnsupported reports an architecture or layout lorakit does not handle.
-	ErrUnsupported = errors.New("checkpoint: unsupported")
+	ErrUnsupported = errclass.New(errclass.Invalid, "checkpoint: unsupported")
 	// ErrNotFound reports a path holding no checkpoint or adapter.
-	ErrNotFound = errors.New("checkpoint: no checkpoint found")
+	ErrNotFound = errclass.New(errclass.Invalid, "checkpoint: no checkpoint found")
 )
 
 // RopeScaling is the rope scaling block (transformers v4 rope_scaling, or

@@ -1,13 +1,14 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // pending holds the temporary paths of outputs not yet committed, so an
@@ -41,7 +42,7 @@ func abortAll() {
 }
 
 // ErrStdoutTerminal refuses binary output to a terminal.
-var ErrStdoutTerminal = errors.New("refusing to write binary data to a terminal; redirect stdout or use -o FILE")
+var ErrStdoutTerminal = errclass.New(errclass.Usage, "refusing to write binary data to a terminal; redirect stdout or use -o FILE")
 
 // AtomicFile is an output file written to a temporary name in the target's
 // folder and renamed into place by Commit after an fsync. Until Commit the
@@ -216,7 +217,7 @@ type Output struct {
 func OpenOutput(path string) (*Output, error) {
 	if path == "-" {
 		if IsTerminal(os.Stdout) {
-			return nil, Usagef("%v", ErrStdoutTerminal)
+			return nil, ErrStdoutTerminal
 		}
 		return &Output{Writer: os.Stdout, Stdout: true}, nil
 	}

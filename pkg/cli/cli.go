@@ -10,10 +10,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Exit codes, the same in every binary.
@@ -35,70 +36,22 @@ const ExitCodesHelp = `Exit codes:
   4    requirement not met (e.g. --device cuda without a usable GPU)
   130  interrupted (SIGINT/SIGTERM); no partial output is left behind`
 
-// Sentinel errors that select an exit code; wrap them with context.
-var (
-	ErrUsage       = errors.New("usage")
-	ErrInvalid     = errors.New("invalid input")
-	ErrRequirement = errors.New("requirement not met")
-	ErrInterrupted = errors.New("interrupted")
-)
-
-// classified lets other packages' sentinels map to exit codes without cli
-// importing them: Main consults every registered classifier.
-var classifiers []func(error) int
-
-// RegisterExitCode maps errors matching target (errors.Is) to code. Packages
-// call it from their command's init or main to declare that their sentinel
-// errors mean invalid input.
-func RegisterExitCode(target error, code int) {
-	classifiers = append(classifiers, func(err error) int {
-		if errors.Is(err, target) {
-			return code
-		}
-		return 0
-	})
-}
-
-// Invalidf returns an error that exits with ExitInvalid.
-func Invalidf(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
-}
-
-// Usagef returns an error that exits with ExitUsage.
-func Usagef(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrUsage}, args...)...)
-}
-
-// ExitCode maps an error to the exit-code table.
+// ExitCode is the one place where an error becomes an exit code: its class
+// (see package errclass) picks the row of the table.
 func ExitCode(err error) int {
-	switch {
-	case err == nil:
+	switch errclass.Of(err) {
+	case nil:
 		return ExitOK
-	case errors.Is(err, ErrInterrupted), errors.Is(err, context.Canceled):
+	case errclass.Interrupted:
 		return ExitInterrupted
-	case errors.Is(err, ErrUsage):
+	case errclass.Usage:
 		return ExitUsage
-	case errors.Is(err, ErrRequirement):
+	case errclass.Requirement:
 		return ExitRequirement
-	case errors.Is(err, ErrInvalid):
+	case errclass.Invalid:
 		return ExitInvalid
 	}
-	for _, c := range classifiers {
-		if code := c(err); code != 0 {
-			return code
-		}
-	}
 	return ExitFailure
-}
-
-// Message renders err for the one-line report on stderr, without the
-// classification prefixes that only select exit codes.
-func Message(err error) string {
-	s := err.Error()
-	for _, p := range []string{ErrInvalid.Error() + ": ", ErrUsage.Error() + ": ", ErrRequirement.Error() + ": "} {
-		s = strings.ReplaceAll(s, p, "")
-	}
-	return s
 }
 
 // Globals are the flags every binary accepts.
@@ -192,7 +145,7 @@ func run(name, description string, cmd any, globals *Globals, args []string, opt
 		if errors.Is(err, syscall.EPIPE) {
 			return ExitFailure
 		}
-		fmt.Fprintf(os.Stderr, "%s: %s\n", name, Message(err))
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return code
 	}
 	return ExitOK
@@ -203,17 +156,4 @@ func run(name, description string, cmd any, globals *Globals, args []string, opt
 func IsTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0 && isTTY(f)
-}
-
-// NotYet is the main of a binary whose implementation has not landed: it
-// says so on stderr and exits 1, so that nothing pretends to work.
-func NotYet(name, what string) {
-	for _, a := range os.Args[1:] {
-		if a == "-h" || a == "--help" {
-			fmt.Printf("Usage: %s ...\n\n%s\n\nThis binary is not implemented in this build yet.\n\n%s\n", name, what, ExitCodesHelp)
-			os.Exit(ExitOK)
-		}
-	}
-	fmt.Fprintf(os.Stderr, "%s: not implemented in this build yet (%s)\n", name, what)
-	os.Exit(ExitFailure)
 }

@@ -1,35 +1,35 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 func TestExitCodes(t *testing.T) {
-	local := errors.New("pkg: corrupt")
-	RegisterExitCode(local, ExitInvalid)
+	local := errclass.New(errclass.Invalid, "pkg: corrupt")
 	cases := []struct {
 		err  error
 		want int
 	}{
 		{nil, ExitOK},
 		{errors.New("disk full"), ExitFailure},
-		{Usagef("bad flag"), ExitUsage},
-		{Invalidf("file %s", "x"), ExitInvalid},
-		{fmt.Errorf("wrapped: %w", ErrRequirement), ExitRequirement},
+		{errclass.Usagef("bad flag"), ExitUsage},
+		{errclass.Invalidf("file %s", "x"), ExitInvalid},
+		{errclass.Requirementf("no GPU"), ExitRequirement},
 		{fmt.Errorf("x.safetensors: %w", local), ExitInvalid},
-		{ErrInterrupted, ExitInterrupted},
+		{errclass.Interrupted, ExitInterrupted},
+		{fmt.Errorf("step 2: %w", context.Canceled), ExitInterrupted},
 	}
 	for _, c := range cases {
 		if got := ExitCode(c.err); got != c.want {
 			t.Errorf("ExitCode(%v) = %d, want %d", c.err, got, c.want)
 		}
-	}
-	if m := Message(Invalidf("x.safetensors: bad")); m != "x.safetensors: bad" {
-		t.Errorf("Message = %q", m)
 	}
 }
 

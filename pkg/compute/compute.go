@@ -24,16 +24,17 @@
 package compute
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Sentinel errors; test with errors.Is.
 var (
 	// ErrOutOfMemory reports an allocation the device could not satisfy.
-	ErrOutOfMemory = errors.New("compute: out of memory")
+	ErrOutOfMemory = errclass.New(errclass.Failure, "compute: out of memory")
 	// ErrDevice reports a device or driver failure.
-	ErrDevice = errors.New("compute: device failure")
+	ErrDevice = errclass.New(errclass.Failure, "compute: device failure")
 )
 
 // DType is the element type of a Buffer.

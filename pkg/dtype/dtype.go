@@ -9,9 +9,10 @@
 package dtype
 
 import (
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // DType is a tensor element type, spelled as in a safetensors header.
@@ -39,12 +40,12 @@ const (
 // Errors returned by this package; test for them with errors.Is.
 var (
 	// ErrUnknown means a dtype name or value this package does not know.
-	ErrUnknown = errors.New("dtype: unknown dtype")
+	ErrUnknown = errclass.New(errclass.Invalid, "dtype: unknown dtype")
 	// ErrLength means the source and destination lengths do not agree.
-	ErrLength = errors.New("dtype: length mismatch")
+	ErrLength = errclass.New(errclass.Failure, "dtype: length mismatch")
 	// ErrUnsupported means a conversion this package does not perform
 	// (float32 into an integer or boolean type).
-	ErrUnsupported = errors.New("dtype: unsupported conversion")
+	ErrUnsupported = errclass.New(errclass.Failure, "dtype: unsupported conversion")
 )
 
 // All lists every known DType in a fixed order.

@@ -11,14 +11,9 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/gguf"
 )
-
-func init() {
-	for _, e := range []error{ErrUnsupported, ErrInvalid, ErrDoRA, ErrPreTokenizer, ErrBase, gguf.ErrUnknownTensor, gguf.ErrNonFinite} {
-		cli.RegisterExitCode(e, cli.ExitInvalid)
-	}
-}
 
 // Cmd is the lora-gguf command line: a model or an adapter in, a GGUF file out.
 type Cmd struct {
@@ -75,10 +70,10 @@ type VocabReport struct {
 // Run exports the input.
 func (c *Cmd) Run(ctx *cli.Context) error {
 	if c.Input == "-" && c.Base == "-" {
-		return cli.Usagef("'-' (stdin) may be given once")
+		return errclass.Usagef("'-' (stdin) may be given once")
 	}
 	if st, err := os.Stat(c.Output); err == nil && st.IsDir() {
-		return cli.Usagef("-o %s is a folder; name the GGUF file to write", c.Output)
+		return errclass.Usagef("-o %s is a folder; name the GGUF file to write", c.Output)
 	}
 	src, err := checkpoint.Open(c.Input, os.Stdin)
 	if err != nil {
@@ -90,13 +85,13 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 		plan, err = c.planAdapter(src)
 	} else {
 		if c.Base != "" {
-			return cli.Usagef("--base is for adapters; %s is a model", c.Input)
+			return errclass.Usagef("--base is for adapters; %s is a model", c.Input)
 		}
 		o := ModelOptions{Name: c.Name, NoVocab: c.NoVocab, Pre: c.Pre}
 		if c.Type == "auto" {
 			o.Auto = true
 		} else if o.Type, err = gguf.ParseType(c.Type); err != nil {
-			return cli.Usagef("--type %s", c.Type)
+			return errclass.Usagef("--type %s", c.Type)
 		}
 		plan, err = PlanModel(src, o)
 	}
@@ -142,7 +137,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 
 func (c *Cmd) planAdapter(src *checkpoint.Source) (*Plan, error) {
 	if c.NoVocab || c.Pre != "" {
-		return nil, cli.Usagef("--no-vocab and --pre are for models; %s is an adapter", c.Input)
+		return nil, errclass.Usagef("--no-vocab and --pre are for models; %s is an adapter", c.Input)
 	}
 	var base *Base
 	var err error
@@ -155,7 +150,7 @@ func (c *Cmd) planAdapter(src *checkpoint.Source) (*Plan, error) {
 			base, err = BaseFromConfig(c.Input+" (carried config.json)", cfg)
 		}
 	default:
-		return nil, cli.Usagef("%s is an adapter: give its base model with --base MODEL (for the head counts and shapes)", c.Input)
+		return nil, errclass.Usagef("%s is an adapter: give its base model with --base MODEL (for the head counts and shapes)", c.Input)
 	}
 	if err != nil {
 		return nil, err
@@ -166,7 +161,7 @@ func (c *Cmd) planAdapter(src *checkpoint.Source) (*Plan, error) {
 	case "f16", "bf16":
 		o.Type, _ = gguf.ParseType(c.Type)
 	default:
-		return nil, cli.Usagef("--type %s: adapters are written as f32, f16 or bf16 (llama.cpp's export-lora refuses quantized adapters)", c.Type)
+		return nil, errclass.Usagef("--type %s: adapters are written as f32, f16 or bf16 (llama.cpp's export-lora refuses quantized adapters)", c.Type)
 	}
 	return PlanAdapter(src, base, o)
 }

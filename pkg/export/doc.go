@@ -19,22 +19,22 @@
 // refused.
 package export
 
-import "errors"
+import "github.com/lorakit/lorakit/pkg/errclass"
 
 // Sentinel errors. Errors returned by this package wrap one of these (or a sentinel of
 // the format packages) and name the file, tensor or key at fault.
 var (
 	// ErrUnsupported reports an input lorakit cannot export to GGUF: an architecture
 	// other than Llama/Mistral, an unknown tensor, a tokenizer model it cannot map.
-	ErrUnsupported = errors.New("export: unsupported input")
+	ErrUnsupported = errclass.New(errclass.Invalid, "export: unsupported input")
 	// ErrInvalid reports an inconsistent input: shapes that disagree with the config,
 	// a vocabulary larger than the embedding, a bad tokenizer file.
-	ErrInvalid = errors.New("export: invalid input")
+	ErrInvalid = errclass.New(errclass.Invalid, "export: invalid input")
 	// ErrDoRA refuses a DoRA adapter: GGUF has no magnitude vector.
-	ErrDoRA = errors.New("export: DoRA adapters cannot be represented in GGUF")
+	ErrDoRA = errclass.New(errclass.Invalid, "export: DoRA adapters cannot be represented in GGUF")
 	// ErrPreTokenizer reports a byte-level BPE tokenizer whose pre-tokenizer regex is
 	// not one lorakit recognises; name it with ModelOptions.Pre.
-	ErrPreTokenizer = errors.New("export: unknown pre-tokenizer")
+	ErrPreTokenizer = errclass.New(errclass.Invalid, "export: unknown pre-tokenizer")
 	// ErrBase reports an adapter that does not fit its base model.
-	ErrBase = errors.New("export: adapter does not fit the base model")
+	ErrBase = errclass.New(errclass.Invalid, "export: adapter does not fit the base model")
 )

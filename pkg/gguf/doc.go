@@ -12,7 +12,7 @@
 // padding to the alignment, then the tensor data, each tensor padded to the alignment.
 package gguf
 
-import "errors"
+import "github.com/lorakit/lorakit/pkg/errclass"
 
 // Format constants.
 const (
@@ -56,27 +56,27 @@ const (
 // errors.Is) and name the key or tensor at fault; File and StreamReader errors also
 // name the file.
 var (
-	ErrMagic       = errors.New("gguf: invalid magic")
-	ErrVersion     = errors.New("gguf: unsupported version")
-	ErrTruncated   = errors.New("gguf: unexpected end of data")
-	ErrCount       = errors.New("gguf: count out of range")
-	ErrLength      = errors.New("gguf: length out of range")
-	ErrKey         = errors.New("gguf: invalid key")
-	ErrDuplicate   = errors.New("gguf: duplicate key or tensor name")
-	ErrValueType   = errors.New("gguf: invalid value type")
-	ErrArray       = errors.New("gguf: invalid array")
-	ErrAlignment   = errors.New("gguf: invalid alignment")
-	ErrTensorName  = errors.New("gguf: invalid tensor name")
-	ErrDims        = errors.New("gguf: invalid tensor dimensions")
-	ErrType        = errors.New("gguf: unknown or unsupported ggml type")
-	ErrBlockSize   = errors.New("gguf: row length not a multiple of the block size")
-	ErrOffset      = errors.New("gguf: invalid tensor offset")
-	ErrNotPacked   = errors.New("gguf: tensor data not tightly packed")
-	ErrNotFound    = errors.New("gguf: tensor not found")
-	ErrOrder       = errors.New("gguf: tensor written out of order")
-	ErrSize        = errors.New("gguf: data size mismatch")
-	ErrIncomplete  = errors.New("gguf: not every tensor was written")
-	ErrClosed      = errors.New("gguf: writer closed")
-	ErrNonFinite   = errors.New("gguf: non-finite value cannot be quantized")
-	ErrUnsupported = errors.New("gguf: conversion not supported")
+	ErrMagic       = errclass.New(errclass.Invalid, "gguf: invalid magic")
+	ErrVersion     = errclass.New(errclass.Invalid, "gguf: unsupported version")
+	ErrTruncated   = errclass.New(errclass.Invalid, "gguf: unexpected end of data")
+	ErrCount       = errclass.New(errclass.Invalid, "gguf: count out of range")
+	ErrLength      = errclass.New(errclass.Invalid, "gguf: length out of range")
+	ErrKey         = errclass.New(errclass.Invalid, "gguf: invalid key")
+	ErrDuplicate   = errclass.New(errclass.Invalid, "gguf: duplicate key or tensor name")
+	ErrValueType   = errclass.New(errclass.Invalid, "gguf: invalid value type")
+	ErrArray       = errclass.New(errclass.Invalid, "gguf: invalid array")
+	ErrAlignment   = errclass.New(errclass.Invalid, "gguf: invalid alignment")
+	ErrTensorName  = errclass.New(errclass.Invalid, "gguf: invalid tensor name")
+	ErrDims        = errclass.New(errclass.Invalid, "gguf: invalid tensor dimensions")
+	ErrType        = errclass.New(errclass.Invalid, "gguf: unknown or unsupported ggml type")
+	ErrBlockSize   = errclass.New(errclass.Invalid, "gguf: row length not a multiple of the block size")
+	ErrOffset      = errclass.New(errclass.Invalid, "gguf: invalid tensor offset")
+	ErrNotPacked   = errclass.New(errclass.Invalid, "gguf: tensor data not tightly packed")
+	ErrNotFound    = errclass.New(errclass.Invalid, "gguf: tensor not found")
+	ErrOrder       = errclass.New(errclass.Failure, "gguf: tensor written out of order")
+	ErrSize        = errclass.New(errclass.Failure, "gguf: data size mismatch")
+	ErrIncomplete  = errclass.New(errclass.Failure, "gguf: not every tensor was written")
+	ErrClosed      = errclass.New(errclass.Failure, "gguf: writer closed")
+	ErrNonFinite   = errclass.New(errclass.Invalid, "gguf: non-finite value cannot be quantized")
+	ErrUnsupported = errclass.New(errclass.Failure, "gguf: conversion not supported")
 )

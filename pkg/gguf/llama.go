@@ -1,13 +1,14 @@
 package gguf
 
 import (
-	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // ErrUnknownTensor reports an HF tensor name that has no GGUF counterpart.
-var ErrUnknownTensor = errors.New("gguf: unknown tensor name")
+var ErrUnknownTensor = errclass.New(errclass.Invalid, "gguf: unknown tensor name")
 
 var llamaGlobalNames = map[string]string{
 	"model.embed_tokens.weight": "token_embd.weight",

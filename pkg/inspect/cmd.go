@@ -8,6 +8,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // ShowCmd is `lora-inspect PATH...`.
@@ -22,14 +23,14 @@ type ShowCmd struct {
 // Run inspects every path and prints the reports.
 func (c *ShowCmd) Run(ctx *cli.Context) error {
 	if c.Base != "" && !c.Deltas {
-		return cli.Usagef("--base is only used with --deltas")
+		return errclass.Usagef("--base is only used with --deltas")
 	}
 	stdinUsed := false
 	var reports []*Report
 	for _, p := range c.Paths {
 		if p == "-" {
 			if stdinUsed {
-				return cli.Usagef("'-' (stdin) may be given once")
+				return errclass.Usagef("'-' (stdin) may be given once")
 			}
 			stdinUsed = true
 		}
@@ -67,7 +68,7 @@ func (c *ShowCmd) Run(ctx *cli.Context) error {
 func Inspect(path string, stdin io.Reader, o Options) (*Report, error) {
 	if isGGUF(path) {
 		if o.Deltas {
-			return nil, cli.Usagef("%s: --deltas reads PEFT adapters, not GGUF files", path)
+			return nil, errclass.Usagef("%s: --deltas reads PEFT adapters, not GGUF files", path)
 		}
 		return GGUF(path, o.Tensors)
 	}
@@ -80,7 +81,7 @@ func Inspect(path string, stdin io.Reader, o Options) (*Report, error) {
 		return Adapter(src, o)
 	}
 	if o.Deltas {
-		return nil, cli.Usagef("%s: --deltas needs an adapter; this is a model", path)
+		return nil, errclass.Usagef("%s: --deltas needs an adapter; this is a model", path)
 	}
 	return Model(src, o.Tensors)
 }
@@ -138,7 +139,7 @@ func (c *PlanCmd) Run(ctx *cli.Context) error {
 	r, err := Plan(cfg, PlanOptions{Rank: c.Rank, Alpha: c.Alpha, Targets: c.Targets, DoRA: c.DoRA,
 		RSLoRA: c.RSLoRA, QLoRA: c.QLoRA, Batch: c.Batch, Seq: c.Seq, GradCheckpoint: c.GradCheckpoint})
 	if err != nil {
-		return cli.Usagef("%v", err)
+		return errclass.Usagef("%v", err)
 	}
 	r.Path = c.Config
 	if c.JSON {

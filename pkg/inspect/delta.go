@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
-	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -128,7 +128,7 @@ func deltas(src *checkpoint.Source, modules []peft.Module, basePath string) ([]D
 				return nil, err
 			}
 			if int64(len(w0)) != m.In*m.Out {
-				return nil, cli.Invalidf("%s: tensor %q has %d elements, the adapter's module %s needs %d×%d (is %s an adapter for this base?)", basePath, m.Path+".weight", len(w0), m.Path, m.Out, m.In, src.Path)
+				return nil, errclass.Invalidf("%s: tensor %q has %d elements, the adapter's module %s needs %d×%d (is %s an adapter for this base?)", basePath, m.Path+".weight", len(w0), m.Path, m.Out, m.In, src.Path)
 			}
 			var s float64
 			for _, v := range w0 {

@@ -6,8 +6,7 @@
 package inspect
 
 import (
-	"errors"
-
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/gguf"
 )
 
@@ -16,7 +15,7 @@ import (
 const Schema = 1
 
 // ErrUnrecognized reports input that is none of the formats lora-inspect reads.
-var ErrUnrecognized = errors.New("inspect: unrecognized input")
+var ErrUnrecognized = errclass.New(errclass.Invalid, "inspect: unrecognized input")
 
 // Module is one row of an adapter's or a plan's module table.
 type Module struct {

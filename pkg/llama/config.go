@@ -25,23 +25,24 @@
 package llama
 
 import (
-	"errors"
 	"fmt"
 	"math"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Sentinel errors; test with errors.Is.
 var (
 	// ErrConfig reports an invalid or unsupported configuration.
-	ErrConfig = errors.New("llama: invalid config")
+	ErrConfig = errclass.New(errclass.Invalid, "llama: invalid config")
 	// ErrWeight reports a missing tensor or one of the wrong shape.
-	ErrWeight = errors.New("llama: invalid weight")
+	ErrWeight = errclass.New(errclass.Invalid, "llama: invalid weight")
 	// ErrNotFound is what a Loader wraps when it has no tensor of that name.
-	ErrNotFound = errors.New("llama: tensor not found")
+	ErrNotFound = errclass.New(errclass.Invalid, "llama: tensor not found")
 	// ErrAdapter reports an invalid adapter specification.
-	ErrAdapter = errors.New("llama: invalid adapter")
+	ErrAdapter = errclass.New(errclass.Invalid, "llama: invalid adapter")
 	// ErrBatch reports token ids, labels or shapes the model cannot take.
-	ErrBatch = errors.New("llama: invalid batch")
+	ErrBatch = errclass.New(errclass.Invalid, "llama: invalid batch")
 )
 
 // Config is the architecture of a Llama-family model, as in config.json.

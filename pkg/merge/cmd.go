@@ -10,6 +10,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Description is lora-merge's --help text.
@@ -67,24 +68,24 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 		}
 	}
 	if dashes > 1 {
-		return cli.Usagef("'-' (stdin) may be given once")
+		return errclass.Usagef("'-' (stdin) may be given once")
 	}
 	if len(c.Weight) != 0 && len(c.Weight) != len(c.Adapter) {
-		return cli.Usagef("--weight gives %d weights for %d adapters", len(c.Weight), len(c.Adapter))
+		return errclass.Usagef("--weight gives %d weights for %d adapters", len(c.Weight), len(c.Adapter))
 	}
 	if c.JSON && c.Output == "-" {
-		return cli.Usagef("--json prints to stdout, which -o - uses for the data; write to a file or folder")
+		return errclass.Usagef("--json prints to stdout, which -o - uses for the data; write to a file or folder")
 	}
 	opts := Options{Requantize: c.Requantize, Safe: c.Safe, Workers: c.Workers}
 	if c.DType != "auto" {
 		d, err := dtype.ParseName(c.DType)
 		if err != nil {
-			return cli.Usagef("--dtype %s: %v", c.DType, err)
+			return errclass.Usagef("--dtype %s: %v", c.DType, err)
 		}
 		opts.DType = d
 	}
 	if c.Requantize && opts.DType != "" {
-		return cli.Usagef("--requantize keeps the base's dtypes; drop --dtype")
+		return errclass.Usagef("--requantize keeps the base's dtypes; drop --dtype")
 	}
 
 	base, err := checkpoint.Open(c.Base, stdin)
@@ -93,7 +94,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 	}
 	defer base.Close()
 	if base.IsAdapter() {
-		return cli.Invalidf("%s: --base is an adapter, not a model", c.Base)
+		return errclass.Invalidf("%s: --base is an adapter, not a model", c.Base)
 	}
 	var adapters []*Adapter
 	defer func() {
@@ -162,10 +163,4 @@ func (p *Plan) OutputBytes() int64 {
 		}
 	}
 	return n
-}
-
-func init() {
-	for _, err := range []error{ErrMismatch, ErrUnsupported, ErrNoConfig, ErrNonFinite} {
-		cli.RegisterExitCode(err, cli.ExitInvalid)
-	}
 }

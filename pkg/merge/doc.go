@@ -48,21 +48,21 @@
 // do not depend on the number of workers or GOMAXPROCS.
 package merge
 
-import "errors"
+import "github.com/lorakit/lorakit/pkg/errclass"
 
 // Sentinel errors; every error wraps one of them (or another package's) and
 // names the file and the tensor or key at fault.
 var (
 	// ErrMismatch: adapter tensors that find no base tensor, or one of
 	// another shape. The error lists the keys.
-	ErrMismatch = errors.New("merge: adapter does not match the base model")
+	ErrMismatch = errclass.New(errclass.Invalid, "merge: adapter does not match the base model")
 	// ErrUnsupported: an adapter or base this package cannot merge correctly
 	// (a non-float base weight, prompt learning, AdaLoRA, conflicting
 	// replacements, ...).
-	ErrUnsupported = errors.New("merge: unsupported")
+	ErrUnsupported = errclass.New(errclass.Invalid, "merge: unsupported")
 	// ErrNoConfig: an adapter without adapter_config.json (alpha, hence the
 	// scaling, is unknown).
-	ErrNoConfig = errors.New("merge: adapter has no adapter_config.json")
+	ErrNoConfig = errclass.New(errclass.Invalid, "merge: adapter has no adapter_config.json")
 	// ErrNonFinite: --safe found a NaN or infinity in a merged tensor.
-	ErrNonFinite = errors.New("merge: non-finite value in merged weights")
+	ErrNonFinite = errclass.New(errclass.Invalid, "merge: non-finite value in merged weights")
 )

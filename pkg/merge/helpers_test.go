@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	_ "github.com/lorakit/lorakit/internal/exitcodes" // the exit-code table of the binaries
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"

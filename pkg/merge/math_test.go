@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -372,8 +372,8 @@ func TestMismatch(t *testing.T) {
 	ad := writeAdapter(t, filepath.Join(dir, "ad"), map[string]any{"r": 2, "lora_alpha": 2}, ts)
 	outPath := filepath.Join(dir, "out")
 	_, err := tryMerge(basePath, one(ad), outPath, Options{}, nil)
-	if !errors.Is(err, ErrMismatch) || cli.ExitCode(err) != cli.ExitInvalid {
-		t.Fatalf("err = %v (exit %d), want ErrMismatch, exit 3", err, cli.ExitCode(err))
+	if !errors.Is(err, ErrMismatch) || errclass.Of(err) != errclass.Invalid {
+		t.Fatalf("err = %v (class %v), want ErrMismatch, invalid input", err, errclass.Of(err))
 	}
 	for _, key := range []string{q + ".lora_A.weight", "model.layers.7.self_attn.q_proj.lora_B.weight", "up_proj.lora_A.weight", "language_model.model.layers.0.q.lora_A.weight", "4 adapter key(s)"} {
 		if !strings.Contains(err.Error(), key) {
@@ -426,8 +426,8 @@ func TestRefused(t *testing.T) {
 		}
 		ad := writeAdapter(t, filepath.Join(dir, c.key), cfg, ts)
 		_, err := tryMerge(basePath, one(ad), filepath.Join(dir, "out"), Options{}, nil)
-		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.key) || cli.ExitCode(err) != cli.ExitInvalid {
-			t.Errorf("%v: err = %v (exit %d), want %v naming %q", c.cfg, err, cli.ExitCode(err), c.want, c.key)
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.key) || errclass.Of(err) != errclass.Invalid {
+			t.Errorf("%v: err = %v (class %v), want %v naming %q", c.cfg, err, errclass.Of(err), c.want, c.key)
 		}
 	}
 	// No adapter_config.json.

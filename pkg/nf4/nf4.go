@@ -15,27 +15,28 @@
 package nf4
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Errors returned by this package; test with errors.Is.
 var (
 	// ErrBlocksize reports a block size that is not a power of two in [32, 4096].
-	ErrBlocksize = errors.New("nf4: unsupported block size")
+	ErrBlocksize = errclass.New(errclass.Invalid, "nf4: unsupported block size")
 	// ErrLength reports buffers whose lengths do not match the element count.
-	ErrLength = errors.New("nf4: length mismatch")
+	ErrLength = errclass.New(errclass.Failure, "nf4: length mismatch")
 	// ErrType reports an unknown 4-bit quantization type.
-	ErrType = errors.New("nf4: unknown quantization type")
+	ErrType = errclass.New(errclass.Invalid, "nf4: unknown quantization type")
 	// ErrDType reports an unsupported original (unquantized) dtype.
-	ErrDType = errors.New("nf4: unsupported dtype")
+	ErrDType = errclass.New(errclass.Invalid, "nf4: unsupported dtype")
 	// ErrState reports a malformed or inconsistent quantization state
 	// (packed JSON, tensor dtypes, shapes or element counts).
-	ErrState = errors.New("nf4: invalid quant state")
+	ErrState = errclass.New(errclass.Invalid, "nf4: invalid quant state")
 	// ErrMissing reports that a tensor needed by a quantized weight is absent.
-	ErrMissing = errors.New("nf4: missing quant state tensor")
+	ErrMissing = errclass.New(errclass.Invalid, "nf4: missing quant state tensor")
 	// ErrConfig reports a malformed quantization_config block.
-	ErrConfig = errors.New("nf4: invalid quantization_config")
+	ErrConfig = errclass.New(errclass.Invalid, "nf4: invalid quantization_config")
 )
 
 // Type is a 4-bit code type.

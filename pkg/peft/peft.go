@@ -8,8 +8,9 @@
 package peft
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Sentinel errors. Every error returned by this package wraps one of them
@@ -17,36 +18,36 @@ import (
 var (
 	// ErrInvalidConfig: adapter_config.json is malformed, a field has the
 	// wrong JSON type, or a value PEFT itself rejects.
-	ErrInvalidConfig = errors.New("peft: invalid adapter config")
+	ErrInvalidConfig = errclass.New(errclass.Invalid, "peft: invalid adapter config")
 	// ErrUnsupportedType: peft_type other than LORA (IA3 optionally allowed).
-	ErrUnsupportedType = errors.New("peft: unsupported peft_type")
+	ErrUnsupportedType = errclass.New(errclass.Invalid, "peft: unsupported peft_type")
 	// ErrUnsupportedVariant: a LoRA variant field that changes forward and
 	// merge (use_qalora, alora_invocation_tokens, velora_config, ...).
-	ErrUnsupportedVariant = errors.New("peft: unsupported LoRA variant")
+	ErrUnsupportedVariant = errclass.New(errclass.Invalid, "peft: unsupported LoRA variant")
 	// ErrUnsupportedFeature: target_parameters (MoE parameter LoRA) or
 	// layer_replication.
-	ErrUnsupportedFeature = errors.New("peft: unsupported adapter feature")
+	ErrUnsupportedFeature = errclass.New(errclass.Invalid, "peft: unsupported adapter feature")
 	// ErrMutatedBase: an init (pissa, olora, corda, loftq, lora_ga) whose
 	// adapter only fits a base mutated at init.
-	ErrMutatedBase = errors.New("peft: adapter assumes a mutated base model")
+	ErrMutatedBase = errclass.New(errclass.Invalid, "peft: adapter assumes a mutated base model")
 	// ErrMergedLinear: very old PEFT (<= 0.2) fused MergedLinear adapter.
-	ErrMergedLinear = errors.New("peft: old MergedLinear adapter (enable_lora) is not supported")
+	ErrMergedLinear = errclass.New(errclass.Invalid, "peft: old MergedLinear adapter (enable_lora) is not supported")
 	// ErrUnsupportedPattern: a Python regex using syntax Go's RE2 lacks
 	// (look-around, back-references, ...), or one that does not compile.
-	ErrUnsupportedPattern = errors.New("peft: unsupported regular expression")
+	ErrUnsupportedPattern = errclass.New(errclass.Invalid, "peft: unsupported regular expression")
 	// ErrBadKey: a tensor name that is not a well-formed adapter key.
-	ErrBadKey = errors.New("peft: malformed tensor key")
+	ErrBadKey = errclass.New(errclass.Invalid, "peft: malformed tensor key")
 	// ErrUnsupportedKey: a tensor of another adapter format (LoHa, LoKr,
 	// kohya/LyCORIS, ...) or of a raw PEFT state dict.
-	ErrUnsupportedKey = errors.New("peft: unsupported tensor key")
+	ErrUnsupportedKey = errclass.New(errclass.Invalid, "peft: unsupported tensor key")
 	// ErrShape: tensor shapes inconsistent with each other (§3.2).
-	ErrShape = errors.New("peft: inconsistent tensor shape")
+	ErrShape = errclass.New(errclass.Invalid, "peft: inconsistent tensor shape")
 	// ErrMissingTensor: lora_A without lora_B, magnitude without A/B, ...
-	ErrMissingTensor = errors.New("peft: missing adapter tensor")
+	ErrMissingTensor = errclass.New(errclass.Invalid, "peft: missing adapter tensor")
 	// ErrDuplicateTensor: two tensors normalise to the same module and role.
-	ErrDuplicateTensor = errors.New("peft: duplicate adapter tensor")
+	ErrDuplicateTensor = errclass.New(errclass.Invalid, "peft: duplicate adapter tensor")
 	// ErrUnknownTarget: a plan target that is not a module of the model.
-	ErrUnknownTarget = errors.New("peft: unknown target module")
+	ErrUnknownTarget = errclass.New(errclass.Usage, "peft: unknown target module")
 )
 
 // Tensor is the name and shape of one tensor of an adapter file: all this

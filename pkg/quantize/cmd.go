@@ -9,14 +9,9 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/nf4"
 )
-
-func init() {
-	for _, err := range []error{ErrQuantized, ErrNotQuantized, ErrAdapter, ErrNothing} {
-		cli.RegisterExitCode(err, cli.ExitInvalid)
-	}
-}
 
 // Cmd is the lora-quantize command line: quantize (the default) or, with
 // --dequantize, the way back.
@@ -61,7 +56,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 		o := DequantizeOptions{Progress: progress}
 		if c.DType != "" {
 			if o.DType, err = ParseFloatDType(c.DType); err != nil {
-				return cli.Usagef("--dtype: %v", err)
+				return errclass.Usagef("--dtype: %v", err)
 			}
 		}
 		rep, err = Dequantize(ctx, src, c.Output, o)
@@ -71,7 +66,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 		o.Logf = ctx.Infof
 		if c.Type != "" {
 			if o.Type, err = nf4.ParseType(c.Type); err != nil {
-				return cli.Usagef("--type: %v", err)
+				return errclass.Usagef("--type: %v", err)
 			}
 		}
 		if c.Blocksize != 0 {
@@ -82,7 +77,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 		if c.ComputeDType != "" {
 			d, err := ParseFloatDType(c.ComputeDType)
 			if err != nil {
-				return cli.Usagef("--compute-dtype: %v", err)
+				return errclass.Usagef("--compute-dtype: %v", err)
 			}
 			o.ComputeDType = d.TorchName()
 		}
@@ -111,35 +106,35 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 func (c *Cmd) check() error {
 	if c.Dequantize {
 		if c.Type != "" || c.Blocksize != 0 || c.NoDoubleQuant || len(c.Skip) > 0 || c.ComputeDType != "" {
-			return cli.Usagef("--type, --blocksize, --no-double-quant, --skip and --compute-dtype are for quantizing, not with --dequantize")
+			return errclass.Usagef("--type, --blocksize, --no-double-quant, --skip and --compute-dtype are for quantizing, not with --dequantize")
 		}
 		if c.DType != "" {
 			if _, err := ParseFloatDType(c.DType); err != nil {
-				return cli.Usagef("--dtype: %v", err)
+				return errclass.Usagef("--dtype: %v", err)
 			}
 		}
 	} else {
 		if c.DType != "" {
-			return cli.Usagef("--dtype is for --dequantize (a quantized model keeps its other tensors' dtype)")
+			return errclass.Usagef("--dtype is for --dequantize (a quantized model keeps its other tensors' dtype)")
 		}
 		if c.Type != "" {
 			if _, err := nf4.ParseType(c.Type); err != nil {
-				return cli.Usagef("--type: %v", err)
+				return errclass.Usagef("--type: %v", err)
 			}
 		}
 		if c.Blocksize != 0 {
 			if err := nf4.CheckBlocksize(c.Blocksize); err != nil {
-				return cli.Usagef("--blocksize: %v", err)
+				return errclass.Usagef("--blocksize: %v", err)
 			}
 		}
 		for _, p := range c.Skip {
 			if _, err := regexp.Compile(p); err != nil {
-				return cli.Usagef("--skip %q: %v", p, err)
+				return errclass.Usagef("--skip %q: %v", p, err)
 			}
 		}
 		if c.ComputeDType != "" {
 			if _, err := ParseFloatDType(c.ComputeDType); err != nil {
-				return cli.Usagef("--compute-dtype: %v", err)
+				return errclass.Usagef("--compute-dtype: %v", err)
 			}
 		}
 	}
@@ -147,7 +142,7 @@ func (c *Cmd) check() error {
 		a, err1 := filepath.Abs(c.In)
 		b, err2 := filepath.Abs(c.Output)
 		if err1 == nil && err2 == nil && a == b {
-			return cli.Usagef("the output %s would replace the input", c.Output)
+			return errclass.Usagef("the output %s would replace the input", c.Output)
 		}
 	}
 	return nil

@@ -15,7 +15,6 @@ package quantize
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -32,15 +32,15 @@ import (
 // Errors returned by this package; test with errors.Is.
 var (
 	// ErrQuantized reports an input that is already a 4-bit checkpoint.
-	ErrQuantized = errors.New("quantize: input is already quantized")
+	ErrQuantized = errclass.New(errclass.Invalid, "quantize: input is already quantized")
 	// ErrNotQuantized reports a --dequantize input without 4-bit weights.
-	ErrNotQuantized = errors.New("quantize: input has no 4-bit weights")
+	ErrNotQuantized = errclass.New(errclass.Invalid, "quantize: input has no 4-bit weights")
 	// ErrAdapter reports a PEFT adapter given where a model is expected.
-	ErrAdapter = errors.New("quantize: input is an adapter, not a model")
+	ErrAdapter = errclass.New(errclass.Invalid, "quantize: input is an adapter, not a model")
 	// ErrNothing reports a model with no weight left to quantize.
-	ErrNothing = errors.New("quantize: no Linear weight to quantize")
+	ErrNothing = errclass.New(errclass.Invalid, "quantize: no Linear weight to quantize")
 	// ErrInternal reports a failed internal consistency check (a bug).
-	ErrInternal = errors.New("quantize: internal consistency check failed")
+	ErrInternal = errclass.New(errclass.Failure, "quantize: internal consistency check failed")
 )
 
 // Options configure Quantize. Start from DefaultOptions.

@@ -12,22 +12,22 @@
 // and wrap one of the package's sentinel errors.
 package safetensors
 
-import "errors"
+import "github.com/lorakit/lorakit/pkg/errclass"
 
 // Sentinel errors; test with errors.Is.
 var (
 	// ErrHeader reports a malformed, oversized or truncated header.
-	ErrHeader = errors.New("safetensors: invalid header")
+	ErrHeader = errclass.New(errclass.Invalid, "safetensors: invalid header")
 	// ErrTensor reports a tensor entry whose dtype, shape or offsets are inconsistent.
-	ErrTensor = errors.New("safetensors: invalid tensor")
+	ErrTensor = errclass.New(errclass.Invalid, "safetensors: invalid tensor")
 	// ErrNotFound reports a tensor name that is not in the file or set.
-	ErrNotFound = errors.New("safetensors: tensor not found")
+	ErrNotFound = errclass.New(errclass.Invalid, "safetensors: tensor not found")
 	// ErrTruncated reports data that ends before the header says it should.
-	ErrTruncated = errors.New("safetensors: truncated data")
+	ErrTruncated = errclass.New(errclass.Invalid, "safetensors: truncated data")
 	// ErrWrite reports misuse of a Writer (wrong order, size or count).
-	ErrWrite = errors.New("safetensors: write")
+	ErrWrite = errclass.New(errclass.Failure, "safetensors: write")
 	// ErrIndex reports an invalid sharded-checkpoint index.
-	ErrIndex = errors.New("safetensors: invalid index")
+	ErrIndex = errclass.New(errclass.Invalid, "safetensors: invalid index")
 )
 
 // Limits applied to every header read. They are variables so tools can

@@ -22,18 +22,20 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 var (
 	// ErrFormat reports a malformed tokenizer.json or tokenizer_config.json.
-	ErrFormat = errors.New("tokenizer: invalid file")
+	ErrFormat = errclass.New(errclass.Invalid, "tokenizer: invalid file")
 	// ErrUnsupported reports a tokenizer component this package does not implement.
-	ErrUnsupported = errors.New("tokenizer: unsupported")
+	ErrUnsupported = errclass.New(errclass.Invalid, "tokenizer: unsupported")
 	// ErrNoTemplate reports a tokenizer without the requested chat template.
-	ErrNoTemplate = errors.New("tokenizer: no chat template")
+	ErrNoTemplate = errclass.New(errclass.Invalid, "tokenizer: no chat template")
 	// ErrTemplate reports a chat template that failed to parse or render
 	// (including raise_exception from the template).
-	ErrTemplate = errors.New("tokenizer: chat template error")
+	ErrTemplate = errclass.New(errclass.Invalid, "tokenizer: chat template error")
 )
 
 // Limits applied while parsing, before allocating.

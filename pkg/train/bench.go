@@ -13,6 +13,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/nf4"
 )
@@ -153,7 +154,7 @@ func randomLoader(c llama.Config, qlora bool) llama.Loader {
 // Run benchmarks.
 func (c *BenchCmd) Run(ctx *cli.Context) error {
 	if c.Batch <= 0 || c.Seq <= 1 || c.Steps <= 0 {
-		return cli.Usagef("--batch, --seq (> 1) and --steps must be positive")
+		return errclass.Usagef("--batch, --seq (> 1) and --steps must be positive")
 	}
 	ck, err := checkpoint.LoadConfig(c.Shape)
 	if err != nil {
@@ -169,8 +170,8 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 		return err
 	}
 	if float64(params) > cpuBenchLimit && !c.Force {
-		return fmt.Errorf("%w: %s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
-			cli.ErrRequirement, c.Shape, thousands(params), cli.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType])))
+		return errclass.Requirementf("%s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
+			c.Shape, thousands(params), cli.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType])))
 	}
 	ad, err := NewAdapter(cfg, AdapterOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Dropout: 0.05})
 	if err != nil {
@@ -218,7 +219,7 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 	var cpu0 time.Duration
 	for i := 0; i <= c.Steps; i++ {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w: %w", cli.ErrInterrupted, err)
+			return errclass.Wrap(errclass.Interrupted, err)
 		}
 		s0 := time.Now()
 		r, err := tr.Step()

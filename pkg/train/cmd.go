@@ -14,6 +14,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/compute/cuda"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/llama"
 )
 
@@ -60,18 +61,18 @@ func (d DeviceFlags) Backend() (compute.Backend, error) {
 	case "cuda":
 		be, err := cuda.New(cuda.Options{})
 		if err != nil {
-			return nil, fmt.Errorf("%w: --device cuda: no usable GPU: %v; use --device cpu", cli.ErrRequirement, err)
+			return nil, errclass.Requirementf("--device cuda: no usable GPU: %v; use --device cpu", err)
 		}
 		return be, nil
 	case "", "auto", "cpu":
 		// auto stays on the CPU until the CUDA backend has been validated
 		// on a GPU against this reference (see scripts/gpu-check.sh).
 		if d.Threads < 0 {
-			return nil, cli.Usagef("--threads %d", d.Threads)
+			return nil, errclass.Usagef("--threads %d", d.Threads)
 		}
 		return cpu.New(d.Threads), nil
 	}
-	return nil, cli.Usagef("--device %q (auto, cpu, cuda)", d.Device)
+	return nil, errclass.Usagef("--device %q (auto, cpu, cuda)", d.Device)
 }
 
 // TrainCmd is `lora-train --base M --data FILE -o ADAPTER`.
@@ -130,7 +131,7 @@ func (c *TrainCmd) saveDir() (string, error) {
 		return c.SaveDir, nil
 	}
 	if c.Output == "-" {
-		return "", cli.Usagef("--save-every and --stop-after need --save-dir when the output is '-'")
+		return "", errclass.Usagef("--save-every and --stop-after need --save-dir when the output is '-'")
 	}
 	o := strings.TrimRight(c.Output, string(filepath.Separator))
 	for _, ext := range []string{".gz", ".zst", ".safetensors"} {
@@ -142,16 +143,16 @@ func (c *TrainCmd) saveDir() (string, error) {
 // Run trains.
 func (c *TrainCmd) Run(ctx *cli.Context) error {
 	if c.Seq <= 0 || c.Seq > 1<<20 {
-		return cli.Usagef("--seq %d", c.Seq)
+		return errclass.Usagef("--seq %d", c.Seq)
 	}
 	if c.EvalEvery < 0 || c.SaveEvery < 0 || c.StopAfter < 0 {
-		return cli.Usagef("--eval-every, --save-every and --stop-after must not be negative")
+		return errclass.Usagef("--eval-every, --save-every and --stop-after must not be negative")
 	}
 	if c.EvalEvery > 0 && c.Eval == "" {
-		return cli.Usagef("--eval-every needs --eval FILE")
+		return errclass.Usagef("--eval-every needs --eval FILE")
 	}
 	if stdinUses(c.Base, c.Data, c.Eval, c.InitFrom) > 1 {
-		return cli.Usagef("stdin ('-') can be read once")
+		return errclass.Usagef("stdin ('-') can be read once")
 	}
 	if err := c.checkMethod(); err != nil {
 		return err
@@ -290,7 +291,7 @@ func (c *TrainCmd) Run(ctx *cli.Context) error {
 	firstStep := tr.State().Step + 1
 	for !tr.Done() {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w: %w", cli.ErrInterrupted, err)
+			return errclass.Wrap(errclass.Interrupted, err)
 		}
 		r, err := tr.Step()
 		if err != nil {
@@ -387,11 +388,11 @@ func (c *TrainCmd) checkMethod() error {
 		return nil
 	case MethodIA3:
 		if f := c.loraFlags(); len(f) > 0 {
-			return cli.Usagef("--method ia3 takes no %s (IA3 learns scaling vectors on k_proj, v_proj and down_proj)", strings.Join(f, ", "))
+			return errclass.Usagef("--method ia3 takes no %s (IA3 learns scaling vectors on k_proj, v_proj and down_proj)", strings.Join(f, ", "))
 		}
 		return nil
 	}
-	return cli.Usagef("--method %q (lora, ia3)", c.Method)
+	return errclass.Usagef("--method %q (lora, ia3)", c.Method)
 }
 
 // warnIgnored warns about structure flags that --init-from overrides
@@ -568,10 +569,10 @@ type EvalReport struct {
 // Run evaluates.
 func (c *EvalCmd) Run(ctx *cli.Context) error {
 	if stdinUses(c.Base, c.Adapter, c.Data) > 1 {
-		return cli.Usagef("stdin ('-') can be read once")
+		return errclass.Usagef("stdin ('-') can be read once")
 	}
 	if c.Seq <= 0 {
-		return cli.Usagef("--seq %d", c.Seq)
+		return errclass.Usagef("--seq %d", c.Seq)
 	}
 	be, err := c.DeviceFlags.Backend()
 	if err != nil {

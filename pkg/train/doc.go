@@ -17,35 +17,22 @@
 package train
 
 import (
-	"errors"
-
-	"github.com/lorakit/lorakit/pkg/cli"
-	"github.com/lorakit/lorakit/pkg/llama"
-	"github.com/lorakit/lorakit/pkg/tokenizer"
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Sentinel errors; test with errors.Is.
 var (
 	// ErrData reports a data line that is not a valid example; the error
 	// names the file and line.
-	ErrData = errors.New("train: invalid data")
+	ErrData = errclass.New(errclass.Invalid, "train: invalid data")
 	// ErrModel reports a base model this package cannot train on.
-	ErrModel = errors.New("train: unsupported base model")
+	ErrModel = errclass.New(errclass.Invalid, "train: unsupported base model")
 	// ErrAdapter reports an adapter that cannot be loaded for training or
 	// evaluation.
-	ErrAdapter = errors.New("train: unsupported adapter")
+	ErrAdapter = errclass.New(errclass.Invalid, "train: unsupported adapter")
 	// ErrResume reports a checkpoint that is damaged or does not belong to
 	// this run (other data or settings).
-	ErrResume = errors.New("train: cannot resume")
+	ErrResume = errclass.New(errclass.Invalid, "train: cannot resume")
 	// ErrSettings reports invalid hyper-parameters.
-	ErrSettings = errors.New("train: invalid settings")
+	ErrSettings = errclass.New(errclass.Usage, "train: invalid settings")
 )
-
-func init() {
-	for _, err := range []error{ErrData, ErrModel, ErrAdapter, ErrResume,
-		llama.ErrConfig, llama.ErrWeight, llama.ErrAdapter, llama.ErrBatch,
-		tokenizer.ErrFormat, tokenizer.ErrUnsupported, tokenizer.ErrNoTemplate, tokenizer.ErrTemplate} {
-		cli.RegisterExitCode(err, cli.ExitInvalid)
-	}
-	cli.RegisterExitCode(ErrSettings, cli.ExitUsage)
-}

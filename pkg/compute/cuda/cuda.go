@@ -21,8 +21,8 @@
 //
 // When the driver, a library or a device is missing, New returns an error
 // wrapping ErrUnavailable; it never panics and nothing happens at init.
-// Commands map that error to their exit code 4 (cli.ErrRequirement) for
-// --device cuda and fall back to the CPU backend for --device auto.
+// That error's class is errclass.Requirement (exit code 4 for --device cuda);
+// --device auto falls back to the CPU backend.
 package cuda
 
 import (
@@ -35,12 +35,13 @@ import (
 	"unsafe"
 
 	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // ErrUnavailable reports that no CUDA device can be used: the driver or a
 // library is missing or too old, no device is present, or the kernels do not
 // compile. The wrapped message says which.
-var ErrUnavailable = errors.New("cuda: unavailable")
+var ErrUnavailable = errclass.New(errclass.Requirement, "cuda: unavailable")
 
 // Options configure New; the zero value is the default.
 type Options struct {
