@@ -13,7 +13,6 @@ import (
 	"math"
 
 	"github.com/lorakit/lorakit/pkg/errclass"
-	"github.com/lorakit/lorakit/pkg/peft"
 )
 
 // Sentinel errors.
@@ -200,17 +199,24 @@ func tokenIDs(raw json.RawMessage) []int {
 	return many
 }
 
-// Dims returns the decoder sizes in the form pkg/peft plans with.
-func (c *Config) Dims() peft.LlamaDims {
-	return peft.LlamaDims{Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumLayers,
-		Heads: c.NumHeads, KVHeads: c.NumKVHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize, TiedEmbeddings: c.TieWordEmbeddings}
+// Projection is one linear projection type of a decoder layer: its name,
+// its input and output features, and how many the model has (one per layer).
+type Projection struct {
+	Type    string // "q_proj", ..., "down_proj"
+	In, Out int64
+	Count   int
 }
 
 // Projections returns the seven linear projections of a decoder layer
 // (q, k, v, o, gate, up, down) with their feature sizes.
-func (c *Config) Projections() []peft.Linear {
-	lin, _ := peft.LlamaLinears(c.Dims()) // sizes were validated by ParseConfig
-	return lin[:len(peft.LlamaProjections)]
+func (c *Config) Projections() []Projection {
+	h, i := int64(c.HiddenSize), int64(c.IntermediateSize)
+	q, kv := int64(c.NumHeads*c.HeadDim), int64(c.NumKVHeads*c.HeadDim)
+	L := c.NumLayers
+	return []Projection{
+		{"q_proj", h, q, L}, {"k_proj", h, kv, L}, {"v_proj", h, kv, L}, {"o_proj", q, h, L},
+		{"gate_proj", h, i, L}, {"up_proj", h, i, L}, {"down_proj", i, h, L},
+	}
 }
 
 // ParamCounts is a model's parameter count by part.

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -25,21 +25,28 @@ type Writer struct {
 	cur    *safetensors.Writer
 	curN   int // tensors left in the current shard
 
-	dir     *cli.AtomicDir
-	out     *cli.Output
+	dir     *output.Dir
+	out     *output.Output
 	comp    io.WriteCloser
 	files   map[string][]byte
 	single  bool
 	written int64
 }
 
-// Create prepares the output at path. shards gives the layout in folder
-// mode (their names become file names); single-file and stream outputs put
-// every tensor in one file. The tensors of each file are laid out in the
-// reference order; Order tells the order WriteTensor must follow.
+// Create prepares the output at path, with "-" the process's stdout and no
+// cleanup registry: CreateWith with zero options.
 func Create(path string, files map[string][]byte, shards []Shard) (*Writer, error) {
+	return CreateWith(path, files, shards, output.Options{})
+}
+
+// CreateWith prepares the output at path: a folder, a .safetensors file
+// (.gz/.zst compressed by name) or "-" (o.Stdout). shards gives the layout
+// in folder mode (their names become file names); single-file and stream
+// outputs put every tensor in one file. The tensors of each file are laid
+// out in the reference order; Order tells the order WriteTensor must follow.
+func CreateWith(path string, files map[string][]byte, shards []Shard, o output.Options) (*Writer, error) {
 	w := &Writer{files: files}
-	if path == "-" || !cli.IsDirTarget(path) {
+	if path == "-" || !output.IsDirTarget(path) {
 		w.single = true
 		var all []safetensors.TensorInfo
 		for _, s := range shards {
@@ -59,7 +66,7 @@ func Create(path string, files map[string][]byte, shards []Shard) (*Writer, erro
 	}
 	w.shards = shards
 	if w.single {
-		out, err := cli.OpenOutput(path)
+		out, err := output.Open(path, o)
 		if err != nil {
 			return nil, err
 		}
@@ -73,7 +80,7 @@ func Create(path string, files map[string][]byte, shards []Shard) (*Writer, erro
 			return nil, err
 		}
 	} else {
-		d, err := cli.CreateAtomicDir(path)
+		d, err := output.CreateDir(path, o.Cleanup)
 		if err != nil {
 			return nil, err
 		}
@@ -143,7 +150,7 @@ func (w *Writer) openShard() error {
 			if err != nil {
 				return err
 			}
-			dst = &closingWriter{f: f, w: cli.Writeback(f)}
+			dst = &closingWriter{f: f, w: output.Writeback(f)}
 		}
 		sw, err := safetensors.NewWriterOrdered(dst, md, s.Tensors)
 		if err != nil {

@@ -14,7 +14,10 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/lorakit/lorakit/internal/term"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/output"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // Exit codes, the same in every binary.
@@ -60,14 +63,24 @@ type Globals struct {
 	Verbose bool `short:"v" help:"Print more detail (warnings, timings)."`
 }
 
-// Context is handed to every command's Run method.
+// Context is handed to every command's Run method: the run's context
+// (cancelled on SIGINT/SIGTERM), its standard streams, and the registry of
+// temporary outputs that an interrupt removes.
 type Context struct {
 	context.Context
 	Name    string
+	Stdin   io.Reader
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Quiet   bool
 	Verbose bool
+	Cleanup *output.Cleanup
+}
+
+// Env returns the environment a library run takes: the streams, the
+// cleanup registry, and warnings and details printed as the flags say.
+func (c *Context) Env() tool.Env {
+	return tool.Env{Stdin: c.Stdin, Stdout: c.Stdout, Cleanup: c.Cleanup, Logf: c.Infof, Warnf: c.Warnf}
 }
 
 // Warnf prints a warning on stderr unless quiet.
@@ -118,7 +131,7 @@ func run(name, description string, cmd any, globals *Globals, args []string, opt
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := &Context{Context: ctx, Name: name, Stdout: os.Stdout, Stderr: os.Stderr}
+	c := &Context{Context: ctx, Name: name, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Cleanup: output.NewCleanup()}
 	if globals != nil {
 		c.Quiet, c.Verbose = globals.Quiet, globals.Verbose
 	}
@@ -130,7 +143,7 @@ func run(name, description string, cmd any, globals *Globals, args []string, opt
 		case <-sigs:
 			// Remove temporary outputs now: a blocked write may never see ctx.
 			cancel()
-			abortAll()
+			c.Cleanup.RemoveAll()
 			fmt.Fprintf(os.Stderr, "%s: interrupted\n", name)
 			os.Exit(ExitInterrupted)
 		case <-done:
@@ -140,7 +153,7 @@ func run(name, description string, cmd any, globals *Globals, args []string, opt
 	signal.Stop(sigs)
 	close(done)
 	if err != nil {
-		abortAll()
+		c.Cleanup.RemoveAll()
 		code := ExitCode(err)
 		if errors.Is(err, syscall.EPIPE) {
 			return ExitFailure
@@ -151,9 +164,5 @@ func run(name, description string, cmd any, globals *Globals, args []string, opt
 	return ExitOK
 }
 
-// IsTerminal reports whether f is a terminal (a character device that
-// answers the terminal ioctl; /dev/null is a character device but not one).
-func IsTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0 && isTTY(f)
-}
+// IsTerminal reports whether f is a terminal.
+func IsTerminal(f *os.File) bool { return term.IsTerminal(f) }

@@ -23,6 +23,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/merge"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/quantize"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -43,7 +44,7 @@ var sentinels = []struct {
 	{"checkpoint.ErrConfig", checkpoint.ErrConfig, ExitInvalid},
 	{"checkpoint.ErrUnsupported", checkpoint.ErrUnsupported, ExitInvalid},
 	{"checkpoint.ErrNotFound", checkpoint.ErrNotFound, ExitInvalid},
-	{"cli.ErrStdoutTerminal", ErrStdoutTerminal, ExitUsage},
+	{"output.ErrStdoutTerminal", output.ErrStdoutTerminal, ExitUsage},
 	{"compute.ErrOutOfMemory", compute.ErrOutOfMemory, ExitFailure},
 	{"compute.ErrDevice", compute.ErrDevice, ExitFailure},
 	{"cuda.ErrUnavailable", cuda.ErrUnavailable, ExitRequirement},

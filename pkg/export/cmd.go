@@ -13,6 +13,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/gguf"
+	"github.com/lorakit/lorakit/pkg/output"
 )
 
 // Cmd is the lora-gguf command line: a model or an adapter in, a GGUF file out.
@@ -75,7 +76,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 	if st, err := os.Stat(c.Output); err == nil && st.IsDir() {
 		return errclass.Usagef("-o %s is a folder; name the GGUF file to write", c.Output)
 	}
-	src, err := checkpoint.Open(c.Input, os.Stdin)
+	src, err := checkpoint.Open(c.Input, ctx.Stdin)
 	if err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 	for _, w := range plan.Warnings {
 		ctx.Warnf("%s", w)
 	}
-	out, err := cli.OpenOutput(c.Output)
+	out, err := output.Open(c.Output, output.Options{Stdout: ctx.Stdout, Cleanup: ctx.Cleanup})
 	if err != nil {
 		return err
 	}

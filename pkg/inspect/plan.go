@@ -69,7 +69,9 @@ func Plan(cfg *checkpoint.Config, o PlanOptions) (*Report, error) {
 	if o.Alpha == 0 {
 		o.Alpha = float64(o.Rank)
 	}
-	p, err := peft.PlanLlama(cfg.Dims(), peft.PlanOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: targets, DoRA: o.DoRA, RSLoRA: o.RSLoRA})
+	dims := peft.LlamaDims{Hidden: cfg.HiddenSize, Intermediate: cfg.IntermediateSize, Layers: cfg.NumLayers,
+		Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim, Vocab: cfg.VocabSize, TiedEmbeddings: cfg.TieWordEmbeddings}
+	p, err := peft.PlanLlama(dims, peft.PlanOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: targets, DoRA: o.DoRA, RSLoRA: o.RSLoRA})
 	if err != nil {
 		return nil, err
 	}

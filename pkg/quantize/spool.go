@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
-	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -67,7 +67,7 @@ func spool(ctx context.Context, src *checkpoint.Source, dir string, infos []safe
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	f, err := cli.CreateAtomic(filepath.Join(dir, "lora-quantize-spool.safetensors"))
+	f, err := output.CreateFile(filepath.Join(dir, "lora-quantize-spool.safetensors"), nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("spooling %s: %w", src.Path, err)
 	}

@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -51,8 +51,9 @@ type savedState struct {
 
 // SaveCheckpoint writes the run's state to the folder dir atomically: the
 // adapter (a PEFT adapter folder), the AdamW moments, the position, the
-// settings and the data fingerprint.
-func (t *Trainer) SaveCheckpoint(dir string, a *Adapter) error {
+// settings and the data fingerprint. c (may be nil) tracks the folder until
+// it is committed.
+func (t *Trainer) SaveCheckpoint(dir string, a *Adapter, c *output.Cleanup) error {
 	cfg, err := a.ConfigJSON()
 	if err != nil {
 		return err
@@ -89,7 +90,7 @@ func (t *Trainer) SaveCheckpoint(dir string, a *Adapter) error {
 	if err != nil {
 		return err
 	}
-	d, err := cli.CreateAtomicDir(dir)
+	d, err := output.CreateDir(dir, c)
 	if err != nil {
 		return err
 	}

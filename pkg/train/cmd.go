@@ -276,7 +276,7 @@ func (c *TrainCmd) Run(ctx *cli.Context) error {
 	}
 	save := func(step int) error {
 		dir := filepath.Join(saveDir, fmt.Sprintf("checkpoint-%d", step))
-		if err := tr.SaveCheckpoint(dir, ad); err != nil {
+		if err := tr.SaveCheckpoint(dir, ad, ctx.Cleanup); err != nil {
 			return err
 		}
 		ctx.Infof("saved %s", dir)

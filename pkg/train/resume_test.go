@@ -96,7 +96,7 @@ func TestResumeBitExact(t *testing.T) {
 			}
 		}
 		dir := filepath.Join(t.TempDir(), "checkpoint")
-		if err := tr1.SaveCheckpoint(dir, ad); err != nil {
+		if err := tr1.SaveCheckpoint(dir, ad, nil); err != nil {
 			t.Fatal(err)
 		}
 		tr1.Close()
@@ -131,7 +131,7 @@ func TestResumeBitExact(t *testing.T) {
 	tr3, _ := NewTrainer(m3, rows, 0, s)
 	tr3.Step()
 	dir := filepath.Join(t.TempDir(), "ck")
-	if err := tr3.SaveCheckpoint(dir, ad); err != nil {
+	if err := tr3.SaveCheckpoint(dir, ad, nil); err != nil {
 		t.Fatal(err)
 	}
 	other := s
