@@ -15,4 +15,3 @@ func TestDevNullIsNotATerminal(t *testing.T) {
 		t.Fatal("/dev/null reported as a terminal")
 	}
 }
-
