@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/lorakit/lorakit/internal/num"
 )
 
 // Progress draws a one-line progress report on stderr when stderr is a
@@ -53,9 +55,9 @@ func (p *Progress) draw() {
 		if rate > 0 {
 			eta = time.Duration(float64(p.total-p.done) / rate * float64(time.Second)).Round(time.Second).String()
 		}
-		fmt.Fprintf(p.w, "\r%s %5.1f%% %s/%s %s/s ETA %s   ", p.label, pct, Bytes(p.done), Bytes(p.total), Bytes(int64(rate)), eta)
+		fmt.Fprintf(p.w, "\r%s %5.1f%% %s/%s %s/s ETA %s   ", p.label, pct, num.Bytes(p.done, 1), num.Bytes(p.total, 1), num.Bytes(int64(rate), 1), eta)
 	} else {
-		fmt.Fprintf(p.w, "\r%s %s %s/s   ", p.label, Bytes(p.done), Bytes(int64(rate)))
+		fmt.Fprintf(p.w, "\r%s %s %s/s   ", p.label, num.Bytes(p.done, 1), num.Bytes(int64(rate), 1))
 	}
 }
 
@@ -67,18 +69,4 @@ func (p *Progress) Done() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprint(p.w, "\r\033[K")
-}
-
-// Bytes formats a byte count with binary units.
-func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

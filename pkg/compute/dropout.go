@@ -1,5 +1,7 @@
 package compute
 
+import "github.com/lorakit/lorakit/internal/num"
+
 // The dropout mask is a pure function of (seed, stream, index) so that every
 // backend, any thread count and a recomputation in the backward pass (or under
 // gradient checkpointing) produce the same mask:
@@ -8,22 +10,13 @@ package compute
 //	u(i) = mix64(key + (i+1)·γ) >> 40          (24 uniform bits)
 //	drop(i) ⇔ u(i) < ⌈p·2²⁴⌉
 //
-// with γ = 0x9E3779B97F4A7C15 and mix64 the SplitMix64 finalizer.
+// with γ = 0x9E3779B97F4A7C15 and mix64 the SplitMix64 finalizer (num.Mix64).
 
-const golden = 0x9E3779B97F4A7C15
-
-func mix64(z uint64) uint64 {
-	z ^= z >> 30
-	z *= 0xBF58476D1CE4E5B9
-	z ^= z >> 27
-	z *= 0x94D049BB133111EB
-	z ^= z >> 31
-	return z
-}
+const golden = num.Golden
 
 // DropoutKey returns the per-(seed, stream) key of the dropout mask.
 func DropoutKey(seed, stream uint64) uint64 {
-	return mix64(seed ^ mix64(stream+golden))
+	return num.Mix64(seed ^ num.Mix64(stream+golden))
 }
 
 // DropoutThreshold returns the 24-bit threshold below which an element is
@@ -46,7 +39,7 @@ func DropoutThreshold(p float32) uint32 {
 // DropoutDrops reports whether element i of the mask for key (see DropoutKey)
 // is dropped, given the threshold of DropoutThreshold.
 func DropoutDrops(key uint64, i int, threshold uint32) bool {
-	return uint32(mix64(key+uint64(i+1)*golden)>>40) < threshold
+	return uint32(num.Mix64(key+uint64(i+1)*golden)>>40) < threshold
 }
 
 // DropoutScale returns 1/(1−p), the factor applied to kept elements.

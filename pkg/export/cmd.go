@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/errclass"
@@ -203,7 +204,7 @@ func writeReport(w io.Writer, r *Report) error {
 	for _, t := range types {
 		ts = append(ts, fmt.Sprintf("%d %s", r.Types[t], t))
 	}
-	fmt.Fprintf(&b, "  tensors   %d (%s), %s parameters\n", r.Tensors, strings.Join(ts, ", "), thousands(r.Params))
+	fmt.Fprintf(&b, "  tensors   %d (%s), %s parameters\n", r.Tensors, strings.Join(ts, ", "), num.Thousands(r.Params))
 	if v := r.Vocab; v != nil {
 		switch {
 		case v.Model == TokenizerNoVocab:
@@ -222,22 +223,10 @@ func writeReport(w io.Writer, r *Report) error {
 		fmt.Fprintf(&b, "  alpha     %g\n", *r.Alpha)
 	}
 	rate := float64(r.Bytes) / max(r.Seconds, 1e-9) / 1e6
-	fmt.Fprintf(&b, "  written   %s in %.2f s (%.0f MB/s)\n", cli.Bytes(r.Bytes), r.Seconds, rate)
+	fmt.Fprintf(&b, "  written   %s in %.2f s (%.0f MB/s)\n", num.Bytes(r.Bytes, 1), r.Seconds, rate)
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "  note      %s\n", n)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	var out []byte
-	for i := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			out = append(out, ',')
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }

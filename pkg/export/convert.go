@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
-	"math"
 	"runtime"
 	"sync"
-	"unsafe"
 
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -295,22 +293,6 @@ func (s *tensorStats) addOverflow(n int) {
 	s.mu.Lock()
 	s.overflows += n
 	s.mu.Unlock()
-}
-
-// f32Bytes views f as its little-endian bytes (amd64 and arm64 are little-endian; on
-// a big-endian host it copies).
-func f32Bytes(f []float32) []byte {
-	if len(f) == 0 {
-		return nil
-	}
-	if nativeLE {
-		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
-	}
-	b := make([]byte, 4*len(f))
-	for i, v := range f {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return b
 }
 
 var nativeLE = binary.NativeEndian.Uint16([]byte{1, 0}) == 1

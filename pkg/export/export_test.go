@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -207,7 +208,7 @@ func randomModel(layers, d, ff, heads, kv, hd, vocab int, tied bool) (refWeights
 	w, shapes := refWeights{}, map[string][]int64{}
 	seed := uint32(1)
 	put := func(name string, shape ...int64) {
-		v := make([]float32, numel(shape))
+		v := make([]float32, num.Elements(shape))
 		for i := range v {
 			seed = seed*1664525 + 1013904223
 			v[i] = (float32(seed>>8)/float32(1<<24) - 0.5) * 0.2
@@ -655,11 +656,11 @@ func TestAdapterRefusals(t *testing.T) {
 }
 
 func f32Tensor(shape []int64) safetensors.Tensor {
-	v := make([]float32, numel(shape))
+	v := make([]float32, num.Elements(shape))
 	for i := range v {
 		v[i] = float32(i%97) / 97
 	}
-	return safetensors.Tensor{DType: dtype.F32, Shape: shape, Data: append([]byte(nil), f32Bytes(v)...)}
+	return safetensors.Tensor{DType: dtype.F32, Shape: shape, Data: append([]byte(nil), num.F32Bytes(v)...)}
 }
 
 // writeAdapterWith writes the adapter of dir plus extra tensors into out.
@@ -785,7 +786,7 @@ func TestPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	rb, _ := gguf.TypeQ8_0.RowBytes(cols)
-	fn := encodeRows(f32Bytes(src), dtype.F32, cols, nil, 1, gguf.TypeQ8_0, nil)
+	fn := encodeRows(num.F32Bytes(src), dtype.F32, cols, nil, 1, gguf.TypeQ8_0, nil)
 	for _, workers := range []int{1, 2, 7} {
 		pl := newPipeline(workers)
 		s := pl.stream(context.Background(), rows, rb, fn)

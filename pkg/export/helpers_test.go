@@ -260,11 +260,3 @@ func hasWarning(ws []string, sub string) bool {
 	}
 	return false
 }
-
-func numel(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	return n
-}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
@@ -58,7 +59,7 @@ func vocabModel(t *testing.T, out, tokDir string, n int) string {
 		{"mlp.gate_proj.weight", []int64{ff, d}}, {"mlp.up_proj.weight", []int64{ff, d}}, {"mlp.down_proj.weight", []int64{d, ff}},
 	} {
 		name := "model.layers.0." + s.name
-		w[name] = make([]float32, numel(s.shape))
+		w[name] = make([]float32, num.Elements(s.shape))
 		shapes[name] = s.shape
 	}
 	writeModel(t, out, []byte(cfg), w, shapes, dtype.BF16)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -186,7 +187,7 @@ func (p *Plan) writeItem(ctx context.Context, gw *gguf.Writer, bw *bufio.Writer,
 	in := it.in
 	switch {
 	case it.gen != nil:
-		src, in = f32Bytes(it.gen), dtype.F32
+		src, in = num.F32Bytes(it.gen), dtype.F32
 	case it.f32 != nil:
 		f, shape, err := it.f32(get)
 		if err != nil {
@@ -195,7 +196,7 @@ func (p *Plan) writeItem(ctx context.Context, gw *gguf.Writer, bw *bufio.Writer,
 		if !(len(shape) == 2 && shape[0] == it.rows && shape[1] == it.cols) && !(len(shape) == 1 && it.rows == 1 && shape[0] == it.cols) {
 			return fmt.Errorf("%w: source shape %v, planned %d×%d", ErrInvalid, shape, it.rows, it.cols)
 		}
-		src, in = f32Bytes(f), dtype.F32
+		src, in = num.F32Bytes(f), dtype.F32
 	default:
 		data, t, ok := get(it.from)
 		if !ok {

@@ -6,40 +6,9 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/peft"
 )
-
-// commas formats n with thousands separators, as PEFT prints counts.
-func commas(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-// human formats a byte count with binary units.
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.2f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 // WriteText renders r for a person.
 func WriteText(w io.Writer, r *Report) error {
@@ -77,11 +46,11 @@ func WriteText(w io.Writer, r *Report) error {
 		if r.VirtualTokens > 0 {
 			p("  virtual tokens  %d", r.VirtualTokens)
 		}
-		p("  parameters      %s", commas(r.TrainableParams))
+		p("  parameters      %s", num.Thousands(r.TrainableParams))
 		for _, dt := range sortedKeys(r.DTypes) {
-			p("  dtype           %s (%s parameters)", dt, commas(r.DTypes[dt]))
+			p("  dtype           %s (%s parameters)", dt, num.Thousands(r.DTypes[dt]))
 		}
-		p("  size            %s (%s bytes)", human(r.Bytes), commas(r.Bytes))
+		p("  size            %s (%s bytes)", num.Bytes(r.Bytes, 2), num.Thousands(r.Bytes))
 		writeModules(w, r.Modules)
 	case "model", "quantized-model":
 		if r.Architecture != "" {
@@ -96,28 +65,28 @@ func WriteText(w io.Writer, r *Report) error {
 			}
 			p("  rope            %s", rope)
 		}
-		p("  parameters      %s", commas(r.TotalParams))
+		p("  parameters      %s", num.Thousands(r.TotalParams))
 		if b := r.Breakdown; b != nil {
 			for _, part := range []struct {
 				name string
 				n    int64
 			}{{"embeddings", b.Embeddings}, {"attention", b.Attention}, {"mlp", b.MLP}, {"norms", b.Norms}, {"lm_head", b.LMHead}, {"other", b.Other}} {
 				if part.n > 0 {
-					p("    %-13s %15s  %5.2f%%", part.name, commas(part.n), 100*float64(part.n)/float64(max(r.TotalParams, 1)))
+					p("    %-13s %15s  %5.2f%%", part.name, num.Thousands(part.n), 100*float64(part.n)/float64(max(r.TotalParams, 1)))
 				}
 			}
 		}
 		for _, dt := range sortedKeys(r.DTypes) {
-			p("  dtype           %-5s %s parameters", dt, commas(r.DTypes[dt]))
+			p("  dtype           %-5s %s parameters", dt, num.Thousands(r.DTypes[dt]))
 		}
 		if r.Kind == "quantized-model" {
 			dq := "no"
 			if r.DoubleQuant != nil && *r.DoubleQuant {
 				dq = "yes"
 			}
-			p("  quantization    %s, block %d, double quant %s, %.3f bits per quantized parameter (%s parameters)", r.QuantType, r.Blocksize, dq, r.BitsPerParam, commas(r.QuantizedParams))
+			p("  quantization    %s, block %d, double quant %s, %.3f bits per quantized parameter (%s parameters)", r.QuantType, r.Blocksize, dq, r.BitsPerParam, num.Thousands(r.QuantizedParams))
 		}
-		p("  size            %s (%s bytes)", human(r.Bytes), commas(r.Bytes))
+		p("  size            %s (%s bytes)", num.Bytes(r.Bytes, 2), num.Thousands(r.Bytes))
 	case "gguf":
 		if g := r.GGUF; g != nil {
 			kind := g.Type
@@ -143,15 +112,15 @@ func WriteText(w io.Writer, r *Report) error {
 			}
 			p("  tensors         %d (%s)", g.TensorCount, strings.Join(types, ", "))
 		}
-		p("  parameters      %s", commas(r.TotalParams))
-		p("  size            %s (%s bytes)", human(r.Bytes), commas(r.Bytes))
+		p("  parameters      %s", num.Thousands(r.TotalParams))
+		p("  size            %s (%s bytes)", num.Bytes(r.Bytes, 2), num.Thousands(r.Bytes))
 	case "plan":
 		if r.Architecture != "" {
-			p("  base            %s, %s parameters", r.Architecture, commas(r.TotalParams))
+			p("  base            %s, %s parameters", r.Architecture, num.Thousands(r.TotalParams))
 		}
-		p("  trainable       %s (%.4f%% of %s)", commas(r.TrainableParams), r.Percent, commas(r.TotalParams))
+		p("  trainable       %s (%.4f%% of %s)", num.Thousands(r.TrainableParams), r.Percent, num.Thousands(r.TotalParams))
 		p("  PEFT prints     %s", peft.FormatTrainable(r.TrainableParams, r.TotalParams+r.TrainableParams))
-		p("  adapter size    %s in bf16, %s in f32", human(r.AdapterBytes["bf16"]), human(r.AdapterBytes["f32"]))
+		p("  adapter size    %s in bf16, %s in f32", num.Bytes(r.AdapterBytes["bf16"], 2), num.Bytes(r.AdapterBytes["f32"], 2))
 		writeModules(w, r.Modules)
 		if m := r.Memory; m != nil {
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -160,8 +129,8 @@ func WriteText(w io.Writer, r *Report) error {
 				name string
 				m    MemoryParts
 			}{{"LoRA (bf16 base)", m.LoRA}, {"QLoRA (NF4+DQ)", m.QLoRA}} {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.name, human(row.m.Weights), human(row.m.Adapter),
-					human(row.m.Gradients), human(row.m.Optimizer), human(row.m.Activations), human(row.m.Total))
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row.name, num.Bytes(row.m.Weights, 2), num.Bytes(row.m.Adapter, 2),
+					num.Bytes(row.m.Gradients, 2), num.Bytes(row.m.Optimizer, 2), num.Bytes(row.m.Activations, 2), num.Bytes(row.m.Total, 2))
 			}
 			tw.Flush()
 		}
@@ -173,7 +142,7 @@ func WriteText(w io.Writer, r *Report) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  name\tdtype\tshape\tbytes\tparams")
 		for _, t := range r.Tensors {
-			fmt.Fprintf(tw, "  %s\t%s\t%v\t%s\t%s\n", t.Name, t.DType, t.Shape, commas(t.Bytes), commas(t.Params))
+			fmt.Fprintf(tw, "  %s\t%s\t%v\t%s\t%s\n", t.Name, t.DType, t.Shape, num.Thousands(t.Bytes), num.Thousands(t.Params))
 		}
 		tw.Flush()
 	}
@@ -194,7 +163,7 @@ func writeModules(w io.Writer, ms []Module) {
 		if m.DoRA {
 			name += " (DoRA)"
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%g\t%g\t%d\t%s\t\n", name, m.Rank, m.Alpha, m.Scaling, m.Count, commas(m.Params))
+		fmt.Fprintf(tw, "  %s\t%d\t%g\t%g\t%d\t%s\t\n", name, m.Rank, m.Alpha, m.Scaling, m.Count, num.Thousands(m.Params))
 	}
 	tw.Flush()
 }

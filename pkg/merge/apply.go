@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
 )
@@ -47,7 +48,7 @@ func shape2(shape []int64) (rows, cols int) {
 	case 1:
 		return 1, int(shape[0])
 	}
-	return int(shape[0]), int(numel(shape[1:]))
+	return int(shape[0]), int(num.Elements(shape[1:]))
 }
 
 // transpose returns the cols×rows transpose of the rows×cols matrix x.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -148,7 +149,7 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 	}
 	if ctx.Verbose && !ctx.Quiet {
 		fmt.Fprintf(ctx.Stderr, "%s: kernel %s, %d workers (GOMAXPROCS %d), %.2fs (commit %.2fs), peak RSS %s\n",
-			ctx.Name, sum.Kernel, plan.opts.Workers, runtime.GOMAXPROCS(0), sum.Seconds, sum.CommitSeconds, cli.Bytes(PeakRSS()))
+			ctx.Name, sum.Kernel, plan.opts.Workers, runtime.GOMAXPROCS(0), sum.Seconds, sum.CommitSeconds, num.Bytes(PeakRSS(), 1))
 	}
 	return nil
 }
@@ -159,7 +160,7 @@ func (p *Plan) OutputBytes() int64 {
 	var n int64
 	for _, sh := range p.shards {
 		for _, t := range sh.Tensors {
-			n += numel(t.Shape) * int64(t.DType.Size())
+			n += num.Elements(t.Shape) * int64(t.DType.Size())
 		}
 	}
 	return n

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lorakit/lorakit/internal/membudget"
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
@@ -172,7 +173,7 @@ func (r *runner) startWorkers() {
 
 // send hands a job to the workers once the window has room.
 func (r *runner) send(j *job, data []byte) bool {
-	cost := numel(j.shape) * int64(j.out.Size())
+	cost := num.Elements(j.shape) * int64(j.out.Size())
 	if !r.win.Acquire(cost) {
 		return false
 	}
@@ -224,7 +225,7 @@ func (r *runner) run(t task, s *scratch) (res result) {
 		res.err = fmt.Errorf("%s: tensor %q: %w", r.p.base.Path, j.input, err)
 		return res
 	}
-	n := int(numel(j.shape))
+	n := int(num.Elements(j.shape))
 	switch j.mode {
 	case modeCopy: // streams only: the input is the output
 		res.pieces = []piece{{name: j.name, dt: j.out, shape: j.shape, data: in.data, free: func() {}}}

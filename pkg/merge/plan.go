@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
@@ -516,7 +517,7 @@ func (p *Plan) build() error {
 	}
 	for _, j := range p.jobs {
 		if j.mode == modeCompute || j.mode == modeConvert || j.mode == modeRequant {
-			p.maxOut = max(p.maxOut, numel(j.shape)*int64(j.out.Size()))
+			p.maxOut = max(p.maxOut, num.Elements(j.shape)*int64(j.out.Size()))
 		}
 		p.summary.count(j)
 	}
@@ -584,12 +585,4 @@ func scaling64(m *peft.Module, rslora bool) float64 {
 		return m.Alpha / math.Sqrt(float64(m.Rank))
 	}
 	return m.Alpha / float64(m.Rank)
-}
-
-func numel(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-	}
-	return n
 }

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/internal/num"
 )
 
 // Schema is the version of the JSON summary.
@@ -107,7 +107,7 @@ func (s *Summary) WriteText(w io.Writer, name string) {
 	}
 	t := s.Tensors
 	fmt.Fprintf(w, "  tensors: %d merged, %d dequantized, %d requantized, %d converted, %d copied; dtype %s; %s written",
-		t.Merged, t.Dequantized, t.Requantized, t.Converted, t.Copied, s.DType, cli.Bytes(s.Bytes))
+		t.Merged, t.Dequantized, t.Requantized, t.Converted, t.Copied, s.DType, num.Bytes(s.Bytes, 1))
 	if s.Seconds > 0 {
 		fmt.Fprintf(w, " in %.2fs", s.Seconds)
 	}

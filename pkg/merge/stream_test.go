@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -23,7 +24,7 @@ func synthModel(t testing.TB, dir string) (folder, single, lora, dora string) {
 	g := &rng32{42}
 	const hidden, inter, vocab, layers = 96, 200, 300, 2
 	bf := func(shape []int64) safetensors.Tensor {
-		v := g.vec(int(numel(shape)), 0.5)
+		v := g.vec(int(num.Elements(shape)), 0.5)
 		b := make([]byte, 2*len(v))
 		dtype.FromF32(b, v, dtype.BF16)
 		return safetensors.Tensor{DType: dtype.BF16, Shape: shape, Data: b}

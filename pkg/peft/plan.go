@@ -2,8 +2,9 @@ package peft
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/lorakit/lorakit/internal/num"
 )
 
 // LlamaDims are the sizes of a Llama-family decoder (bias-free linears,
@@ -179,22 +180,5 @@ func FormatTrainable(trainable, all int64) string {
 		pct = 100 * float64(trainable) / float64(all)
 	}
 	return fmt.Sprintf("trainable params: %s || all params: %s || trainable%%: %.4f",
-		thousands(trainable), thousands(all), pct)
-}
-
-func thousands(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	if neg {
-		b.WriteByte('-')
-	}
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
+		num.Thousands(trainable), num.Thousands(all), pct)
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/lorakit/lorakit/pkg/cli"
+	"github.com/lorakit/lorakit/internal/num"
 )
 
 // ReportVersion is the version of the JSON report layout.
@@ -155,8 +155,8 @@ func WriteText(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "tensor\tshape\tdtype\tparams\tbefore\tafter\tbits/param\trmse\tmax|err|\n")
 	row := func(name, shape, dt string, params, before, after int64, bitsBefore, bitsAfter float64, rmse, maxe *Float) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.3f -> %.3f\t%s\t%s\n", name, shape, dt, commas(params),
-			cli.Bytes(before), cli.Bytes(after), bitsBefore, bitsAfter, sci(rmse), sci(maxe))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.3f -> %.3f\t%s\t%s\n", name, shape, dt, num.Thousands(params),
+			num.Bytes(before, 1), num.Bytes(after, 1), bitsBefore, bitsAfter, sci(rmse), sci(maxe))
 	}
 	for _, t := range r.Tensors {
 		row(t.Name, shapeString(t.Shape), t.DTypeBefore+" -> "+t.DTypeAfter, t.Params, t.BytesBefore, t.BytesAfter,
@@ -193,16 +193,4 @@ func sci(f *Float) string {
 		return "-"
 	}
 	return strconv.FormatFloat(float64(*f), 'e', 3, 64)
-}
-
-func commas(n int64) string {
-	s := strconv.FormatInt(n, 10)
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 && c != '-' && s[i-1] != '-' {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }

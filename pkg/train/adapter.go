@@ -2,7 +2,6 @@ package train
 
 import (
 	"cmp"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -12,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/llama"
@@ -367,15 +367,6 @@ func (a *Adapter) ConfigJSON() ([]byte, error) {
 	return peft.MarshalCompat(&c)
 }
 
-// f32Bytes encodes v little-endian.
-func f32Bytes(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return b
-}
-
 // namedTensor is an F32 tensor to write.
 type namedTensor struct {
 	name  string
@@ -414,7 +405,7 @@ func writeTensors(path, file string, files map[string][]byte, ts []namedTensor) 
 		return err
 	}
 	for _, t := range w.Order() {
-		if err := w.WriteTensor(t.Name, f32Bytes(byName[t.Name])); err != nil {
+		if err := w.WriteTensor(t.Name, num.F32Bytes(byName[t.Name])); err != nil {
 			w.Abort()
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/compute"
@@ -171,7 +172,7 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 	}
 	if float64(params) > cpuBenchLimit && !c.Force {
 		return errclass.Requirementf("%s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
-			c.Shape, thousands(params), cli.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType])))
+			c.Shape, num.Thousands(params), num.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType]), 1))
 	}
 	ad, err := NewAdapter(cfg, AdapterOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Dropout: 0.05})
 	if err != nil {
@@ -251,7 +252,7 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 		return enc.Encode(res)
 	}
 	w := ctx.Stdout
-	fmt.Fprintf(w, "shape          %s (%s parameters; %s trainable)\n", c.Shape, thousands(res.Params), thousands(res.Trainable))
+	fmt.Fprintf(w, "shape          %s (%s parameters; %s trainable)\n", c.Shape, num.Thousands(res.Params), num.Thousands(res.Trainable))
 	fmt.Fprintf(w, "recipe         %s\n", res.Recipe)
 	fmt.Fprintf(w, "device         %s, %s weights%s\n", res.Device, c.DType, map[bool]string{true: ", NF4 (dequantized)"}[c.QLoRA])
 	fmt.Fprintf(w, "batch x seq    %d x %d\n", c.Batch, c.Seq)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/peft"
@@ -128,7 +129,7 @@ func f32Tensor(shape []int, v []float32) safetensors.Tensor {
 	for i, d := range shape {
 		s[i] = int64(d)
 	}
-	return safetensors.Tensor{DType: dtype.F32, Shape: s, Data: f32Bytes(v)}
+	return safetensors.Tensor{DType: dtype.F32, Shape: s, Data: num.F32Bytes(v)}
 }
 
 // Restore continues from the checkpoint folder dir: it checks that the

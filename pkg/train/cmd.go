@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
@@ -344,7 +345,7 @@ func (c *TrainCmd) Run(ctx *cli.Context) error {
 		el := time.Since(start)
 		fmt.Fprintf(w, "trained %d updates (steps %d-%d) in %s: loss %.4f -> %.4f, %s tokens/s\n", last.Step-firstStep+1,
 			firstStep, last.Step, el.Round(time.Millisecond), first.Loss, last.Loss,
-			thousands(int64(float64(prog.tokens)/max(el.Seconds(), 1e-9))))
+			num.Thousands(int64(float64(prog.tokens)/max(el.Seconds(), 1e-9))))
 		if lastEval != nil {
 			fmt.Fprintf(w, "eval loss %.4f (perplexity %.2f) over %d tokens\n", lastEval.Loss, lastEval.Perplexity, lastEval.Targets)
 		}
@@ -539,7 +540,7 @@ func readDataFile(ctx *cli.Context, path string, o DataOptions) ([]Example, erro
 	}
 	if st.Truncated > 0 {
 		ctx.Warnf("%s: %d of %d examples are longer than --seq %d and were truncated (first at line %d; %s tokens dropped)",
-			path, st.Truncated, st.Examples, o.Seq, st.FirstTruncated, thousands(st.Dropped))
+			path, st.Truncated, st.Examples, o.Seq, st.FirstTruncated, num.Thousands(st.Dropped))
 	}
 	if st.NoTargets > 0 {
 		ctx.Warnf("%s: %d examples have no scored token (all labels -100 after the shift)", path, st.NoTargets)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/cli"
 )
 
@@ -46,23 +47,11 @@ func (p *progress) update(r StepResult) {
 		eta = (time.Duration(float64(el) / float64(done) * float64(p.total-r.Step))).Round(time.Second).String()
 	}
 	rate := float64(p.tokens) / max(el.Seconds(), 1e-9)
-	fmt.Fprintf(p.w, "\rstep %d/%d  loss %.4f  %s tok/s  ETA %s\033[K", r.Step, p.total, r.Loss, thousands(int64(rate)), eta)
+	fmt.Fprintf(p.w, "\rstep %d/%d  loss %.4f  %s tok/s  ETA %s\033[K", r.Step, p.total, r.Loss, num.Thousands(int64(rate)), eta)
 }
 
 func (p *progress) done() {
 	if p.enabled {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
-}
-
-// thousands formats n with comma separators.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	if n < 0 {
-		return "-" + thousands(-n)
-	}
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/llama"
 )
@@ -175,17 +176,9 @@ func (t *Trainer) Done() bool { return t.state.Step >= t.sched.Total }
 // BatchesPerEpoch returns the number of micro-batches of an epoch.
 func (t *Trainer) BatchesPerEpoch() int { return t.perEpoch }
 
-// mix64 is the SplitMix64 finalizer.
-func mix64(z uint64) uint64 {
-	z += 0x9E3779B97F4A7C15
-	z = (z ^ z>>30) * 0xBF58476D1CE4E5B9
-	z = (z ^ z>>27) * 0x94D049BB133111EB
-	return z ^ z>>31
-}
-
 // dropoutSeed is the dropout seed of micro-batch k of update step.
 func dropoutSeed(seed uint64, step, k int) uint64 {
-	return mix64(seed ^ mix64(uint64(step)<<16|uint64(k)))
+	return num.Mix64((seed ^ num.Mix64((uint64(step)<<16|uint64(k))+num.Golden)) + num.Golden)
 }
 
 // Step runs one update and returns its log line.
