@@ -22,6 +22,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/inspect"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/merge"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/peft"
@@ -86,9 +87,11 @@ var sentinels = []struct {
 	{"llama.ErrNotFound", llama.ErrNotFound, ExitInvalid},
 	{"llama.ErrAdapter", llama.ErrAdapter, ExitInvalid},
 	{"llama.ErrBatch", llama.ErrBatch, ExitInvalid},
+	{"model.ErrNotModel", model.ErrNotModel, ExitInvalid},
+	{"model.ErrNotAdapter", model.ErrNotAdapter, ExitInvalid},
+	{"model.ErrNoAdapterConfig", model.ErrNoAdapterConfig, ExitInvalid},
 	{"merge.ErrMismatch", merge.ErrMismatch, ExitInvalid},
 	{"merge.ErrUnsupported", merge.ErrUnsupported, ExitInvalid},
-	{"merge.ErrNoConfig", merge.ErrNoConfig, ExitInvalid},
 	{"merge.ErrNonFinite", merge.ErrNonFinite, ExitInvalid},
 	{"nf4.ErrBlocksize", nf4.ErrBlocksize, ExitInvalid},
 	{"nf4.ErrLength", nf4.ErrLength, ExitFailure},

@@ -10,6 +10,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
 )
 
@@ -84,18 +85,12 @@ func OpenBase(path string) (*Base, error) {
 		}
 		return BaseFromConfig(path, cfg)
 	}
-	src, err := checkpoint.Open(path, nil)
+	mb, err := model.OpenBase(path, nil, model.BaseOptions{Config: true})
 	if err != nil {
 		return nil, err
 	}
-	defer src.Close()
-	if src.IsAdapter() {
-		return nil, fmt.Errorf("%s: %w: --base is an adapter, not a model", path, ErrInvalid)
-	}
-	cfg, err := src.Config()
-	if err != nil {
-		return nil, err
-	}
+	defer mb.Close()
+	src, cfg := mb.Source, mb.Config
 	b, err := BaseFromConfig(path, cfg)
 	if err != nil {
 		return nil, err
@@ -167,19 +162,13 @@ func baseFromGGUF(path string) (*Base, error) {
 // rule applied is in the plan's notes. DoRA adapters are refused (ErrDoRA), as are
 // tensors GGUF adapters cannot hold (modules_to_save, biases, trainable tokens).
 func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, error) {
-	raw, ok := src.Files["adapter_config.json"]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w: no adapter_config.json (lora_alpha, hence the scale, is unknown)", src.Path, ErrInvalid)
-	}
-	pc, err := peft.Parse(raw)
+	ma, err := model.AdapterFrom(src, model.AdapterOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("%s: adapter_config.json: %w", src.Path, err)
+		return nil, err
 	}
+	pc, an := ma.Config, ma.Analysis
 	if pc.UseDoRA {
 		return nil, doraError(src.Path)
-	}
-	if err := pc.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: adapter_config.json: %w", src.Path, err)
 	}
 	switch o.Type {
 	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16:
@@ -188,14 +177,6 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 	}
 	if base.Architecture != Architecture {
 		return nil, fmt.Errorf("%s: %w: base architecture %q", base.Path, ErrUnsupported, base.Architecture)
-	}
-	ts := make([]peft.Tensor, len(src.Tensors))
-	for i, t := range src.Tensors {
-		ts[i] = peft.Tensor{Name: t.Name, Shape: t.Shape}
-	}
-	an, err := peft.Analyze(ts, pc)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src.Path, err)
 	}
 	p := &Plan{Kind: "adapter", Source: src.Path, src: src}
 	for _, w := range an.Warnings {

@@ -19,6 +19,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/inspect"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -715,7 +716,7 @@ func TestModelRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
 	}
-	if err := plan(fx(t, "peft", "lora")); !errors.Is(err, ErrInvalid) {
+	if err := plan(fx(t, "peft", "lora")); !errors.Is(err, model.ErrNotModel) {
 		t.Errorf("adapter as model: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -42,13 +43,11 @@ var modelTypes = map[string]bool{"llama": true, "mistral": true}
 // stream; bf16/f16/f32 or bitsandbytes 4-bit) to a GGUF model. Nothing is read but
 // headers and small files; Plan.Write reads the weights.
 func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
-	if src.IsAdapter() {
-		return nil, fmt.Errorf("%s: %w: this is an adapter; give its base model with --base", src.Path, ErrInvalid)
-	}
-	cfg, err := src.Config()
+	mb, err := model.BaseFrom(src, model.BaseOptions{Config: true})
 	if err != nil {
 		return nil, err
 	}
+	cfg := mb.Config
 	if !modelTypes[cfg.ModelType] {
 		return nil, fmt.Errorf("%s: %w: model_type %q (GGUF export supports llama and mistral)", src.Path, ErrUnsupported, cfg.ModelType)
 	}

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
 )
 
@@ -13,29 +14,22 @@ import (
 func Adapter(src *checkpoint.Source, o Options) (*Report, error) {
 	r := &Report{Schema: Schema, Kind: "adapter", Path: src.Path, Source: src.Kind.String(), Bytes: src.Bytes,
 		DTypes: map[string]int64{}}
-	var cfg *peft.Config
-	if b, ok := src.Files["adapter_config.json"]; ok {
-		c, err := peft.Parse(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s: adapter_config.json: %w", src.Path, err)
-		}
-		cfg = c
+	ma, err := model.AdapterFrom(src, model.AdapterOptions{Lenient: true})
+	if err != nil {
+		return nil, err
+	}
+	cfg, a := ma.Config, ma.Analysis
+	if c := cfg; c != nil {
 		r.PEFTType, r.BaseModel, r.RSLoRA = c.PeftType, c.BaseModelNameOrPath, c.UseRSLoRA
 		r.VirtualTokens = c.NumVirtualTokens
-		if err := c.Validate(); err != nil {
-			r.Warnings = append(r.Warnings, fmt.Sprintf("lorakit cannot apply this adapter: %v", err))
+		if ma.Problem != nil {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("lorakit cannot apply this adapter: %v", ma.Problem))
 		}
 	} else {
 		r.Warnings = append(r.Warnings, "no adapter_config.json: alpha (hence scaling) unknown; assuming alpha = r")
 	}
-	ts := make([]peft.Tensor, len(src.Tensors))
-	for i, t := range src.Tensors {
-		ts[i] = peft.Tensor{Name: t.Name, Shape: t.Shape}
+	for _, t := range src.Tensors {
 		r.DTypes[string(t.DType)] += t.NumElements()
-	}
-	a, err := peft.Analyze(ts, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src.Path, err)
 	}
 	if r.PEFTType == "" {
 		r.PEFTType = inferType(a)
@@ -97,7 +91,7 @@ func Adapter(src *checkpoint.Source, o Options) (*Report, error) {
 		}
 	}
 	if o.Deltas {
-		ds, err := deltas(src, a.Modules, o.Base)
+		ds, err := deltas(ma, o.Base, o.Stdin)
 		if err != nil {
 			return nil, err
 		}

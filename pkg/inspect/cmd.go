@@ -9,6 +9,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // ShowCmd is `lora-inspect PATH...`.
@@ -88,13 +89,18 @@ func Inspect(path string, stdin io.Reader, o Options) (*Report, error) {
 
 // Options select what a report contains.
 type Options struct {
+	// Env gives the stdin read for "-".
+	tool.Env
+	// Tensors adds the table of every tensor.
 	Tensors bool
-	Deltas  bool
-	Base    string
+	// Deltas adds the weight-delta statistics of an adapter's modules.
+	Deltas bool
+	// Base is the base model for Deltas' relative norms ("" for none).
+	Base string
 }
 
 func (c *ShowCmd) inspect(path string, stdin io.Reader) (*Report, error) {
-	return Inspect(path, stdin, Options{Tensors: c.Tensors, Deltas: c.Deltas, Base: c.Base})
+	return Inspect(path, stdin, Options{Env: tool.Env{Stdin: stdin}, Tensors: c.Tensors, Deltas: c.Deltas, Base: c.Base})
 }
 
 // isGGUF reports whether path is a file starting with the GGUF magic.

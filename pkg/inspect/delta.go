@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -12,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -33,44 +33,6 @@ type Delta struct {
 	Relative float64 `json:"relative,omitempty"`
 }
 
-// tensorReader gives float32 copies of tensors by name.
-type tensorReader func(name string) ([]float32, error)
-
-func readerFor(src *checkpoint.Source) (tensorReader, error) {
-	if src.Random() {
-		return func(name string) ([]float32, error) {
-			t, ok := src.Info(name)
-			if !ok {
-				return nil, fmt.Errorf("%s: %w: %q", src.Path, safetensors.ErrNotFound, name)
-			}
-			b, err := src.Data(name)
-			if err != nil {
-				return nil, err
-			}
-			return toF32(src.Path, t, b)
-		}, nil
-	}
-	all, err := src.LoadAll()
-	if err != nil {
-		return nil, err
-	}
-	return func(name string) ([]float32, error) {
-		t, ok := src.Info(name)
-		if !ok {
-			return nil, fmt.Errorf("%s: %w: %q", src.Path, safetensors.ErrNotFound, name)
-		}
-		return toF32(src.Path, t, all[name])
-	}, nil
-}
-
-func toF32(path string, t safetensors.TensorInfo, b []byte) ([]float32, error) {
-	out := make([]float32, t.NumElements())
-	if err := dtype.ToF32(out, b, t.DType); err != nil {
-		return nil, fmt.Errorf("%s: tensor %q: %w", path, t.Name, err)
-	}
-	return out, nil
-}
-
 func f64(x []float32) []float64 {
 	out := make([]float64, len(x))
 	for i, v := range x {
@@ -82,23 +44,22 @@ func f64(x []float32) []float64 {
 // deltas computes the statistics of every LoRA module of the adapter, most
 // changed first. With basePath the base weights are read too (4-bit bases
 // are dequantized).
-func deltas(src *checkpoint.Source, modules []peft.Module, basePath string) ([]Delta, error) {
-	read, err := readerFor(src)
-	if err != nil {
-		return nil, err
-	}
+func deltas(ad *model.Adapter, basePath string, stdin io.Reader) ([]Delta, error) {
+	read := ad.Float32
 	var base *checkpoint.Source
 	if basePath != "" {
-		if base, err = checkpoint.Open(basePath, os.Stdin); err != nil {
+		mb, err := model.OpenBase(basePath, stdin, model.BaseOptions{})
+		if err != nil {
 			return nil, err
 		}
-		defer base.Close()
-		if !base.Random() {
+		defer mb.Close()
+		if base = mb.Source; !base.Random() {
 			return nil, fmt.Errorf("%s: --base must be a file or folder, not a stream", basePath)
 		}
 	}
+	src := ad.Source
 	var out []Delta
-	for _, m := range modules {
+	for _, m := range ad.Analysis.Modules {
 		if m.Kind != peft.KindLinear && m.Kind != peft.KindEmbedding {
 			continue
 		}
@@ -223,4 +184,12 @@ func writeDeltas(w io.Writer, ds []Delta) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+}
+
+func toF32(path string, t safetensors.TensorInfo, b []byte) ([]float32, error) {
+	out := make([]float32, t.NumElements())
+	if err := dtype.ToF32(out, b, t.DType); err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", path, t.Name, err)
+	}
+	return out, nil
 }

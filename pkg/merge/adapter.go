@@ -10,20 +10,15 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
-	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
-// Adapter is an opened PEFT adapter, validated and analysed, ready to merge.
+// Adapter is an opened PEFT adapter, validated and analysed, ready to merge
+// with its weight.
 type Adapter struct {
-	Path     string
-	Weight   float64 // --weight; 1 by default
-	Config   *peft.Config
-	Analysis *peft.Adapter
-
-	src   *checkpoint.Source
-	infos map[string]safetensors.TensorInfo
-	data  map[string][]byte // every tensor, when src is a stream
+	*model.Adapter
+	Weight float64 // --weight; 1 by default
 }
 
 // AdapterOptions relax the refuse rules of spec peft.md §2.4.
@@ -33,10 +28,9 @@ type AdapterOptions struct {
 	AllowMutatedBase bool
 }
 
-// OpenAdapter opens a PEFT adapter (folder, file or "-" read from stdin),
-// parses and validates its adapter_config.json and groups its tensors into
-// modules. Adapters lorakit cannot merge correctly are refused with an
-// error naming the key or tensor.
+// OpenAdapter opens a PEFT adapter (folder, file or "-" read from stdin)
+// with model.OpenAdapter and checks that it can be merged. Adapters lorakit
+// cannot merge correctly are refused with an error naming the key or tensor.
 func OpenAdapter(path string, stdin io.Reader, weight float64, o AdapterOptions) (*Adapter, error) {
 	if math.IsNaN(weight) || math.IsInf(weight, 0) {
 		return nil, fmt.Errorf("%s: weight %v is not finite: %w", path, weight, ErrUnsupported)
@@ -54,38 +48,18 @@ func OpenAdapter(path string, stdin io.Reader, weight float64, o AdapterOptions)
 }
 
 func newAdapter(src *checkpoint.Source, weight float64, o AdapterOptions) (*Adapter, error) {
-	path := src.Path
-	a := &Adapter{Path: path, Weight: weight, src: src, infos: map[string]safetensors.TensorInfo{}}
-	for _, t := range src.Tensors { // Source.Info is not safe for concurrent use
-		a.infos[t.Name] = t
-	}
-	cb, ok := src.Files["adapter_config.json"]
-	if !ok {
-		if !src.IsAdapter() {
-			return nil, fmt.Errorf("%s: %w: this is a model, not an adapter", path, ErrNoConfig)
-		}
-		return nil, fmt.Errorf("%s: %w (alpha, hence the scaling, is unknown)", path, ErrNoConfig)
-	}
-	cfg, err := peft.Parse(cb)
+	ma, err := model.AdapterFrom(src, model.AdapterOptions{
+		Validate: peft.ValidateOptions{AllowMutatedBase: o.AllowMutatedBase, AllowIA3: true}})
 	if err != nil {
-		return nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
+		return nil, err
 	}
-	if err := cfg.ValidateWith(peft.ValidateOptions{AllowMutatedBase: o.AllowMutatedBase, AllowIA3: true}); err != nil {
-		return nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
-	}
-	a.Config = cfg
-	ts := make([]peft.Tensor, len(src.Tensors))
-	for i, t := range src.Tensors {
-		ts[i] = peft.Tensor{Name: t.Name, Shape: t.Shape}
+	a := &Adapter{Adapter: ma, Weight: weight}
+	path, an := a.Path, a.Analysis
+	for _, t := range src.Tensors {
 		if !adapterDType(t.DType) {
 			return nil, fmt.Errorf("%s: tensor %q: dtype %s: %w: adapter tensors must be F32, BF16, F16 or F64", path, t.Name, t.DType, ErrUnsupported)
 		}
 	}
-	an, err := peft.Analyze(ts, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	a.Analysis = an
 	if len(an.Modules) == 0 && len(an.Others) == 0 {
 		return nil, fmt.Errorf("%s: %w: the adapter holds no tensors", path, ErrMismatch)
 	}
@@ -93,8 +67,8 @@ func newAdapter(src *checkpoint.Source, weight float64, o AdapterOptions) (*Adap
 		if m.Kind == peft.KindAdaLoRA {
 			return nil, fmt.Errorf("%s: tensor %q: %w: AdaLoRA modules", path, m.A, ErrUnsupported)
 		}
-		if (m.Kind == peft.KindIA3) != (cfg.PeftType == peft.TypeIA3) {
-			return nil, fmt.Errorf("%s: tensor %q: %w: %s module in a %s adapter", path, firstName(m), ErrUnsupported, m.Kind, cfg.PeftType)
+		if (m.Kind == peft.KindIA3) != (a.Config.PeftType == peft.TypeIA3) {
+			return nil, fmt.Errorf("%s: tensor %q: %w: %s module in a %s adapter", path, firstName(m), ErrUnsupported, m.Kind, a.Config.PeftType)
 		}
 	}
 	for _, ot := range an.Others {
@@ -102,28 +76,7 @@ func newAdapter(src *checkpoint.Source, weight float64, o AdapterOptions) (*Adap
 			return nil, fmt.Errorf("%s: tensor %q: %w: prompt learning cannot be merged into weights", path, ot.Key.Name, ErrUnsupported)
 		}
 	}
-	if !src.Random() {
-		if a.data, err = src.LoadAll(); err != nil {
-			return nil, err
-		}
-	} else if err := warm(src); err != nil {
-		return nil, err
-	}
 	return a, nil
-}
-
-// warm builds the lazy name indexes of a file-backed source's headers, so
-// that Data can then be called from several goroutines (the indexes are
-// built on first use without a lock).
-func warm(src *checkpoint.Source) error {
-	for _, sh := range src.Shards {
-		if len(sh.Tensors) > 0 {
-			if _, err := src.Data(sh.Tensors[0].Name); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func firstName(m peft.Module) string {
@@ -135,46 +88,6 @@ func firstName(m peft.Module) string {
 
 func adapterDType(d dtype.DType) bool {
 	return d == dtype.F32 || d == dtype.BF16 || d == dtype.F16 || d == dtype.F64
-}
-
-// Close releases the adapter's files.
-func (a *Adapter) Close() error { return a.src.Close() }
-
-// Warnings returns the analysis warnings as text.
-func (a *Adapter) Warnings() []string {
-	var out []string
-	for _, w := range a.Analysis.Warnings {
-		out = append(out, w.String())
-	}
-	return out
-}
-
-// info returns the header entry of an adapter tensor.
-func (a *Adapter) info(name string) (safetensors.TensorInfo, error) {
-	t, ok := a.infos[name]
-	if !ok {
-		return t, fmt.Errorf("%s: %w: %q", a.Path, safetensors.ErrNotFound, name)
-	}
-	return t, nil
-}
-
-// float32s returns an adapter tensor as float32 values (a new slice).
-func (a *Adapter) float32s(name string) ([]float32, error) {
-	t, err := a.info(name)
-	if err != nil {
-		return nil, err
-	}
-	var b []byte
-	if a.data != nil {
-		b = a.data[name]
-	} else if b, err = a.src.Data(name); err != nil {
-		return nil, err
-	}
-	out := make([]float32, t.NumElements())
-	if err := dtype.ToF32(out, b, t.DType); err != nil {
-		return nil, fmt.Errorf("%s: tensor %q: %w", a.Path, name, err)
-	}
-	return out, nil
 }
 
 // tokenIndices resolves trainable_token_indices for the embedding module

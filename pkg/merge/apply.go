@@ -8,6 +8,7 @@ import (
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
 // blockElems is the target size of a row block: tensors are decoded,
@@ -73,11 +74,11 @@ func (p *Plan) prepare(j *job) ([]*prepared, error) {
 		switch c.kind {
 		case cLoRA, cDoRA:
 			m := c.mod
-			a, err := ad.float32s(m.A)
+			a, err := ad.Float32(m.A)
 			if err != nil {
 				return nil, err
 			}
-			b, err := ad.float32s(m.B)
+			b, err := ad.Float32(m.B)
 			if err != nil {
 				return nil, err
 			}
@@ -92,25 +93,21 @@ func (p *Plan) prepare(j *job) ([]*prepared, error) {
 				pc.l, pc.r = b, a
 			}
 			if c.kind == cDoRA {
-				if pc.vec, err = ad.float32s(m.Magnitude); err != nil {
+				if pc.vec, err = ad.Float32(m.Magnitude); err != nil {
 					return nil, err
 				}
 			}
 		case cIA3:
-			pc.vec, err = ad.float32s(c.key)
+			pc.vec, err = ad.Float32(c.key)
 		case cLoRABias:
-			pc.vec, err = ad.float32s(c.key)
+			pc.vec, err = ad.Float32(c.key)
 		case cReplace, cTokens:
-			t, ierr := ad.info(c.key)
-			if ierr != nil {
-				return nil, ierr
+			t, ok := ad.Info(c.key)
+			if !ok {
+				return nil, fmt.Errorf("%s: %w: %q", ad.Path, safetensors.ErrNotFound, c.key)
 			}
 			pc.rawDT = t.DType
-			if ad.data != nil {
-				pc.raw = ad.data[c.key]
-			} else {
-				pc.raw, err = ad.src.Data(c.key)
-			}
+			pc.raw, err = ad.Data(c.key)
 			if c.kind == cTokens {
 				pc.rowOf = make(map[int64]int, len(c.tokens))
 				for i, row := range c.tokens {

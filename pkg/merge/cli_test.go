@@ -150,7 +150,7 @@ func TestCLI(t *testing.T) {
 		err  string
 	}{
 		{"model as adapter", []string{"--base", tiny, "--adapter", filepath.Join(fx, "bnb/tiny-nf4"), "-o", filepath.Join(dir, "x")}, 3, "not an adapter"},
-		{"adapter as base", []string{"--base", lora, "--adapter", lora, "-o", filepath.Join(dir, "x")}, 3, "--base is an adapter"},
+		{"adapter as base", []string{"--base", lora, "--adapter", lora, "-o", filepath.Join(dir, "x")}, 3, "an adapter, not a model"},
 		{"weights", []string{"--base", tiny, "--adapter", lora, "--adapter", mismatch, "--weight", "1", "-o", filepath.Join(dir, "x")}, 2, "--weight"},
 		{"two stdins", []string{"--base", "-", "--adapter", "-", "-o", filepath.Join(dir, "x")}, 2, "stdin"},
 		{"json to stdout", []string{"--base", tiny, "--adapter", lora, "-o", "-", "--json"}, 2, "--json"},

@@ -8,10 +8,10 @@ import (
 	"runtime"
 
 	"github.com/lorakit/lorakit/internal/num"
-	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/model"
 )
 
 // Description is lora-merge's --help text.
@@ -89,14 +89,12 @@ func (c *Cmd) Run(ctx *cli.Context) error {
 		return errclass.Usagef("--requantize keeps the base's dtypes; drop --dtype")
 	}
 
-	base, err := checkpoint.Open(c.Base, stdin)
+	mb, err := model.OpenBase(c.Base, stdin, model.BaseOptions{})
 	if err != nil {
 		return err
 	}
-	defer base.Close()
-	if base.IsAdapter() {
-		return errclass.Invalidf("%s: --base is an adapter, not a model", c.Base)
-	}
+	defer mb.Close()
+	base := mb.Source
 	var adapters []*Adapter
 	defer func() {
 		for _, a := range adapters {

@@ -60,9 +60,6 @@ var (
 	// (a non-float base weight, prompt learning, AdaLoRA, conflicting
 	// replacements, ...).
 	ErrUnsupported = errclass.New(errclass.Invalid, "merge: unsupported")
-	// ErrNoConfig: an adapter without adapter_config.json (alpha, hence the
-	// scaling, is unknown).
-	ErrNoConfig = errclass.New(errclass.Invalid, "merge: adapter has no adapter_config.json")
 	// ErrNonFinite: --safe found a NaN or infinity in a merged tensor.
 	ErrNonFinite = errclass.New(errclass.Invalid, "merge: non-finite value in merged weights")
 )

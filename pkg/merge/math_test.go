@@ -10,6 +10,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -434,7 +435,7 @@ func TestRefused(t *testing.T) {
 	noCfg := filepath.Join(dir, "nocfg")
 	writeAdapter(t, noCfg, nil, ts)
 	os.Remove(filepath.Join(noCfg, "adapter_config.json"))
-	if _, err := tryMerge(basePath, one(noCfg), filepath.Join(dir, "out"), Options{}, nil); !errors.Is(err, ErrNoConfig) {
+	if _, err := tryMerge(basePath, one(noCfg), filepath.Join(dir, "out"), Options{}, nil); !errors.Is(err, model.ErrNoAdapterConfig) {
 		t.Errorf("no config: %v", err)
 	}
 }

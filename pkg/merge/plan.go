@@ -147,7 +147,6 @@ func Prepare(base *checkpoint.Source, adapters []*Adapter, opts Options) (*Plan,
 	}
 	err := p.build()
 	if err == nil && p.base.Random() {
-		err = warm(p.base)
 		p.baseFiles = openBaseFiles(p.base)
 		p.cleanup = append(p.cleanup, p.baseFiles.close)
 	}

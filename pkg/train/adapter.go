@@ -15,6 +15,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -246,22 +247,12 @@ func projShape(c llama.Config, t llama.Target) (out, in int) {
 // for the model cfg: its structure and a loader of its tensors (held in
 // memory). dropout is the dropout to train a LoRA/DoRA adapter with.
 func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64) (*Adapter, llama.Loader, error) {
-	src, err := checkpoint.Open(path, stdin)
+	ma, err := model.OpenAdapter(path, stdin, model.AdapterOptions{Validate: peft.ValidateOptions{AllowIA3: true}})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer src.Close()
-	raw, ok := src.Files["adapter_config.json"]
-	if !ok {
-		return nil, nil, fmt.Errorf("%s: %w: no adapter_config.json (rank and alpha are unknown)", path, ErrAdapter)
-	}
-	pc, err := peft.Parse(raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
-	}
-	if err := pc.ValidateWith(peft.ValidateOptions{AllowIA3: true}); err != nil {
-		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
-	}
+	defer ma.Close()
+	pc, an := ma.Config, ma.Analysis
 	ia3 := pc.PeftType == peft.TypeIA3
 	if pc.PeftType != peft.TypeLoRA && !ia3 {
 		return nil, nil, fmt.Errorf("%s: %w: peft_type %s (LORA and IA3 only)", path, ErrAdapter, pc.PeftType)
@@ -273,18 +264,11 @@ func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: adapter_config.json: %w", path, err)
 	}
-	tensors, err := src.LoadAll()
+	tensors, err := ma.Load()
 	if err != nil {
 		return nil, nil, err
 	}
-	var list []peft.Tensor
-	for _, t := range src.Tensors {
-		list = append(list, peft.Tensor{Name: t.Name, Shape: t.Shape})
-	}
-	an, err := peft.Analyze(list, pc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
+	src := ma.Source
 	if len(an.Others) > 0 {
 		return nil, nil, fmt.Errorf("%s: %w: tensor %q is not an adapter tensor (modules_to_save, biases and token deltas are not supported)", path, ErrAdapter, an.Others[0].Key.Name)
 	}

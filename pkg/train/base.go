@@ -12,6 +12,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tokenizer"
@@ -45,32 +46,24 @@ type Base struct {
 // OpenBase opens a base model: a folder, a .safetensors file, or "-"
 // (stdin; the stream is read into memory).
 func OpenBase(path string, stdin io.Reader) (*Base, error) {
-	src, err := checkpoint.Open(path, stdin)
+	mb, err := model.OpenBase(path, stdin, model.BaseOptions{Config: true})
 	if err != nil {
 		return nil, err
 	}
-	b := &Base{Path: path, Source: src}
+	b := &Base{Path: path, Source: mb.Source, Checkpoint: mb.Config, Quantized: mb.Quantized}
 	if err := b.init(); err != nil {
-		src.Close()
+		mb.Close()
 		return nil, err
 	}
 	return b, nil
 }
 
 func (b *Base) init() error {
-	src := b.Source
-	if src.IsAdapter() {
-		return fmt.Errorf("%s: %w: this is an adapter, not a model", b.Path, ErrModel)
-	}
-	ck, err := src.Config()
-	if err != nil {
-		return err
-	}
-	b.Checkpoint = ck
+	src, ck := b.Source, b.Checkpoint
+	var err error
 	if b.Config, err = LlamaConfig(ck); err != nil {
 		return fmt.Errorf("%s: %w", b.Path, err)
 	}
-	b.Quantized = src.IsQuantized()
 	if len(ck.Quantization) > 0 && string(ck.Quantization) != "null" && !b.Quantized {
 		return fmt.Errorf("%s: %w: quantization_config without bitsandbytes 4-bit weights", b.Path, ErrModel)
 	}
