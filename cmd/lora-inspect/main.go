@@ -1,9 +1,16 @@
 // Command lora-inspect reports what a LoRA adapter, a model checkpoint, a
-// 4-bit checkpoint or a GGUF file holds, and plans LoRA training runs.
+// 4-bit checkpoint or a GGUF file holds, and plans LoRA training runs. It is
+// a thin layer over pkg/inspect.
 package main
 
 import (
-	"github.com/lorakit/lorakit/pkg/cli"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/pkg/inspect"
 )
 
@@ -23,11 +30,77 @@ Examples:
 
 type cmd struct {
 	cli.Globals
-	Show inspect.ShowCmd `cmd:"" default:"withargs" help:"Summarize each PATH (the default command)."`
-	Plan inspect.PlanCmd `cmd:"" help:"Plan a LoRA training run from a config.json alone."`
+	Show showCmd `cmd:"" default:"withargs" help:"Summarize each PATH (the default command)."`
+	Plan planCmd `cmd:"" help:"Plan a LoRA training run from a config.json alone."`
+}
+
+// showCmd is `lora-inspect PATH...`.
+type showCmd struct {
+	Paths   []string `arg:"" name:"path" help:"Adapter, model, 4-bit model or GGUF: a folder, a file, or '-' for a safetensors stream on stdin."`
+	JSON    bool     `help:"Print one JSON object per input (a JSON array for several inputs)."`
+	Tensors bool     `help:"Add a table of every tensor: name, dtype, shape, bytes, parameters."`
+	Deltas  bool     `help:"For adapters: per module ||s·B·A||_F, its singular values and effective rank, computed exactly from r×r cores (reads the adapter weights). Most-changed first."`
+	Base    string   `help:"With --deltas: the base model, to add ||ΔW||_F/||W0||_F (reads the adapted base weights)." placeholder:"MODEL"`
+}
+
+// Run inspects every path and prints the reports.
+func (c *showCmd) Run(ctx *cli.Context) error {
+	reports, err := inspect.Run(ctx, c.Paths, inspect.Options{Env: ctx.Env(), Tensors: c.Tensors, Deltas: c.Deltas, Base: c.Base})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if len(reports) == 1 {
+			return cli.PrintJSON(ctx.Stdout, reports[0])
+		}
+		return cli.PrintJSON(ctx.Stdout, reports)
+	}
+	for i, r := range reports {
+		if i > 0 {
+			fmt.Fprintln(ctx.Stdout)
+		}
+		if err := inspect.WriteText(ctx.Stdout, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planCmd is `lora-inspect plan`.
+type planCmd struct {
+	Config         string   `required:"" help:"config.json of the base model, or a built-in shape: llama3-8b, llama3.2-1b." placeholder:"CONFIG"`
+	Rank           int      `short:"r" default:"${rank}" help:"LoRA rank r."`
+	Alpha          float64  `default:"${alpha}" help:"LoRA alpha (scaling = alpha/r, or alpha/sqrt(r) with --rslora)."`
+	Targets        []string `default:"${targets}" help:"Target modules (comma-separated), or all-linear."`
+	DoRA           bool     `name:"dora" help:"Plan a DoRA adapter (adds a magnitude vector per module)."`
+	RSLoRA         bool     `name:"rslora" help:"Use rank-stabilized scaling alpha/sqrt(r)."`
+	QLoRA          bool     `name:"qlora" help:"Highlight the QLoRA (NF4 + double quant) estimate; both are always computed."`
+	Batch          int      `default:"${batch}" help:"Micro-batch size for the activation estimate."`
+	Seq            int      `default:"${seq}" help:"Sequence length for the activation estimate."`
+	GradCheckpoint bool     `name:"grad-checkpoint" help:"Estimate activations with gradient checkpointing."`
+	JSON           bool     `help:"Print the plan as one JSON object."`
+}
+
+// Help adds the memory formula to `plan --help`.
+func (c *planCmd) Help() string { return inspect.MemoryFormula }
+
+// Run prints the plan.
+func (c *planCmd) Run(ctx *cli.Context) error {
+	r, err := inspect.PlanFile(c.Config, inspect.PlanOptions{Rank: c.Rank, Alpha: c.Alpha, Targets: c.Targets, DoRA: c.DoRA,
+		RSLoRA: c.RSLoRA, QLoRA: c.QLoRA, Batch: c.Batch, Seq: c.Seq, GradCheckpoint: c.GradCheckpoint})
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return cli.PrintJSON(ctx.Stdout, r)
+	}
+	return inspect.WriteText(ctx.Stdout, r)
 }
 
 func main() {
 	var c cmd
-	cli.Main("lora-inspect", description, &c, &c.Globals)
+	d := inspect.DefaultPlanOptions()
+	cli.Main(cli.Tool{Name: "lora-inspect", Description: description, Grammar: &c, Globals: &c.Globals,
+		Options: []kong.Option{kong.Vars{"rank": strconv.Itoa(d.Rank), "alpha": strconv.FormatFloat(d.Alpha, 'g', -1, 64),
+			"targets": strings.Join(d.Targets, ","), "batch": strconv.Itoa(d.Batch), "seq": strconv.Itoa(d.Seq)}}})
 }

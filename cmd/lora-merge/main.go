@@ -1,19 +1,109 @@
 // Command lora-merge merges LoRA, DoRA and IA3 adapters into a checkpoint:
 // W' = W0 + (alpha/r)·B·A, computed in float32 and rounded once, streaming
-// tensor by tensor. See pkg/merge.
+// tensor by tensor. It is a thin layer over pkg/merge.
 package main
 
 import (
-	"github.com/lorakit/lorakit/pkg/cli"
+	"runtime"
+
+	"github.com/lorakit/lorakit/internal/cli"
+	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/merge"
 )
 
+const description = `Merge LoRA, DoRA and IA3 adapters into a checkpoint: W' = W0 + (alpha/r)·B·A.
+
+The merged weights are computed in float32 and rounded once to the output
+dtype; with a float32 base the result is PEFT's merge_and_unload bit for bit.
+rsLoRA, rank_pattern/alpha_pattern, fan_in_fan_out, embedding LoRA,
+modules_to_save, trained biases and trainable tokens are applied as PEFT does.
+A bitsandbytes NF4/FP4 base is dequantized tensor by tensor (the base a QLoRA
+adapter was trained against) and written as floats, or as 4-bit again with
+--requantize. Several adapters are added in delta space,
+W' = W0 + sum_i w_i·(merge_i(W0) - W0), exactly: this is not PEFT's
+add_weighted_adapter, which mixes A and B separately and adds cross terms.
+
+Every adapter key must find its base tensor with the right shape, or nothing
+is written. Tensors stream one at a time: memory stays a small multiple of the
+largest tensor. The output is the same bytes whatever the thread count, and
+appears atomically.
+
+Examples:
+  lora-merge --base ./Llama-3.1-8B --adapter ./my-adapter -o ./merged
+  lora-merge --base ./llama-nf4 --adapter ./qlora-adapter -o merged.safetensors --dtype bf16
+  lora-merge --base M --adapter A --adapter B --weight 0.7,0.3 -o out
+  lora-merge --base M --adapter A -o - | lora-inspect --json -`
+
+// cmd is the lora-merge command line.
 type cmd struct {
 	cli.Globals
-	merge.Cmd
+	Base             string    `required:"" help:"Base model: an HF folder, a .safetensors file (.gz/.zst), a bitsandbytes 4-bit checkpoint, or '-' for a safetensors stream on stdin." placeholder:"MODEL"`
+	Adapter          []string  `required:"" sep:"none" help:"PEFT adapter: a folder, a .safetensors file or '-'. Repeat to merge several, in order." placeholder:"ADAPTER"`
+	Weight           []float64 `help:"Weight of each adapter, comma-separated (default 1 each)." placeholder:"W1,W2"`
+	Output           string    `short:"o" required:"" help:"Output: a folder (sharded like the base), a .safetensors file (.gz/.zst), or '-' for stdout." placeholder:"OUT"`
+	DType            string    `name:"dtype" default:"auto" enum:"auto,bf16,f16,f32" help:"Output dtype of float tensors (auto: each keeps the base's; a 4-bit weight its quant state's)."`
+	Requantize       bool      `help:"With a 4-bit base: write the merged weights as 4-bit again (same type, block size, double quantization)."`
+	Safe             bool      `help:"Fail on NaN or infinite merged values (PEFT's safe_merge check)."`
+	AllowMutatedBase bool      `name:"allow-mutated-base" help:"Accept PiSSA/OLoRA/CorDA/LoftQ/LoRA-GA adapters: the base given is the one they mutated at init."`
+	JSON             bool      `help:"Print the summary as one JSON object on stdout (needs -o FILE or DIR)."`
+	Workers          *int      `hidden:"" help:"Deprecated spelling of --threads."`
+}
+
+// Run merges and prints the report: on stdout, or on stderr when stdout
+// carries the data.
+func (c *cmd) Run(ctx *cli.Context) error {
+	if len(c.Weight) != 0 && len(c.Weight) != len(c.Adapter) {
+		return errclass.Usagef("--weight gives %d weights for %d adapters", len(c.Weight), len(c.Adapter))
+	}
+	if c.JSON && c.Output == "-" {
+		return errclass.Usagef("--json prints to stdout, which -o - uses for the data; write to a file or folder")
+	}
+	o := merge.Options{Env: ctx.Env(), Requantize: c.Requantize, Safe: c.Safe, AllowMutatedBase: c.AllowMutatedBase}
+	if c.Workers != nil {
+		ctx.Deprecated("--workers", "--threads")
+		if o.Threads == 0 {
+			o.Threads = *c.Workers
+		}
+	}
+	if c.DType != "auto" {
+		d, err := dtype.ParseName(c.DType)
+		if err != nil {
+			return errclass.Usagef("--dtype %s: %v", c.DType, err)
+		}
+		o.DType = d
+	}
+	adapters := make([]merge.AdapterInput, len(c.Adapter))
+	for i, p := range c.Adapter {
+		adapters[i] = merge.AdapterInput{Path: p, Weight: 1}
+		if len(c.Weight) > 0 {
+			adapters[i].Weight = c.Weight[i]
+		}
+	}
+	bar := ctx.NewProgress("merging")
+	o.Progress = bar.Report
+	sum, err := merge.Run(ctx, c.Base, adapters, c.Output, o)
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	for i := range sum.Adapters {
+		sum.Adapters[i].Warnings = nil // printed as they were found
+	}
+	switch {
+	case c.JSON:
+		if err := cli.PrintJSON(ctx.Stdout, sum); err != nil {
+			return err
+		}
+	case !ctx.Quiet():
+		sum.WriteText(ctx.ReportTo(c.Output), ctx.Name)
+	}
+	ctx.Infof("kernel %s, %d workers (GOMAXPROCS %d), %.2fs (commit %.2fs)", sum.Kernel, sum.Workers, runtime.GOMAXPROCS(0),
+		sum.Seconds, sum.CommitSeconds)
+	return nil
 }
 
 func main() {
 	var c cmd
-	cli.Main("lora-merge", merge.Description, &c, &c.Globals)
+	cli.Main(cli.Tool{Name: "lora-merge", Description: description, Grammar: &c, Globals: &c.Globals})
 }

@@ -1,13 +1,87 @@
-// Command lora-train trains LoRA and DoRA adapters on Llama-family models,
-// evaluates them and benchmarks training steps.
+// Command lora-train trains LoRA, DoRA and IA3 adapters on Llama-family
+// models, evaluates them and benchmarks training steps. It is a thin layer
+// over pkg/train.
 package main
 
 import (
-	"github.com/lorakit/lorakit/pkg/cli"
+	"strconv"
+	"strings"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
+const description = `Train a LoRA, DoRA or IA3 adapter on a Llama-family model from JSONL data.
+
+The base is an HF folder, a .safetensors file or '-' (bf16/f16/f32 weights, or a
+bitsandbytes NF4/FP4 checkpoint: QLoRA, dequantized on the fly). The data is JSONL,
+one example per line: {"text": ...}, {"prompt": ..., "completion": ...} (loss on the
+completion), {"messages": [...]} (the model's chat template; loss on assistant turns)
+or {"input_ids": [...], "labels": [...]} (pre-tokenized; -100 masks). A bad line is an
+error naming it. The output is a PEFT adapter: a folder, a .safetensors file or '-'.
+
+Optimizer and schedule follow transformers' Trainer exactly (AdamW, warmup with the
+one-step lag, clipping, gradient accumulation with the token-count denominator).
+Same inputs, flags and seed give the same adapter bytes, whatever the thread count.
+
+Examples:
+  lora-train --base ./Llama-3.2-1B --data train.jsonl -o my-adapter
+  lora-train --base ./tiny --data ids.jsonl -o a.safetensors --max-steps 100 --log log.jsonl
+  lora-train --base M --data d.jsonl -o A --method ia3          # (IA)3 vectors on k, v, down_proj
+  lora-train --base M --data d.jsonl -o A --save-every 50       # checkpoints in A.checkpoints/
+  lora-train --base M --data d.jsonl -o A --resume A.checkpoints
+  lora-train eval --base M --adapter A --data test.jsonl --json
+  lora-train bench --shape llama3.2-1b --batch 1 --seq 512 --steps 3`
+
+type command struct {
+	cli.Globals
+	Train trainCmd `cmd:"" default:"withargs" help:"Train an adapter (the default command)."`
+	Eval  evalCmd  `cmd:"" help:"Mean loss of a model (and adapter) on JSONL data, without training."`
+	Bench benchCmd `cmd:"" help:"Time training steps of a model shape on random weights."`
+}
+
+// deviceFlags choose the compute backend (--threads is global).
+type deviceFlags struct {
+	Device string `default:"${device}" enum:"auto,cpu,cuda" help:"Compute device: auto (GPU when usable, else CPU), cpu, cuda."`
+}
+
+// vars are the flag defaults, from the library's defaults: the one place
+// where they are written.
+func vars() kong.Vars {
+	d, b := train.DefaultOptions(), train.DefaultBenchOptions()
+	f := shortFloat
+	return kong.Vars{
+		"method": d.Method, "rank": strconv.Itoa(d.Rank), "alpha": f(d.Alpha), "dropout": f(d.Dropout),
+		"targets": strings.Join(d.Targets, ","), "lr": f(d.LR), "schedule": d.Schedule, "warmup": f(d.Warmup),
+		"epochs": f(d.Epochs), "max_steps": strconv.Itoa(d.MaxSteps), "batch": strconv.Itoa(d.Batch),
+		"grad_accum": strconv.Itoa(d.GradAccum), "seq": strconv.Itoa(d.Seq), "weight_decay": f(d.WeightDecay),
+		"max_grad_norm": f(d.MaxGradNorm), "seed": strconv.FormatUint(d.Seed, 10), "shuffle": strconv.FormatBool(d.Shuffle),
+		"device": d.Device, "bench_batch": strconv.Itoa(b.Batch), "bench_seq": strconv.Itoa(b.Seq),
+		"bench_steps": strconv.Itoa(b.Steps), "bench_dtype": b.DType,
+	}
+}
+
 func main() {
-	var c train.Command
-	cli.Main("lora-train", train.Description, &c, &c.Globals)
+	var c command
+	cli.Main(cli.Tool{Name: "lora-train", Description: description, Grammar: &c, Globals: &c.Globals,
+		Options: []kong.Option{vars()}})
+}
+
+// shortFloat writes x as briefly as it can: "2e-4" rather than "0.0002",
+// "32" rather than "3.2e1".
+func shortFloat(x float64) string {
+	g := strconv.FormatFloat(x, 'g', -1, 64)
+	e := strconv.FormatFloat(x, 'e', -1, 64)
+	mant, exp, _ := strings.Cut(e, "e")
+	sign := ""
+	if exp[0] == '-' {
+		sign = "-"
+	}
+	e = mant + "e" + sign + strings.TrimLeft(exp[1:], "0")
+	if len(e) < len(g) {
+		return e
+	}
+	return g
 }

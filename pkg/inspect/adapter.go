@@ -91,7 +91,7 @@ func Adapter(src *checkpoint.Source, o Options) (*Report, error) {
 		}
 	}
 	if o.Deltas {
-		ds, err := deltas(ma, o.Base, o.Stdin)
+		ds, err := deltas(ma, o)
 		if err != nil {
 			return nil, err
 		}

@@ -42,65 +42,35 @@ func f64(x []float32) []float64 {
 }
 
 // deltas computes the statistics of every LoRA module of the adapter, most
-// changed first. With basePath the base weights are read too (4-bit bases
-// are dequantized).
-func deltas(ad *model.Adapter, basePath string, stdin io.Reader) ([]Delta, error) {
-	read := ad.Float32
+// changed first, on o.Threads goroutines. With o.Base the base weights are
+// read too (4-bit bases are dequantized).
+func deltas(ad *model.Adapter, o Options) ([]Delta, error) {
 	var base *checkpoint.Source
-	if basePath != "" {
-		mb, err := model.OpenBase(basePath, stdin, model.BaseOptions{})
+	if o.Base != "" {
+		mb, err := model.OpenBase(o.Base, o.In(), model.BaseOptions{})
 		if err != nil {
 			return nil, err
 		}
 		defer mb.Close()
 		if base = mb.Source; !base.Random() {
-			return nil, fmt.Errorf("%s: --base must be a file or folder, not a stream", basePath)
+			return nil, fmt.Errorf("%s: --base must be a file or folder, not a stream", o.Base)
 		}
 	}
-	src := ad.Source
-	var out []Delta
+	var mods []peft.Module
 	for _, m := range ad.Analysis.Modules {
-		if m.Kind != peft.KindLinear && m.Kind != peft.KindEmbedding {
-			continue
+		if m.Kind == peft.KindLinear || m.Kind == peft.KindEmbedding {
+			mods = append(mods, m)
 		}
-		a, err := read(m.A)
+	}
+	out := make([]Delta, len(mods))
+	errs := make([]error, len(mods))
+	parallel(len(mods), o.Threads, func(i int) {
+		out[i], errs[i] = delta(ad, mods[i], base, o.Base)
+	})
+	for _, err := range errs {
 		if err != nil {
-			return nil, err
+			return nil, err // the first module's, as a sequential run would
 		}
-		b, err := read(m.B)
-		if err != nil {
-			return nil, err
-		}
-		r := m.Rank
-		in, outF := int(m.In), int(m.Out)
-		if m.Transposed { // MLX: A is (in, r), B is (r, out)
-			a, b = transpose(a, in, r), transpose(b, r, outF)
-		}
-		// Both orientations (linear B·A, embedding (B·A)ᵀ) have the same spectrum.
-		sv := deltaSpectrum(f64(b), outF, f64(a), in, r, float64(m.Scaling))
-		var n2 float64
-		for _, v := range sv {
-			n2 += v * v
-		}
-		d := Delta{Module: m.Path, Rank: r, Scaling: float64(m.Scaling), Norm: math.Sqrt(n2), SingularValues: sv, EffectiveRank: effectiveRank(sv)}
-		if base != nil {
-			w0, err := baseWeight(base, m.Path+".weight")
-			if err != nil {
-				return nil, err
-			}
-			if int64(len(w0)) != m.In*m.Out {
-				return nil, errclass.Invalidf("%s: tensor %q has %d elements, the adapter's module %s needs %d×%d (is %s an adapter for this base?)", basePath, m.Path+".weight", len(w0), m.Path, m.Out, m.In, src.Path)
-			}
-			var s float64
-			for _, v := range w0 {
-				s += float64(v) * float64(v)
-			}
-			d.BaseNorm = math.Sqrt(s)
-			if d.BaseNorm > 0 {
-				d.Relative = d.Norm / d.BaseNorm
-			}
-		}
-		out = append(out, d)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if base != nil {
@@ -109,6 +79,49 @@ func deltas(ad *model.Adapter, basePath string, stdin io.Reader) ([]Delta, error
 		return out[i].Norm > out[j].Norm
 	})
 	return out, nil
+}
+
+// delta computes one module's statistics.
+func delta(ad *model.Adapter, m peft.Module, base *checkpoint.Source, basePath string) (Delta, error) {
+	a, err := ad.Float32(m.A)
+	if err != nil {
+		return Delta{}, err
+	}
+	b, err := ad.Float32(m.B)
+	if err != nil {
+		return Delta{}, err
+	}
+	r := m.Rank
+	in, outF := int(m.In), int(m.Out)
+	if m.Transposed { // MLX: A is (in, r), B is (r, out)
+		a, b = transpose(a, in, r), transpose(b, r, outF)
+	}
+	// Both orientations (linear B·A, embedding (B·A)ᵀ) have the same spectrum.
+	sv := deltaSpectrum(f64(b), outF, f64(a), in, r, float64(m.Scaling))
+	var n2 float64
+	for _, v := range sv {
+		n2 += v * v
+	}
+	d := Delta{Module: m.Path, Rank: r, Scaling: float64(m.Scaling), Norm: math.Sqrt(n2), SingularValues: sv, EffectiveRank: effectiveRank(sv)}
+	if base == nil {
+		return d, nil
+	}
+	w0, err := baseWeight(base, m.Path+".weight")
+	if err != nil {
+		return Delta{}, err
+	}
+	if int64(len(w0)) != m.In*m.Out {
+		return Delta{}, errclass.Invalidf("%s: tensor %q has %d elements, the adapter's module %s needs %d×%d (is %s an adapter for this base?)", basePath, m.Path+".weight", len(w0), m.Path, m.Out, m.In, ad.Path)
+	}
+	var s float64
+	for _, v := range w0 {
+		s += float64(v) * float64(v)
+	}
+	d.BaseNorm = math.Sqrt(s)
+	if d.BaseNorm > 0 {
+		d.Relative = d.Norm / d.BaseNorm
+	}
+	return d, nil
 }
 
 func transpose(x []float32, rows, cols int) []float32 {

@@ -14,6 +14,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 func fixtures(t testing.TB) string {
@@ -23,7 +24,7 @@ func fixtures(t testing.TB) string {
 
 func inspectPath(t *testing.T, path string, o Options) *Report {
 	t.Helper()
-	r, err := Inspect(path, nil, o)
+	r, err := Inspect(path, o)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -164,7 +165,7 @@ func TestStreamedAdapter(t *testing.T) {
 		w.WriteTensor(ti.Name, d)
 	}
 	w.Close()
-	r, err := Inspect("-", bytes.NewReader(buf.Bytes()), Options{Deltas: true})
+	r, err := Inspect("-", Options{Env: tool.Env{Stdin: bytes.NewReader(buf.Bytes())}, Deltas: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestBadInput(t *testing.T) {
 	for name, b := range files {
 		p := filepath.Join(dir, name)
 		os.WriteFile(p, b, 0o644)
-		_, err := Inspect(p, nil, Options{})
+		_, err := Inspect(p, Options{})
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 			continue
@@ -257,7 +258,7 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("%s: error %q does not name the file", name, err)
 		}
 	}
-	if _, err := Inspect(filepath.Join(dir, "truncated.safetensors"), nil, Options{}); !errors.Is(err, safetensors.ErrTruncated) && !errors.Is(err, safetensors.ErrHeader) {
+	if _, err := Inspect(filepath.Join(dir, "truncated.safetensors"), Options{}); !errors.Is(err, safetensors.ErrTruncated) && !errors.Is(err, safetensors.ErrHeader) {
 		t.Errorf("truncated: %v", err)
 	}
 }

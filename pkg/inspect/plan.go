@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/peft"
 )
 
@@ -20,6 +21,12 @@ type PlanOptions struct {
 	Seq     int
 	// GradCheckpoint keeps only each layer's input during the forward pass.
 	GradCheckpoint bool
+}
+
+// DefaultPlanOptions is the everyday LoRA: rank 16, alpha 32 on the
+// attention projections, one sequence of 2048 tokens.
+func DefaultPlanOptions() PlanOptions {
+	return PlanOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Batch: 1, Seq: 2048}
 }
 
 // MemoryPlan is a training memory estimate in bytes, for LoRA on a bf16
@@ -56,7 +63,8 @@ micro-batch, L layers, h hidden, k = kv_heads·head_dim, i intermediate, V vocab
 It is an estimate of what a fused trainer needs, excluding allocator slack and
 the CUDA context (~0.5 GiB).`
 
-// Plan computes a training plan from a config alone.
+// Plan computes a training plan from a config alone. Invalid options (a
+// rank that is not positive, an unknown target) are errors of class usage.
 func Plan(cfg *checkpoint.Config, o PlanOptions) (*Report, error) {
 	var targets []string
 	for _, t := range o.Targets {
@@ -73,7 +81,7 @@ func Plan(cfg *checkpoint.Config, o PlanOptions) (*Report, error) {
 		Heads: cfg.NumHeads, KVHeads: cfg.NumKVHeads, HeadDim: cfg.HeadDim, Vocab: cfg.VocabSize, TiedEmbeddings: cfg.TieWordEmbeddings}
 	p, err := peft.PlanLlama(dims, peft.PlanOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: targets, DoRA: o.DoRA, RSLoRA: o.RSLoRA})
 	if err != nil {
-		return nil, err
+		return nil, errclass.Wrap(errclass.Usage, err)
 	}
 	r := &Report{Schema: Schema, Kind: "plan", PEFTType: "LORA", DoRA: o.DoRA, RSLoRA: o.RSLoRA,
 		Config: summarizeConfig(cfg), ModelType: cfg.ModelType, TotalParams: cfg.Params().Total(), TrainableParams: p.Trainable}

@@ -11,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // FuzzEditConfig: editing config.json never panics, keeps every other key
@@ -133,12 +134,12 @@ func FuzzAdapter(f *testing.F) {
 		if err != nil {
 			return
 		}
-		p, err := Prepare(base, []*Adapter{ad}, Options{Safe: len(data)%2 == 0, Workers: 2})
+		p, err := Prepare(base, []*Adapter{ad}, Options{Safe: len(data)%2 == 0, Env: tool.Env{Threads: 2}})
 		if err != nil {
 			return
 		}
 		defer p.Close()
-		if _, err := p.Run(context.Background(), out, nil); err != nil {
+		if _, err := p.Run(context.Background(), out); err != nil {
 			return
 		}
 		res, err := checkpoint.Open(out, nil)

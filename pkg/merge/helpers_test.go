@@ -158,7 +158,7 @@ func tryMerge(base string, ads []adapterIn, out string, opts Options, stdin []by
 		return nil, err
 	}
 	defer p.Close()
-	return p.Run(context.Background(), out, nil)
+	return p.Run(context.Background(), out)
 }
 
 func one(path string) []adapterIn { return []adapterIn{{path, 1}} }

@@ -72,9 +72,9 @@ type runner struct {
 // Run executes the plan and writes the merged checkpoint to out: a folder
 // (sharded like the base, with its index and carried files), a
 // .safetensors file (optionally .gz/.zst) or "-" for stdout. The output
-// appears atomically when everything succeeded. progress, when not nil, is
-// called with the bytes of each tensor written. Run may be called once.
-func (p *Plan) Run(ctx context.Context, out string, progress func(int64)) (*Summary, error) {
+// appears atomically when everything succeeded. Progress (Options.Env) is
+// reported in bytes written. Run may be called once.
+func (p *Plan) Run(ctx context.Context, out string) (*Summary, error) {
 	start := time.Now()
 	r := p.newRunner(ctx)
 	defer r.stop()
@@ -83,10 +83,12 @@ func (p *Plan) Run(ctx context.Context, out string, progress func(int64)) (*Summ
 			return nil, err
 		}
 	}
-	w, err := checkpoint.Create(out, p.files, p.shards)
+	w, err := checkpoint.CreateWith(out, p.files, p.shards, p.opts.Output())
 	if err != nil {
 		return nil, err
 	}
+	total, done := p.OutputBytes(), int64(0)
+	progress := func(n int64) { done += n; p.opts.Report(done, total) }
 	if err := r.write(w, progress); err != nil {
 		w.Abort()
 		return nil, err
@@ -101,6 +103,7 @@ func (p *Plan) Run(ctx context.Context, out string, progress func(int64)) (*Summ
 	s.Seconds = time.Since(start).Seconds()
 	s.CommitSeconds = time.Since(written).Seconds()
 	s.Kernel = kernelName()
+	s.Workers = p.opts.Threads
 	return &s, nil
 }
 
@@ -144,7 +147,7 @@ func (r *runner) startWorkers() {
 	r.tasks = make(chan task)
 	r.results = make(chan result)
 	tasks := r.tasks
-	for i := 0; i < r.p.opts.Workers; i++ {
+	for i := 0; i < r.p.opts.Threads; i++ {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()

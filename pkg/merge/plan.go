@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"math"
@@ -12,13 +13,21 @@ import (
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // Options configure a merge.
 type Options struct {
+	// Env gives the streams ("-" in and out), the cleanup registry, the
+	// worker count (Threads; 0 means one per core, at most 4), the folder of
+	// the spill file (TempDir; "" means os.TempDir()), progress in bytes
+	// written, and warnings about the adapters.
+	tool.Env
 	// DType is the output dtype of float tensors: F32, BF16 or F16; ""
 	// keeps each tensor's own dtype (a 4-bit weight's is its quant state's).
 	DType dtype.DType
@@ -28,10 +37,64 @@ type Options struct {
 	Requantize bool
 	// Safe refuses non-finite merged values (PEFT's safe_merge check).
 	Safe bool
-	// Workers is the number of merge goroutines; 0 means GOMAXPROCS, at most 4.
-	Workers int
-	// TempDir holds the spill and spool files; "" means os.TempDir().
-	TempDir string
+	// AllowMutatedBase accepts PiSSA/OLoRA/CorDA/LoftQ/LoRA-GA adapters
+	// (Run only): the base given is the one they mutated at init (§7.8).
+	AllowMutatedBase bool
+}
+
+// AdapterInput names an adapter for Run: a folder, a .safetensors file or
+// "-" (Env.Stdin), and its weight.
+type AdapterInput struct {
+	Path   string
+	Weight float64
+}
+
+// Run is lora-merge as a function: it opens the base and the adapters,
+// checks that every adapter key fits the base, warns about what the
+// adapters' analysis found, and writes the merged checkpoint to out (a
+// folder, a .safetensors file or "-" for Env.Stdout), atomically.
+func Run(ctx context.Context, base string, adapters []AdapterInput, out string, o Options) (*Summary, error) {
+	dashes := 0
+	for _, p := range append([]AdapterInput{{Path: base}}, adapters...) {
+		if p.Path == "-" {
+			dashes++
+		}
+	}
+	if dashes > 1 {
+		return nil, errclass.Usagef("'-' (stdin) may be given once")
+	}
+	if o.Requantize && o.DType != "" {
+		return nil, errclass.Usagef("--requantize keeps the base's dtypes; drop --dtype")
+	}
+	mb, err := model.OpenBase(base, o.In(), model.BaseOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer mb.Close()
+	var ads []*Adapter
+	defer func() {
+		for _, a := range ads {
+			a.Close()
+		}
+	}()
+	for _, in := range adapters {
+		a, err := OpenAdapter(in.Path, o.In(), in.Weight, AdapterOptions{AllowMutatedBase: o.AllowMutatedBase})
+		if err != nil {
+			return nil, err
+		}
+		ads = append(ads, a)
+	}
+	plan, err := Prepare(mb.Source, ads, o)
+	if err != nil {
+		return nil, err
+	}
+	defer plan.Close()
+	for _, a := range ads {
+		for _, w := range a.Warnings() {
+			o.Warn("%s: %s", a.Path, w)
+		}
+	}
+	return plan.Run(ctx, out)
 }
 
 // contribKind is what an adapter does to one base tensor.
@@ -130,8 +193,8 @@ func Prepare(base *checkpoint.Source, adapters []*Adapter, opts Options) (*Plan,
 	if len(adapters) == 0 {
 		return nil, fmt.Errorf("%w: no adapter", ErrUnsupported)
 	}
-	if opts.Workers <= 0 {
-		opts.Workers = min(runtime.GOMAXPROCS(0), 4)
+	if opts.Threads <= 0 {
+		opts.Threads = min(runtime.GOMAXPROCS(0), 4)
 	}
 	if opts.TempDir == "" {
 		opts.TempDir = os.TempDir()
@@ -163,6 +226,18 @@ func (p *Plan) Close() {
 		f()
 	}
 	p.cleanup = nil
+}
+
+// OutputBytes is the size of the output's tensor data (4-bit weights
+// re-quantized count at their input size).
+func (p *Plan) OutputBytes() int64 {
+	var n int64
+	for _, sh := range p.shards {
+		for _, t := range sh.Tensors {
+			n += num.Elements(t.Shape) * int64(t.DType.Size())
+		}
+	}
+	return n
 }
 
 // problems collects mismatches to report together.

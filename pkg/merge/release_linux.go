@@ -40,12 +40,3 @@ func populateMapped(b []byte) {
 	lo := start &^ (pageSize - 1)
 	syscall.Syscall(syscall.SYS_MADVISE, lo, start+uintptr(len(b))-lo, madvPopulateRead)
 }
-
-// peakRSS returns the process's peak resident set size (VmHWM) in bytes, or 0.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	return parseVmHWM(string(b))
-}

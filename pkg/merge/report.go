@@ -29,6 +29,7 @@ type Summary struct {
 	Seconds       float64 `json:"-"`
 	CommitSeconds float64 `json:"-"` // of Seconds, syncing and renaming the output
 	Kernel        string  `json:"-"`
+	Workers       int     `json:"-"`
 }
 
 // BaseSummary names the base and says how its weights were read.
@@ -116,22 +117,3 @@ func (s *Summary) WriteText(w io.Writer, name string) {
 		fmt.Fprintln(w, "  lm_head and embed_tokens were tied: wrote a separate lm_head.weight and set tie_word_embeddings to false")
 	}
 }
-
-// parseVmHWM reads the VmHWM line of /proc/self/status, in bytes.
-func parseVmHWM(status string) int64 {
-	for _, line := range strings.Split(status, "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				n, err := strconv.ParseInt(f[0], 10, 64)
-				if err == nil {
-					return n * 1024
-				}
-			}
-		}
-	}
-	return 0
-}
-
-// PeakRSS returns the process's peak resident set size in bytes (Linux), or 0.
-func PeakRSS() int64 { return peakRSS() }

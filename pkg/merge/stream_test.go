@@ -13,6 +13,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // synthModel writes a small Llama-shaped model with bf16 weights and f32
@@ -114,7 +115,7 @@ func TestDeterminism(t *testing.T) {
 	for i, c := range []struct{ procs, workers int }{{1, 1}, {2, 2}, {2, 4}, {1, 3}, {2, 1}, {2, 2}} {
 		runtime.GOMAXPROCS(c.procs)
 		out := filepath.Join(dir, fmt.Sprintf("out%d", i))
-		mergeTo(t, folder, ads, out, Options{Workers: c.workers})
+		mergeTo(t, folder, ads, out, Options{Env: tool.Env{Threads: c.workers}})
 		got := folderBytes(t, out)
 		if ref == nil {
 			ref = got
@@ -176,10 +177,10 @@ func TestOutputsAndStreams(t *testing.T) {
 	spillAll, minWindow = true, 1
 	defer func() { spillAll, minWindow = false, 16<<20 }()
 	want := filepath.Join(dir, "f16-file.safetensors")
-	mergeTo(t, single, ads, want, Options{DType: dtype.F16, Workers: 3})
+	mergeTo(t, single, ads, want, Options{DType: dtype.F16, Env: tool.Env{Threads: 3}})
 	got := filepath.Join(dir, "f16-stream.safetensors")
 	before := spillPuts.Load()
-	if _, err := tryMerge("-", ads, got, Options{DType: dtype.F16, Workers: 3}, raw); err != nil {
+	if _, err := tryMerge("-", ads, got, Options{DType: dtype.F16, Env: tool.Env{Threads: 3}}, raw); err != nil {
 		t.Fatal(err)
 	}
 	a, _ = os.ReadFile(want)

@@ -26,8 +26,9 @@ import (
 // Cleanup tracks the temporary paths of outputs not yet committed, so that
 // an interrupt can remove them. A nil *Cleanup tracks nothing.
 type Cleanup struct {
-	mu    sync.Mutex
-	paths map[string]bool
+	mu     sync.Mutex
+	paths  map[string]bool
+	closed bool // RemoveAll ran: paths added later are removed at once
 }
 
 // NewCleanup returns an empty registry.
@@ -38,8 +39,12 @@ func (c *Cleanup) add(path string) {
 		return
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		os.RemoveAll(path)
+		return
+	}
 	c.paths[path] = true
-	c.mu.Unlock()
 }
 
 func (c *Cleanup) remove(path string) {
@@ -62,13 +67,15 @@ func (c *Cleanup) locked(fn func() error) error {
 	return fn()
 }
 
-// RemoveAll removes every registered temporary path.
+// RemoveAll removes every registered temporary path, and any path
+// registered later: the run is over.
 func (c *Cleanup) RemoveAll() {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	for p := range c.paths {
 		os.RemoveAll(p)
 		delete(c.paths, p)

@@ -45,7 +45,7 @@ func BenchmarkDequantizeCheckpoint(b *testing.B) {
 	src := open(b, q)
 	b.SetBytes(benchModel.Bytes())
 	for b.Loop() {
-		if _, err := Dequantize(context.Background(), src, filepath.Join(dir, "out"), DequantizeOptions{}); err != nil {
+		if _, err := Dequantize(context.Background(), src, filepath.Join(dir, "out"), Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}

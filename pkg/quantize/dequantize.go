@@ -9,22 +9,10 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
-
-// DequantizeOptions configure Dequantize.
-type DequantizeOptions struct {
-	// DType is the output dtype (F32, BF16 or F16). "" gives each 4-bit
-	// weight its quant state's dtype (what bitsandbytes' dequantize_4bit
-	// returns) and leaves the other tensors as they are; a dtype converts
-	// every F32/BF16/F16 tensor and sets config.json's dtype to it.
-	DType    dtype.DType
-	Workers  int                     // 0 means GOMAXPROCS
-	Budget   int64                   // see Options.Budget
-	TempDir  string                  // see Options.TempDir
-	Progress func(done, total int64) // see Options.Progress
-}
 
 // dqWeight is one 4-bit weight being dequantized.
 type dqWeight struct {
@@ -41,16 +29,16 @@ type dqWeight struct {
 // Quantize or by transformers), with every 4-bit weight decoded as
 // bitsandbytes' dequantize_4bit does and the quant-state tensors and
 // quantization_config dropped, to out. Nothing is written when it fails.
-func Dequantize(ctx context.Context, src *checkpoint.Source, out string, opts DequantizeOptions) (*Report, error) {
-	return dequantize(ctx, src, out, opts, createAt(out))
+func Dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Options) (*Report, error) {
+	return dequantize(ctx, src, out, opts, createAt(out, opts.Output()))
 }
 
-func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts DequantizeOptions, create createSink) (*Report, error) {
+func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Options, create createSink) (*Report, error) {
 	if opts.DType != "" && opts.DType != dtype.F32 && opts.DType != dtype.BF16 && opts.DType != dtype.F16 {
 		return nil, fmt.Errorf("%w: output dtype %s (want F32, BF16 or F16)", nf4.ErrDType, opts.DType)
 	}
-	if src.IsAdapter() {
-		return nil, fmt.Errorf("%s: %w", src.Path, ErrAdapter)
+	if _, err := model.BaseFrom(src, model.BaseOptions{}); err != nil {
+		return nil, err
 	}
 	if !src.IsQuantized() {
 		return nil, fmt.Errorf("%s: %w (no .quant_state.bitsandbytes__nf4 or __fp4 tensor)", src.Path, ErrNotQuantized)
@@ -66,7 +54,7 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts De
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	get, cleanup, err := openData(ctx, src, spoolDir(opts.TempDir, out))
+	get, cleanup, err := openData(ctx, src, spoolDir(opts.TempDir, out), opts.Cleanup)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +109,7 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts De
 
 	shards := make([]checkpoint.Shard, len(src.Shards))
 	prods := map[string]*producer{}
-	rep := &Report{Version: ReportVersion, Mode: "dequantize", Input: src.Path, Output: out}
+	rep := &Report{Schema: ReportVersion, Version: ReportVersion, Mode: "dequantize", Input: src.Path, Output: out}
 	var total int64
 	types := map[string]bool{}
 	for i, sh := range src.Shards {
@@ -182,7 +170,7 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts De
 	if err != nil {
 		return nil, err
 	}
-	p := newPool(ctx, opts.Workers)
+	p := newPool(ctx, opts.Threads)
 	defer func() {
 		cancel()
 		p.close()
@@ -190,7 +178,7 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts De
 	var progress func(int64)
 	if opts.Progress != nil {
 		var done int64
-		progress = func(n int64) { done += n; opts.Progress(done, total) }
+		progress = func(n int64) { done += n; opts.Report(done, total) }
 	}
 	limit := budgetFor(opts.Budget, prods)
 	if err := writeAll(ctx, wr, prods, p, limit, progress); err != nil {

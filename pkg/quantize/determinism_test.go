@@ -13,6 +13,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/quantize/internal/synth"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // TestDeterministic: the same input gives byte-identical outputs and
@@ -36,7 +37,7 @@ func TestDeterministic(t *testing.T) {
 	for i, r := range runs {
 		runtime.GOMAXPROCS(r.procs)
 		opts := DefaultOptions()
-		opts.Workers, opts.Budget = r.workers, r.budget
+		opts.Threads, opts.Budget = r.workers, r.budget
 		out := filepath.Join(dir, "q", string(rune('a'+i)))
 		os.MkdirAll(filepath.Dir(out), 0o755)
 		rep, err := Quantize(context.Background(), open(t, in), out, opts)
@@ -45,7 +46,7 @@ func TestDeterministic(t *testing.T) {
 		}
 		back := filepath.Join(dir, "d", string(rune('a'+i)))
 		os.MkdirAll(filepath.Dir(back), 0o755)
-		drep, err := Dequantize(context.Background(), open(t, out), back, DequantizeOptions{Workers: r.workers, Budget: r.budget, DType: dtype.F16})
+		drep, err := Dequantize(context.Background(), open(t, out), back, Options{Env: tool.Env{Threads: r.workers}, Budget: r.budget, DType: dtype.F16})
 		if err != nil {
 			t.Fatal(err)
 		}

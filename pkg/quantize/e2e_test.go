@@ -3,6 +3,7 @@ package quantize
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,7 +159,7 @@ func TestInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(30 * time.Millisecond)
+	waitReading(cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGINT)
 	err = cmd.Wait()
 	entries, _ := os.ReadDir(work)
@@ -177,5 +178,25 @@ func TestInterrupt(t *testing.T) {
 	t.Logf("the run finished before the signal")
 	if len(entries) != 1 || entries[0].Name() != "out" {
 		t.Fatalf("left %v", entries)
+	}
+}
+
+// waitReading returns once process pid has read from its stdin (Linux:
+// the offset in /proc/PID/fdinfo/0), or after 2 s: a signal sent earlier
+// could arrive before the Go runtime can catch it, on a loaded machine.
+func waitReading(pid int) {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/0", pid))
+		if err != nil {
+			time.Sleep(30 * time.Millisecond)
+			return
+		}
+		var pos int64
+		fmt.Sscanf(string(b), "pos: %d", &pos)
+		if pos > 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -78,7 +79,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"already quantized", filepath.Join(fx, "bnb", "tiny-nf4"), nil, false, nil, ErrQuantized, "already quantized"},
 		{"config says quantized", cfgQuant, nil, false, nil, ErrQuantized, "quantization_config"},
-		{"adapter", filepath.Join(fx, "peft", "lora"), nil, false, nil, ErrAdapter, "adapter"},
+		{"adapter", filepath.Join(fx, "peft", "lora"), nil, false, nil, model.ErrNotModel, "adapter"},
 		{"f64 weight", f64, nil, false, nil, nf4.ErrDType, `"model.layers.0.self_attn.q_proj.weight"`},
 		{"int8 weight", i8, nil, false, nil, nf4.ErrDType, "I8"},
 		{"nothing to quantize", embOnly, nil, false, nil, ErrNothing, ""},
@@ -112,7 +113,7 @@ func TestBadInput(t *testing.T) {
 					continue // a stream is read once
 				}
 				if c.deq {
-					_, err = Dequantize(context.Background(), src, out, DequantizeOptions{})
+					_, err = Dequantize(context.Background(), src, out, Options{})
 				} else {
 					opts := DefaultOptions()
 					if c.opts != nil {
@@ -142,7 +143,7 @@ func TestCancel(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v", err)
 	}
-	_, err = Dequantize(ctx, open(t, filepath.Join(fx, "bnb", "tiny-nf4")), filepath.Join(dir, "out"), DequantizeOptions{})
+	_, err = Dequantize(ctx, open(t, filepath.Join(fx, "bnb", "tiny-nf4")), filepath.Join(dir, "out"), Options{})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // FuzzCheckpoint feeds hostile safetensors streams to Quantize and (for
@@ -55,9 +56,9 @@ func FuzzCheckpoint(f *testing.F) {
 		defer src.Close()
 		mem := &memSink{}
 		if src.IsQuantized() {
-			_, err = dequantize(context.Background(), src, "mem", DequantizeOptions{Workers: 2}, mem.create)
+			_, err = dequantize(context.Background(), src, "mem", Options{Env: tool.Env{Threads: 2}}, mem.create)
 		} else {
-			_, err = quantize(context.Background(), src, "mem", Options{Type: nf4.NF4, Blocksize: 32, DoubleQuant: true, Workers: 2}, mem.create)
+			_, err = quantize(context.Background(), src, "mem", Options{Type: nf4.NF4, Blocksize: 32, DoubleQuant: true, Env: tool.Env{Threads: 2}}, mem.create)
 		}
 		if err != nil {
 			return

@@ -119,7 +119,7 @@ func TestGoldenDequantize(t *testing.T) {
 			ours, _ := quantizeDir(t, filepath.Join(fx, "peft", "tiny"), opts)
 			deq := readST(t, filepath.Join(fx, "bnb", tc.dir, "dequantized.safetensors"))
 			for _, in := range []string{filepath.Join(fx, "bnb", tc.dir), ours} {
-				out, rep := dequantizeDir(t, in, DequantizeOptions{})
+				out, rep := dequantizeDir(t, in, Options{})
 				got := readST(t, filepath.Join(out, "model.safetensors"))
 				if !slices.Equal(sorted(got.names()), sorted(tiny.names())) {
 					t.Fatalf("%s: tensors %v", in, got.names())
@@ -202,14 +202,14 @@ func TestGoldenOutputs(t *testing.T) {
 		t.Errorf("single file metadata %v", md)
 	}
 	// Dequantize from the single file, then from a stream of it.
-	back, _ := dequantizeDir(t, one, DequantizeOptions{})
+	back, _ := dequantizeDir(t, one, Options{})
 	src2, err := checkpoint.Open("-", bytes.NewReader(readFile(t, one)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src2.Close()
 	back2 := filepath.Join(t.TempDir(), "back")
-	if _, err := Dequantize(context.Background(), src2, back2, DequantizeOptions{}); err != nil {
+	if _, err := Dequantize(context.Background(), src2, back2, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if !sameFile(t, filepath.Join(back, "model.safetensors"), filepath.Join(back2, "model.safetensors")) ||

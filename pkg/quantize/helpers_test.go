@@ -171,7 +171,7 @@ func quantizeDir(t testing.TB, in string, opts Options) (string, *Report) {
 	return out, rep
 }
 
-func dequantizeDir(t testing.TB, in string, opts DequantizeOptions) (string, *Report) {
+func dequantizeDir(t testing.TB, in string, opts Options) (string, *Report) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
 	rep, err := Dequantize(context.Background(), open(t, in), out, opts)

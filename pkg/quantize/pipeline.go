@@ -7,6 +7,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/membudget"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -22,9 +23,9 @@ type sink interface {
 type createSink func(files map[string][]byte, shards []checkpoint.Shard) (sink, error)
 
 // createAt is the real output at path out.
-func createAt(out string) createSink {
+func createAt(out string, o output.Options) createSink {
 	return func(files map[string][]byte, shards []checkpoint.Shard) (sink, error) {
-		return checkpoint.Create(out, files, shards)
+		return checkpoint.CreateWith(out, files, shards, o)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -25,8 +26,10 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // Errors returned by this package; test with errors.Is.
@@ -35,16 +38,26 @@ var (
 	ErrQuantized = errclass.New(errclass.Invalid, "quantize: input is already quantized")
 	// ErrNotQuantized reports a --dequantize input without 4-bit weights.
 	ErrNotQuantized = errclass.New(errclass.Invalid, "quantize: input has no 4-bit weights")
-	// ErrAdapter reports a PEFT adapter given where a model is expected.
-	ErrAdapter = errclass.New(errclass.Invalid, "quantize: input is an adapter, not a model")
 	// ErrNothing reports a model with no weight left to quantize.
 	ErrNothing = errclass.New(errclass.Invalid, "quantize: no Linear weight to quantize")
 	// ErrInternal reports a failed internal consistency check (a bug).
 	ErrInternal = errclass.New(errclass.Failure, "quantize: internal consistency check failed")
 )
 
-// Options configure Quantize. Start from DefaultOptions.
+// Options configure Quantize, Dequantize and Run. Start from
+// DefaultOptions.
 type Options struct {
+	// Env gives the streams ("-" in and out), the cleanup registry, the
+	// worker count (Threads), the spool folder (TempDir, for a streamed
+	// input; "" is the output's folder), progress in bytes written, and
+	// phase timings (Logf).
+	tool.Env
+
+	// Dequantize makes Run dequantize instead of quantize.
+	Dequantize bool
+
+	// Type, Blocksize, DoubleQuant, Skip and ComputeDType configure
+	// quantizing.
 	Type        nf4.Type
 	Blocksize   int // a power of two in [32, 4096]
 	DoubleQuant bool
@@ -58,25 +71,46 @@ type Options struct {
 	// Offsets, keyed by weight name, replace the computed double
 	// quantization offsets (to reproduce a reference file bit for bit).
 	Offsets map[string]float32
-	// Workers is the number of goroutines; 0 means GOMAXPROCS.
-	Workers int
+
+	// DType is the dequantized output dtype (F32, BF16 or F16). "" gives
+	// each 4-bit weight its quant state's dtype (what bitsandbytes'
+	// dequantize_4bit returns) and leaves the other tensors as they are; a
+	// dtype converts every F32/BF16/F16 tensor and sets config.json's dtype
+	// to it.
+	DType dtype.DType
+
 	// Budget bounds the computed output bytes in flight; 0 means 64 MiB or
 	// twice the largest output tensor, whichever is larger.
 	Budget int64
-	// TempDir is where a streamed input is spooled; "" means the output's
-	// folder (TMPDIR for stdout).
-	TempDir string
-	// Progress, when set, is called with the bytes written so far and the
-	// total output size.
-	Progress func(done, total int64)
-	// Logf, when set, receives timings of the phases.
-	Logf func(format string, args ...any)
 }
 
 // DefaultOptions returns QLoRA's settings: NF4, block 64, double
 // quantization, bfloat16 compute dtype.
 func DefaultOptions() Options {
 	return Options{Type: nf4.NF4, Blocksize: nf4.DefaultBlocksize, DoubleQuant: true, ComputeDType: "bfloat16"}
+}
+
+// Run is lora-quantize as a function: it opens in (an HF folder, a
+// .safetensors file, or "-" for a stream on Env.Stdin) and quantizes it to
+// out (a folder, a .safetensors file, or "-" for Env.Stdout), or
+// dequantizes it with o.Dequantize. Nothing is written when it fails.
+func Run(ctx context.Context, in, out string, o Options) (*Report, error) {
+	if in != "-" && out != "-" {
+		a, err1 := filepath.Abs(in)
+		b, err2 := filepath.Abs(out)
+		if err1 == nil && err2 == nil && a == b {
+			return nil, errclass.Usagef("the output %s would replace the input", out)
+		}
+	}
+	src, err := checkpoint.Open(in, o.In())
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	if o.Dequantize {
+		return Dequantize(ctx, src, out, o)
+	}
+	return Quantize(ctx, src, out, o)
 }
 
 // weight is one tensor being quantized.
@@ -99,7 +133,7 @@ func (w *weight) chunks() int { return (w.n + chunkElems - 1) / chunkElems }
 // (a folder, a .safetensors file, or "-" for stdout) and reports what it
 // did. Nothing is written when it fails.
 func Quantize(ctx context.Context, src *checkpoint.Source, out string, opts Options) (*Report, error) {
-	return quantize(ctx, src, out, opts, createAt(out))
+	return quantize(ctx, src, out, opts, createAt(out, opts.Output()))
 }
 
 func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Options, create createSink) (*Report, error) {
@@ -112,8 +146,8 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 	if opts.ComputeDType == "" {
 		opts.ComputeDType = "bfloat16"
 	}
-	if src.IsAdapter() {
-		return nil, fmt.Errorf("%s: %w", src.Path, ErrAdapter)
+	if _, err := model.BaseFrom(src, model.BaseOptions{}); err != nil {
+		return nil, err
 	}
 	if src.IsQuantized() {
 		return nil, fmt.Errorf("%s: %w (it holds bitsandbytes quant-state tensors; use --dequantize)", src.Path, ErrQuantized)
@@ -150,7 +184,7 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 	qc := nf4.QuantizationConfig{QuantType: opts.Type, DoubleQuant: opts.DoubleQuant,
 		ComputeDType: opts.ComputeDType, SkipModules: skip}
 	files := maps.Clone(src.Files)
-	rep := &Report{Version: ReportVersion, Mode: "quantize", Input: src.Path, Output: out,
+	rep := &Report{Schema: ReportVersion, Version: ReportVersion, Mode: "quantize", Input: src.Path, Output: out,
 		QuantType: opts.Type.String(), Blocksize: opts.Blocksize, DoubleQuant: opts.DoubleQuant,
 		ComputeDType: opts.ComputeDType, SkipModules: skip}
 	if hasCfg {
@@ -163,7 +197,7 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	p := newPool(ctx, opts.Workers)
+	p := newPool(ctx, opts.Threads)
 	cleanup := func() {}
 	defer func() {
 		cancel()
@@ -191,7 +225,7 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 		}
 		cleanup = done
 	}
-	logf(opts.Logf, "first pass (block absmax, quant states of %d weights): %.2fs", len(order), time.Since(start).Seconds())
+	opts.Log("first pass (block absmax, quant states of %d weights): %.2fs", len(order), time.Since(start).Seconds())
 
 	// The output layout: shards like the input's, each weight's tensors in
 	// the shard that held it.
@@ -240,7 +274,7 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 	var progress func(int64)
 	if opts.Progress != nil {
 		var done int64
-		progress = func(n int64) { done += n; opts.Progress(done, total) }
+		progress = func(n int64) { done += n; opts.Report(done, total) }
 	}
 	limit := budgetFor(opts.Budget, prods)
 	start = time.Now()
@@ -248,12 +282,12 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 		wr.Abort()
 		return nil, err
 	}
-	logf(opts.Logf, "second pass (quantize and write %d bytes): %.2fs", total, time.Since(start).Seconds())
+	opts.Log("second pass (quantize and write %d bytes): %.2fs", total, time.Since(start).Seconds())
 	start = time.Now()
 	if err := wr.Commit(); err != nil {
 		return nil, err
 	}
-	logf(opts.Logf, "commit (fsync, rename): %.2fs", time.Since(start).Seconds())
+	opts.Log("commit (fsync, rename): %.2fs", time.Since(start).Seconds())
 
 	// The report.
 	slices.SortFunc(order, func(a, b *weight) int { return strings.Compare(a.name, b.name) })
@@ -284,12 +318,6 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 	rep.Other.finish()
 	rep.Total.finish()
 	return rep, nil
-}
-
-func logf(f func(string, ...any), format string, args ...any) {
-	if f != nil {
-		f(format, args...)
-	}
 }
 
 // fetch points w.data at the weight's input bytes.

@@ -17,6 +17,9 @@ const ReportVersion = 1
 // Report describes a quantize or dequantize run. Its JSON form (one object,
 // field names as tagged) is stable within ReportVersion.
 type Report struct {
+	Schema int `json:"schema"`
+	// Version repeats Schema under the key this report had before every
+	// lorakit report used "schema"; it goes away in the next release.
 	Version      int      `json:"version"`
 	Mode         string   `json:"mode"` // "quantize" or "dequantize"
 	Input        string   `json:"input"`

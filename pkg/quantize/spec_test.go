@@ -17,6 +17,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/quantize/internal/synth"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // specModel is a small model with what the spec singles out: odd element
@@ -101,7 +102,7 @@ func TestSpecMatrix(t *testing.T) {
 						checkReport(t, rep, src, qs)
 						checkZeroBlocks(t, qs, bs)
 
-						back, drep := dequantizeDir(t, out, DequantizeOptions{})
+						back, drep := dequantizeDir(t, out, Options{})
 						got := readST(t, filepath.Join(back, "model.safetensors"))
 						for _, n := range src.names() {
 							ti, _ := got.info(n)
@@ -307,7 +308,7 @@ func TestShardedAndSkip(t *testing.T) {
 	}
 
 	// Dequantize to f32: every float tensor converted, config dtype too.
-	back, _ := dequantizeDir(t, out, DequantizeOptions{DType: dtype.F32})
+	back, _ := dequantizeDir(t, out, Options{DType: dtype.F32})
 	bs := open(t, back)
 	for _, ti := range bs.Tensors {
 		if ti.DType != dtype.F32 {
@@ -349,7 +350,7 @@ func TestMultiChunk(t *testing.T) {
 	sel := func(n string) bool { return strings.Contains(n, "proj") }
 	for _, bs := range []int{64, 4096} {
 		for _, dq := range []bool{true, false} {
-			opts := Options{Type: nf4.NF4, Blocksize: bs, DoubleQuant: dq, Workers: 3}
+			opts := Options{Type: nf4.NF4, Blocksize: bs, DoubleQuant: dq, Env: tool.Env{Threads: 3}}
 			want, _ := expectedFile(t, src, sel, opts)
 			out, _ := quantizeDir(t, in, opts)
 			if got := readFile(t, filepath.Join(out, "model.safetensors")); !bytes.Equal(got, want) {

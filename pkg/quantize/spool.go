@@ -21,11 +21,11 @@ type tensorData func(name string) ([]byte, error)
 // the output needs another order, is first copied to a temporary
 // safetensors file in dir, removed by the returned cleanup (or by an
 // interrupt). Memory stays bounded by one tensor.
-func openData(ctx context.Context, src *checkpoint.Source, dir string) (tensorData, func(), error) {
+func openData(ctx context.Context, src *checkpoint.Source, dir string, c *output.Cleanup) (tensorData, func(), error) {
 	if src.Random() {
 		return src.Data, func() {}, nil
 	}
-	return spool(ctx, src, dir, src.Tensors, func(t safetensors.TensorInfo, data []byte, w *safetensors.Writer) error {
+	return spool(ctx, src, dir, c, src.Tensors, func(t safetensors.TensorInfo, data []byte, w *safetensors.Writer) error {
 		return w.WriteTensor(t.Name, data)
 	})
 }
@@ -43,7 +43,7 @@ func spoolQuantized(ctx context.Context, src *checkpoint.Source, dir string, wei
 			infos[i] = safetensors.TensorInfo{Name: t.Name, DType: dtype.U8, Shape: []int64{int64(nf4.PackedLen(int(t.NumElements()))), 1}}
 		}
 	}
-	return spool(ctx, src, dir, infos, func(t safetensors.TensorInfo, data []byte, sw *safetensors.Writer) error {
+	return spool(ctx, src, dir, opts.Cleanup, infos, func(t safetensors.TensorInfo, data []byte, sw *safetensors.Writer) error {
 		w := weights[t.Name]
 		if w == nil {
 			return sw.WriteTensor(t.Name, data)
@@ -62,12 +62,12 @@ func spoolQuantized(ctx context.Context, src *checkpoint.Source, dir string, wei
 
 // spool writes the tensors infos (in src's order) to a temporary file in
 // dir, each produced by put from the stream's tensor, and opens it.
-func spool(ctx context.Context, src *checkpoint.Source, dir string, infos []safetensors.TensorInfo,
+func spool(ctx context.Context, src *checkpoint.Source, dir string, c *output.Cleanup, infos []safetensors.TensorInfo,
 	put func(t safetensors.TensorInfo, data []byte, w *safetensors.Writer) error) (tensorData, func(), error) {
 	if dir == "" {
 		dir = os.TempDir()
 	}
-	f, err := output.CreateFile(filepath.Join(dir, "lora-quantize-spool.safetensors"), nil)
+	f, err := output.CreateFile(filepath.Join(dir, "lora-quantize-spool.safetensors"), c)
 	if err != nil {
 		return nil, nil, fmt.Errorf("spooling %s: %w", src.Path, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/model"
+	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -372,8 +373,8 @@ func adapterTensors(m *llama.Model) ([]namedTensor, error) {
 }
 
 // writeTensors writes tensors and files to path (folder, file or "-")
-// through checkpoint.Create: atomic, reference layout, "format": "pt".
-func writeTensors(path, file string, files map[string][]byte, ts []namedTensor) error {
+// through checkpoint.CreateWith: atomic, reference layout, "format": "pt".
+func writeTensors(path, file string, files map[string][]byte, ts []namedTensor, o output.Options) error {
 	infos := make([]safetensors.TensorInfo, len(ts))
 	byName := map[string][]float32{}
 	for i, t := range ts {
@@ -384,7 +385,7 @@ func writeTensors(path, file string, files map[string][]byte, ts []namedTensor) 
 		infos[i] = safetensors.TensorInfo{Name: t.name, DType: dtype.F32, Shape: shape}
 		byName[t.name] = t.data
 	}
-	w, err := checkpoint.Create(path, files, []checkpoint.Shard{{Name: file, Tensors: infos}})
+	w, err := checkpoint.CreateWith(path, files, []checkpoint.Shard{{Name: file, Tensors: infos}}, o)
 	if err != nil {
 		return err
 	}
@@ -399,8 +400,8 @@ func writeTensors(path, file string, files map[string][]byte, ts []namedTensor) 
 
 // WriteAdapter writes the model's adapter as a PEFT adapter: a folder
 // (adapter_config.json + adapter_model.safetensors), one .safetensors file
-// or "-" (both carrying adapter_config.json in __metadata__).
-func WriteAdapter(path string, a *Adapter, m *llama.Model) error {
+// or "-" (o.Stdout; both carrying adapter_config.json in __metadata__).
+func WriteAdapter(path string, a *Adapter, m *llama.Model, o output.Options) error {
 	cfg, err := a.ConfigJSON()
 	if err != nil {
 		return err
@@ -409,5 +410,5 @@ func WriteAdapter(path string, a *Adapter, m *llama.Model) error {
 	if err != nil {
 		return err
 	}
-	return writeTensors(path, "adapter_model.safetensors", map[string][]byte{"adapter_config.json": cfg}, ts)
+	return writeTensors(path, "adapter_model.safetensors", map[string][]byte{"adapter_config.json": cfg}, ts, o)
 }

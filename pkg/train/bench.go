@@ -1,7 +1,7 @@
 package train
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -11,34 +11,49 @@ import (
 
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
-	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // cpuBenchLimit is the base size above which bench refuses the CPU without
 // --force.
 const cpuBenchLimit = 3e9
 
-// BenchCmd is `lora-train bench`.
-type BenchCmd struct {
-	Shape          string `required:"" help:"Model shape: llama3-8b, llama3.2-1b, or a config.json path." placeholder:"SHAPE"`
-	Batch          int    `default:"1" help:"Rows per step."`
-	Seq            int    `default:"2048" help:"Tokens per row."`
-	Steps          int    `default:"10" help:"Timed steps (after one untimed warm-up step)."`
-	DType          string `name:"dtype" default:"bf16" enum:"bf16,f32" help:"Storage of the random base weights: bf16 or f32 (arithmetic is f32)."`
-	QLoRA          bool   `name:"qlora" help:"NF4-quantize the projections (on the CPU they are dequantized at load: the step costs the same)."`
-	GradCheckpoint bool   `name:"grad-checkpoint" help:"Recompute activations in the backward pass."`
-	Force          bool   `help:"Run shapes above 3B parameters on the CPU anyway."`
-	JSON           bool   `help:"Print one JSON object."`
-	DeviceFlags
+// BenchOptions configure Bench: lora-train bench's flags.
+type BenchOptions struct {
+	// Env gives the CPU threads and progress in steps.
+	tool.Env
+	// Shape is a built-in shape (llama3-8b, llama3.2-1b) or a config.json.
+	Shape string
+	// Batch rows of Seq tokens per step; Steps timed steps after one
+	// untimed warm-up step.
+	Batch, Seq, Steps int
+	// DType stores the random base weights: "bf16" or "f32".
+	DType string
+	// QLoRA passes the projections through NF4.
+	QLoRA          bool
+	GradCheckpoint bool
+	// Force runs shapes above 3B parameters on the CPU.
+	Force  bool
+	Device string
+	// OnStep, when set, is called after every step (the warm-up included).
+	OnStep func(r StepResult, total int)
+}
+
+// DefaultBenchOptions returns lora-train bench's defaults.
+func DefaultBenchOptions() BenchOptions {
+	return BenchOptions{Batch: 1, Seq: 2048, Steps: 10, DType: "bf16", Device: "auto"}
 }
 
 // BenchResult is the --json output of bench.
 type BenchResult struct {
+	Schema int `json:"schema"`
+	// Version repeats Schema under the key this report had before every
+	// lorakit report used "schema"; it goes away in the next release.
 	Version        int     `json:"version"`
 	Shape          string  `json:"shape"`
 	Device         string  `json:"device"`
@@ -152,31 +167,32 @@ func randomLoader(c llama.Config, qlora bool) llama.Loader {
 	}
 }
 
-// Run benchmarks.
-func (c *BenchCmd) Run(ctx *cli.Context) error {
+// Bench is lora-train bench as a function: it times training steps of a
+// model shape on deterministic random weights.
+func Bench(ctx context.Context, c BenchOptions) (*BenchResult, error) {
 	if c.Batch <= 0 || c.Seq <= 1 || c.Steps <= 0 {
-		return errclass.Usagef("--batch, --seq (> 1) and --steps must be positive")
+		return nil, errclass.Usagef("--batch, --seq (> 1) and --steps must be positive")
 	}
 	ck, err := checkpoint.LoadConfig(c.Shape)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg, err := LlamaConfig(ck)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	params := ck.Params().Total()
-	be, err := c.DeviceFlags.Backend()
+	be, err := NewBackend(c.Device, c.Threads)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if float64(params) > cpuBenchLimit && !c.Force {
-		return errclass.Requirementf("%s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
+		return nil, errclass.Requirementf("%s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
 			c.Shape, num.Thousands(params), num.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType]), 1))
 	}
 	ad, err := NewAdapter(cfg, AdapterOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Dropout: 0.05})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t0 := time.Now()
 	wdt := compute.F32
@@ -185,11 +201,11 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 	}
 	model, err := llama.New(be, cfg, randomLoader(cfg, c.QLoRA), llama.Options{WeightDType: wdt, GradCheckpoint: c.GradCheckpoint})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer model.Close()
 	if err := model.AddAdapters(ad.Specs, InitLoader(cfg, ad.Specs, 1, dtype.F32)); err != nil {
-		return err
+		return nil, err
 	}
 	load := time.Since(t0)
 	rows := make([]Row, c.Batch)
@@ -206,29 +222,31 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 	set.Schedule, set.MaxSteps, set.Batch, set.Shuffle, set.LR = ScheduleConstant, c.Steps+1, c.Batch, false, 1e-4
 	tr, err := NewTrainer(model, rows, 0, set)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer tr.Close()
-	res := BenchResult{Version: 1, Shape: c.Shape, Device: be.Name(), Params: params, Batch: c.Batch, Seq: c.Seq,
+	res := &BenchResult{Schema: 1, Version: 1, Shape: c.Shape, Device: be.Name(), Params: params, Batch: c.Batch, Seq: c.Seq,
 		Steps: c.Steps, DType: c.DType, QLoRA: c.QLoRA, GradCheckpoint: c.GradCheckpoint, LoadSeconds: load.Seconds(),
 		Recipe: "LoRA r=16, alpha=32, q_proj,k_proj,v_proj,o_proj, dropout 0.05, AdamW", StepSecondsMin: math.Inf(1)}
 	for _, p := range model.Params() {
 		res.Trainable += int64(p.Value.Len())
 	}
-	prog := newProgress(ctx, c.Steps+1, 0)
 	var sum float64
 	var cpu0 time.Duration
 	for i := 0; i <= c.Steps; i++ {
 		if err := ctx.Err(); err != nil {
-			return errclass.Wrap(errclass.Interrupted, err)
+			return nil, errclass.Wrap(errclass.Interrupted, err)
 		}
 		s0 := time.Now()
 		r, err := tr.Step()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		el := time.Since(s0).Seconds()
-		prog.update(r)
+		if c.OnStep != nil {
+			c.OnStep(r, c.Steps+1)
+		}
+		c.Report(int64(i+1), int64(c.Steps+1))
 		res.Loss = r.Loss
 		if i == 0 {
 			cpu0 = cpuTime()
@@ -237,7 +255,6 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 		sum += el
 		res.StepSecondsMin = min(res.StepSecondsMin, el)
 	}
-	prog.done()
 	if cpu0 > 0 {
 		res.CPUSeconds = (cpuTime() - cpu0).Seconds()
 		res.TokensPerCPUS = float64(c.Steps*c.Batch*c.Seq) / res.CPUSeconds
@@ -246,18 +263,5 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 	res.TokensPerS = float64(c.Batch*c.Seq) / res.StepSeconds
 	res.FLOPPerStep = StepFLOP(cfg, ad.Specs, c.Batch, c.Seq, c.GradCheckpoint)
 	res.FLOPPerS = res.FLOPPerStep / res.StepSeconds
-	if c.JSON {
-		enc := json.NewEncoder(ctx.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	w := ctx.Stdout
-	fmt.Fprintf(w, "shape          %s (%s parameters; %s trainable)\n", c.Shape, num.Thousands(res.Params), num.Thousands(res.Trainable))
-	fmt.Fprintf(w, "recipe         %s\n", res.Recipe)
-	fmt.Fprintf(w, "device         %s, %s weights%s\n", res.Device, c.DType, map[bool]string{true: ", NF4 (dequantized)"}[c.QLoRA])
-	fmt.Fprintf(w, "batch x seq    %d x %d\n", c.Batch, c.Seq)
-	fmt.Fprintf(w, "step           %.3f s mean, %.3f s min over %d steps (load %.1f s)\n", res.StepSeconds, res.StepSecondsMin, c.Steps, res.LoadSeconds)
-	fmt.Fprintf(w, "tokens/s       %.1f (%.1f per CPU-second)\n", res.TokensPerS, res.TokensPerCPUS)
-	fmt.Fprintf(w, "model FLOP/s   %.3g GFLOP/s (%.3g GFLOP per step)\n", res.FLOPPerS/1e9, res.FLOPPerStep/1e9)
-	return nil
+	return res, nil
 }

@@ -3,8 +3,9 @@
 // torch.optim.AdamW, the learning-rate schedules of transformers with the
 // Trainer's one-step lag, clipping by global norm, gradient accumulation with
 // the Trainer's num_items_in_batch semantics, checkpoints that resume bit for
-// bit, and PEFT adapter output. It also holds the lora-train commands (train,
-// eval, bench); cmd/lora-train is a thin main over them.
+// bit, and PEFT adapter output. Run, Eval and Bench are lora-train's three
+// commands as functions (cmd/lora-train is a thin layer over them); Trainer
+// is the loop itself, for callers that drive it step by step.
 //
 // The reference for every number is shared/specs/peft.md §8 and §10.
 //

@@ -3,10 +3,12 @@ package train
 import (
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/output"
 	"github.com/lorakit/lorakit/pkg/peft"
 )
 
@@ -35,7 +37,7 @@ func TestGoldenPlain(t *testing.T) {
 	}
 	gf := openST(t, fx(t, "peft", "train", "plain", "grads_step0.safetensors"))
 	worstGrad := 0.0
-	tr.afterBackward = func(step int, params []llama.Param) {
+	tr.OnGradients = func(step int, params []llama.Param) {
 		if step != 1 {
 			return
 		}
@@ -64,7 +66,7 @@ func TestGoldenPlain(t *testing.T) {
 		t.Error("not done after the planned steps")
 	}
 	out := filepath.Join(t.TempDir(), "final")
-	if err := WriteAdapter(out, ad, m); err != nil {
+	if err := WriteAdapter(out, ad, m, output.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	got := openST(t, filepath.Join(out, "adapter_model.safetensors"))
@@ -100,7 +102,7 @@ func TestGoldenPlain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameSpecs(back.Specs, ad.Specs) {
+	if !slices.Equal(back.Specs, ad.Specs) {
 		t.Errorf("read-back specs differ")
 	}
 	raw, err := back.ConfigJSON()

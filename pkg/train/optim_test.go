@@ -47,7 +47,7 @@ func TestClipping(t *testing.T) {
 		s.MaxGradNorm, s.MaxSteps = maxNorm, 1
 		tr, m, be := goldenTrainer(t, s, Rows(goldenExamples(t, g)))
 		var pre [][]float32
-		tr.afterBackward = func(_ int, ps []llama.Param) {
+		tr.OnGradients = func(_ int, ps []llama.Param) {
 			for _, p := range ps {
 				pre = append(pre, download(t, be, p.Grad))
 			}
@@ -109,7 +109,7 @@ func TestAdamWWeightDecay(t *testing.T) {
 	}
 	for k := 1; k <= 3; k++ {
 		var grads [][]float32
-		tr.afterBackward = func(_ int, ps []llama.Param) {
+		tr.OnGradients = func(_ int, ps []llama.Param) {
 			grads = grads[:0]
 			for _, p := range ps {
 				grads = append(grads, download(t, be, p.Grad))

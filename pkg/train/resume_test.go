@@ -6,12 +6,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/output"
 )
 
 // resumeSetup is a run that exercises everything a checkpoint must carry:
@@ -42,7 +44,7 @@ func resumeModel(t *testing.T, be compute.Backend, ad *Adapter) *llama.Model {
 func adapterBytes(t *testing.T, ad *Adapter, m *llama.Model) []byte {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "a.safetensors")
-	if err := WriteAdapter(p, ad, m); err != nil {
+	if err := WriteAdapter(p, ad, m, output.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(p)
@@ -102,7 +104,7 @@ func TestResumeBitExact(t *testing.T) {
 		tr1.Close()
 		// The checkpoint is a PEFT adapter too.
 		ck, load, err := OpenAdapter(dir, nil, tinyConfig(t), 0.1)
-		if err != nil || !sameSpecs(ck.Specs, ad.Specs) {
+		if err != nil || !slices.Equal(ck.Specs, ad.Specs) {
 			t.Fatalf("checkpoint as adapter: %v", err)
 		}
 		m2 := newModel(t, newCPU(), "peft/tiny", ck, load, llama.Options{})

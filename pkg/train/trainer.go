@@ -106,9 +106,12 @@ type Trainer struct {
 	state    State
 	perm     []int
 	permFor  int
-	// afterBackward, when set (tests), sees the gradients of each update
-	// before clipping.
-	afterBackward func(step int, params []llama.Param)
+
+	// OnGradients, when set, is called after each update's backward pass
+	// with the update's number and the adapter parameters, whose Grad
+	// buffers hold the summed gradients before clipping (gradient
+	// monitoring, comparisons with a reference trainer).
+	OnGradients func(step int, params []llama.Param)
 }
 
 // NewTrainer prepares a run over rows (see Rows and Pack) on a model with
@@ -225,8 +228,8 @@ func (t *Trainer) Step() (StepResult, error) {
 		}
 		sum += s
 	}
-	if t.afterBackward != nil {
-		t.afterBackward(step, t.params)
+	if t.OnGradients != nil {
+		t.OnGradients(step, t.params)
 	}
 	norm, err := t.clip()
 	if err != nil {

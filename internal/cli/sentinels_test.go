@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	. "github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/pyjson"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
-	. "github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cuda"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -115,7 +115,6 @@ var sentinels = []struct {
 	{"peft.ErrUnknownTarget", peft.ErrUnknownTarget, ExitUsage},
 	{"quantize.ErrQuantized", quantize.ErrQuantized, ExitInvalid},
 	{"quantize.ErrNotQuantized", quantize.ErrNotQuantized, ExitInvalid},
-	{"quantize.ErrAdapter", quantize.ErrAdapter, ExitInvalid},
 	{"quantize.ErrNothing", quantize.ErrNothing, ExitInvalid},
 	{"quantize.ErrInternal", quantize.ErrInternal, ExitFailure},
 	{"safetensors.ErrHeader", safetensors.ErrHeader, ExitInvalid},
