@@ -252,6 +252,31 @@ func (s *Source) Data(name string) ([]byte, error) {
 	return s.set.Data(name)
 }
 
+// Locate returns where the bytes of a file-backed source's tensor are: a
+// ReaderAt over its file and the offset of its first byte. Reading with it
+// (pread) does not map the file into memory.
+func (s *Source) Locate(name string) (io.ReaderAt, int64, bool) {
+	if s.set == nil {
+		return nil, 0, false
+	}
+	t, f, ok := s.set.Info(name)
+	if !ok {
+		return nil, 0, false
+	}
+	return f.ReaderAt(), f.DataStart + t.Offsets[0], true
+}
+
+// Next returns the next tensor of a stream and a reader of its bytes, which
+// must be read before the next call; io.EOF after the last. A stream is
+// read once, by Next or by Each.
+func (s *Source) Next() (safetensors.TensorInfo, io.Reader, error) {
+	if s.stream == nil {
+		return safetensors.TensorInfo{}, nil, fmt.Errorf("%s: Next reads streams; read a file or folder with Data", s.Path)
+	}
+	s.used = true
+	return s.stream.Next()
+}
+
 // Each calls fn for every tensor in reading order with its bytes, which are
 // valid only until fn returns. A stream can be walked once.
 func (s *Source) Each(fn func(t safetensors.TensorInfo, data []byte) error) error {

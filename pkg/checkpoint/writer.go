@@ -19,11 +19,13 @@ import (
 // Single files and streams carry the files in __metadata__. Every offset is
 // known before the first byte; the output appears atomically on Commit.
 type Writer struct {
-	order  []safetensors.TensorInfo
-	shards []Shard
-	shard  int // index of the shard being written
-	cur    *safetensors.Writer
-	curN   int // tensors left in the current shard
+	order    []safetensors.TensorInfo
+	shards   []Shard
+	shardEnd []int // per shard, the index in order after its last tensor
+	shard    int   // index of the shard being written
+	cur      *safetensors.Writer
+	pos      int   // index in order of the tensor being written
+	partial  int64 // its bytes written
 
 	dir     *output.Dir
 	out     *output.Output
@@ -63,6 +65,7 @@ func CreateWith(path string, files map[string][]byte, shards []Shard, o output.O
 		safetensors.SortReference(ts)
 		shards[i].Tensors = ts
 		w.order = append(w.order, ts...)
+		w.shardEnd = append(w.shardEnd, len(w.order))
 	}
 	w.shards = shards
 	if w.single {
@@ -136,7 +139,8 @@ func (w *Writer) writeIndex() error {
 	return os.WriteFile(filepath.Join(w.dir.Path, safetensors.IndexFile), buf.Bytes(), 0o644)
 }
 
-// openShard starts the next non-finished shard file.
+// openShard starts the next shard file that has data to write, finishing
+// the ones that hold none.
 func (w *Writer) openShard() error {
 	for w.shard < len(w.shards) {
 		s := w.shards[w.shard]
@@ -156,8 +160,9 @@ func (w *Writer) openShard() error {
 		if err != nil {
 			return err
 		}
-		w.cur, w.curN = sw, len(s.Tensors)
-		if w.curN > 0 {
+		w.cur = sw
+		w.skipEmpty()
+		if w.pos < w.shardEnd[w.shard] {
 			return nil
 		}
 		if err := w.finishShard(); err != nil {
@@ -165,6 +170,17 @@ func (w *Writer) openShard() error {
 		}
 	}
 	return nil
+}
+
+// dataSize is the byte size of a tensor's data from its dtype and shape (the
+// layout's TensorInfos carry no offsets).
+func dataSize(t safetensors.TensorInfo) int64 { return t.NumElements() * int64(t.DType.Size()) }
+
+// skipEmpty moves past zero-byte tensors of the current shard.
+func (w *Writer) skipEmpty() {
+	for w.partial == 0 && w.pos < w.shardEnd[w.shard] && dataSize(w.order[w.pos]) == 0 {
+		w.pos++
+	}
 }
 
 func (w *Writer) finishShard() error {
@@ -189,33 +205,99 @@ type closingWriter struct {
 
 func (c *closingWriter) Write(p []byte) (int, error) { return c.w.Write(p) }
 
-// Order is the order in which WriteTensor must be called.
+// Order is the order in which tensors must be written.
 func (w *Writer) Order() []safetensors.TensorInfo { return w.order }
 
 // Written is the number of data bytes written so far.
 func (w *Writer) Written() int64 { return w.written }
 
-// WriteTensor writes the next tensor's bytes.
+// WriteTensor writes the next tensor's bytes, all at once.
 func (w *Writer) WriteTensor(name string, data []byte) error {
-	if w.cur == nil {
-		return fmt.Errorf("%w: tensor %q: every tensor has been written", safetensors.ErrWrite, name)
+	i := w.pos
+	for i < len(w.order) && w.order[i].Name != name && dataSize(w.order[i]) == 0 && w.partial == 0 {
+		i++
 	}
-	if err := w.cur.WriteTensor(name, data); err != nil {
+	if i == len(w.order) || w.order[i].Name != name || w.partial != 0 {
+		if len(data) == 0 && w.index(name) >= 0 && w.index(name) < w.pos {
+			return nil // a zero-byte tensor already passed
+		}
+		expected := "none: every tensor has been written"
+		if w.pos < len(w.order) {
+			expected = fmt.Sprintf("%q", w.order[w.pos].Name)
+		}
+		return fmt.Errorf("%w: tensor %q written out of order (expected %s)", safetensors.ErrWrite, name, expected)
+	}
+	if int64(len(data)) != dataSize(w.order[i]) {
+		return fmt.Errorf("%w: tensor %q: %d bytes given, %d expected", safetensors.ErrWrite, name, len(data), dataSize(w.order[i]))
+	}
+	if len(data) == 0 {
+		w.pos = i + 1
+		return w.advance()
+	}
+	_, err := w.Write(data)
+	return err
+}
+
+func (w *Writer) index(name string) int {
+	for i, t := range w.order {
+		if t.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Write writes tensor data in Order, across tensor and shard boundaries:
+// a tensor may come in several pieces.
+func (w *Writer) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if w.cur == nil {
+			return n, fmt.Errorf("%w: %d bytes beyond the last tensor", safetensors.ErrWrite, len(p))
+		}
+		t := w.order[w.pos]
+		k := min(dataSize(t)-w.partial, int64(len(p)))
+		m, err := w.cur.Write(p[:k])
+		n += m
+		w.partial += int64(m)
+		w.written += int64(m)
+		if err != nil {
+			return n, err
+		}
+		p = p[k:]
+		if w.partial == dataSize(t) {
+			w.pos++
+			w.partial = 0
+			if err := w.advance(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// advance skips zero-byte tensors and moves to the next shard when the
+// current one is complete.
+func (w *Writer) advance() error {
+	if w.cur == nil {
+		return nil
+	}
+	w.skipEmpty()
+	if w.pos < w.shardEnd[w.shard] {
+		return nil
+	}
+	if err := w.finishShard(); err != nil {
 		return err
 	}
-	w.written += int64(len(data))
-	w.curN--
-	if w.curN == 0 {
-		if err := w.finishShard(); err != nil {
-			return err
-		}
-		return w.openShard()
-	}
-	return nil
+	return w.openShard()
 }
 
 // Commit finishes the output and makes it visible.
 func (w *Writer) Commit() error {
+	if err := w.advance(); err != nil {
+		w.Abort()
+		return err
+	}
 	if w.cur != nil || w.shard < len(w.shards) {
 		w.Abort()
 		return fmt.Errorf("%w: not every tensor was written", safetensors.ErrWrite)

@@ -2,10 +2,12 @@ package checkpoint
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -83,5 +85,71 @@ func TestWriterLayouts(t *testing.T) {
 	es, _ := os.ReadDir(dir)
 	if len(es) != 4 {
 		t.Fatalf("output folder holds %d entries", len(es))
+	}
+}
+
+// TestWriterPieces: tensors written in pieces of any size, across tensor
+// and shard boundaries, with zero-byte tensors and a shard holding only
+// those, give the same files as whole-tensor writes.
+func TestWriterPieces(t *testing.T) {
+	mk := func(name string, n int64) safetensors.TensorInfo {
+		return safetensors.TensorInfo{Name: name, DType: dtype.F32, Shape: []int64{n}}
+	}
+	shards := func() []Shard {
+		return []Shard{
+			{Name: "a.safetensors", Tensors: []safetensors.TensorInfo{mk("a1", 3), mk("a0", 0), mk("a2", 5)}},
+			{Name: "b.safetensors", Tensors: []safetensors.TensorInfo{mk("b0", 0)}},
+			{Name: "c.safetensors", Tensors: []safetensors.TensorInfo{mk("c1", 7), mk("c2", 0)}},
+		}
+	}
+	data := func(t safetensors.TensorInfo) []byte {
+		b := make([]byte, dataSize(t))
+		for i := range b {
+			b[i] = byte(len(t.Name)*31 + i)
+		}
+		return b
+	}
+	dir := t.TempDir()
+	files := map[string][]byte{"config.json": []byte("{}")}
+	whole, err := Create(filepath.Join(dir, "whole"), files, shards())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, ti := range whole.Order() {
+		if err := whole.WriteTensor(ti.Name, data(ti)); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, data(ti)...)
+	}
+	if err := whole.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, piece := range []int{1, 2, 5, 100} {
+		out := filepath.Join(dir, fmt.Sprint("pieces", piece))
+		w, err := Create(out, files, shards())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := all; len(p) > 0; {
+			k := min(piece, len(p))
+			if _, err := w.Write(p[:k]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[k:]
+		}
+		if _, err := w.Write([]byte{1}); err == nil {
+			t.Error("a byte beyond the last tensor was accepted")
+		}
+		if err := w.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"a.safetensors", "b.safetensors", "c.safetensors", safetensors.IndexFile} {
+			a, _ := os.ReadFile(filepath.Join(dir, "whole", name))
+			b, _ := os.ReadFile(filepath.Join(out, name))
+			if len(a) == 0 || !bytes.Equal(a, b) {
+				t.Errorf("pieces of %d: %s differs", piece, name)
+			}
+		}
 	}
 }

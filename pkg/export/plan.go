@@ -11,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -83,10 +84,15 @@ type WriteOptions struct {
 	Threads int
 	// Progress, if set, is called with the number of bytes written since the last call.
 	Progress func(n int64)
+	// TempDir holds the spill file of a streamed source read out of its order ("":
+	// os.TempDir()); plans read sources in order, so it is rarely used.
+	TempDir string
 }
 
-// Write streams the file to w, reading the source once in its own order. It must be
-// called at most once (a stream source can be read only once).
+// Write streams the file to w through the streaming engine (package pipeline): every
+// tensor is converted in chunks of rows on the workers and written in order, reading
+// the source with pread (a file) or once in its own order (a stream). It must be called
+// at most once (a stream source can be read only once).
 func (p *Plan) Write(ctx context.Context, w io.Writer, o WriteOptions) (*Stats, error) {
 	st := &Stats{F16Overflows: map[string]int{}}
 	cw := &countWriter{w: w, progress: o.Progress}
@@ -95,73 +101,32 @@ func (p *Plan) Write(ctx context.Context, w io.Writer, o WriteOptions) (*Stats, 
 	if err != nil {
 		return nil, err
 	}
-	pl := newPipeline(o.Threads)
-	defer pl.stop()
-	pos := sourceIndex(p.src)
-	// Tensors read later by a multi-source item are kept until it is written.
-	keep := map[string]int{}
-	for _, it := range p.items {
-		if len(it.deps) > 1 {
-			for _, d := range it.deps {
-				keep[d] = max(keep[d], it.last)
-			}
+	in := pipeline.NewInput(p.src, pipeline.InputOptions{TempDir: o.TempDir})
+	defer in.Close()
+	// A source tensor is released after the last item reading it; one no item
+	// reads is skipped.
+	lastUse := map[string]int{}
+	for i, it := range p.items {
+		for _, d := range it.deps {
+			lastUse[d] = i
 		}
 	}
-	held := map[string]heldTensor{}
-	next := 0
-	emit := func(upTo int, cur *heldTensor) error {
-		for next < len(p.items) && p.items[next].last <= upTo {
-			it := &p.items[next]
-			info := p.Tensors[next]
-			get := func(name string) ([]byte, safetensors.TensorInfo, bool) {
-				if cur != nil && cur.info.Name == name {
-					return cur.data, cur.info, true
-				}
-				h, ok := held[name]
-				return h.data, h.info, ok
-			}
-			ts := &tensorStats{}
-			if err := p.writeItem(ctx, gw, bw, pl, info, it, get, ts); err != nil {
-				return fmt.Errorf("%s: tensor %q: %w", p.Source, info.Name, err)
-			}
-			if ts.overflows > 0 {
-				st.F16Overflows[info.Name] = ts.overflows
-			}
-			next++
+	for _, t := range p.src.Tensors {
+		if _, ok := lastUse[t.Name]; !ok {
+			in.Done(t.Name)
 		}
-		return nil
 	}
-	if err := emit(-1, nil); err != nil {
-		return nil, err
+	jobs := make([]*pipeline.Job, len(p.items))
+	for i := range p.items {
+		jobs[i] = p.job(i, in, lastUse, st)
 	}
-	stream := !p.src.Random()
-	err = p.src.Each(func(t safetensors.TensorInfo, data []byte) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		i := pos[t.Name]
-		cur := &heldTensor{info: t, data: data}
-		if until, ok := keep[t.Name]; ok && until > i {
-			if stream {
-				cur.data = append([]byte(nil), data...)
-			}
-			held[t.Name] = *cur
-		}
-		if err := emit(i, cur); err != nil {
-			return err
-		}
-		for name := range held {
-			if keep[name] <= i {
-				delete(held, name)
-			}
-		}
-		return nil
+	scratch := func() any { return new([]float32) }
+	err = pipeline.Run(ctx, pipeline.Options{Workers: o.Threads, Local: scratch}, jobs, func(_ *pipeline.Job, _ int, out []byte) error {
+		_, err := gw.Write(out)
+		return err
 	})
 	if err != nil {
 		return nil, err
-	}
-	if next != len(p.items) {
-		return nil, fmt.Errorf("%s: tensor %q: %w: its source was not read", p.Source, p.Tensors[next].Name, ErrInvalid)
 	}
 	if err := gw.Close(); err != nil {
 		return nil, err
@@ -173,57 +138,117 @@ func (p *Plan) Write(ctx context.Context, w io.Writer, o WriteOptions) (*Stats, 
 	return st, nil
 }
 
-type heldTensor struct {
-	info safetensors.TensorInfo
-	data []byte
-}
-
-func (p *Plan) writeItem(ctx context.Context, gw *gguf.Writer, bw *bufio.Writer, pl *pipeline, info gguf.TensorInfo, it *item, get getter, ts *tensorStats) error {
-	rowBytes, err := info.Type.RowBytes(it.cols)
-	if err != nil {
-		return err
+// job is the engine's job for item i: its rows converted in chunks of about
+// chunkBytes of output.
+func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats) *pipeline.Job {
+	it, info := &p.items[i], p.Tensors[i]
+	fail := func(err error) error { return fmt.Errorf("%s: tensor %q: %w", p.Source, info.Name, err) }
+	rowBytes, rbErr := info.Type.RowBytes(it.cols)
+	per := max(1, chunkBytes/max(rowBytes, 1))
+	ts := &tensorStats{}
+	var (
+		src []byte      // float data made in Prepare (generated or loaded items)
+		dt  dtype.DType // the dtype of the data converted
+		fn  rowFn       // converts rows of src
+	)
+	j := &pipeline.Job{Name: info.Name, Chunks: int((it.rows + per - 1) / per)}
+	if rbErr != nil {
+		j.Chunks = 0
 	}
-	var src []byte
-	in := it.in
-	switch {
-	case it.gen != nil:
-		src, in = num.F32Bytes(it.gen), dtype.F32
-	case it.f32 != nil:
-		f, shape, err := it.f32(get)
-		if err != nil {
-			return err
+	j.Size = func(c int) int {
+		r0 := int64(c) * per
+		return int((min(it.rows, r0+per) - r0) * rowBytes)
+	}
+	encode := func(data []byte) rowFn {
+		if it.scale == 1 && sameEncoding(dt, info.Type) {
+			return copyRows(data, rowBytes, it.perm)
 		}
-		if !(len(shape) == 2 && shape[0] == it.rows && shape[1] == it.cols) && !(len(shape) == 1 && it.rows == 1 && shape[0] == it.cols) {
-			return fmt.Errorf("%w: source shape %v, planned %d×%d", ErrInvalid, shape, it.rows, it.cols)
+		return encodeRows(data, dt, it.cols, it.perm, it.scale, info.Type, ts)
+	}
+	j.Prepare = func() error {
+		if rbErr != nil {
+			return fail(rbErr)
 		}
-		src, in = num.F32Bytes(f), dtype.F32
-	default:
-		data, t, ok := get(it.from)
-		if !ok {
-			return fmt.Errorf("%w: source tensor %q not available", ErrInvalid, it.from)
+		switch {
+		case it.gen != nil:
+			src, dt = num.F32Bytes(it.gen), dtype.F32
+		case it.f32 != nil:
+			get := func(name string) ([]byte, safetensors.TensorInfo, bool) {
+				t, ok := in.Info(name)
+				if !ok {
+					return nil, t, false
+				}
+				b, err := in.Read(name)
+				return b, t, err == nil
+			}
+			f, shape, err := it.f32(get)
+			if err != nil {
+				return fail(err)
+			}
+			if !(len(shape) == 2 && shape[0] == it.rows && shape[1] == it.cols) && !(len(shape) == 1 && it.rows == 1 && shape[0] == it.cols) {
+				return fail(fmt.Errorf("%w: source shape %v, planned %d×%d", ErrInvalid, shape, it.rows, it.cols))
+			}
+			src, dt = num.F32Bytes(f), dtype.F32
+		default:
+			t, ok := in.Info(it.from)
+			if !ok {
+				return fail(fmt.Errorf("%w: source tensor %q not available", ErrInvalid, it.from))
+			}
+			if t.DType != it.in || t.NumBytes() != it.rows*it.cols*int64(it.in.Size()) {
+				return fail(fmt.Errorf("%w: source tensor %q is %s %v, planned %s %d×%d", ErrInvalid, it.from, t.DType, t.Shape, it.in, it.rows, it.cols))
+			}
+			dt = it.in
+			return nil
 		}
-		if t.DType != it.in || int64(len(data)) != it.rows*it.cols*int64(it.in.Size()) {
-			return fmt.Errorf("%w: source tensor %q is %s %v, planned %s %d×%d", ErrInvalid, it.from, t.DType, t.Shape, it.in, it.rows, it.cols)
+		fn = encode(src)
+		return nil
+	}
+	j.Run = func(c int, out []byte, w *pipeline.Worker) error {
+		r0 := int64(c) * per
+		r1 := min(it.rows, r0+per)
+		scratch := w.Local.(*[]float32)
+		if fn != nil {
+			if err := fn(out, r0, r1, scratch); err != nil {
+				return fail(err)
+			}
+			return nil
 		}
-		src = data
+		// Read the chunk's source rows (in output order) with pread, then convert them.
+		inRow := it.cols * int64(dt.Size())
+		buf := w.Buf(int((r1 - r0) * inRow))
+		if it.perm == nil {
+			if err := in.ReadAt(it.from, buf, r0*inRow); err != nil {
+				return err
+			}
+		} else {
+			for r := r0; r < r1; r++ {
+				if err := in.ReadAt(it.from, buf[(r-r0)*inRow:(r-r0+1)*inRow], int64(it.perm[r])*inRow); err != nil {
+					return err
+				}
+			}
+		}
+		conv := copyRows(buf, rowBytes, nil)
+		if it.scale != 1 || !sameEncoding(dt, info.Type) {
+			conv = encodeRows(buf, dt, it.cols, nil, it.scale, info.Type, ts)
+		}
+		if err := conv(out, 0, r1-r0, scratch); err != nil {
+			return fail(err)
+		}
+		return nil
 	}
-	same := it.scale == 1 && sameEncoding(in, info.Type)
-	if same && it.perm == nil && it.from == "" {
-		return gw.WriteTensor(info.Name, src) // small generated or loaded tensors
+	j.Finish = func() error {
+		if ts.overflows > 0 {
+			st.F16Overflows[info.Name] = ts.overflows
+		}
+		for _, d := range it.deps {
+			if lastUse[d] == i {
+				in.Done(d)
+			}
+		}
+		src, fn = nil, nil
+		return nil
 	}
-	// Even a plain copy goes through the workers: their reads fault the mapped input
-	// in while the writer's syscalls run, which is faster than write(2) straight from
-	// the mapping.
-	fn := copyRows(src, rowBytes, it.perm)
-	if !same {
-		fn = encodeRows(src, in, it.cols, it.perm, it.scale, info.Type, ts)
-	}
-	// With its buffer empty, bufio hands the copy to countWriter.ReadFrom, which
-	// writes the workers' chunks without copying them.
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	return pl.writeConverted(ctx, gw, info, it.rows, rowBytes, fn)
+	return j
 }
 
 // sameEncoding reports whether values of dtype d are stored as GGUF type t unchanged.
@@ -285,39 +310,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	return total, nil
-}
-
-// ReadFrom writes a converted tensor's chunks straight from the workers' buffers when
-// r is the io.LimitedReader that gguf.Writer.WriteTensorFrom wraps around a chunkStream;
-// any other reader is copied through a 1 MiB buffer.
-func (c *countWriter) ReadFrom(r io.Reader) (int64, error) {
-	lr, ok := r.(*io.LimitedReader)
-	var s *chunkStream
-	if ok {
-		s, _ = lr.R.(*chunkStream)
-	}
-	if s == nil {
-		return io.CopyBuffer(struct{ io.Writer }{c}, r, make([]byte, 1<<20))
-	}
-	var n int64
-	for lr.N > 0 {
-		b, err := s.chunk()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return n, err
-		}
-		b = b[:min(int64(len(b)), lr.N)]
-		m, err := c.Write(b)
-		s.off += m
-		lr.N -= int64(m)
-		n += int64(m)
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 func sourceIndex(src *checkpoint.Source) map[string]int {

@@ -103,7 +103,7 @@ func Run(ctx context.Context, in, out string, o Options) (*Report, error) {
 	start := time.Now()
 	total := plan.Size()
 	var done int64
-	st, err := plan.Write(ctx, w.Writer, WriteOptions{Threads: o.Threads, Progress: func(n int64) {
+	st, err := plan.Write(ctx, w.Writer, WriteOptions{Threads: o.Threads, TempDir: o.SpillDir(out), Progress: func(n int64) {
 		done += n
 		o.Report(done, total)
 	}})

@@ -20,10 +20,11 @@ import (
 // each tensor at the running sum of the padded sizes of those before it, zero padding
 // after the infos and after every tensor including the last.
 type Writer struct {
-	w    io.Writer
-	h    *Header
-	next int
-	err  error // sticky
+	w       io.Writer
+	h       *Header
+	next    int
+	partial int64 // bytes of h.Tensors[next] written by Write
+	err     error // sticky
 }
 
 // NewWriter checks kvs and tensors and writes the header to w. Offsets in tensors are
@@ -203,6 +204,9 @@ func (w *Writer) begin(name string) (TensorInfo, error) {
 		}
 		return TensorInfo{}, fmt.Errorf("tensor %q: %w", name, ErrNotFound)
 	}
+	if w.partial != 0 {
+		return TensorInfo{}, fmt.Errorf("tensor %q: %w: %q is partly written", name, ErrOrder, t.Name)
+	}
 	if t.Name != name {
 		if _, exists := w.h.Tensor(name); !exists {
 			return TensorInfo{}, fmt.Errorf("tensor %q: %w", name, ErrNotFound)
@@ -248,6 +252,38 @@ func (w *Writer) WriteTensorFrom(name string, r io.Reader) error {
 	return w.finish(t)
 }
 
+// Write writes tensor data in order across tensor boundaries, padding each
+// tensor once its bytes are complete: a tensor may come in pieces, as a
+// streaming converter produces it.
+func (w *Writer) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		if w.err != nil {
+			return n, w.err
+		}
+		t, ok := w.Next()
+		if !ok {
+			return n, fmt.Errorf("%w: %d bytes beyond the last tensor", ErrSize, len(p))
+		}
+		k := min(t.NumBytes()-w.partial, int64(len(p)))
+		m, err := w.w.Write(p[:k])
+		n += m
+		w.partial += int64(m)
+		if err != nil {
+			w.err = fmt.Errorf("tensor %q: %w", t.Name, err)
+			return n, w.err
+		}
+		p = p[k:]
+		if w.partial == t.NumBytes() {
+			w.partial = 0
+			if err := w.finish(t); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
 var zeros [256]byte
 
 func (w *Writer) finish(t TensorInfo) error {
@@ -268,6 +304,9 @@ func (w *Writer) finish(t TensorInfo) error {
 func (w *Writer) Close() error {
 	if w.err != nil {
 		return w.err
+	}
+	for t, ok := w.Next(); ok && t.NumBytes() == 0 && w.partial == 0; t, ok = w.Next() {
+		w.next++ // zero-byte tensors need no data nor padding
 	}
 	if t, ok := w.Next(); ok {
 		w.err = fmt.Errorf("tensor %q (%d of %d) not written: %w", t.Name, w.next+1, len(w.h.Tensors), ErrIncomplete)

@@ -393,3 +393,45 @@ func TestWriterIOError(t *testing.T) {
 		t.Fatal("Close after a failed write returned nil")
 	}
 }
+
+// TestWriterPieces: tensor data written in pieces of any size across
+// tensor boundaries gives the same file as whole-tensor writes.
+func TestWriterPieces(t *testing.T) {
+	tensors := roundTripTensors()
+	want := encodeFile(t, allValues, tensors)
+	var data []byte
+	infos := make([]TensorInfo, len(tensors))
+	for i, tt := range tensors {
+		infos[i] = tt.info
+		data = append(data, tt.data...)
+	}
+	for _, piece := range []int{1, 3, 64, 1 << 20} {
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, allValues, infos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := data; len(p) > 0; {
+			k := min(piece, len(p))
+			if _, err := w.Write(p[:k]); err != nil {
+				t.Fatal(err)
+			}
+			p = p[k:]
+		}
+		if _, err := w.Write([]byte{0}); !errors.Is(err, ErrSize) {
+			t.Errorf("a byte beyond the last tensor: %v", err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), want) {
+			t.Errorf("pieces of %d: the file differs", piece)
+		}
+	}
+	// Mixing whole-tensor writes into a partly written tensor is refused.
+	w, _ := NewWriter(io.Discard, allValues, infos)
+	w.Write(data[:1])
+	if err := w.WriteTensor(infos[0].Name, tensors[0].data); !errors.Is(err, ErrOrder) {
+		t.Errorf("WriteTensor after a partial Write: %v", err)
+	}
+}

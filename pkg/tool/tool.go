@@ -9,6 +9,7 @@ package tool
 import (
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/lorakit/lorakit/pkg/output"
 )
@@ -48,6 +49,19 @@ func (e *Env) In() io.Reader {
 // Output returns the options of package output for this run.
 func (e *Env) Output() output.Options {
 	return output.Options{Stdout: e.Stdout, Cleanup: e.Cleanup}
+}
+
+// SpillDir is the folder for the spill file of a run writing to out:
+// TempDir, else out's folder (it must hold the output anyway), else
+// os.TempDir() for standard output.
+func (e *Env) SpillDir(out string) string {
+	switch {
+	case e.TempDir != "":
+		return e.TempDir
+	case out == "-" || out == "":
+		return os.TempDir()
+	}
+	return filepath.Dir(filepath.Clean(out))
 }
 
 // Log sends a detail to Logf, if set.
