@@ -2,6 +2,7 @@ package export
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -173,16 +174,18 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 		case it.gen != nil:
 			src, dt = num.F32Bytes(it.gen), dtype.F32
 		case it.f32 != nil:
+			var readErr error
 			get := func(name string) ([]byte, safetensors.TensorInfo, bool) {
 				t, ok := in.Info(name)
 				if !ok {
 					return nil, t, false
 				}
 				b, err := in.Read(name)
+				readErr = cmp.Or(readErr, err)
 				return b, t, err == nil
 			}
 			f, shape, err := it.f32(get)
-			if err != nil {
+			if err := cmp.Or(readErr, err); err != nil {
 				return fail(err)
 			}
 			if !(len(shape) == 2 && shape[0] == it.rows && shape[1] == it.cols) && !(len(shape) == 1 && it.rows == 1 && shape[0] == it.cols) {

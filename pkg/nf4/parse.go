@@ -43,6 +43,19 @@ func SplitStateKey(name string) (weight, suffix string, ok bool) {
 // bnb_4bit_quant_storage reinterprets the same bytes). The state's Map,
 // Absmax and Nested values are copies.
 func ParseModule(weight string, get func(name string) (Tensor, bool)) (*QuantState, []byte, error) {
+	return parseModule(weight, get, true)
+}
+
+// ParseModuleState is ParseModule without the packed codes: get must give
+// every quant-state tensor with its data, but the weight only with its
+// dtype and shape (Data may be nil), so that a caller can plan from a
+// checkpoint's small tensors and read the codes later, in pieces.
+func ParseModuleState(weight string, get func(name string) (Tensor, bool)) (*QuantState, error) {
+	qs, _, err := parseModule(weight, get, false)
+	return qs, err
+}
+
+func parseModule(weight string, get func(name string) (Tensor, bool), codes bool) (*QuantState, []byte, error) {
 	nfKey, fpKey := weight+SuffixQuantStateNF4, weight+SuffixQuantStateFP4
 	jsT, hasNF := get(nfKey)
 	jsKey, keyType := nfKey, NF4
@@ -74,12 +87,21 @@ func ParseModule(weight string, get func(name string) (Tensor, bool)) (*QuantSta
 	if w.DType.Size() == 0 {
 		return nil, nil, fmt.Errorf("%s: %w: packed weight dtype %q", weight, ErrState, w.DType)
 	}
-	if err := checkTensor(w, w.DType, -1); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", weight, err)
+	size := int64(len(w.Data))
+	if codes {
+		if err := checkTensor(w, w.DType, -1); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", weight, err)
+		}
+	} else {
+		wn, err := numElements(w.Shape)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", weight, err)
+		}
+		size = wn * int64(w.DType.Size())
 	}
-	if int64(len(w.Data)) != int64(PackedLen(int(n))) {
+	if size != int64(PackedLen(int(n))) {
 		return nil, nil, fmt.Errorf("%s: %w: %d packed bytes for shape %v (want %d)",
-			weight, ErrState, len(w.Data), qs.Shape, PackedLen(int(n)))
+			weight, ErrState, size, qs.Shape, PackedLen(int(n)))
 	}
 
 	mapT, ok := get(weight + SuffixQuantMap)

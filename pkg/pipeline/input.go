@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -268,4 +270,33 @@ func truncated(err error) error {
 		return fmt.Errorf("%w: %v", safetensors.ErrTruncated, err)
 	}
 	return err
+}
+
+// QuantState parses the bitsandbytes 4-bit state of weight from its small
+// quant-state tensors, without reading the packed codes.
+func (in *Input) QuantState(weight string) (*nf4.QuantState, error) {
+	var readErr error
+	qs, err := nf4.ParseModuleState(weight, func(name string) (nf4.Tensor, bool) {
+		t, ok := in.Info(name)
+		if !ok {
+			return nf4.Tensor{}, false
+		}
+		nt := nf4.Tensor{DType: t.DType, Shape: t.Shape}
+		if name != weight {
+			b, err := in.Read(name)
+			if err != nil {
+				readErr = cmp.Or(readErr, err)
+				return nf4.Tensor{}, false
+			}
+			nt.Data = b
+		}
+		return nt, true
+	})
+	if readErr != nil {
+		return nil, readErr // the input's error, not the state it hid
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", in.src.Path, err)
+	}
+	return qs, nil
 }

@@ -100,8 +100,8 @@ type task struct {
 	done chan struct{}
 }
 
-// Run runs jobs in order and calls consume with every chunk's output in
-// order; out is valid only until consume returns. The first error — of a
+// Run runs jobs in order and calls consume (when not nil) with every
+// chunk's output in order; out is valid only until consume returns. The first error — of a
 // Prepare, a chunk, consume or a Finish, in job order — stops the run and is
 // returned once every worker has stopped.
 func Run(ctx context.Context, o Options, jobs []*Job, consume func(j *Job, c int, out []byte) error) error {
@@ -208,7 +208,7 @@ func Run(ctx context.Context, o Options, jobs []*Job, consume func(j *Job, c int
 			return ctx.Err()
 		}
 		err := t.err
-		if err == nil && t.c >= 0 {
+		if err == nil && t.c >= 0 && consume != nil {
 			err = consume(t.j, t.c, t.out)
 		}
 		bufs.put(t.out)

@@ -11,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -21,7 +22,6 @@ type dqWeight struct {
 	out    dtype.DType
 	n      int
 	before int64 // bytes of the packed codes and every quant-state tensor
-	packed []byte
 	scales []float32
 }
 
@@ -30,7 +30,7 @@ type dqWeight struct {
 // bitsandbytes' dequantize_4bit does and the quant-state tensors and
 // quantization_config dropped, to out. Nothing is written when it fails.
 func Dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Options) (*Report, error) {
-	return dequantize(ctx, src, out, opts, createAt(out, opts.Output()))
+	return dequantize(ctx, src, out, opts, createAt(out, opts))
 }
 
 func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Options, create createSink) (*Report, error) {
@@ -52,13 +52,8 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 		files["config.json"] = b
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	get, cleanup, err := openData(ctx, src, spoolDir(opts.TempDir, out), opts.Cleanup)
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
+	in := pipeline.NewInput(src, pipeline.InputOptions{TempDir: opts.SpillDir(out)})
+	defer in.Close()
 
 	// Every 4-bit weight and its state, checked before anything is written.
 	weights := map[string]*dqWeight{}
@@ -69,23 +64,12 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 			}
 		}
 	}
-	tensor := func(name string) (nf4.Tensor, bool) {
-		t, ok := src.Info(name)
-		if !ok {
-			return nf4.Tensor{}, false
-		}
-		data, err := get(name)
-		if err != nil {
-			return nf4.Tensor{}, false
-		}
-		return nf4.Tensor{DType: t.DType, Shape: t.Shape, Data: data}, true
-	}
 	names := slices.Sorted(maps.Keys(weights))
 	for _, name := range names {
 		w := weights[name]
-		qs, _, err := nf4.ParseModule(name, tensor)
+		qs, err := in.QuantState(name)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", src.Path, err)
+			return nil, err
 		}
 		w.state, w.n, w.out = qs, int(qs.NumElements()), qs.DType
 		if opts.DType != "" {
@@ -103,12 +87,13 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 				return nil, fmt.Errorf("%s: tensor %q: %w: a quant-state tensor without %s%s",
 					src.Path, t.Name, nf4.ErrMissing, wn, nf4.SuffixQuantStateNF4)
 			}
+			in.Done(t.Name) // read for the state; not written
 		}
 		weights[wn].before += t.NumBytes()
 	}
 
 	shards := make([]checkpoint.Shard, len(src.Shards))
-	prods := map[string]*producer{}
+	jobs := map[string]*pipeline.Job{}
 	rep := &Report{Schema: ReportVersion, Version: ReportVersion, Mode: "dequantize", Input: src.Path, Output: out}
 	var total int64
 	types := map[string]bool{}
@@ -117,7 +102,7 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 		for _, t := range sh.Tensors {
 			if w := weights[t.Name]; w != nil {
 				shards[i].Tensors = append(shards[i].Tensors, safetensors.TensorInfo{Name: w.name, DType: w.out, Shape: w.state.Shape})
-				prods[w.name] = &producer{job: w.job(get)}
+				jobs[w.name] = w.job(in)
 				total += int64(w.n) * int64(w.out.Size())
 				types[fmt.Sprintf("%s/%d/%v", w.state.Type, w.state.Blocksize, w.state.Nested != nil)] = true
 				tr := TensorReport{Name: w.name, Shape: w.state.Shape, DTypeBefore: strings.ToUpper(w.state.Type.String()),
@@ -137,11 +122,10 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 				to = opts.DType
 			}
 			shards[i].Tensors = append(shards[i].Tensors, safetensors.TensorInfo{Name: t.Name, DType: to, Shape: t.Shape})
-			name := t.Name
 			if to == t.DType {
-				prods[name] = &producer{data: func() ([]byte, error) { return get(name) }}
+				jobs[t.Name] = copyJob(in, t)
 			} else {
-				prods[name] = &producer{job: convertJob(t, to, get)}
+				jobs[t.Name] = convertJob(in, t, to)
 			}
 			after := t.NumElements() * int64(to.Size())
 			total += after
@@ -170,18 +154,7 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 	if err != nil {
 		return nil, err
 	}
-	p := newPool(ctx, opts.Threads)
-	defer func() {
-		cancel()
-		p.close()
-	}()
-	var progress func(int64)
-	if opts.Progress != nil {
-		var done int64
-		progress = func(n int64) { done += n; opts.Report(done, total) }
-	}
-	limit := budgetFor(opts.Budget, prods)
-	if err := writeAll(ctx, wr, prods, p, limit, progress); err != nil {
+	if err := writeAll(ctx, wr, jobs, opts, total); err != nil {
 		wr.Abort()
 		return nil, err
 	}
@@ -192,56 +165,59 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 }
 
 // job decodes w chunk by chunk: float32 products (spec 4), rounded to the
-// output dtype.
-func (w *dqWeight) job(get tensorData) *job {
+// output dtype. Each chunk reads its packed codes with pread.
+func (w *dqWeight) job(in *pipeline.Input) *pipeline.Job {
 	st := w.state
 	bs := st.Blocksize
 	es := w.out.Size()
-	j := newJob(w.name, int64(w.n), int64(w.n)*int64(es), nil)
-	j.prepare = func() error {
-		packed, err := get(w.name)
-		if err != nil {
-			return err
-		}
-		if len(packed) != nf4.PackedLen(w.n) {
-			return fmt.Errorf("tensor %q: %w: %d packed bytes for %d values", w.name, nf4.ErrState, len(packed), w.n)
-		}
-		w.packed, w.scales = packed, st.BlockAbsmax()
-		return nil
+	return &pipeline.Job{Name: w.name, Chunks: elemChunks(w.n),
+		Size: func(c int) int {
+			lo, hi := span(c, w.n)
+			return (hi - lo) * es
+		},
+		Prepare: func() error {
+			w.scales = st.BlockAbsmax()
+			return nil
+		},
+		Run: func(c int, out []byte, wk *pipeline.Worker) error {
+			s := wk.Local.(*scratch)
+			lo, hi := span(c, w.n)
+			packed := wk.Buf(nf4.PackedLen(hi) - lo/2)
+			if err := in.ReadAt(w.name, packed, int64(lo/2)); err != nil {
+				return err
+			}
+			f := s.f32[:hi-lo]
+			if err := nf4.Dequantize(f, packed, w.scales[lo/bs:lo/bs+nf4.NumBlocks(hi-lo, bs)], bs, &st.Map); err != nil {
+				return fmt.Errorf("tensor %q: %w", w.name, err)
+			}
+			return dtype.FromF32(out, f, w.out)
+		},
+		Finish: func() error {
+			w.scales = nil
+			w.state.Nested, w.state.Absmax = nil, nil
+			in.Done(w.name)
+			return nil
+		},
 	}
-	j.release = func() {
-		w.packed, w.scales = nil, nil
-		w.state.Nested, w.state.Absmax = nil, nil
-	}
-	j.run = func(c int, s *scratch) error {
-		lo, hi := c*chunkElems, min((c+1)*chunkElems, w.n)
-		f := s.f32[:hi-lo]
-		if err := nf4.Dequantize(f, w.packed[lo/2:nf4.PackedLen(hi)], w.scales[lo/bs:lo/bs+nf4.NumBlocks(hi-lo, bs)], bs, &st.Map); err != nil {
-			return fmt.Errorf("tensor %q: %w", w.name, err)
-		}
-		return dtype.FromF32(j.out[lo*es:hi*es], f, w.out)
-	}
-	return j
 }
 
 // convertJob converts a carried-over float tensor to dtype to.
-func convertJob(t safetensors.TensorInfo, to dtype.DType, get tensorData) *job {
-	n := t.NumElements()
+func convertJob(in *pipeline.Input, t safetensors.TensorInfo, to dtype.DType) *pipeline.Job {
+	n := int(t.NumElements())
 	ss, ds := t.DType.Size(), to.Size()
-	var data []byte
-	j := newJob(t.Name, n, n*int64(ds), nil)
-	j.prepare = func() error {
-		var err error
-		data, err = get(t.Name)
-		if err == nil && int64(len(data)) != t.NumBytes() {
-			err = fmt.Errorf("tensor %q: %w", t.Name, safetensors.ErrTruncated)
-		}
-		return err
+	return &pipeline.Job{Name: t.Name, Chunks: elemChunks(n),
+		Size: func(c int) int {
+			lo, hi := span(c, n)
+			return (hi - lo) * ds
+		},
+		Run: func(c int, out []byte, wk *pipeline.Worker) error {
+			lo, hi := span(c, n)
+			raw := wk.Buf((hi - lo) * ss)
+			if err := in.ReadAt(t.Name, raw, int64(lo*ss)); err != nil {
+				return err
+			}
+			return dtype.Convert(out, to, raw, t.DType)
+		},
+		Finish: func() error { in.Done(t.Name); return nil },
 	}
-	j.release = func() { data = nil }
-	j.run = func(c int, _ *scratch) error {
-		lo, hi := int64(c)*chunkElems, min(int64(c+1)*chunkElems, n)
-		return dtype.Convert(j.out[lo*int64(ds):hi*int64(ds)], to, data[lo*int64(ss):hi*int64(ss)], t.DType)
-	}
-	return j
 }

@@ -66,6 +66,7 @@ func TestBadInput(t *testing.T) {
 	})
 	noMap := mutated(t, func(ts map[string]safetensors.Tensor) { delete(ts, w+nf4.SuffixNestedQuantMap) })
 	noPacked := mutated(t, func(ts map[string]safetensors.Tensor) { delete(ts, w) }) // found by fuzzing: a nil state
+	intact := mutated(t, func(map[string]safetensors.Tensor) {})
 	raw := readFile(t, filepath.Join(tiny, "model.safetensors"))
 
 	cases := []struct {
@@ -94,7 +95,7 @@ func TestBadInput(t *testing.T) {
 		{"dequantize: short packed weight", "-", shortPacked, true, nil, nf4.ErrState, w},
 		{"dequantize: no nested map", "-", noMap, true, nil, nf4.ErrMissing, "nested_quant_map"},
 		{"dequantize: no packed weight", "-", noPacked, true, nil, nf4.ErrMissing, w},
-		{"dequantize: truncated stream", "-", extraField[:len(extraField)-10], true, nil, safetensors.ErrTruncated, ""},
+		{"dequantize: truncated stream", "-", intact[:len(intact)-10], true, nil, safetensors.ErrTruncated, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -2,144 +2,100 @@ package quantize
 
 import (
 	"context"
-	"runtime"
-	"sync"
-	"sync/atomic"
+	"fmt"
+
+	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/pipeline"
+	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
-// chunkElems is the number of elements one task handles: a multiple of every
-// supported block size (powers of two up to 4096), and small enough (256 KiB
-// of float32 scratch) that nf4's kernels run on the calling goroutine.
+// chunkElems is the number of elements one chunk handles: a multiple of
+// every supported block size (powers of two up to 4096), and small enough
+// (256 KiB of float32 scratch) that nf4's kernels run on the calling
+// goroutine.
 const chunkElems = 1 << 16
 
-// scratch is a worker's private buffer.
+// copyBytes is the size of the pieces an unchanged tensor is copied in.
+const copyBytes = 1 << 20
+
+// scratch is a worker's private buffer (pipeline.Worker.Local).
 type scratch struct {
 	f32 []float32 // chunkElems values
 	am  []float32 // chunkElems/32 block absmax values (the smallest block size is 32)
 	sc  []float32 // chunkElems/32 block scales
 }
 
-// job is one tensor computed chunk by chunk on the pool. The chunks are
-// independent and each writes its own part of out (and of any per-chunk
-// result slice), so the result never depends on the number of workers or
-// on which worker ran which chunk.
-type job struct {
-	name   string
-	size   int64 // bytes of out, charged to the budget
-	chunks int
-	run    func(c int, s *scratch) error
-	out    []byte
-	// prepare, when set, runs before the chunks are queued (it fetches the
-	// input); release, when set, runs once the output has been consumed.
-	prepare func() error
-	release func()
-	// finish, when set, runs on the worker that completes the last chunk,
-	// unless a chunk failed.
-	finish func() error
-
-	left  atomic.Int64
-	done  chan struct{}
-	close sync.Once
-	mu    sync.Mutex
-	err   error
+func newScratch() any {
+	return &scratch{f32: make([]float32, chunkElems), am: make([]float32, chunkElems/32), sc: make([]float32, chunkElems/32)}
 }
 
-func newJob(name string, elems int64, size int64, run func(c int, s *scratch) error) *job {
-	j := &job{name: name, size: size, chunks: int((elems + chunkElems - 1) / chunkElems), run: run,
-		done: make(chan struct{})}
-	j.left.Store(int64(j.chunks))
-	if j.chunks == 0 {
-		j.markDone()
+// sink is where the output goes: a checkpoint.Writer, or (in tests) memory.
+type sink interface {
+	Order() []safetensors.TensorInfo
+	Write(p []byte) (int, error)
+	Commit() error
+	Abort()
+}
+
+// createSink makes the output for the files and shards of a run.
+type createSink func(files map[string][]byte, shards []checkpoint.Shard) (sink, error)
+
+// createAt is the real output at path out.
+func createAt(out string, o Options) createSink {
+	return func(files map[string][]byte, shards []checkpoint.Shard) (sink, error) {
+		return checkpoint.CreateWith(out, files, shards, o.Output())
 	}
-	return j
 }
 
-func (j *job) fail(err error) {
-	j.mu.Lock()
-	if j.err == nil {
-		j.err = err
-	}
-	j.mu.Unlock()
+// engine returns the streaming engine's options of a run.
+func engine(o Options) pipeline.Options {
+	return pipeline.Options{Workers: o.Threads, Budget: o.Budget, Local: newScratch}
 }
 
-// complete runs finish and marks the job done.
-func (j *job) complete() {
-	j.mu.Lock()
-	failed := j.err != nil
-	j.mu.Unlock()
-	if !failed && j.finish != nil {
-		if err := j.finish(); err != nil {
-			j.fail(err)
+// elemChunks is the number of chunkElems chunks of n elements, and span
+// their bounds.
+func elemChunks(n int) int { return (n + chunkElems - 1) / chunkElems }
+
+func span(c, n int) (lo, hi int) { return c * chunkElems, min((c+1)*chunkElems, n) }
+
+// writeAll writes every output tensor in w's order, each made by its job,
+// through the engine, reporting progress of total bytes.
+func writeAll(ctx context.Context, w sink, jobs map[string]*pipeline.Job, o Options, total int64) error {
+	order := w.Order()
+	list := make([]*pipeline.Job, len(order))
+	for i, t := range order {
+		if list[i] = jobs[t.Name]; list[i] == nil {
+			return fmt.Errorf("%w: no job writes tensor %q", ErrInternal, t.Name)
 		}
 	}
-	j.markDone()
+	var done int64
+	return pipeline.Run(ctx, engine(o), list, func(j *pipeline.Job, _ int, out []byte) error {
+		if _, err := w.Write(out); err != nil {
+			return fmt.Errorf("tensor %q: %w", j.Name, err)
+		}
+		done += int64(len(out))
+		o.Report(done, total)
+		return nil
+	})
 }
 
-func (j *job) markDone() { j.close.Do(func() { close(j.done) }) }
-
-// abort marks a job whose chunks were never queued as failed and done.
-func (j *job) abort(err error) {
-	j.fail(err)
-	j.markDone()
-}
-
-// wait blocks until every chunk has run and returns the first error.
-func (j *job) wait(ctx context.Context) error {
-	select {
-	case <-j.done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.err
-}
-
-// pool runs chunks of jobs on a fixed set of workers, in submission order.
-type pool struct {
-	ctx   context.Context
-	tasks chan task
-	wg    sync.WaitGroup
-}
-
-type task struct {
-	j *job
-	c int
-}
-
-// newPool starts workers goroutines (GOMAXPROCS when workers <= 0).
-func newPool(ctx context.Context, workers int) *pool {
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	p := &pool{ctx: ctx, tasks: make(chan task, 4*workers)}
-	for range workers {
-		p.wg.Go(func() {
-			s := &scratch{f32: make([]float32, chunkElems), am: make([]float32, chunkElems/32), sc: make([]float32, chunkElems/32)}
-			for t := range p.tasks {
-				if p.ctx.Err() != nil {
-					t.j.fail(p.ctx.Err())
-				} else if err := t.j.run(t.c, s); err != nil {
-					t.j.fail(err)
-				}
-				if t.j.left.Add(-1) == 0 {
-					t.j.complete()
-				}
-			}
-		})
-	}
-	return p
-}
-
-// submit queues every chunk of j; it blocks while the queue is full.
-func (p *pool) submit(j *job) {
-	for c := range j.chunks {
-		p.tasks <- task{j, c}
+// copyJob copies an input tensor unchanged, in pieces read with pread.
+func copyJob(in *pipeline.Input, t safetensors.TensorInfo) *pipeline.Job {
+	n := t.NumBytes()
+	return &pipeline.Job{Name: t.Name, Chunks: int((n + copyBytes - 1) / copyBytes),
+		Size: func(c int) int { return int(min(n, int64(c+1)*copyBytes) - int64(c)*copyBytes) },
+		Run: func(c int, out []byte, _ *pipeline.Worker) error {
+			return in.ReadAt(t.Name, out, int64(c)*copyBytes)
+		},
+		Finish: func() error { in.Done(t.Name); return nil },
 	}
 }
 
-// close waits for the queued chunks to finish and stops the workers.
-func (p *pool) close() {
-	close(p.tasks)
-	p.wg.Wait()
+// bytesJob writes bytes made earlier (a quant-state tensor), then lets them go.
+func bytesJob(name string, data *[]byte) *pipeline.Job {
+	n := len(*data)
+	return &pipeline.Job{Name: name, Chunks: 1, Size: func(int) int { return n },
+		Run:    func(_ int, out []byte, _ *pipeline.Worker) error { copy(out, *data); return nil },
+		Finish: func() error { *data = nil; return nil },
+	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tool"
 )
@@ -79,8 +80,8 @@ type Options struct {
 	// to it.
 	DType dtype.DType
 
-	// Budget bounds the computed output bytes in flight; 0 means 64 MiB or
-	// twice the largest output tensor, whichever is larger.
+	// Budget bounds the output bytes in flight (see pipeline.Options); 0
+	// is the engine's default.
 	Budget int64
 }
 
@@ -118,7 +119,6 @@ type weight struct {
 	name   string
 	info   safetensors.TensorInfo
 	n      int
-	data   []byte    // the input bytes, while a pass needs them
 	absmax []float32 // first pass: the block absmax values, until the state is made
 	digest []uint64  // per chunk: a hash of the first pass's absmax values
 	q      nf4.Quantized
@@ -133,7 +133,7 @@ func (w *weight) chunks() int { return (w.n + chunkElems - 1) / chunkElems }
 // (a folder, a .safetensors file, or "-" for stdout) and reports what it
 // did. Nothing is written when it fails.
 func Quantize(ctx context.Context, src *checkpoint.Source, out string, opts Options) (*Report, error) {
-	return quantize(ctx, src, out, opts, createAt(out, opts.Output()))
+	return quantize(ctx, src, out, opts, createAt(out, opts))
 }
 
 func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Options, create createSink) (*Report, error) {
@@ -195,42 +195,24 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 		rep.Warnings = append(rep.Warnings, "the input has no config.json, so the output has no quantization_config: transformers needs both")
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	p := newPool(ctx, opts.Threads)
-	cleanup := func() {}
-	defer func() {
-		cancel()
-		p.close()
-		cleanup() // after the workers are done with the spool
-	}()
+	in := pipeline.NewInput(src, pipeline.InputOptions{TempDir: opts.SpillDir(out)})
+	defer in.Close()
 
-	// Pass 1: the block absmax of every weight, then its quant state. A
-	// stream is quantized as it is read, into a spool (see spoolQuantized).
+	// Pass 1: the block absmax of every weight, then its quant state.
 	start := time.Now()
-	var get tensorData
-	if src.Random() {
-		get = src.Data
-		var jobs []*job
-		for _, w := range order {
-			jobs = append(jobs, w.absmaxJob(get, opts))
-		}
-		if err := runAll(ctx, p, jobs); err != nil {
-			return nil, err
-		}
-	} else {
-		var done func()
-		if get, done, err = spoolQuantized(ctx, src, spoolDir(opts.TempDir, out), weights, p, opts); err != nil {
-			return nil, err
-		}
-		cleanup = done
+	pass1 := make([]*pipeline.Job, len(order))
+	for i, w := range order {
+		pass1[i] = w.absmaxJob(in, opts)
+	}
+	if err := pipeline.Run(ctx, engine(opts), pass1, nil); err != nil {
+		return nil, err
 	}
 	opts.Log("first pass (block absmax, quant states of %d weights): %.2fs", len(order), time.Since(start).Seconds())
 
 	// The output layout: shards like the input's, each weight's tensors in
 	// the shard that held it.
 	shards := make([]checkpoint.Shard, len(src.Shards))
-	prods := map[string]*producer{}
+	jobs := map[string]*pipeline.Job{}
 	var total int64
 	for i, sh := range src.Shards {
 		shards[i].Name = sh.Name
@@ -238,26 +220,17 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 			w := weights[t.Name]
 			if w == nil {
 				shards[i].Tensors = append(shards[i].Tensors, safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape})
-				name := t.Name
-				prods[name] = &producer{data: func() ([]byte, error) { return get(name) }}
+				jobs[t.Name] = copyJob(in, t)
 				total += t.NumBytes()
 				continue
 			}
 			packed := int64(nf4.PackedLen(w.n))
 			shards[i].Tensors = append(shards[i].Tensors, safetensors.TensorInfo{Name: w.name, DType: dtype.U8, Shape: []int64{packed, 1}})
-			if src.Random() {
-				prods[w.name] = &producer{job: w.quantizeJob(get, opts)}
-			} else {
-				name := w.name
-				prods[name] = &producer{data: func() ([]byte, error) { return get(name) }}
-			}
+			jobs[w.name] = w.quantizeJob(in, opts)
 			total += packed
 			for k, st := range w.state {
 				shards[i].Tensors = append(shards[i].Tensors, safetensors.TensorInfo{Name: st.Name, DType: st.DType, Shape: st.Shape})
-				prods[st.Name] = &producer{
-					data:    func() ([]byte, error) { return w.state[k].Data, nil },
-					release: func() { w.state[k].Data = nil },
-				}
+				jobs[st.Name] = bytesJob(st.Name, &w.state[k].Data)
 				total += int64(len(st.Data))
 			}
 		}
@@ -271,14 +244,8 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 	if err != nil {
 		return nil, err
 	}
-	var progress func(int64)
-	if opts.Progress != nil {
-		var done int64
-		progress = func(n int64) { done += n; opts.Report(done, total) }
-	}
-	limit := budgetFor(opts.Budget, prods)
 	start = time.Now()
-	if err := writeAll(ctx, wr, prods, p, limit, progress); err != nil {
+	if err := writeAll(ctx, wr, jobs, opts, total); err != nil {
 		wr.Abort()
 		return nil, err
 	}
@@ -320,42 +287,37 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 	return rep, nil
 }
 
-// fetch points w.data at the weight's input bytes.
-func (w *weight) fetch(get tensorData) error {
-	data, err := get(w.name)
-	if err != nil {
-		return err
-	}
-	if int64(len(data)) != w.info.NumBytes() {
-		return fmt.Errorf("tensor %q: %w: %d bytes, want %d", w.name, safetensors.ErrTruncated, len(data), w.info.NumBytes())
-	}
-	w.data = data
-	return nil
+// readChunk reads the input bytes of elements [lo, hi) of w into the
+// worker's buffer.
+func (w *weight) readChunk(in *pipeline.Input, lo, hi int, wk *pipeline.Worker) ([]byte, error) {
+	es := w.info.DType.Size()
+	raw := wk.Buf((hi - lo) * es)
+	return raw, in.ReadAt(w.name, raw, int64(lo*es))
 }
 
 // absmaxJob is the first pass over w: the block absmax values chunk by
-// chunk, then (on the worker finishing last) the quant state.
-func (w *weight) absmaxJob(get tensorData, opts Options) *job {
-	es := w.info.DType.Size()
+// chunk, then the quant state.
+func (w *weight) absmaxJob(in *pipeline.Input, opts Options) *pipeline.Job {
 	bs := opts.Blocksize
-	j := newJob(w.name, int64(w.n), 0, func(c int, _ *scratch) error {
-		lo, hi := c*chunkElems, min((c+1)*chunkElems, w.n)
-		am := w.absmax[lo/bs : lo/bs+nf4.NumBlocks(hi-lo, bs)]
-		blockAbsmax(am, w.data[lo*es:hi*es], w.info.DType, bs)
-		w.digest[c] = digest(am)
-		return nil
-	})
-	j.prepare = func() error {
-		w.absmax = make([]float32, nf4.NumBlocks(w.n, bs))
-		w.digest = make([]uint64, w.chunks())
-		return w.fetch(get)
+	return &pipeline.Job{Name: w.name, Chunks: w.chunks(),
+		Prepare: func() error {
+			w.absmax = make([]float32, nf4.NumBlocks(w.n, bs))
+			w.digest = make([]uint64, w.chunks())
+			return nil
+		},
+		Run: func(c int, _ []byte, wk *pipeline.Worker) error {
+			lo, hi := span(c, w.n)
+			raw, err := w.readChunk(in, lo, hi, wk)
+			if err != nil {
+				return err
+			}
+			am := w.absmax[lo/bs : lo/bs+nf4.NumBlocks(hi-lo, bs)]
+			blockAbsmax(am, raw, w.info.DType, bs)
+			w.digest[c] = digest(am)
+			return nil
+		},
+		Finish: func() error { w.makeState(opts); return nil },
 	}
-	j.finish = func() error {
-		w.data = nil
-		w.makeState(opts)
-		return nil
-	}
-	return j
 }
 
 // makeState builds the quant state from the first pass's absmax values and
@@ -396,37 +358,44 @@ func digest(am []float32) uint64 {
 // quantizeJob is the second pass over w: quantize chunk by chunk into the
 // packed codes, check the block absmax against the first pass, and measure
 // the error of the dequantized values.
-func (w *weight) quantizeJob(get tensorData, opts Options) *job {
+func (w *weight) quantizeJob(in *pipeline.Input, opts Options) *pipeline.Job {
 	bs := opts.Blocksize
-	es := w.info.DType.Size()
-	j := newJob(w.name, int64(w.n), int64(nf4.PackedLen(w.n)), nil)
-	j.prepare = func() error {
-		w.stats = make([]errStats, w.chunks())
-		return w.fetch(get)
+	return &pipeline.Job{Name: w.name, Chunks: w.chunks(),
+		Size: func(c int) int {
+			lo, hi := span(c, w.n)
+			return nf4.PackedLen(hi) - lo/2
+		},
+		Prepare: func() error {
+			w.stats = make([]errStats, w.chunks())
+			return nil
+		},
+		Run: func(c int, packed []byte, wk *pipeline.Worker) error {
+			s := wk.Local.(*scratch)
+			lo, hi := span(c, w.n)
+			raw, err := w.readChunk(in, lo, hi, wk)
+			if err != nil {
+				return err
+			}
+			x := s.f32[:hi-lo]
+			if err := dtype.ToF32(x, raw, w.info.DType); err != nil {
+				return fmt.Errorf("tensor %q: %w", w.name, err)
+			}
+			am := s.am[:nf4.NumBlocks(hi-lo, bs)]
+			if err := nf4.Quantize(packed, am, x, bs, opts.Type); err != nil {
+				return fmt.Errorf("tensor %q: %w", w.name, err)
+			}
+			if digest(am) != w.digest[c] {
+				return fmt.Errorf("%w: tensor %q, elements [%d, %d): the block absmax differs from the first pass", ErrInternal, w.name, lo, hi)
+			}
+			w.stats[c] = chunkError(&w.q.State, x, packed, am, lo/bs, s.sc)
+			return nil
+		},
+		Finish: func() error {
+			w.q = nf4.Quantized{}
+			in.Done(w.name)
+			return nil
+		},
 	}
-	j.release = func() {
-		w.data = nil
-		w.q = nf4.Quantized{}
-	}
-	j.run = func(c int, s *scratch) error {
-		lo, hi := c*chunkElems, min((c+1)*chunkElems, w.n)
-		x := s.f32[:hi-lo]
-		if err := dtype.ToF32(x, w.data[lo*es:hi*es], w.info.DType); err != nil {
-			return fmt.Errorf("tensor %q: %w", w.name, err)
-		}
-		b0 := lo / bs
-		am := s.am[:nf4.NumBlocks(hi-lo, bs)]
-		packed := j.out[lo/2 : nf4.PackedLen(hi)]
-		if err := nf4.Quantize(packed, am, x, bs, opts.Type); err != nil {
-			return fmt.Errorf("tensor %q: %w", w.name, err)
-		}
-		if digest(am) != w.digest[c] {
-			return fmt.Errorf("%w: tensor %q, elements [%d, %d): the block absmax differs from the first pass", ErrInternal, w.name, lo, hi)
-		}
-		w.stats[c] = chunkError(&w.q.State, x, packed, am, b0, s.sc)
-		return nil
-	}
-	return j
 }
 
 // chunkError compares the elements x (starting at block b0, with block
