@@ -2,12 +2,12 @@ package merge
 
 import (
 	"fmt"
-	"io"
 	"math"
 
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -123,22 +123,18 @@ func (p *Plan) prepare(j *job) ([]*prepared, error) {
 	return out, nil
 }
 
-// input gives a job's input bytes: a whole slice (a mapped file or a
-// stream's buffer), or ranges read with pread from the base's file.
+// input gives ranges of a job's base tensor, read through the plan's
+// pipeline.Input (pread for a file) into scratch.
 type input struct {
-	data []byte
-	ra   io.ReaderAt
-	off  int64   // file offset of the tensor's data, with ra
-	buf  *[]byte // scratch for ranged reads
+	in   *pipeline.Input
+	name string
+	buf  *[]byte
 }
 
 // bytes returns input bytes [lo, hi), valid until the next call.
 func (in *input) bytes(lo, hi int) ([]byte, error) {
-	if in.ra == nil {
-		return in.data[lo:hi], nil
-	}
 	*in.buf = grow(*in.buf, hi-lo)
-	if _, err := in.ra.ReadAt(*in.buf, in.off+int64(lo)); err != nil {
+	if err := in.in.ReadAt(in.name, *in.buf, int64(lo)); err != nil {
 		return nil, err
 	}
 	return *in.buf, nil

@@ -42,10 +42,13 @@
 // # Streaming
 //
 // Tensors are read, merged and written in the output order of
-// checkpoint.Writer; a bounded number of tensors is in flight on the worker
-// goroutines, and mapped input pages are released as soon as they are used,
-// so peak memory is a small multiple of the largest tensor. The output bytes
-// do not depend on the number of workers or GOMAXPROCS.
+// checkpoint.Writer on the streaming engine (package pipeline): a merged
+// tensor is computed on a worker from its base read block by block with
+// pread, copies and conversions go in chunks, and a bounded number of bytes
+// is in flight, so peak memory is a small multiple of the largest tensor. A
+// streamed base is read once; what arrives before the output needs it is
+// kept in memory up to Options.StreamMemory, then in a spill file. The
+// output bytes do not depend on the number of workers or GOMAXPROCS.
 package merge
 
 import "github.com/lorakit/lorakit/pkg/errclass"

@@ -1,85 +1,51 @@
 package merge
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/lorakit/lorakit/internal/membudget"
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
-// piece is one output tensor's bytes, ready to write.
+// piece is one output tensor of a re-quantized weight, in the spill file.
 type piece struct {
 	name  string
 	dt    dtype.DType
 	shape []int64
 	data  []byte
-	free  func() // after writing: recycle the buffer or release mapped pages
 }
 
-// result is what a worker returns for a job.
-type result struct {
-	job    *job
-	pieces []piece
-	cost   int64
-	err    error
-}
-
-// task is a job handed to a worker, with its input bytes for streams.
-type task struct {
-	job  *job
-	data []byte
-	cost int64
-}
-
-// Lower bounds of the in-flight window and of the tensors kept in memory
-// while they wait for their turn (beyond it they go to the spill file).
-// Variables so that tests can force spilling.
-var (
-	// windowTensors is the window's capacity in largest output tensors.
-	windowTensors int64 = 2
-	minWindow     int64 = 16 << 20
-	minPending    int64 = 16 << 20
-	spillAll            = false
+// copyBytes and convertChunk size the chunks of copied and converted
+// tensors: bytes and elements.
+const (
+	copyBytes    = 1 << 20
+	convertChunk = 1 << 18
 )
-
-// runner is one execution of a plan.
-type runner struct {
-	p        *Plan
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-	random   bool
-	win      *membudget.Budget
-	tasks    chan task
-	results  chan result
-	pool     bufPool
-	spill    spillFile
-	pending  map[string]piece
-	pendingN int64
-	pendCap  int64
-	wg       sync.WaitGroup
-}
 
 // Run executes the plan and writes the merged checkpoint to out: a folder
 // (sharded like the base, with its index and carried files), a
 // .safetensors file (optionally .gz/.zst) or "-" for stdout. The output
 // appears atomically when everything succeeded. Progress (Options.Env) is
 // reported in bytes written. Run may be called once.
+//
+// Every output tensor is a job of the streaming engine (package pipeline),
+// in the output's order: merged tensors are computed whole on a worker,
+// reading the base block by block with pread; copied and converted ones in
+// chunks. A re-quantized weight is computed first, into an unlinked spill
+// file, because the output's header needs the sizes of its state tensors.
 func (p *Plan) Run(ctx context.Context, out string) (*Summary, error) {
 	start := time.Now()
-	r := p.newRunner(ctx)
-	defer r.stop()
+	var spill spillFile
+	spill.dir = p.opts.TempDir
+	defer spill.close()
 	if p.opts.Requantize {
-		if err := r.requantize(); err != nil {
+		if err := p.requantize(ctx, &spill); err != nil {
 			return nil, err
 		}
 	}
@@ -87,9 +53,62 @@ func (p *Plan) Run(ctx context.Context, out string) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Base tensors nobody reads (4-bit state tensors of dequantized
+	// weights) are skipped in a stream; the others are released after
+	// their last reader.
+	users := map[string]int{}
+	for _, j := range p.jobs {
+		if j.mode != modeRequant {
+			users[j.input]++
+		}
+	}
+	for _, t := range p.base.Tensors {
+		if users[t.Name] == 0 {
+			p.in.Done(t.Name)
+		}
+	}
+	var jobs []*pipeline.Job
+	for _, t := range w.Order() {
+		j := p.byName[t.Name]
+		if j == nil {
+			w.Abort()
+			return nil, fmt.Errorf("merge: internal error: no job writes tensor %q", t.Name)
+		}
+		var e *pipeline.Job
+		switch {
+		case j.mode == modeRequant:
+			e = spill.job(t.Name)
+		case j.mode == modeCopy:
+			e = p.copyJob(j, t)
+		case j.mode == modeConvert:
+			e = p.convertJob(j)
+		default:
+			e = p.computeJob(j)
+		}
+		if j.mode != modeRequant {
+			finish := e.Finish
+			e.Finish = func() error {
+				if users[j.input]--; users[j.input] == 0 {
+					p.in.Done(j.input)
+				}
+				if finish != nil {
+					return finish()
+				}
+				return nil
+			}
+		}
+		jobs = append(jobs, e)
+	}
 	total, done := p.OutputBytes(), int64(0)
-	progress := func(n int64) { done += n; p.opts.Report(done, total) }
-	if err := r.write(w, progress); err != nil {
+	err = pipeline.Run(ctx, p.engine(), jobs, func(j *pipeline.Job, _ int, b []byte) error {
+		if _, err := w.Write(b); err != nil {
+			return fmt.Errorf("tensor %q: %w", j.Name, err)
+		}
+		done += int64(len(b))
+		p.opts.Report(done, total)
+		return nil
+	})
+	if err != nil {
 		w.Abort()
 		return nil, err
 	}
@@ -104,366 +123,134 @@ func (p *Plan) Run(ctx context.Context, out string) (*Summary, error) {
 	s.CommitSeconds = time.Since(written).Seconds()
 	s.Kernel = kernelName()
 	s.Workers = p.opts.Threads
+	s.Spilled = p.in.Spilled()
 	return &s, nil
 }
 
-func (p *Plan) newRunner(ctx context.Context) *runner {
-	r := &runner{p: p, random: p.base.Random(), pending: map[string]piece{}}
-	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	r.win = membudget.New(max(windowTensors*p.maxOut, minWindow))
-	r.pendCap = max(p.maxOut, minPending)
-	if spillAll {
-		r.pendCap = 0
-	}
-	r.spill.dir = p.opts.TempDir
-	return r
+// engine returns the streaming engine's options: the plan's workers, each
+// with its scratch.
+func (p *Plan) engine() pipeline.Options {
+	return pipeline.Options{Workers: p.opts.Threads, Local: func() any { return new(scratch) }}
 }
 
-// stop ends the goroutines and removes the spill file.
-func (r *runner) stop() {
-	r.cancel(context.Canceled)
-	r.win.Close()
-	r.wg.Wait()
-	r.spill.close()
+// input returns a job's base bytes, read with pread (or from a stream's
+// kept copy) into the worker's scratch.
+func (p *Plan) input(j *job, s *scratch) *input {
+	return &input{in: p.in, name: j.input, buf: &s.in}
 }
 
-// fail stops the run with err.
-func (r *runner) fail(err error) {
-	r.cancel(err)
-	r.win.Close()
-}
-
-// err returns why the run stopped.
-func (r *runner) err() error {
-	if err := context.Cause(r.ctx); err != nil {
-		return err
-	}
-	return r.ctx.Err()
-}
-
-// startWorkers starts the merge goroutines, each with its own scratch.
-// They stop when tasks is closed or the run is cancelled.
-func (r *runner) startWorkers() {
-	r.tasks = make(chan task)
-	r.results = make(chan result)
-	tasks := r.tasks
-	for i := 0; i < r.p.opts.Threads; i++ {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			var s scratch
-			for {
-				var t task
-				select {
-				case tt, ok := <-tasks:
-					if !ok {
-						return
-					}
-					t = tt
-				case <-r.ctx.Done():
-					return
-				}
-				res := r.run(t, &s)
-				select {
-				case r.results <- res:
-				case <-r.ctx.Done():
-					return
-				}
+// computeJob merges (or dequantizes) one tensor whole on a worker.
+func (p *Plan) computeJob(j *job) *pipeline.Job {
+	n := int(num.Elements(j.shape)) * j.out.Size()
+	return &pipeline.Job{Name: j.name, Chunks: 1, Size: func(int) int { return n },
+		Run: func(_ int, out []byte, w *pipeline.Worker) error {
+			s := w.Local.(*scratch)
+			if err := p.compute(j, p.input(j, s), s, out, nil); err != nil {
+				return p.fail(j, err)
 			}
-		}()
-	}
+			return nil
+		}}
 }
 
-// send hands a job to the workers once the window has room.
-func (r *runner) send(j *job, data []byte) bool {
-	cost := num.Elements(j.shape) * int64(j.out.Size())
-	if !r.win.Acquire(cost) {
-		return false
-	}
-	select {
-	case r.tasks <- task{j, data, cost}:
-		return true
-	case <-r.ctx.Done():
-		return false
-	}
-}
-
-// inputData returns a job's input bytes from a file-backed base (a view of
-// the mapped file).
-func (r *runner) inputData(j *job) ([]byte, error) {
-	return r.p.base.Data(j.input)
-}
-
-// done is called when a job no longer needs its input: the last one
-// releases the input's mapped pages.
-func (r *runner) done(j *job) {
-	if atomic.AddInt32(j.users, -1) == 0 && r.random {
-		if b, err := r.p.base.Data(j.input); err == nil {
-			releaseMapped(b)
-		}
-	}
-}
-
-// convertChunk is the number of elements converted per read.
-const convertChunk = 1 << 18
-
-// run executes one job on a worker.
-func (r *runner) run(t task, s *scratch) (res result) {
-	j := t.job
-	res = result{job: j, cost: t.cost}
-	in := &input{data: t.data}
-	if r.random {
-		defer r.done(j)
-		if loc, ok := r.p.baseFiles.locate(j.input); ok && j.in.quant == nil && j.mode != modeCopy {
-			in = &input{ra: loc.ra, off: loc.off, buf: &s.in}
-		} else {
-			var err error
-			if in.data, err = r.inputData(j); err != nil {
-				res.err = err
-				return res
-			}
-		}
-	}
-	fail := func(err error) result {
-		res.err = fmt.Errorf("%s: tensor %q: %w", r.p.base.Path, j.input, err)
-		return res
-	}
+// convertJob converts one tensor to another dtype in chunks.
+func (p *Plan) convertJob(j *job) *pipeline.Job {
 	n := int(num.Elements(j.shape))
-	switch j.mode {
-	case modeCopy: // streams only: the input is the output
-		res.pieces = []piece{{name: j.name, dt: j.out, shape: j.shape, data: in.data, free: func() {}}}
-	case modeConvert:
-		out := r.pool.get(n * j.out.Size())
-		is, os := j.in.info.DType.Size(), j.out.Size()
-		for e0 := 0; e0 < n; e0 += convertChunk {
-			e1 := min(n, e0+convertChunk)
-			b, err := in.bytes(e0*is, e1*is)
+	is, os := j.in.info.DType.Size(), j.out.Size()
+	return &pipeline.Job{Name: j.name, Chunks: (n + convertChunk - 1) / convertChunk,
+		Size: func(c int) int { return (min(n, (c+1)*convertChunk) - c*convertChunk) * os },
+		Run: func(c int, out []byte, w *pipeline.Worker) error {
+			e0, e1 := c*convertChunk, min(n, (c+1)*convertChunk)
+			b, err := p.input(j, w.Local.(*scratch)).bytes(e0*is, e1*is)
 			if err == nil {
-				err = dtype.Convert(out[e0*os:e1*os], j.out, b, j.in.info.DType)
+				err = dtype.Convert(out, j.out, b, j.in.info.DType)
 			}
 			if err != nil {
-				r.pool.put(out)
-				return fail(err)
+				return p.fail(j, err)
 			}
-		}
-		res.pieces = []piece{{name: j.name, dt: j.out, shape: j.shape, data: out, free: func() { r.pool.put(out) }}}
-	case modeCompute:
-		out := r.pool.get(n * j.out.Size())
-		if err := r.p.compute(j, in, s, out, nil); err != nil {
-			r.pool.put(out)
-			return fail(err)
-		}
-		res.pieces = []piece{{name: j.name, dt: j.out, shape: j.shape, data: out, free: func() { r.pool.put(out) }}}
-	case modeRequant:
-		full := make([]float32, n)
-		if err := r.p.compute(j, in, s, nil, full); err != nil {
-			return fail(err)
-		}
-		if err := roundTo(full, j.out, s); err != nil {
-			return fail(err)
-		}
-		qs := j.in.quant.state
-		q, err := nf4.QuantizeTensor(full, qs.Shape, nf4.Options{Type: qs.Type, Blocksize: qs.Blocksize, DoubleQuant: qs.Nested != nil, DType: qs.DType})
-		if err != nil {
-			return fail(err)
-		}
-		for _, nt := range q.Tensors(j.name) {
-			res.pieces = append(res.pieces, piece{name: nt.Name, dt: nt.DType, shape: nt.Shape, data: nt.Data, free: func() {}})
-		}
-	}
-	return res
+			return nil
+		}}
+}
+
+// copyJob copies one base tensor unchanged (t: its entry in the output) in
+// pieces.
+func (p *Plan) copyJob(j *job, t safetensors.TensorInfo) *pipeline.Job {
+	n := num.Elements(t.Shape) * int64(t.DType.Size())
+	return &pipeline.Job{Name: j.name, Chunks: int((n + copyBytes - 1) / copyBytes),
+		Size: func(c int) int { return int(min(n, int64(c+1)*copyBytes) - int64(c)*copyBytes) },
+		Run: func(c int, out []byte, _ *pipeline.Worker) error {
+			if err := p.in.ReadAt(j.input, out, int64(c)*copyBytes); err != nil {
+				return p.fail(j, err)
+			}
+			return nil
+		}}
+}
+
+func (p *Plan) fail(j *job, err error) error {
+	return fmt.Errorf("%s: tensor %q: %w", p.base.Path, j.input, err)
 }
 
 // requantize computes every re-quantized 4-bit weight first, into the
 // spill file, so that the output header knows their state tensors' sizes.
-func (r *runner) requantize() error {
-	var jobs []*job
-	for _, j := range r.p.jobs {
-		if j.mode == modeRequant {
-			jobs = append(jobs, j)
+func (p *Plan) requantize(ctx context.Context, spill *spillFile) error {
+	var jobs []*pipeline.Job
+	var results [][]piece // per job, written by its worker before the consumer reads it
+	for _, j := range p.jobs {
+		if j.mode != modeRequant {
+			continue
 		}
+		i := len(jobs)
+		results = append(results, nil)
+		jobs = append(jobs, &pipeline.Job{Name: j.name, Chunks: 1,
+			Run: func(_ int, _ []byte, w *pipeline.Worker) error {
+				var err error
+				results[i], err = p.requantizeOne(j, w.Local.(*scratch))
+				return err
+			},
+			Finish: func() error {
+				for _, pc := range results[i] {
+					if err := spill.put(pc.name, pc.dt, pc.shape, pc.data); err != nil {
+						return err
+					}
+				}
+				results[i] = nil
+				return nil
+			}})
 	}
 	if len(jobs) == 0 {
 		return nil
 	}
-	r.startWorkers()
-	go func() { // not waited for: it ends when the jobs are sent or the run is cancelled
-		defer close(r.tasks)
-		for _, j := range jobs {
-			if !r.send(j, nil) {
-				return
-			}
-		}
-	}()
-	for range jobs {
-		select {
-		case res := <-r.results:
-			r.win.Release(res.cost)
-			if res.err != nil {
-				r.fail(res.err)
-				return res.err
-			}
-			for _, pc := range res.pieces {
-				if err := r.spill.put(pc.name, pc.dt, pc.shape, pc.data); err != nil {
-					return err
-				}
-			}
-		case <-r.ctx.Done():
-			return r.err()
-		}
+	if err := pipeline.Run(ctx, p.engine(), jobs, nil); err != nil {
+		return err
 	}
 	// Fix the header entries of the re-quantized tensors.
-	for si := range r.p.shards {
-		for ti, t := range r.p.shards[si].Tensors {
-			if e, ok := r.spill.where[t.Name]; ok {
-				r.p.shards[si].Tensors[ti] = safetensors.TensorInfo{Name: t.Name, DType: e.dt, Shape: e.shape}
+	for si := range p.shards {
+		for ti, t := range p.shards[si].Tensors {
+			if e, ok := spill.where[t.Name]; ok {
+				p.shards[si].Tensors[ti] = safetensors.TensorInfo{Name: t.Name, DType: e.dt, Shape: e.shape}
 			}
-		}
-	}
-	r.wg.Wait() // the workers end with the closed task channel
-	return nil
-}
-
-// write streams every output tensor to w in its order.
-func (r *runner) write(w *checkpoint.Writer, progress func(int64)) error {
-	order := w.Order()
-	pos := make(map[string]int, len(order))
-	for i, t := range order {
-		pos[t.Name] = i
-	}
-	var dispatch []*job
-	for _, j := range r.p.jobs {
-		if j.mode == modeRequant || (r.random && j.mode == modeCopy) {
-			continue
-		}
-		dispatch = append(dispatch, j)
-	}
-	first := func(j *job) int {
-		f := len(order)
-		for _, o := range j.outputs {
-			if i, ok := pos[o]; ok {
-				f = min(f, i)
-			}
-		}
-		return f
-	}
-	slices.SortStableFunc(dispatch, func(a, b *job) int { return first(a) - first(b) })
-	r.startWorkers()
-	go func() { // not waited for: a stream read may block until its writer ends
-		defer close(r.tasks)
-		if r.random {
-			for _, j := range dispatch {
-				if !r.send(j, nil) {
-					return
-				}
-			}
-			return
-		}
-		byInput := map[string][]*job{}
-		for _, j := range dispatch {
-			byInput[j.input] = append(byInput[j.input], j)
-		}
-		err := r.p.base.Each(func(t safetensors.TensorInfo, data []byte) error {
-			if len(byInput[t.Name]) > 0 {
-				data = bytes.Clone(data) // Each's bytes are only valid during the call
-			}
-			for _, j := range byInput[t.Name] {
-				if !r.send(j, data) {
-					return r.err()
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			r.fail(err)
-		}
-	}()
-	for _, t := range order {
-		pc, err := r.next(t.Name)
-		if err != nil {
-			r.fail(err)
-			return err
-		}
-		if err := w.WriteTensor(t.Name, pc.data); err != nil {
-			r.fail(err)
-			return err
-		}
-		pc.free()
-		if progress != nil {
-			progress(int64(len(pc.data)))
 		}
 	}
 	return nil
 }
 
-// next returns the bytes of output tensor name, waiting for its job.
-func (r *runner) next(name string) (piece, error) {
-	j := r.p.byName[name]
-	if j == nil {
-		return piece{}, fmt.Errorf("merge: internal error: no job writes tensor %q", name)
+// requantizeOne merges a 4-bit weight and quantizes it again with its
+// original settings.
+func (p *Plan) requantizeOne(j *job, s *scratch) ([]piece, error) {
+	full := make([]float32, num.Elements(j.shape))
+	if err := p.compute(j, p.input(j, s), s, nil, full); err != nil {
+		return nil, p.fail(j, err)
 	}
-	if r.random && j.mode == modeCopy {
-		data, err := r.inputData(j)
-		if err != nil {
-			return piece{}, err
-		}
-		populateMapped(data)
-		return piece{name: name, data: data, free: func() { r.done(j) }}, nil
+	if err := roundTo(full, j.out, s); err != nil {
+		return nil, p.fail(j, err)
 	}
-	if pc, ok := r.pending[name]; ok {
-		delete(r.pending, name)
-		r.pendingN -= int64(len(pc.data))
-		return pc, nil
+	qs := j.in.quant.state
+	q, err := nf4.QuantizeTensor(full, qs.Shape, nf4.Options{Type: qs.Type, Blocksize: qs.Blocksize, DoubleQuant: qs.Nested != nil, DType: qs.DType})
+	if err != nil {
+		return nil, p.fail(j, err)
 	}
-	if r.spill.has(name) {
-		buf, err := r.spill.take(name, r.pool.get(r.spill.size(name)))
-		if err != nil {
-			return piece{}, err
-		}
-		return piece{name: name, data: buf, free: func() { r.pool.put(buf) }}, nil
+	var out []piece
+	for _, nt := range q.Tensors(j.name) {
+		out = append(out, piece{name: nt.Name, dt: nt.DType, shape: nt.Shape, data: nt.Data})
 	}
-	for {
-		select {
-		case res := <-r.results:
-			if res.err != nil {
-				r.win.Release(res.cost)
-				return piece{}, res.err
-			}
-			// A file base is dispatched in output order: a result keeps its
-			// share of the window until written, which bounds what waits
-			// here. A stream comes in its own order: the window is freed at
-			// once (or the reader could wait for room that only a tensor
-			// not yet read would free), and what waits beyond pendCap goes
-			// to the spill file.
-			if r.random && len(res.pieces) == 1 {
-				pc, cost := &res.pieces[0], res.cost
-				free := pc.free
-				pc.free = func() { free(); r.win.Release(cost) }
-			} else {
-				r.win.Release(res.cost)
-			}
-			var found *piece
-			for i := range res.pieces {
-				pc := res.pieces[i]
-				if pc.name == name {
-					found = &res.pieces[i]
-					continue
-				}
-				if r.pendingN+int64(len(pc.data)) > r.pendCap && !(r.random && len(res.pieces) == 1) {
-					if err := r.spill.put(pc.name, pc.dt, pc.shape, pc.data); err != nil {
-						return piece{}, err
-					}
-					pc.free()
-					continue
-				}
-				r.pending[pc.name] = pc
-				r.pendingN += int64(len(pc.data))
-			}
-			if found != nil {
-				return *found, nil
-			}
-		case <-r.ctx.Done():
-			return piece{}, r.err()
-		}
-	}
+	return out, nil
 }

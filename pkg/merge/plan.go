@@ -17,6 +17,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tool"
 )
@@ -24,7 +25,7 @@ import (
 // Options configure a merge.
 type Options struct {
 	// Env gives the streams ("-" in and out), the cleanup registry, the
-	// worker count (Threads; 0 means one per core, at most 4), the folder of
+	// worker count (Threads; 0 means one per core), the folder of
 	// the spill file (TempDir; "" means os.TempDir()), progress in bytes
 	// written, and warnings about the adapters.
 	tool.Env
@@ -37,6 +38,11 @@ type Options struct {
 	Requantize bool
 	// Safe refuses non-finite merged values (PEFT's safe_merge check).
 	Safe bool
+	// StreamMemory bounds the bytes of a streamed base kept in memory while
+	// the merge needs its tensors in another order than they arrive; beyond
+	// it they go to a spill file in TempDir. 0 means 64 MiB or the largest
+	// tensor, whichever is larger.
+	StreamMemory int64
 	// AllowMutatedBase accepts PiSSA/OLoRA/CorDA/LoftQ/LoRA-GA adapters
 	// (Run only): the base given is the one they mutated at init (§7.8).
 	AllowMutatedBase bool
@@ -66,6 +72,7 @@ func Run(ctx context.Context, base string, adapters []AdapterInput, out string, 
 	if o.Requantize && o.DType != "" {
 		return nil, errclass.Usagef("--requantize keeps the base's dtypes; drop --dtype")
 	}
+	o.TempDir = o.SpillDir(out)
 	mb, err := model.OpenBase(base, o.In(), model.BaseOptions{})
 	if err != nil {
 		return nil, err
@@ -161,7 +168,6 @@ type job struct {
 	contribs []*contrib
 	mode     jobMode
 	outputs  []string
-	users    *int32 // jobs reading the same input (for releasing its pages)
 }
 
 // Plan is a checked merge of adapters into a base model, ready to Run.
@@ -170,22 +176,22 @@ type Plan struct {
 	adapters []*Adapter
 	opts     Options
 
-	tensors   map[string]*baseTensor
-	jobs      []*job
-	byName    map[string]*job // output tensor name → job
-	shards    []checkpoint.Shard
-	files     map[string][]byte
-	maxOut    int64      // largest computed output tensor, bytes
-	baseFiles *baseFiles // pread access to the base, or nil
-
-	cleanup []func()
+	tensors map[string]*baseTensor
+	jobs    []*job
+	byName  map[string]*job // output tensor name → job
+	shards  []checkpoint.Shard
+	files   map[string][]byte
+	maxOut  int64 // largest computed output tensor, bytes
+	in      *pipeline.Input
 	summary Summary
 }
 
 // Prepare matches every adapter tensor to its base tensor and checks shapes
 // and dtypes before anything is written: an adapter key that finds no base
 // tensor of the right shape is an error (ErrMismatch) listing the keys.
-// base may be a stream; a 4-bit stream is first copied to a temporary file.
+// base may be a stream: it is read through pipeline.Input, in the order the
+// output needs, keeping what arrives early (in memory up to StreamMemory,
+// then in a spill file in TempDir).
 func Prepare(base *checkpoint.Source, adapters []*Adapter, opts Options) (*Plan, error) {
 	if opts.DType != "" && opts.DType != dtype.F32 && opts.DType != dtype.BF16 && opts.DType != dtype.F16 {
 		return nil, fmt.Errorf("%w: output dtype %s (want F32, BF16 or F16)", ErrUnsupported, opts.DType)
@@ -194,38 +200,24 @@ func Prepare(base *checkpoint.Source, adapters []*Adapter, opts Options) (*Plan,
 		return nil, fmt.Errorf("%w: no adapter", ErrUnsupported)
 	}
 	if opts.Threads <= 0 {
-		opts.Threads = min(runtime.GOMAXPROCS(0), 4)
+		opts.Threads = runtime.GOMAXPROCS(0)
 	}
 	if opts.TempDir == "" {
 		opts.TempDir = os.TempDir()
 	}
 	p := &Plan{base: base, adapters: adapters, opts: opts, tensors: map[string]*baseTensor{}, byName: map[string]*job{}}
-	if !base.Random() && base.IsQuantized() {
-		src, done, err := spool(base, opts.TempDir)
-		if err != nil {
-			return nil, err
-		}
-		p.cleanup = append(p.cleanup, done)
-		p.base = src
-	}
-	err := p.build()
-	if err == nil && p.base.Random() {
-		p.baseFiles = openBaseFiles(p.base)
-		p.cleanup = append(p.cleanup, p.baseFiles.close)
-	}
-	if err != nil {
+	p.in = pipeline.NewInput(base, pipeline.InputOptions{TempDir: opts.TempDir, Memory: opts.StreamMemory})
+	if err := p.build(); err != nil {
 		p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-// Close removes temporary files. It does not close the base or adapters.
+// Close releases what the plan holds of the base (a stream's kept tensors
+// and spill file). It does not close the base or adapters.
 func (p *Plan) Close() {
-	for _, f := range p.cleanup {
-		f()
-	}
-	p.cleanup = nil
+	p.in.Close()
 }
 
 // OutputBytes is the size of the output's tensor data (4-bit weights
@@ -293,19 +285,9 @@ func (p *Plan) build() error {
 	for _, w := range slices.Sorted(maps.Keys(weights)) {
 		q := weights[w]
 		slices.Sort(q.names)
-		qs, _, err := nf4.ParseModule(w, func(name string) (nf4.Tensor, bool) {
-			t, ok := base.Info(name)
-			if !ok {
-				return nf4.Tensor{}, false
-			}
-			b, err := base.Data(name)
-			if err != nil {
-				return nf4.Tensor{}, false
-			}
-			return nf4.Tensor{DType: t.DType, Shape: t.Shape, Data: b}, true
-		})
+		qs, err := p.in.QuantState(w)
 		if err != nil {
-			return fmt.Errorf("%s: %w", base.Path, err)
+			return err
 		}
 		q.state = qs
 	}
@@ -526,7 +508,6 @@ func (p *Plan) build() error {
 		}
 		return p.opts.DType
 	}
-	inputUsers := map[string]*int32{}
 	addJob := func(name, input string, bt *baseTensor, cs []*contrib) *job {
 		j := &job{name: name, input: input, in: bt, out: outDType(bt), shape: bt.shape, contribs: cs, outputs: []string{name}}
 		switch {
@@ -544,11 +525,6 @@ func (p *Plan) build() error {
 		default:
 			j.mode = modeCopy
 		}
-		if inputUsers[input] == nil {
-			inputUsers[input] = new(int32)
-		}
-		*inputUsers[input]++
-		j.users = inputUsers[input]
 		p.jobs = append(p.jobs, j)
 		for _, o := range j.outputs {
 			p.byName[o] = j

@@ -30,6 +30,9 @@ type Summary struct {
 	CommitSeconds float64 `json:"-"` // of Seconds, syncing and renaming the output
 	Kernel        string  `json:"-"`
 	Workers       int     `json:"-"`
+	// Spilled is the bytes of a streamed base that went to the spill file
+	// (tensors that arrived before the output needed them).
+	Spilled int64 `json:"-"`
 }
 
 // BaseSummary names the base and says how its weights were read.

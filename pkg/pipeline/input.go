@@ -300,3 +300,10 @@ func (in *Input) QuantState(weight string) (*nf4.QuantState, error) {
 	}
 	return qs, nil
 }
+
+// Spilled returns the bytes of a stream written to the spill file so far.
+func (in *Input) Spilled() int64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.end
+}
