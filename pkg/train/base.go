@@ -14,6 +14,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tokenizer"
 )
@@ -40,17 +41,25 @@ type Base struct {
 	// (spec §7.6): the base dtype, or bnb_4bit_compute_dtype for 4-bit.
 	AdapterDType dtype.DType
 
-	mem map[string][]byte // a streamed base, read whole
+	in *pipeline.Input // the weights, read with pread or from a stream in any order
 }
 
 // OpenBase opens a base model: a folder, a .safetensors file, or "-"
-// (stdin; the stream is read into memory).
+// (stdin). Weights are read on demand through pipeline.Input: a stream is
+// read once, keeping what arrives before the model asks for it in memory up
+// to a bound and beyond it in a spill file in os.TempDir().
 func OpenBase(path string, stdin io.Reader) (*Base, error) {
+	return openBaseIn(path, stdin, "")
+}
+
+// openBaseIn is OpenBase with the spill file's folder.
+func openBaseIn(path string, stdin io.Reader, tempDir string) (*Base, error) {
 	mb, err := model.OpenBase(path, stdin, model.BaseOptions{Config: true})
 	if err != nil {
 		return nil, err
 	}
-	b := &Base{Path: path, Source: mb.Source, Checkpoint: mb.Config, Quantized: mb.Quantized}
+	b := &Base{Path: path, Source: mb.Source, Checkpoint: mb.Config, Quantized: mb.Quantized,
+		in: pipeline.NewInput(mb.Source, pipeline.InputOptions{TempDir: tempDir})}
 	if err := b.init(); err != nil {
 		mb.Close()
 		return nil, err
@@ -66,11 +75,6 @@ func (b *Base) init() error {
 	}
 	if len(ck.Quantization) > 0 && string(ck.Quantization) != "null" && !b.Quantized {
 		return fmt.Errorf("%s: %w: quantization_config without bitsandbytes 4-bit weights", b.Path, ErrModel)
-	}
-	if !src.Random() {
-		if b.mem, err = src.LoadAll(); err != nil {
-			return err
-		}
 	}
 	b.WeightDType = compute.BF16
 	for _, t := range src.Tensors {
@@ -119,7 +123,10 @@ func torchDType(s string) dtype.DType {
 }
 
 // Close releases the checkpoint.
-func (b *Base) Close() error { return b.Source.Close() }
+func (b *Base) Close() error {
+	b.in.Close()
+	return b.Source.Close()
+}
 
 // LlamaConfig converts a checkpoint configuration to the model's.
 func LlamaConfig(c *checkpoint.Config) (llama.Config, error) {
@@ -142,16 +149,7 @@ func LlamaConfig(c *checkpoint.Config) (llama.Config, error) {
 // info and data read a tensor of the source or of the in-memory stream.
 func (b *Base) info(name string) (safetensors.TensorInfo, bool) { return b.Source.Info(name) }
 
-func (b *Base) data(name string) ([]byte, error) {
-	if b.mem != nil {
-		d, ok := b.mem[name]
-		if !ok {
-			return nil, fmt.Errorf("%s: tensor %q: %w", b.Path, name, safetensors.ErrNotFound)
-		}
-		return d, nil
-	}
-	return b.Source.Data(name)
-}
+func (b *Base) data(name string) ([]byte, error) { return b.in.Read(name) }
 
 // Loader returns the model's weights as float32, dequantizing 4-bit ones.
 func (b *Base) Loader() llama.Loader {

@@ -138,7 +138,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	base, err := OpenBase(o.Base, o.In())
+	base, err := openBaseIn(o.Base, o.In(), o.SpillDir(o.Output))
 	if err != nil {
 		return nil, err
 	}
