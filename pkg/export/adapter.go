@@ -31,8 +31,6 @@ type AdapterOptions struct {
 	Type gguf.Type
 	// Name is general.name; "" derives it from the input path.
 	Name string
-
-	noPermute bool // tests only: a known-wrong export
 }
 
 // Base is what an adapter export needs to know of its base model.
@@ -305,7 +303,7 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 			bi.from, bi.in, bi.rows, bi.cols = m.B, bInfo.DType, m.Out, r
 			aShape, bShape = []int64{r, m.In}, []int64{m.Out, r}
 		}
-		if heads := adapterHeads(gname, base); heads > 0 && !o.noPermute {
+		if heads := adapterHeads(gname, base); heads > 0 {
 			perm, err := gguf.LlamaQKRowOrder(int(m.Out), heads)
 			if err != nil {
 				return nil, fmt.Errorf("%s: tensor %q: %w", src.Path, m.B, err)

@@ -188,8 +188,10 @@ func TestLlamaCppInterop(t *testing.T) {
 	add("bf16 checkpoint as bf16", model("tinybf16-bf16", filepath.Join(peftDir, "tiny-bf16"), ModelOptions{Auto: true}), "", bf16Ref, 1e-2, 0)
 
 	// Known-wrong exports must miss: the check can fail.
-	add("control: q/k not permuted", model("tiny-noperm", tiny, ModelOptions{Type: gguf.TypeF32, noPermute: true}), "", want["base"], 0, 1e-3)
-	add("control: lora_b not permuted", f32, adapter("lora-noperm", filepath.Join(peftDir, "lora"), tiny, AdapterOptions{Type: gguf.TypeF32, noPermute: true}), want["lora_adapter"], 0, 1e-3)
+	heads := map[string]int{".attn_q.": cfg.NumHeads, ".attn_k.": cfg.NumKVHeads}
+	add("control: q/k not permuted", unpermuted(t, f32, filepath.Join(dir, "tiny-noperm.gguf"), heads, ".weight"), "", want["base"], 0, 1e-3)
+	add("control: lora_b not permuted", f32, unpermuted(t, adapter("lora-f32b", filepath.Join(peftDir, "lora"), tiny, AdapterOptions{Type: gguf.TypeF32}),
+		filepath.Join(dir, "lora-noperm.gguf"), heads, ".weight.lora_b"), want["lora_adapter"], 0, 1e-3)
 
 	// Llama 3.1 rope scaling (rope_freqs.weight), against the float64 reference. The
 	// original context of 32 puts the tiny model's frequencies in all three bands.
@@ -275,4 +277,49 @@ func TestLlamaCppInterop(t *testing.T) {
 			t.Logf("%-28s max centred |Δlogit| %.3g (tolerance %g)", c.job.Name, d, c.tol)
 		}
 	}
+}
+
+// unpermuted rewrites the F32 GGUF file in as out with the q/k row permutation
+// undone in the tensors named blk.N<key>...<suffix> (key from heads: ".attn_q."
+// or ".attn_k.", with their head counts): a known-wrong export in HF's row order.
+func unpermuted(t *testing.T, in, out string, heads map[string]int, suffix string) string {
+	t.Helper()
+	f, err := gguf.Open(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	w, err := gguf.NewWriter(&buf, f.Header.Metadata, f.Header.Tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range f.Header.Tensors {
+		data, err := f.ReadTensor(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, n := range heads {
+			if !strings.Contains(ti.Name, key) || !strings.HasSuffix(ti.Name, suffix) {
+				continue
+			}
+			rows, rowBytes := ti.Shape[1], ti.Shape[0]*4
+			order, err := gguf.LlamaQKRowOrder(int(rows), n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hf := make([]byte, len(data))
+			for r, src := range order { // GGUF row r holds HF row order[r]
+				copy(hf[int64(src)*rowBytes:int64(src+1)*rowBytes], data[int64(r)*rowBytes:int64(r+1)*rowBytes])
+			}
+			data = hf
+		}
+		if err := w.WriteTensor(ti.Name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, out, buf.Bytes())
 }

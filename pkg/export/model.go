@@ -31,9 +31,6 @@ type ModelOptions struct {
 	NoVocab bool
 	// Pre names tokenizer.ggml.pre when the pre-tokenizer regex is not recognised.
 	Pre string
-
-	// noPermute skips the q/k permutation (tests only: a known-wrong export).
-	noPermute bool
 }
 
 // modelTypes maps config.json model_type to what lorakit exports as "llama".
@@ -135,16 +132,14 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		case "output.weight":
 			hasOutput = true
 		}
-		if !o.noPermute {
-			if heads := qkHeads(gname, cfg); heads > 0 {
-				perm, err := gguf.LlamaQKRowOrder(int(shape[0]), heads)
-				if err != nil {
-					return nil, fmt.Errorf("%s: tensor %q: %w", src.Path, t.Name, err)
-				}
-				it.perm = perm
-				if len(shape) == 1 { // a bias: one value per row
-					it.rows, it.cols = shape[0], 1
-				}
+		if heads := qkHeads(gname, cfg); heads > 0 {
+			perm, err := gguf.LlamaQKRowOrder(int(shape[0]), heads)
+			if err != nil {
+				return nil, fmt.Errorf("%s: tensor %q: %w", src.Path, t.Name, err)
+			}
+			it.perm = perm
+			if len(shape) == 1 { // a bias: one value per row
+				it.rows, it.cols = shape[0], 1
 			}
 		}
 		out = append(out, planned{gguf.TensorInfo{Name: gname, Shape: gguf.ReverseShape(shape)}, it})

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -114,7 +116,7 @@ func Run(ctx context.Context, in, out string, o Options) (*Report, error) {
 	if err := w.Commit(); err != nil {
 		return nil, err
 	}
-	for _, name := range sortedKeys(st.F16Overflows) {
+	for _, name := range slices.Sorted(maps.Keys(st.F16Overflows)) {
 		o.Warn("%s: %d values beyond ±65504 became ±Inf in F16 (use --type bf16 or f32)", name, st.F16Overflows[name])
 	}
 	return report(in, out, plan, st, time.Since(start)), nil
@@ -149,15 +151,6 @@ func planAdapter(src *checkpoint.Source, in string, o Options) (*Plan, error) {
 		return nil, errclass.Usagef("--type %s: adapters are written as f32, f16 or bf16 (llama.cpp's export-lora refuses quantized adapters)", strings.ToLower(o.Type.String()))
 	}
 	return PlanAdapter(src, base, ao)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func report(in, out string, p *Plan, st *Stats, el time.Duration) *Report {

@@ -169,6 +169,11 @@ type Step struct {
 	Denominator float64
 	// Seed selects the dropout masks of this forward pass.
 	Seed uint64
+	// KeepDoRANorms reuses the DoRA weight norms of the previous forward
+	// pass instead of recomputing them. The gradient treats the norms as
+	// constants (PEFT detaches them), so a finite-difference check of the
+	// gradient must hold them fixed too.
+	KeepDoRANorms bool
 }
 
 // prepare validates b, sizes the workspace and uploads ids, positions,
@@ -267,6 +272,8 @@ func (m *Model) ForwardBackward(b Batch, st Step) (sum float64, n int, err error
 	if err := m.prepare(&b, true, true); err != nil {
 		return 0, 0, err
 	}
+	m.keepNorms = st.KeepDoRANorms
+	defer func() { m.keepNorms = false }()
 	n = b.Targets()
 	denom := st.Denominator
 	if denom == 0 {
@@ -422,7 +429,7 @@ func (m *Model) linearForward(lin *linear, x, y compute.Buffer, la *loraActs, tr
 		be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: ad.Scale, Beta: 1}, uc, m.cast(ad.b, slotW), y)
 		return
 	}
-	if !m.frozenNorms {
+	if !m.keepNorms {
 		be.DoRANorm(ad.norm, w, ad.a, ad.b, lin.out, lin.in, ad.Rank, ad.Scale)
 	}
 	lora := m.view(m.ws.lora, N*lin.out)

@@ -107,7 +107,7 @@ func TestDirectionalDerivative(t *testing.T) {
 			if _, _, err := m.ForwardBackward(b, st); err != nil {
 				t.Fatal(err)
 			}
-			m.frozenNorms = true
+			st.KeepDoRANorms = true // from here on: finite differences hold the norms fixed
 			params := m.Params()
 			vals := make([][]float32, len(params))
 			grads := make([][]float32, len(params))

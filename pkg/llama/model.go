@@ -113,9 +113,8 @@ type Model struct {
 	invFreq   []float32
 	dq        map[compute.DType]compute.Buffer // dequantization scratch by dtype
 	ws        *workspace
-	// frozenNorms keeps the DoRA norms of the last forward (tests: the
-	// gradient treats them as constants, so finite differences must too).
-	frozenNorms bool
+	// keepNorms is the running ForwardBackward's Step.KeepDoRANorms.
+	keepNorms bool
 }
 
 // New builds the model from cfg, reading every base weight through load.
