@@ -421,7 +421,7 @@ func TestDeadReader(t *testing.T) {
 }
 
 // TestInterruptFile interrupts tools reading a 106 MB generated checkpoint
-// from files (go run ./pkg/merge/internal/genmodel, bf16, two shards, with
+// from files (go run ./tools/genmodel, bf16, two shards, with
 // a rank-8 adapter): the signal goes as soon as the temporary output holds
 // data, while the tool is still writing (each run takes about half a second
 // here). Exit 130 and nothing left in the output folder.
@@ -429,7 +429,7 @@ func TestInterruptFile(t *testing.T) {
 	t.Parallel()
 	bins := binDir(t)
 	gen := t.TempDir()
-	cmd := exec.Command("go", "run", "./pkg/merge/internal/genmodel", "-o", gen, "-hidden", "1024", "-inter", "2816",
+	cmd := exec.Command("go", "run", "./tools/genmodel", "-o", gen, "-hidden", "1024", "-inter", "2816",
 		"-layers", "2", "-vocab", "16000", "-heads", "16", "-kv-heads", "4", "-shards", "2", "-rank", "8")
 	cmd.Dir = filepath.Join(examples(t), "..")
 	if b, err := cmd.CombinedOutput(); err != nil {

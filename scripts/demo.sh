@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the whole lorakit pipeline on a built-in default, with Go only and
 # nothing downloaded. A random Llama-shaped model with a byte-level tokenizer is
-# generated from a seed (go run ./internal/demomodel init -seed 1 -o DIR); it is
+# generated from a seed (go run ./tools/demomodel init -seed 1 -o DIR); it is
 # quantized to NF4, a QLoRA adapter is trained on a task the random model cannot
 # do (rot13 of four-letter words, examples/data/rot13-*.jsonl), merged, exported
 # to GGUF and inspected. The 20 held-out prompts are answered by greedy decoding
@@ -21,7 +21,7 @@ say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 step() { say "$*"; "$@"; }
 
 # The demo's own helper (model generator, greedy evaluation, loss plot).
-go build -o "$out/demomodel" ./internal/demomodel
+go build -o "$out/demomodel" ./tools/demomodel
 dm=$out/demomodel
 
 # llama.cpp (node-llama-cpp) answers too when Node.js and the package are
@@ -76,11 +76,11 @@ $dm eval -model "$out/merged" -data "$data/rot13-test.jsonl" | tee "$out/eval-af
 after=$(sed -n '$p' "$out/eval-after.txt")
 cpp_before= cpp_after=
 if [ -n "$llamacpp" ]; then
-	say "node internal/demomodel/generate.mjs $out/base.gguf $data/rot13-test.jsonl"
-	node internal/demomodel/generate.mjs "$out/base.gguf" "$data/rot13-test.jsonl" | tee "$out/llamacpp-before.txt"
+	say "node tools/demomodel/generate.mjs $out/base.gguf $data/rot13-test.jsonl"
+	node tools/demomodel/generate.mjs "$out/base.gguf" "$data/rot13-test.jsonl" | tee "$out/llamacpp-before.txt"
 	cpp_before=$(sed -n '$p' "$out/llamacpp-before.txt")
-	say "node internal/demomodel/generate.mjs $out/merged.gguf $data/rot13-test.jsonl"
-	node internal/demomodel/generate.mjs "$out/merged.gguf" "$data/rot13-test.jsonl" | tee "$out/llamacpp-after.txt"
+	say "node tools/demomodel/generate.mjs $out/merged.gguf $data/rot13-test.jsonl"
+	node tools/demomodel/generate.mjs "$out/merged.gguf" "$data/rot13-test.jsonl" | tee "$out/llamacpp-after.txt"
 	cpp_after=$(sed -n '$p' "$out/llamacpp-after.txt")
 fi
 

@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -21,105 +20,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
-	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
-// genShape describes a generated Llama-shaped model.
-type genShape struct {
-	layers, hidden, ff, heads, kv, vocab int
-}
-
-func (s genShape) config() []byte {
-	return fmt.Appendf(nil, `{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": %d,
-  "intermediate_size": %d, "num_hidden_layers": %d, "num_attention_heads": %d, "num_key_value_heads": %d,
-  "vocab_size": %d, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
-  "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-  "original_max_position_embeddings": 8192}, "tie_word_embeddings": false, "torch_dtype": "bfloat16"}`,
-		s.hidden, s.ff, s.layers, s.heads, s.kv, s.vocab)
-}
-
-func (s genShape) tensors(dt dtype.DType) []safetensors.TensorInfo {
-	hd := s.hidden / s.heads
-	D, F, V := int64(s.hidden), int64(s.ff), int64(s.vocab)
-	var ts []safetensors.TensorInfo
-	add := func(name string, shape ...int64) {
-		ts = append(ts, safetensors.TensorInfo{Name: name, DType: dt, Shape: shape})
-	}
-	add("model.embed_tokens.weight", V, D)
-	add("model.norm.weight", D)
-	add("lm_head.weight", V, D)
-	for l := range s.layers {
-		p := "model.layers." + strconv.Itoa(l) + "."
-		add(p+"input_layernorm.weight", D)
-		add(p+"post_attention_layernorm.weight", D)
-		add(p+"self_attn.q_proj.weight", int64(s.heads*hd), D)
-		add(p+"self_attn.k_proj.weight", int64(s.kv*hd), D)
-		add(p+"self_attn.v_proj.weight", int64(s.kv*hd), D)
-		add(p+"self_attn.o_proj.weight", D, int64(s.heads*hd))
-		add(p+"mlp.gate_proj.weight", F, D)
-		add(p+"mlp.up_proj.weight", F, D)
-		add(p+"mlp.down_proj.weight", D, F)
-	}
-	return ts
-}
-
-// generate writes config.json and model.safetensors of shape s (values: a cheap
-// pseudo-random pattern of small bf16/f16 numbers) into dir, streaming.
-func (s genShape) generate(t testing.TB, dir string, dt dtype.DType) int64 {
+// generate writes a random model (internal/randmodel) of that shape into dir and
+// returns the bytes of its tensor data.
+func generate(t testing.TB, dir string, c randmodel.Config) int64 {
 	t.Helper()
-	writeFile(t, filepath.Join(dir, "config.json"), s.config())
-	f, err := os.Create(filepath.Join(dir, "model.safetensors"))
-	if err != nil {
+	c.DType, c.Seed, c.Std = dtype.BF16, 1, 0.02
+	if err := c.Write(dir); err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	w, err := safetensors.NewWriter(f, map[string]string{"format": "pt"}, s.tensors(dt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1<<20)
-	x := uint32(12345)
-	for i := 0; i < len(buf); i += 2 {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		v := (float32(x>>8)/float32(1<<24) - 0.5) * 0.1
-		var h uint16
-		if dt == dtype.BF16 {
-			h = dtype.F32ToBF16(v)
-		} else {
-			h = dtype.F32ToF16(v)
-		}
-		binary.LittleEndian.PutUint16(buf[i:], h)
-	}
-	var total int64
-	for _, ti := range w.Order() {
-		n := ti.NumBytes()
-		total += n
-		for n > 0 {
-			k := min(n, int64(len(buf)))
-			if _, err := w.Write(buf[:k]); err != nil {
-				t.Fatal(err)
-			}
-			n -= k
-		}
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return total
+	return c.Bytes()
 }
 
 // BenchmarkWrite exports a generated 2-layer model held in the page cache to
 // io.Discard: MB/s of GGUF output.
 func BenchmarkWrite(b *testing.B) {
 	dir := b.TempDir()
-	s := genShape{layers: 2, hidden: 1024, ff: 2816, heads: 16, kv: 4, vocab: 8192}
-	s.generate(b, dir, dtype.BF16)
+	generate(b, dir, randmodel.Config{Layers: 2, Hidden: 1024, Intermediate: 2816, Heads: 16, KVHeads: 4, Vocab: 8192})
 	for _, typ := range []gguf.Type{gguf.TypeBF16, gguf.TypeF16, gguf.TypeF32, gguf.TypeQ8_0, gguf.TypeQ4_0} {
 		b.Run(typ.String(), func(b *testing.B) {
 			var size int64
@@ -156,10 +79,9 @@ func TestSpeedVsCp(t *testing.T) {
 	}
 	in := filepath.Join(dir, "in")
 	os.MkdirAll(in, 0o755)
-	s := genShape{layers: 14, hidden: 2048, ff: 5632, heads: 16, kv: 4, vocab: 32000}
 	start := time.Now()
-	size := s.generate(t, in, dtype.BF16)
-	t.Logf("generated %s (%d tensors, %.2f GB of bf16 data) in %.1f s", in, len(s.tensors(dtype.BF16)), float64(size)/1e9, time.Since(start).Seconds())
+	size := generate(t, in, randmodel.Config{Layers: 14, Hidden: 2048, Intermediate: 5632, Heads: 16, KVHeads: 4, Vocab: 32000})
+	t.Logf("generated %s (%.2f GB of bf16 data) in %.1f s", in, float64(size)/1e9, time.Since(start).Seconds())
 	load, _ := os.ReadFile("/proc/loadavg")
 	t.Logf("load average before: %s", bytes.TrimSpace(load))
 

@@ -5,13 +5,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
-	"github.com/lorakit/lorakit/pkg/quantize/internal/synth"
 )
 
 // benchModel is a Llama-shaped bf16 model of 73 MB.
-var benchModel = synth.Config{Hidden: 1024, Intermediate: 2816, Layers: 3, Heads: 16, KVHeads: 4, Vocab: 8000, DType: dtype.BF16, Seed: 3}
+var benchModel = randmodel.Config{Hidden: 1024, Intermediate: 2816, Layers: 3, Heads: 16, KVHeads: 4, Vocab: 8000, DType: dtype.BF16, Seed: 3, Std: 0.02}
 
 // BenchmarkQuantizeCheckpoint is the whole pipeline, folder to folder (MB/s
 // of bf16 input), on every core.

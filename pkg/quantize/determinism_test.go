@@ -9,10 +9,10 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
-	"github.com/lorakit/lorakit/pkg/quantize/internal/synth"
 	"github.com/lorakit/lorakit/pkg/tool"
 )
 
@@ -22,7 +22,7 @@ import (
 // dequantize.
 func TestDeterministic(t *testing.T) {
 	dir := t.TempDir()
-	c := synth.Config{Hidden: 320, Intermediate: 700, Layers: 2, Heads: 5, KVHeads: 1, Vocab: 100, DType: dtype.BF16, Shards: 2, Seed: 11, ZeroRows: 3}
+	c := randmodel.Config{Hidden: 320, Intermediate: 700, Layers: 2, Heads: 5, KVHeads: 1, Vocab: 100, DType: dtype.BF16, Shards: 2, Seed: 11, ZeroRows: 3, Std: 0.02}
 	in := filepath.Join(dir, "in")
 	if err := c.Write(in); err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestDeterministic(t *testing.T) {
 // written from the spool) gives the same output and report as the file.
 func TestStreamEqualsFile(t *testing.T) {
 	dir := t.TempDir()
-	c := synth.Config{Hidden: 256, Intermediate: 640, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 300, DType: dtype.F16, Seed: 4, ZeroRows: 1}
+	c := randmodel.Config{Hidden: 256, Intermediate: 640, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 300, DType: dtype.F16, Seed: 4, ZeroRows: 1, Std: 0.02}
 	one := filepath.Join(dir, "m.safetensors")
 	if err := c.Write(one); err != nil {
 		t.Fatal(err)

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/dtype"
-	"github.com/lorakit/lorakit/pkg/quantize/internal/synth"
 )
 
 // TestEndToEnd runs the built lora-quantize: the golden outputs, the
@@ -140,7 +140,7 @@ func TestEndToEnd(t *testing.T) {
 func TestInterrupt(t *testing.T) {
 	bin := testbin.Build(t, "lora-quantize")
 	dir := t.TempDir()
-	c := synth.Config{Hidden: 512, Intermediate: 1536, Layers: 6, Heads: 8, KVHeads: 2, Vocab: 1000, DType: dtype.BF16, Seed: 2}
+	c := randmodel.Config{Hidden: 512, Intermediate: 1536, Layers: 6, Heads: 8, KVHeads: 2, Vocab: 1000, DType: dtype.BF16, Seed: 2, Std: 0.02}
 	model := filepath.Join(dir, "m.safetensors")
 	if err := c.Write(model); err != nil {
 		t.Fatal(err)

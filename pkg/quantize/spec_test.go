@@ -12,10 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
-	"github.com/lorakit/lorakit/pkg/quantize/internal/synth"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tool"
 )
@@ -237,7 +237,7 @@ func checkZeroBlocks(t *testing.T, qs map[string]*nf4.Quantized, bs int) {
 // --skip leaves more modules alone and is written to the config.
 func TestShardedAndSkip(t *testing.T) {
 	dir := t.TempDir()
-	c := synth.Config{Hidden: 64, Intermediate: 96, Layers: 3, Heads: 4, KVHeads: 2, Vocab: 50, DType: dtype.BF16, Shards: 3, Seed: 5, ZeroRows: 2}
+	c := randmodel.Config{Hidden: 64, Intermediate: 96, Layers: 3, Heads: 4, KVHeads: 2, Vocab: 50, DType: dtype.BF16, Shards: 3, Seed: 5, ZeroRows: 2, Std: 0.02}
 	in := filepath.Join(dir, "in")
 	if err := c.Write(in); err != nil {
 		t.Fatal(err)

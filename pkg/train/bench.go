@@ -3,13 +3,12 @@ package train
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"math"
 	"strings"
 	"time"
 
 	"github.com/lorakit/lorakit/internal/num"
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -111,48 +110,16 @@ func StepFLOP(c llama.Config, specs []llama.Adapter, rows, seq int, ckpt bool) f
 	return total
 }
 
-// randomLoader serves deterministic uniform weights of the right shapes
-// (norms: 1), optionally passed through NF4.
+// randomLoader serves the random weights of internal/randmodel (normal,
+// std 0.02; norms 1) for the model c, optionally passed through NF4.
 func randomLoader(c llama.Config, qlora bool) llama.Loader {
-	shapes := map[string][]int{
-		"model.embed_tokens.weight": {c.Vocab, c.Hidden},
-		"lm_head.weight":            {c.Vocab, c.Hidden},
-		"model.norm.weight":         {c.Hidden},
-	}
-	for l := range c.Layers {
-		pre := fmt.Sprintf("model.layers.%d.", l)
-		shapes[pre+"input_layernorm.weight"] = []int{c.Hidden}
-		shapes[pre+"post_attention_layernorm.weight"] = []int{c.Hidden}
-		for _, t := range llama.AllTargets {
-			o, i := projShape(c, t)
-			shapes[llama.ModulePath(l, t)+".weight"] = []int{o, i}
-		}
-	}
+	rm := randmodel.Config{Hidden: c.Hidden, Intermediate: c.Intermediate, Layers: c.Layers, Heads: c.Heads,
+		KVHeads: c.KVHeads, HeadDim: c.HeadDim, Vocab: c.Vocab, Tied: c.TieEmbeddings, Seed: 1, Std: 0.02}
+	load := rm.Loader()
 	return func(name string) ([]float32, []int, error) {
-		shape, ok := shapes[name]
-		if !ok {
+		v, shape, err := load(name)
+		if err != nil {
 			return nil, nil, fmt.Errorf("%q: %w", name, llama.ErrNotFound)
-		}
-		n := 1
-		for _, d := range shape {
-			n *= d
-		}
-		v := make([]float32, n)
-		if strings.HasSuffix(name, "norm.weight") {
-			for i := range v {
-				v[i] = 1
-			}
-			return v, shape, nil
-		}
-		h := fnv.New64a()
-		io.WriteString(h, name)
-		x := h.Sum64() | 1
-		for i := range v { // xorshift64*: U(−0.034, 0.034), std ≈ 0.02
-			x ^= x >> 12
-			x ^= x << 25
-			x ^= x >> 27
-			u := float32((x*0x2545F4914F6CDD1D)>>40) / (1 << 24)
-			v[i] = 0.034 * (2*u - 1)
 		}
 		if qlora && strings.HasSuffix(name, "_proj.weight") {
 			q, err := nf4.QuantizeTensor(v, []int64{int64(shape[0]), int64(shape[1])}, nf4.DefaultOptions())

@@ -1,10 +1,10 @@
 // Command demomodel makes the inputs of `make demo` and checks its results,
 // with nothing downloaded:
 //
-//	go run ./internal/demomodel init -seed 1 -o DIR      # a random Llama-shaped model with a byte-level tokenizer
-//	go run ./internal/demomodel data -seed 1 -o DIR      # the rot13 task: train.jsonl, test.jsonl
-//	go run ./internal/demomodel eval -model DIR [-adapter A] -data test.jsonl   # greedy generation, k/N correct
-//	go run ./internal/demomodel plot -log log.jsonl -o loss.png   # loss sparkline on stdout and a PNG
+//	go run ./tools/demomodel init -seed 1 -o DIR      # a random Llama-shaped model with a byte-level tokenizer
+//	go run ./tools/demomodel data -seed 1 -o DIR      # the rot13 task: train.jsonl, test.jsonl
+//	go run ./tools/demomodel eval -model DIR [-adapter A] -data test.jsonl   # greedy generation, k/N correct
+//	go run ./tools/demomodel plot -log log.jsonl -o loss.png   # loss sparkline on stdout and a PNG
 //
 // The model (init) is a pure function of the seed and the shape flags: f32
 // weights from a PCG generator (embeddings N(0,1), projections N(0,1/fan_in),

@@ -3,7 +3,7 @@
 // node-llama-cpp 3.21.1, installed by `node tools/llamacpp/logits.mjs install`)
 // on a GGUF model, for the held-out prompts of `make demo`.
 //
-//   node internal/demomodel/generate.mjs MODEL.gguf TEST.jsonl [SHOW]
+//   node tools/demomodel/generate.mjs MODEL.gguf TEST.jsonl [SHOW]
 //
 // Each prompt is tokenized by the model's own vocabulary with BOS prepended (as
 // lora-train does), then extended one argmax token at a time (at most 8) until

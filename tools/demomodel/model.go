@@ -1,15 +1,11 @@
 package main
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
-	"math/rand/v2"
 
-	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/pkg/dtype"
-	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
 // Shape is the architecture of the generated model.
@@ -171,138 +167,31 @@ func TokenizerFiles() (tokJSON, cfgJSON []byte, err error) {
 	return append(tokJSON, '\n'), append(cfgJSON, '\n'), nil
 }
 
-// ConfigJSON returns the model's config.json (transformers v5 layout).
-func ConfigJSON(s Shape) ([]byte, error) {
-	cfg := map[string]any{
-		"architectures":           []string{"LlamaForCausalLM"},
-		"attention_bias":          false,
-		"attention_dropout":       0.0,
-		"bos_token_id":            bosID,
-		"eos_token_id":            eosID,
-		"pad_token_id":            padID,
-		"dtype":                   "float32",
-		"head_dim":                s.Hidden / s.Heads,
-		"hidden_act":              "silu",
-		"hidden_size":             s.Hidden,
-		"initializer_range":       0.02,
-		"intermediate_size":       s.Intermediate,
-		"max_position_embeddings": 512,
-		"mlp_bias":                false,
-		"model_type":              "llama",
-		"num_attention_heads":     s.Heads,
-		"num_hidden_layers":       s.Layers,
-		"num_key_value_heads":     s.KVHeads,
-		"pretraining_tp":          1,
-		"rms_norm_eps":            1e-05,
-		"rope_parameters":         map[string]any{"rope_theta": 10000.0, "rope_type": "default"},
-		"tie_word_embeddings":     false,
-		"transformers_version":    "5.17.0",
-		"use_cache":               true,
-		"vocab_size":              vocabSize,
-	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
-	return append(b, '\n'), err
-}
-
-// tensorSpec is one weight of the model and the standard deviation of its
-// random values (0: all ones, for norms).
-type tensorSpec struct {
-	name  string
-	shape []int64
-	std   float64
-}
-
-func tensorSpecs(s Shape) []tensorSpec {
-	h, im := int64(s.Hidden), int64(s.Intermediate)
-	hd := int64(s.Hidden / s.Heads)
-	q, kv := int64(s.Heads)*hd, int64(s.KVHeads)*hd
-	ts := []tensorSpec{{"model.embed_tokens.weight", []int64{vocabSize, h}, 1}}
-	for l := 0; l < s.Layers; l++ {
-		p := fmt.Sprintf("model.layers.%d.", l)
-		ts = append(ts,
-			tensorSpec{p + "input_layernorm.weight", []int64{h}, 0},
-			tensorSpec{p + "self_attn.q_proj.weight", []int64{q, h}, 1 / math.Sqrt(float64(h))},
-			tensorSpec{p + "self_attn.k_proj.weight", []int64{kv, h}, 1 / math.Sqrt(float64(h))},
-			tensorSpec{p + "self_attn.v_proj.weight", []int64{kv, h}, 1 / math.Sqrt(float64(h))},
-			tensorSpec{p + "self_attn.o_proj.weight", []int64{h, q}, 1 / math.Sqrt(float64(q))},
-			tensorSpec{p + "post_attention_layernorm.weight", []int64{h}, 0},
-			tensorSpec{p + "mlp.gate_proj.weight", []int64{im, h}, 1 / math.Sqrt(float64(h))},
-			tensorSpec{p + "mlp.up_proj.weight", []int64{im, h}, 1 / math.Sqrt(float64(h))},
-			tensorSpec{p + "mlp.down_proj.weight", []int64{h, im}, 1 / math.Sqrt(float64(im))},
-		)
-	}
-	return append(ts,
-		tensorSpec{"model.norm.weight", []int64{h}, 0},
-		tensorSpec{"lm_head.weight", []int64{vocabSize, h}, 1 / math.Sqrt(float64(h))},
-	)
-}
-
-// Generate writes the model to path (a folder, a .safetensors file or "-"):
-// f32 weights drawn from a PCG generator seeded with seed, tensor by tensor in
-// name order, so that the same seed and shape give the same bytes.
-func Generate(path string, s Shape, seed uint64) error {
+// config is the randmodel configuration of the demo's model: f32 weights
+// initialised for training (embeddings N(0,1), projections N(0,1/fan_in),
+// norms 1), the byte-level tokenizer and its special tokens.
+func config(s Shape, seed uint64) (randmodel.Config, error) {
 	if s.Hidden%s.Heads != 0 || s.Heads%s.KVHeads != 0 || s.Layers < 1 || s.Intermediate < 1 {
-		return fmt.Errorf("demomodel: invalid shape %+v", s)
-	}
-	cfg, err := ConfigJSON(s)
-	if err != nil {
-		return err
+		return randmodel.Config{}, fmt.Errorf("demomodel: invalid shape %+v", s)
 	}
 	tok, tokCfg, err := TokenizerFiles()
 	if err != nil {
-		return err
+		return randmodel.Config{}, err
 	}
+	bos, eos, pad := bosID, eosID, padID
 	gen := []byte(fmt.Sprintf("{\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n  \"pad_token_id\": %d,\n  \"do_sample\": false,\n  \"transformers_version\": \"5.17.0\"\n}\n", bosID, eosID, padID))
-	files := map[string][]byte{
-		"config.json":            cfg,
-		"generation_config.json": gen,
-		"tokenizer.json":         tok,
-		"tokenizer_config.json":  tokCfg,
-	}
-	specs := tensorSpecs(s)
-	infos := make([]safetensors.TensorInfo, len(specs))
-	byName := map[string]tensorSpec{}
-	for i, t := range specs {
-		infos[i] = safetensors.TensorInfo{Name: t.name, DType: dtype.F32, Shape: t.shape}
-		byName[t.name] = t
-	}
-	w, err := checkpoint.Create(path, files, []checkpoint.Shard{{Name: "model.safetensors", Tensors: infos}})
+	return randmodel.Config{Hidden: s.Hidden, Intermediate: s.Intermediate, Layers: s.Layers, Heads: s.Heads,
+		KVHeads: s.KVHeads, Vocab: vocabSize, DType: dtype.F32, Seed: seed, MaxPositions: 512,
+		BOS: &bos, EOS: &eos, Pad: &pad, Files: map[string][]byte{
+			"generation_config.json": gen, "tokenizer.json": tok, "tokenizer_config.json": tokCfg}}, nil
+}
+
+// Generate writes the model to path (a folder, a .safetensors file or "-"):
+// a pure function of the seed and the shape.
+func Generate(path string, s Shape, seed uint64) error {
+	c, err := config(s, seed)
 	if err != nil {
 		return err
 	}
-	for _, info := range w.Order() {
-		// One generator per tensor, keyed by its index in specs: the values
-		// do not depend on the write order.
-		if err := w.WriteTensor(info.Name, tensorBytes(byName[info.Name], seed, indexOf(specs, info.Name))); err != nil {
-			w.Abort()
-			return err
-		}
-	}
-	return w.Commit()
-}
-
-func indexOf(specs []tensorSpec, name string) int {
-	for i, t := range specs {
-		if t.name == name {
-			return i
-		}
-	}
-	return -1
-}
-
-func tensorBytes(t tensorSpec, seed uint64, idx int) []byte {
-	n := int64(1)
-	for _, d := range t.shape {
-		n *= d
-	}
-	out := make([]byte, 4*n)
-	r := rand.New(rand.NewPCG(seed, uint64(idx)+1))
-	for i := int64(0); i < n; i++ {
-		v := float32(1)
-		if t.std != 0 {
-			v = float32(r.NormFloat64() * t.std)
-		}
-		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
-	}
-	return out
+	return c.Write(path)
 }
