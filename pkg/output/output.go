@@ -41,7 +41,7 @@ func (c *Cleanup) add(path string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		os.RemoveAll(path)
+		removeNow(path)
 		return
 	}
 	c.paths[path] = true
@@ -77,8 +77,24 @@ func (c *Cleanup) RemoveAll() {
 	defer c.mu.Unlock()
 	c.closed = true
 	for p := range c.paths {
-		os.RemoveAll(p)
+		removeNow(p)
 		delete(c.paths, p)
+	}
+}
+
+// removeNow removes a temporary file or folder that a writer may still be
+// using: the folder is first renamed away, so that a file the writer
+// creates by its old path during the removal fails instead of keeping the
+// folder alive.
+func removeNow(p string) {
+	gone := p + ".removing"
+	if os.Rename(p, gone) == nil {
+		p = gone
+	}
+	for range 3 {
+		if err := os.RemoveAll(p); err == nil {
+			return
+		}
 	}
 }
 
