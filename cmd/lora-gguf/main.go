@@ -62,7 +62,10 @@ func (c *cmd) Run(ctx *cli.Context) error {
 	return export.WriteText(w, r)
 }
 
-func main() {
-	var c cmd
-	cli.Main(cli.Tool{Name: "lora-gguf", Description: description, Grammar: &c, Globals: &c.Globals})
+// tool is lora-gguf for cli.Main (and for in-process tests, cli.Run).
+func tool() cli.Tool {
+	c := new(cmd)
+	return cli.Tool{Name: "lora-gguf", Description: description, Grammar: c, Globals: &c.Globals}
 }
+
+func main() { cli.Main(tool()) }

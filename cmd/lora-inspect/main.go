@@ -97,10 +97,13 @@ func (c *planCmd) Run(ctx *cli.Context) error {
 	return inspect.WriteText(ctx.Stdout, r)
 }
 
-func main() {
-	var c cmd
+// tool is lora-inspect for cli.Main (and for in-process tests, cli.Run).
+func tool() cli.Tool {
+	c := new(cmd)
 	d := inspect.DefaultPlanOptions()
-	cli.Main(cli.Tool{Name: "lora-inspect", Description: description, Grammar: &c, Globals: &c.Globals,
+	return cli.Tool{Name: "lora-inspect", Description: description, Grammar: c, Globals: &c.Globals,
 		Options: []kong.Option{kong.Vars{"rank": strconv.Itoa(d.Rank), "alpha": strconv.FormatFloat(d.Alpha, 'g', -1, 64),
-			"targets": strings.Join(d.Targets, ","), "batch": strconv.Itoa(d.Batch), "seq": strconv.Itoa(d.Seq)}}})
+			"targets": strings.Join(d.Targets, ","), "batch": strconv.Itoa(d.Batch), "seq": strconv.Itoa(d.Seq)}}}
 }
+
+func main() { cli.Main(tool()) }

@@ -103,7 +103,10 @@ func (c *cmd) Run(ctx *cli.Context) error {
 	return nil
 }
 
-func main() {
-	var c cmd
-	cli.Main(cli.Tool{Name: "lora-merge", Description: description, Grammar: &c, Globals: &c.Globals})
+// tool is lora-merge for cli.Main (and for in-process tests, cli.Run).
+func tool() cli.Tool {
+	c := new(cmd)
+	return cli.Tool{Name: "lora-merge", Description: description, Grammar: c, Globals: &c.Globals}
 }
+
+func main() { cli.Main(tool()) }

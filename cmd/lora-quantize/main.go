@@ -127,9 +127,12 @@ func (c *cmd) Run(ctx *cli.Context) error {
 	return quantize.WriteText(w, rep)
 }
 
-func main() {
-	var c cmd
+// tool is lora-quantize for cli.Main (and for in-process tests, cli.Run).
+func tool() cli.Tool {
+	c := new(cmd)
 	d := quantize.DefaultOptions()
-	cli.Main(cli.Tool{Name: "lora-quantize", Description: description, Grammar: &c, Globals: &c.Globals,
-		Options: []kong.Option{kong.Vars{"blocksize": strconv.Itoa(d.Blocksize)}}})
+	return cli.Tool{Name: "lora-quantize", Description: description, Grammar: c, Globals: &c.Globals,
+		Options: []kong.Option{kong.Vars{"blocksize": strconv.Itoa(d.Blocksize)}}}
 }
+
+func main() { cli.Main(tool()) }

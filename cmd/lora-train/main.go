@@ -63,11 +63,14 @@ func vars() kong.Vars {
 	}
 }
 
-func main() {
-	var c command
-	cli.Main(cli.Tool{Name: "lora-train", Description: description, Grammar: &c, Globals: &c.Globals,
-		Options: []kong.Option{vars()}})
+// tool is lora-train for cli.Main (and for in-process tests, cli.Run).
+func tool() cli.Tool {
+	c := new(command)
+	return cli.Tool{Name: "lora-train", Description: description, Grammar: c, Globals: &c.Globals,
+		Options: []kong.Option{vars()}}
 }
+
+func main() { cli.Main(tool()) }
 
 // shortFloat writes x as briefly as it can: "2e-4" rather than "0.0002",
 // "32" rather than "3.2e1".
