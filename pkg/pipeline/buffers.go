@@ -1,6 +1,9 @@
 package pipeline
 
-import "sync"
+import (
+	"math"
+	"sync"
+)
 
 // buffers hands out output buffers within a byte limit that covers both the
 // buffers in use and those kept for reuse: a request waits until it fits,
@@ -34,17 +37,21 @@ func (b *buffers) get(n int) ([]byte, bool) {
 		if n == 0 {
 			return nil, true
 		}
-		if i := b.fit(n); i >= 0 {
-			buf := b.kept[i]
-			b.kept = append(b.kept[:i], b.kept[i+1:]...)
-			return buf[:n], true
+		if i := b.fit(n, 2*n+4096); i >= 0 {
+			return b.take(i, n), true
 		}
 		if b.held+int64(n) <= b.limit || b.held == 0 {
 			buf := alloc(n)
 			b.held += int64(cap(buf))
 			return buf, true
 		}
-		if len(b.kept) > 0 { // make room: drop the oldest kept buffer
+		// No room for a new buffer: a larger kept one serves (it is held
+		// anyway); else make room, dropping first the kept buffers too
+		// small for this request.
+		if i := b.fit(n, math.MaxInt); i >= 0 {
+			return b.take(i, n), true
+		}
+		if len(b.kept) > 0 {
 			b.drop(0)
 			continue
 		}
@@ -52,16 +59,22 @@ func (b *buffers) get(n int) ([]byte, bool) {
 	}
 }
 
-// fit returns the kept buffer that holds n bytes with the least waste (at
-// most twice n), or -1.
-func (b *buffers) fit(n int) int {
+// fit returns the kept buffer that holds n bytes with the least waste,
+// at most most bytes, or -1.
+func (b *buffers) fit(n, most int) int {
 	best := -1
 	for i, buf := range b.kept {
-		if c := cap(buf); c >= n && c <= 2*n+4096 && (best < 0 || c < cap(b.kept[best])) {
+		if c := cap(buf); c >= n && c <= most && (best < 0 || c < cap(b.kept[best])) {
 			best = i
 		}
 	}
 	return best
+}
+
+func (b *buffers) take(i, n int) []byte {
+	buf := b.kept[i]
+	b.kept = append(b.kept[:i], b.kept[i+1:]...)
+	return buf[:n]
 }
 
 func (b *buffers) drop(i int) {
@@ -99,9 +112,9 @@ func (b *buffers) free() {
 	}
 }
 
-// alloc returns n bytes from tryAlloc, or from the heap when that fails.
+// alloc returns n bytes from allocFilled, or from the heap when that fails.
 func alloc(n int) []byte {
-	if b := tryAlloc(n); b != nil {
+	if b := allocFilled(n); b != nil {
 		return b
 	}
 	return make([]byte, n)

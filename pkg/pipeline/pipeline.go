@@ -40,9 +40,9 @@ type Options struct {
 	// Workers is the number of worker goroutines; 0 means GOMAXPROCS.
 	Workers int
 	// Budget bounds the bytes of chunk outputs in flight plus the buffers
-	// kept for reuse; 0 means DefaultBudget or twice the largest chunk
-	// output, whichever is larger. A chunk larger than the budget runs
-	// alone.
+	// kept for reuse; 0 means DefaultBudget or three times the largest
+	// chunk output (one being consumed, one per worker on two workers),
+	// whichever is larger. A chunk larger than the budget runs alone.
 	Budget int64
 	// Local, when set, makes each worker's Worker.Local (its scratch).
 	Local func() any
@@ -114,7 +114,7 @@ func Run(ctx context.Context, o Options, jobs []*Job, consume func(j *Job, c int
 		budget = DefaultBudget
 		for _, j := range jobs {
 			for c := range j.Chunks {
-				budget = max(budget, 2*int64(j.size(c)))
+				budget = max(budget, 3*int64(j.size(c)))
 			}
 		}
 	}

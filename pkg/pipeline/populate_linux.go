@@ -1,0 +1,5 @@
+package pipeline
+
+import "syscall"
+
+const populate = syscall.MAP_POPULATE
