@@ -7,6 +7,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/internal/teststream"
 	"github.com/lorakit/lorakit/pkg/gguf"
 )
 
@@ -15,7 +16,7 @@ import (
 func TestStreams(t *testing.T) {
 	var so, se bytes.Buffer
 	code := cli.Run(tool(), []string{"-", "-o", "-", "-t", "q8_0", "--json"},
-		cli.Streams{Stdin: bytes.NewReader(testbin.Stream(t, "../../examples/tiny-llama")), Stdout: &so, Stderr: &se})
+		cli.Streams{Stdin: bytes.NewReader(teststream.Stream(t, "../../examples/tiny-llama")), Stdout: &so, Stderr: &se})
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, se.String())
 	}

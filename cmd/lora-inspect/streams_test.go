@@ -7,6 +7,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/internal/teststream"
 )
 
 // TestStreams: '-' is read from the stdin the CLI is given; every --json
@@ -20,7 +21,7 @@ func TestStreams(t *testing.T) {
 		}
 		return code, so.String()
 	}
-	_, out := run(testbin.Stream(t, "../../examples/tiny-lora"), "--json", "-")
+	_, out := run(teststream.Stream(t, "../../examples/tiny-lora"), "--json", "-")
 	if !testbin.StartsWithSchema(out) || !strings.Contains(out, `"kind": "adapter"`) || !strings.Contains(out, `"source": "stream"`) {
 		t.Errorf("adapter from stdin: %s", out)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/internal/teststream"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -26,7 +27,7 @@ func TestStreams(t *testing.T) {
 	if code, _, e := run(nil, "--base", "../../examples/tiny-llama", "--adapter", "../../examples/tiny-lora", "-o", file, "-q"); code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}
-	code, out, e := run(testbin.Stream(t, "../../examples/tiny-llama"), "--base", "-", "--adapter", "../../examples/tiny-lora", "-o", "-", "-q")
+	code, out, e := run(teststream.Stream(t, "../../examples/tiny-llama"), "--base", "-", "--adapter", "../../examples/tiny-lora", "-o", "-", "-q")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, e)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/internal/teststream"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -22,7 +23,7 @@ func run(stdin []byte, args ...string) (code int, stdout, stderr string) {
 // report goes to stderr then, as one JSON object starting with "schema"
 // (and the old "version" key, kept for one release).
 func TestStreams(t *testing.T) {
-	in := testbin.Stream(t, "../../examples/tiny-llama")
+	in := teststream.Stream(t, "../../examples/tiny-llama")
 	code, out, errOut := run(in, "-", "-o", "-", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)

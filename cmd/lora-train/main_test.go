@@ -9,6 +9,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/internal/teststream"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -35,7 +36,7 @@ func TestStreams(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "data.jsonl")
 	os.WriteFile(path, data, 0o644)
-	if out, _ = run(t, testbin.Stream(t, "../../examples/tiny-llama"), "eval", "--base", "-", "--data", path, "--json"); !testbin.StartsWithSchema(out) {
+	if out, _ = run(t, teststream.Stream(t, "../../examples/tiny-llama"), "eval", "--base", "-", "--data", path, "--json"); !testbin.StartsWithSchema(out) {
 		t.Errorf("eval: %s", out)
 	}
 	if out, _ = run(t, nil, "bench", "--shape", "../../examples/tiny-llama/config.json", "--seq", "16", "--steps", "1", "--json"); !testbin.StartsWithSchema(out) {

@@ -34,7 +34,7 @@ var layerOf = map[string]string{
 	"internal/cli": "cli",
 	"cmd/":         "cmd",
 
-	"tools/": "dev", "e2e": "dev", "internal/testbin": "dev", "internal/layers": "dev",
+	"tools/": "dev", "e2e": "dev", "internal/testbin": "dev", "internal/teststream": "dev", "internal/layers": "dev",
 }
 
 // mayImport lists, for each layer, the layers its packages may import.

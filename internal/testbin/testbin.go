@@ -15,9 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-
-	"github.com/lorakit/lorakit/pkg/checkpoint"
-	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
 var (
@@ -132,30 +129,6 @@ func removeStale(dir string) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-}
-
-// Stream returns the checkpoint or adapter at path as one self-describing
-// safetensors stream (its files in __metadata__), what '-' reads.
-func Stream(t testing.TB, path string) []byte {
-	t.Helper()
-	src, err := checkpoint.Open(path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	ts := map[string]safetensors.Tensor{}
-	for _, ti := range src.Tensors {
-		d, err := src.Data(ti.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts[ti.Name] = safetensors.Tensor{DType: ti.DType, Shape: ti.Shape, Data: d}
-	}
-	var b bytes.Buffer
-	if err := safetensors.Encode(&b, checkpoint.Metadata(src.Files), ts); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
 }
 
 // StartsWithSchema reports whether a JSON report's first key is "schema",

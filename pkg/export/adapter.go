@@ -12,6 +12,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 )
 
 // Scaling rules of spec §4.5: how PEFT's per-module scale reaches llama.cpp, which
@@ -352,11 +353,15 @@ func adapterHeads(gname string, b *Base) int {
 }
 
 // transposeLoader reads a 2-D source tensor as float32 and transposes it.
-func transposeLoader(name string) func(get getter) ([]float32, []int64, error) {
-	return func(get getter) ([]float32, []int64, error) {
-		data, info, ok := get(name)
+func transposeLoader(name string) loader {
+	return func(in *pipeline.Input) ([]float32, []int64, error) {
+		info, ok := in.Info(name)
 		if !ok {
 			return nil, nil, fmt.Errorf("%w: source tensor %q not available", ErrInvalid, name)
+		}
+		data, err := in.Read(name)
+		if err != nil {
+			return nil, nil, err
 		}
 		if len(info.Shape) != 2 {
 			return nil, nil, fmt.Errorf("%w: tensor %q: shape %v is not 2-D", ErrInvalid, name, info.Shape)

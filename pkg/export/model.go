@@ -11,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -386,30 +387,8 @@ func stateShape(src *checkpoint.Source, cfg *checkpoint.Config, weight string, c
 
 // nf4Loader dequantizes a bitsandbytes 4-bit weight to float32, rounded through the
 // state's dtype as bitsandbytes' dequantize_4bit returns it.
-func nf4Loader(weight string) func(get getter) ([]float32, []int64, error) {
-	return func(get getter) ([]float32, []int64, error) {
-		qs, packed, err := nf4.ParseModule(weight, func(name string) (nf4.Tensor, bool) {
-			data, info, ok := get(name)
-			return nf4.Tensor{DType: info.DType, Shape: info.Shape, Data: data}, ok
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		f := make([]float32, qs.NumElements())
-		if err := qs.Dequantize(f, packed); err != nil {
-			return nil, nil, err
-		}
-		if qs.DType != dtype.F32 {
-			b := make([]byte, len(f)*qs.DType.Size())
-			if err := dtype.FromF32(b, f, qs.DType); err != nil {
-				return nil, nil, err
-			}
-			if err := dtype.ToF32(f, b, qs.DType); err != nil {
-				return nil, nil, err
-			}
-		}
-		return f, qs.Shape, nil
-	}
+func nf4Loader(weight string) loader {
+	return func(in *pipeline.Input) ([]float32, []int64, error) { return in.Dequantize(weight) }
 }
 
 // defaultName derives general.name from the input path: a folder's name, or a file's

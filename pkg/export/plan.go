@@ -2,7 +2,6 @@ package export
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/pipeline"
-	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
 // Plan is a complete description of a GGUF file to write: its metadata and tensor
@@ -48,9 +46,9 @@ type item struct {
 	deps []string
 	last int
 	// Exactly one of the following makes the float data or bytes.
-	from string                                       // a source tensor, read directly
-	f32  func(get getter) ([]float32, []int64, error) // builds float32 data (NF4, transposes)
-	gen  []float32                                    // generated data (rope_freqs)
+	from string    // a source tensor, read directly
+	f32  loader    // builds float32 data (NF4, transposes)
+	gen  []float32 // generated data (rope_freqs)
 
 	rows, cols int64       // HF row-major view: rows × cols
 	perm       []int       // row order (q/k permutation), nil = identity
@@ -59,7 +57,8 @@ type item struct {
 	in         dtype.DType // dtype of the source tensor (from)
 }
 
-type getter func(name string) ([]byte, safetensors.TensorInfo, bool)
+// loader builds an item's float32 data and its shape from the source.
+type loader func(in *pipeline.Input) ([]float32, []int64, error)
 
 // Stats are what a Write found while converting.
 type Stats struct {
@@ -174,18 +173,8 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 		case it.gen != nil:
 			src, dt = num.F32Bytes(it.gen), dtype.F32
 		case it.f32 != nil:
-			var readErr error
-			get := func(name string) ([]byte, safetensors.TensorInfo, bool) {
-				t, ok := in.Info(name)
-				if !ok {
-					return nil, t, false
-				}
-				b, err := in.Read(name)
-				readErr = cmp.Or(readErr, err)
-				return b, t, err == nil
-			}
-			f, shape, err := it.f32(get)
-			if err := cmp.Or(readErr, err); err != nil {
+			f, shape, err := it.f32(in)
+			if err != nil {
 				return fail(err)
 			}
 			if !(len(shape) == 2 && shape[0] == it.rows && shape[1] == it.cols) && !(len(shape) == 1 && it.rows == 1 && shape[0] == it.cols) {

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -45,16 +45,17 @@ func f64(x []float32) []float64 {
 // changed first, on o.Threads goroutines. With o.Base the base weights are
 // read too (4-bit bases are dequantized).
 func deltas(ad *model.Adapter, o Options) ([]Delta, error) {
-	var base *checkpoint.Source
+	var base *pipeline.Input
 	if o.Base != "" {
 		mb, err := model.OpenBase(o.Base, o.In(), model.BaseOptions{})
 		if err != nil {
 			return nil, err
 		}
 		defer mb.Close()
-		if base = mb.Source; !base.Random() {
+		if !mb.Source.Random() {
 			return nil, fmt.Errorf("%s: --base must be a file or folder, not a stream", o.Base)
 		}
+		base = pipeline.NewInput(mb.Source, pipeline.InputOptions{})
 	}
 	var mods []peft.Module
 	for _, m := range ad.Analysis.Modules {
@@ -82,7 +83,7 @@ func deltas(ad *model.Adapter, o Options) ([]Delta, error) {
 }
 
 // delta computes one module's statistics.
-func delta(ad *model.Adapter, m peft.Module, base *checkpoint.Source, basePath string) (Delta, error) {
+func delta(ad *model.Adapter, m peft.Module, base *pipeline.Input, basePath string) (Delta, error) {
 	a, err := ad.Float32(m.A)
 	if err != nil {
 		return Delta{}, err
@@ -106,7 +107,7 @@ func delta(ad *model.Adapter, m peft.Module, base *checkpoint.Source, basePath s
 	if base == nil {
 		return d, nil
 	}
-	w0, err := baseWeight(base, m.Path+".weight")
+	w0, err := baseWeight(base, basePath, m.Path+".weight")
 	if err != nil {
 		return Delta{}, err
 	}
@@ -134,43 +135,24 @@ func transpose(x []float32, rows, cols int) []float32 {
 	return out
 }
 
-// baseWeight reads a base weight as float32, dequantizing 4-bit weights.
-func baseWeight(base *checkpoint.Source, name string) ([]float32, error) {
+// baseWeight reads a base weight as float32, dequantizing 4-bit weights as
+// bitsandbytes' dequantize_4bit returns them.
+func baseWeight(base *pipeline.Input, path, name string) ([]float32, error) {
 	t, ok := base.Info(name)
 	if !ok {
-		return nil, fmt.Errorf("%s: %w: %q (does the adapter belong to this base?)", base.Path, safetensors.ErrNotFound, name)
+		return nil, fmt.Errorf("%s: %w: %q (does the adapter belong to this base?)", path, safetensors.ErrNotFound, name)
 	}
-	if _, isQ := base.Info(name + nf4.SuffixQuantStateNF4); isQ || hasInfo(base, name+nf4.SuffixQuantStateFP4) {
-		qs, packed, err := nf4.ParseModule(name, func(n string) (nf4.Tensor, bool) {
-			ti, ok := base.Info(n)
-			if !ok {
-				return nf4.Tensor{}, false
-			}
-			b, err := base.Data(n)
-			if err != nil {
-				return nf4.Tensor{}, false
-			}
-			return nf4.Tensor{DType: ti.DType, Shape: ti.Shape, Data: b}, true
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", base.Path, err)
-		}
-		out := make([]float32, qs.NumElements())
-		if err := qs.Dequantize(out, packed); err != nil {
-			return nil, fmt.Errorf("%s: tensor %q: %w", base.Path, name, err)
-		}
-		return out, nil
+	_, isNF4 := base.Info(name + nf4.SuffixQuantStateNF4)
+	_, isFP4 := base.Info(name + nf4.SuffixQuantStateFP4)
+	if isNF4 || isFP4 {
+		f, _, err := base.Dequantize(name)
+		return f, err
 	}
-	b, err := base.Data(name)
+	b, err := base.Read(name)
 	if err != nil {
 		return nil, err
 	}
-	return toF32(base.Path, t, b)
-}
-
-func hasInfo(s *checkpoint.Source, name string) bool {
-	_, ok := s.Info(name)
-	return ok
+	return toF32(path, t, b)
 }
 
 func writeDeltas(w io.Writer, ds []Delta) {

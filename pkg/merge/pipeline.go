@@ -21,12 +21,8 @@ type piece struct {
 	data  []byte
 }
 
-// copyBytes and convertChunk size the chunks of copied and converted
-// tensors: bytes and elements.
-const (
-	copyBytes    = 1 << 20
-	convertChunk = 1 << 18
-)
+// convertChunk is the number of elements of a converted tensor's chunks.
+const convertChunk = 1 << 18
 
 // Run executes the plan and writes the merged checkpoint to out: a folder
 // (sharded like the base, with its index and carried files), a
@@ -78,8 +74,8 @@ func (p *Plan) Run(ctx context.Context, out string) (*Summary, error) {
 		switch {
 		case j.mode == modeRequant:
 			e = spill.job(t.Name)
-		case j.mode == modeCopy:
-			e = p.copyJob(j, t)
+		case j.mode == modeCopy: // released below, after the input's last reader
+			e = pipeline.CopyJob(j.name, j.in.info.NumBytes(), func(b []byte, off int64) error { return p.in.ReadAt(j.input, b, off) })
 		case j.mode == modeConvert:
 			e = p.convertJob(j)
 		default:
@@ -165,20 +161,6 @@ func (p *Plan) convertJob(j *job) *pipeline.Job {
 				err = dtype.Convert(out, j.out, b, j.in.info.DType)
 			}
 			if err != nil {
-				return p.fail(j, err)
-			}
-			return nil
-		}}
-}
-
-// copyJob copies one base tensor unchanged (t: its entry in the output) in
-// pieces.
-func (p *Plan) copyJob(j *job, t safetensors.TensorInfo) *pipeline.Job {
-	n := num.Elements(t.Shape) * int64(t.DType.Size())
-	return &pipeline.Job{Name: j.name, Chunks: int((n + copyBytes - 1) / copyBytes),
-		Size: func(c int) int { return int(min(n, int64(c+1)*copyBytes) - int64(c)*copyBytes) },
-		Run: func(c int, out []byte, _ *pipeline.Worker) error {
-			if err := p.in.ReadAt(j.input, out, int64(c)*copyBytes); err != nil {
 				return p.fail(j, err)
 			}
 			return nil

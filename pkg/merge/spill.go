@@ -44,14 +44,12 @@ func (s *spillFile) put(name string, dt dtype.DType, shape []int64, data []byte)
 // job writes a spilled tensor, read back in pieces.
 func (s *spillFile) job(name string) *pipeline.Job {
 	e := s.where[name]
-	return &pipeline.Job{Name: name, Chunks: int((e.n + copyBytes - 1) / copyBytes),
-		Size: func(c int) int { return int(min(e.n, int64(c+1)*copyBytes) - int64(c)*copyBytes) },
-		Run: func(c int, out []byte, _ *pipeline.Worker) error {
-			if _, err := s.f.ReadAt(out, e.off+int64(c)*copyBytes); err != nil {
-				return fmt.Errorf("spill file: tensor %q: %w", name, err)
-			}
-			return nil
-		}}
+	return pipeline.CopyJob(name, e.n, func(p []byte, off int64) error {
+		if _, err := s.f.ReadAt(p, e.off+off); err != nil {
+			return fmt.Errorf("spill file: tensor %q: %w", name, err)
+		}
+		return nil
+	})
 }
 
 func (s *spillFile) close() {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -71,9 +72,6 @@ func NewInput(src *checkpoint.Source, o InputOptions) *Input {
 	return in
 }
 
-// Source returns the checkpoint read.
-func (in *Input) Source() *checkpoint.Source { return in.src }
-
 // Info returns the header entry of tensor name.
 func (in *Input) Info(name string) (safetensors.TensorInfo, bool) { return in.src.Info(name) }
 
@@ -116,6 +114,15 @@ func (in *Input) ReadAt(name string, p []byte, off int64) error {
 		return fmt.Errorf("%s: tensor %q: spill file: %w", in.src.Path, name, err)
 	}
 	return nil
+}
+
+// CopyJob copies tensor name unchanged (pipeline.CopyJob), then marks it
+// Done.
+func (in *Input) CopyJob(name string) *Job {
+	t, _ := in.Info(name)
+	j := CopyJob(name, t.NumBytes(), func(p []byte, off int64) error { return in.ReadAt(name, p, off) })
+	j.Finish = func() error { in.Done(name); return nil }
+	return j
 }
 
 // Read returns the whole bytes of tensor name in a new slice: for small
@@ -306,4 +313,32 @@ func (in *Input) Spilled() int64 {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.end
+}
+
+// Dequantize returns a bitsandbytes 4-bit weight as float32 values, each
+// rounded to the state's dtype as bitsandbytes' dequantize_4bit returns
+// them, with its logical shape.
+func (in *Input) Dequantize(weight string) ([]float32, []int64, error) {
+	qs, err := in.QuantState(weight)
+	if err != nil {
+		return nil, nil, err
+	}
+	packed, err := in.Read(weight)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]float32, qs.NumElements())
+	if err := qs.Dequantize(out, packed); err != nil {
+		return nil, nil, fmt.Errorf("%s: tensor %q: %w", in.src.Path, weight, err)
+	}
+	if qs.DType != dtype.F32 {
+		b := make([]byte, len(out)*qs.DType.Size())
+		if err := dtype.FromF32(b, out, qs.DType); err != nil {
+			return nil, nil, err
+		}
+		if err := dtype.ToF32(out, b, qs.DType); err != nil {
+			return nil, nil, err
+		}
+	}
+	return out, qs.Shape, nil
 }

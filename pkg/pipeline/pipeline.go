@@ -26,7 +26,6 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"runtime"
 	"sync"
 )
@@ -225,7 +224,13 @@ func Run(ctx context.Context, o Options, jobs []*Job, consume func(j *Job, c int
 	return nil
 }
 
-// Errorf wraps err with the job's name, as "tensor %q: ...".
-func Errorf(j *Job, err error) error {
-	return fmt.Errorf("tensor %q: %w", j.Name, err)
+// CopyBytes is the size of the chunks of CopyJob.
+const CopyBytes = 1 << 20
+
+// CopyJob writes n bytes read by read (pread, a spill file...) unchanged,
+// in chunks of CopyBytes: a tensor copied from input to output.
+func CopyJob(name string, n int64, read func(p []byte, off int64) error) *Job {
+	return &Job{Name: name, Chunks: int((n + CopyBytes - 1) / CopyBytes),
+		Size: func(c int) int { return int(min(n, int64(c+1)*CopyBytes) - int64(c)*CopyBytes) },
+		Run:  func(c int, out []byte, _ *Worker) error { return read(out, int64(c)*CopyBytes) }}
 }

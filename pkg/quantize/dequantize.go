@@ -123,7 +123,7 @@ func dequantize(ctx context.Context, src *checkpoint.Source, out string, opts Op
 			}
 			shards[i].Tensors = append(shards[i].Tensors, safetensors.TensorInfo{Name: t.Name, DType: to, Shape: t.Shape})
 			if to == t.DType {
-				jobs[t.Name] = copyJob(in, t)
+				jobs[t.Name] = in.CopyJob(t.Name)
 			} else {
 				jobs[t.Name] = convertJob(in, t, to)
 			}

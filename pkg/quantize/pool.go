@@ -15,9 +15,6 @@ import (
 // goroutine.
 const chunkElems = 1 << 16
 
-// copyBytes is the size of the pieces an unchanged tensor is copied in.
-const copyBytes = 1 << 20
-
 // scratch is a worker's private buffer (pipeline.Worker.Local).
 type scratch struct {
 	f32 []float32 // chunkElems values
@@ -77,18 +74,6 @@ func writeAll(ctx context.Context, w sink, jobs map[string]*pipeline.Job, o Opti
 		o.Report(done, total)
 		return nil
 	})
-}
-
-// copyJob copies an input tensor unchanged, in pieces read with pread.
-func copyJob(in *pipeline.Input, t safetensors.TensorInfo) *pipeline.Job {
-	n := t.NumBytes()
-	return &pipeline.Job{Name: t.Name, Chunks: int((n + copyBytes - 1) / copyBytes),
-		Size: func(c int) int { return int(min(n, int64(c+1)*copyBytes) - int64(c)*copyBytes) },
-		Run: func(c int, out []byte, _ *pipeline.Worker) error {
-			return in.ReadAt(t.Name, out, int64(c)*copyBytes)
-		},
-		Finish: func() error { in.Done(t.Name); return nil },
-	}
 }
 
 // bytesJob writes bytes made earlier (a quant-state tensor), then lets them go.

@@ -220,7 +220,7 @@ func quantize(ctx context.Context, src *checkpoint.Source, out string, opts Opti
 			w := weights[t.Name]
 			if w == nil {
 				shards[i].Tensors = append(shards[i].Tensors, safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape})
-				jobs[t.Name] = copyJob(in, t)
+				jobs[t.Name] = in.CopyJob(t.Name)
 				total += t.NumBytes()
 				continue
 			}

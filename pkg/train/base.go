@@ -155,7 +155,8 @@ func (b *Base) data(name string) ([]byte, error) { return b.in.Read(name) }
 func (b *Base) Loader() llama.Loader {
 	return func(name string) ([]float32, []int, error) {
 		if _, q := b.info(name + nf4.SuffixQuantStateNF4); q || b.has(name+nf4.SuffixQuantStateFP4) {
-			return b.dequantize(name)
+			out, shape, err := b.in.Dequantize(name)
+			return out, shapeInts(shape), err
 		}
 		t, ok := b.info(name)
 		if !ok {
@@ -192,29 +193,6 @@ func (b *Base) raw(name string) (nf4.Tensor, bool) {
 		return nf4.Tensor{}, false
 	}
 	return nf4.Tensor{DType: t.DType, Shape: t.Shape, Data: d}, true
-}
-
-func (b *Base) dequantize(name string) ([]float32, []int, error) {
-	qs, packed, err := nf4.ParseModule(name, b.raw)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", b.Path, err)
-	}
-	// What bitsandbytes' dequantize_4bit returns: the products rounded to
-	// the weight's original dtype.
-	out := make([]float32, qs.NumElements())
-	if err := qs.Dequantize(out, packed); err != nil {
-		return nil, nil, fmt.Errorf("%s: tensor %q: %w", b.Path, name, err)
-	}
-	if qs.DType != dtype.F32 {
-		raw := make([]byte, len(out)*qs.DType.Size())
-		if err := dtype.FromF32(raw, out, qs.DType); err != nil {
-			return nil, nil, err
-		}
-		if err := dtype.ToF32(out, raw, qs.DType); err != nil {
-			return nil, nil, err
-		}
-	}
-	return out, shapeInts(qs.Shape), nil
 }
 
 func shapeInts(s []int64) []int {
