@@ -51,7 +51,7 @@ type deviceFlags struct {
 // where they are written.
 func vars() kong.Vars {
 	d, b := train.DefaultOptions(), train.DefaultBenchOptions()
-	f := shortFloat
+	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	return kong.Vars{
 		"method": d.Method, "rank": strconv.Itoa(d.Rank), "alpha": f(d.Alpha), "dropout": f(d.Dropout),
 		"targets": strings.Join(d.Targets, ","), "lr": f(d.LR), "schedule": d.Schedule, "warmup": f(d.Warmup),
@@ -71,20 +71,3 @@ func tool() cli.Tool {
 }
 
 func main() { cli.Main(tool()) }
-
-// shortFloat writes x as briefly as it can: "2e-4" rather than "0.0002",
-// "32" rather than "3.2e1".
-func shortFloat(x float64) string {
-	g := strconv.FormatFloat(x, 'g', -1, 64)
-	e := strconv.FormatFloat(x, 'e', -1, 64)
-	mant, exp, _ := strings.Cut(e, "e")
-	sign := ""
-	if exp[0] == '-' {
-		sign = "-"
-	}
-	e = mant + "e" + sign + strings.TrimLeft(exp[1:], "0")
-	if len(e) < len(g) {
-		return e
-	}
-	return g
-}

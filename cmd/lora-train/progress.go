@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/lorakit/lorakit/internal/cli"
@@ -10,46 +9,27 @@ import (
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
-// stepProgress draws "step 12/100  loss 2.3456  1,234 tok/s  ETA 3m20s" on
-// stderr when it is a terminal and the run is not quiet.
+// stepProgress shows "step 12/100  loss 2.3456  1,234 tok/s  ETA 3m20s".
 type stepProgress struct {
-	w         io.Writer
-	enabled   bool
-	firstStep int // the step before the first this run makes
-	start     time.Time
-	last      time.Time
-	tokens    int64
+	*cli.Progress
+	first  int // the step before the first this run makes
+	tokens int64
 }
 
 func newStepProgress(ctx *cli.Context) *stepProgress {
-	return &stepProgress{w: ctx.Stderr, enabled: !ctx.Quiet() && cli.IsTerminal(ctx.Stderr), firstStep: -1, start: time.Now()}
+	return &stepProgress{Progress: ctx.NewProgress(""), first: -1}
 }
 
 func (p *stepProgress) update(r train.StepResult, total int) {
-	if p.firstStep < 0 {
-		p.firstStep = r.Step - 1
+	if p.first < 0 {
+		p.first = r.Step - 1
 	}
 	p.tokens += int64(r.Tokens)
-	if !p.enabled {
-		return
-	}
-	now := time.Now()
-	if now.Sub(p.last) < 100*time.Millisecond && r.Step != total {
-		return
-	}
-	p.last = now
-	el := now.Sub(p.start)
-	done := r.Step - p.firstStep
-	eta := "?"
-	if done > 0 {
-		eta = (time.Duration(float64(el) / float64(done) * float64(total-r.Step))).Round(time.Second).String()
-	}
-	rate := float64(p.tokens) / max(el.Seconds(), 1e-9)
-	fmt.Fprintf(p.w, "\rstep %d/%d  loss %.4f  %s tok/s  ETA %s\033[K", r.Step, total, r.Loss, num.Thousands(int64(rate)), eta)
+	p.Line(r.Step == total, func(el time.Duration) string {
+		rate := float64(p.tokens) / max(el.Seconds(), 1e-9)
+		eta := cli.ETA(el, float64(r.Step-p.first)/float64(total-p.first))
+		return fmt.Sprintf("step %d/%d  loss %.4f  %s tok/s  ETA %s", r.Step, total, r.Loss, num.Thousands(int64(rate)), eta)
+	})
 }
 
-func (p *stepProgress) done() {
-	if p.enabled {
-		fmt.Fprint(p.w, "\r\033[K")
-	}
-}
+func (p *stepProgress) done() { p.Done() }

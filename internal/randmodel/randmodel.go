@@ -56,10 +56,6 @@ type Config struct {
 	Files map[string][]byte
 }
 
-// Llama1B is a Llama-shaped model of about 0.84 B parameters (1.67 GB in
-// bf16): Llama 3.2 1B's widths with 12 layers and a 32k vocabulary.
-var Llama1B = Config{Hidden: 2048, Intermediate: 8192, Layers: 12, Heads: 32, KVHeads: 8, Vocab: 32000, DType: dtype.BF16, Seed: 1, Std: 0.02}
-
 // Tensor is one tensor of the model: its name, its shape and the standard
 // deviation of its values (0: ones).
 type Tensor struct {

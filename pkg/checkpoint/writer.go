@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/lorakit/lorakit/pkg/output"
@@ -211,40 +212,25 @@ func (w *Writer) Order() []safetensors.TensorInfo { return w.order }
 // Written is the number of data bytes written so far.
 func (w *Writer) Written() int64 { return w.written }
 
-// WriteTensor writes the next tensor's bytes, all at once.
+// WriteTensor writes the next tensor's bytes, all at once. Zero-byte
+// tensors need no call (they are passed over on their own); one is
+// accepted.
 func (w *Writer) WriteTensor(name string, data []byte) error {
-	i := w.pos
-	for i < len(w.order) && w.order[i].Name != name && dataSize(w.order[i]) == 0 && w.partial == 0 {
-		i++
-	}
-	if i == len(w.order) || w.order[i].Name != name || w.partial != 0 {
-		if len(data) == 0 && w.index(name) >= 0 && w.index(name) < w.pos {
-			return nil // a zero-byte tensor already passed
+	if w.pos < len(w.order) && w.order[w.pos].Name == name && w.partial == 0 {
+		if n := dataSize(w.order[w.pos]); int64(len(data)) != n {
+			return fmt.Errorf("%w: tensor %q: %d bytes given, %d expected", safetensors.ErrWrite, name, len(data), n)
 		}
-		expected := "none: every tensor has been written"
-		if w.pos < len(w.order) {
-			expected = fmt.Sprintf("%q", w.order[w.pos].Name)
-		}
-		return fmt.Errorf("%w: tensor %q written out of order (expected %s)", safetensors.ErrWrite, name, expected)
+		_, err := w.Write(data)
+		return err
 	}
-	if int64(len(data)) != dataSize(w.order[i]) {
-		return fmt.Errorf("%w: tensor %q: %d bytes given, %d expected", safetensors.ErrWrite, name, len(data), dataSize(w.order[i]))
+	if len(data) == 0 && slices.ContainsFunc(w.order[:w.pos], func(t safetensors.TensorInfo) bool { return t.Name == name && dataSize(t) == 0 }) {
+		return nil
 	}
-	if len(data) == 0 {
-		w.pos = i + 1
-		return w.advance()
+	expected := "none: every tensor has been written"
+	if w.pos < len(w.order) {
+		expected = fmt.Sprintf("%q", w.order[w.pos].Name)
 	}
-	_, err := w.Write(data)
-	return err
-}
-
-func (w *Writer) index(name string) int {
-	for i, t := range w.order {
-		if t.Name == name {
-			return i
-		}
-	}
-	return -1
+	return fmt.Errorf("%w: tensor %q written out of order (expected %s)", safetensors.ErrWrite, name, expected)
 }
 
 // Write writes tensor data in Order, across tensor and shard boundaries:

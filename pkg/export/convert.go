@@ -16,10 +16,10 @@ const chunkBytes = 1 << 20
 // per-worker float32 buffer it may grow.
 type rowFn func(dst []byte, r0, r1 int64, scratch *[]float32) error
 
-// encodeRows returns a rowFn that decodes rows of src (HF row-major, cols values of
-// type dt per row), reorders them by perm (nil: identity), scales them (scale != 1),
-// and encodes them as out. stats collects F16 overflows.
-func encodeRows(src []byte, dt dtype.DType, cols int64, perm []int, scale float32, out gguf.Type, st *tensorStats) rowFn {
+// encodeRows returns a rowFn that decodes rows of src (HF row-major, cols values of type
+// dt per row), scales them (scale != 1), and encodes them as out. st collects F16
+// overflows.
+func encodeRows(src []byte, dt dtype.DType, cols int64, scale float32, out gguf.Type, st *tensorStats) rowFn {
 	es := int64(dt.Size())
 	bs, ts := out.BlockSize(), out.TypeSize()
 	// Convert in pieces of subElems values so that the float32 scratch stays in the L1
@@ -49,22 +49,11 @@ func encodeRows(src []byte, dt dtype.DType, cols int64, perm []int, scale float3
 		}
 		return nil
 	}
-	rowOut := cols / bs * ts
 	return func(dst []byte, r0, r1 int64, scratch *[]float32) error {
 		if int64(cap(*scratch)) < sub {
 			*scratch = make([]float32, sub)
 		}
-		f := (*scratch)[:sub]
-		if perm == nil {
-			return encode(dst, src[r0*cols*es:r1*cols*es], (r1-r0)*cols, f)
-		}
-		for r := r0; r < r1; r++ {
-			s := int64(perm[r])
-			if err := encode(dst[(r-r0)*rowOut:(r-r0+1)*rowOut], src[s*cols*es:(s+1)*cols*es], cols, f); err != nil {
-				return err
-			}
-		}
-		return nil
+		return encode(dst, src[r0*cols*es:r1*cols*es], (r1-r0)*cols, (*scratch)[:sub])
 	}
 }
 
@@ -103,18 +92,10 @@ func hasF16InfGeneric(b []byte) bool {
 	return acc != 0
 }
 
-// copyRows returns a rowFn that copies rows of rowBytes bytes of src reordered by perm
-// (nil: in order).
-func copyRows(src []byte, rowBytes int64, perm []int) rowFn {
+// copyRows returns a rowFn that copies rows of rowBytes bytes of src.
+func copyRows(src []byte, rowBytes int64) rowFn {
 	return func(dst []byte, r0, r1 int64, _ *[]float32) error {
-		if perm == nil {
-			copy(dst, src[r0*rowBytes:r1*rowBytes])
-			return nil
-		}
-		for r := r0; r < r1; r++ {
-			s := int64(perm[r])
-			copy(dst[(r-r0)*rowBytes:(r-r0+1)*rowBytes], src[s*rowBytes:(s+1)*rowBytes])
-		}
+		copy(dst, src[r0*rowBytes:r1*rowBytes])
 		return nil
 	}
 }

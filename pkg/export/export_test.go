@@ -800,7 +800,7 @@ func TestChunkedConversion(t *testing.T) {
 			[]*pipeline.Job{j}, func(_ *pipeline.Job, _ int, out []byte) error { got = append(got, out...); return nil })
 		return got, err
 	}
-	fn := encodeRows(num.F32Bytes(src), dtype.F32, cols, nil, 1, gguf.TypeQ8_0, nil)
+	fn := encodeRows(num.F32Bytes(src), dtype.F32, cols, 1, gguf.TypeQ8_0, nil)
 	for _, workers := range []int{1, 2, 7} {
 		got, err := run(workers, fn)
 		if err != nil || !bytes.Equal(got, want) {

@@ -149,7 +149,6 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 	var (
 		src []byte      // float data made in Prepare (generated or loaded items)
 		dt  dtype.DType // the dtype of the data converted
-		fn  rowFn       // converts rows of src
 	)
 	j := &pipeline.Job{Name: info.Name, Chunks: int((it.rows + per - 1) / per)}
 	if rbErr != nil {
@@ -158,12 +157,6 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 	j.Size = func(c int) int {
 		r0 := int64(c) * per
 		return int((min(it.rows, r0+per) - r0) * rowBytes)
-	}
-	encode := func(data []byte) rowFn {
-		if it.scale == 1 && sameEncoding(dt, info.Type) {
-			return copyRows(data, rowBytes, it.perm)
-		}
-		return encodeRows(data, dt, it.cols, it.perm, it.scale, info.Type, ts)
 	}
 	j.Prepare = func() error {
 		if rbErr != nil {
@@ -190,40 +183,40 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 				return fail(fmt.Errorf("%w: source tensor %q is %s %v, planned %s %d×%d", ErrInvalid, it.from, t.DType, t.Shape, it.in, it.rows, it.cols))
 			}
 			dt = it.in
-			return nil
 		}
-		fn = encode(src)
+		return nil
+	}
+	// read fills buf with source rows [r0, r1) in output order (the q/k
+	// permutation applied): from src, or with pread.
+	read := func(buf []byte, r0, r1 int64) error {
+		inRow := it.cols * int64(dt.Size())
+		for r := r0; r < r1; {
+			s, n := r, r1-r
+			if it.perm != nil {
+				s, n = int64(it.perm[r]), 1
+			}
+			dst := buf[(r-r0)*inRow : (r-r0+n)*inRow]
+			if src != nil {
+				copy(dst, src[s*inRow:(s+n)*inRow])
+			} else if err := in.ReadAt(it.from, dst, s*inRow); err != nil {
+				return err
+			}
+			r += n
+		}
 		return nil
 	}
 	j.Run = func(c int, out []byte, w *pipeline.Worker) error {
 		r0 := int64(c) * per
 		r1 := min(it.rows, r0+per)
-		scratch := w.Local.(*[]float32)
-		if fn != nil {
-			if err := fn(out, r0, r1, scratch); err != nil {
-				return fail(err)
-			}
-			return nil
+		buf := w.Buf(int((r1 - r0) * it.cols * int64(dt.Size())))
+		if err := read(buf, r0, r1); err != nil {
+			return err
 		}
-		// Read the chunk's source rows (in output order) with pread, then convert them.
-		inRow := it.cols * int64(dt.Size())
-		buf := w.Buf(int((r1 - r0) * inRow))
-		if it.perm == nil {
-			if err := in.ReadAt(it.from, buf, r0*inRow); err != nil {
-				return err
-			}
-		} else {
-			for r := r0; r < r1; r++ {
-				if err := in.ReadAt(it.from, buf[(r-r0)*inRow:(r-r0+1)*inRow], int64(it.perm[r])*inRow); err != nil {
-					return err
-				}
-			}
-		}
-		conv := copyRows(buf, rowBytes, nil)
+		conv := copyRows(buf, rowBytes)
 		if it.scale != 1 || !sameEncoding(dt, info.Type) {
-			conv = encodeRows(buf, dt, it.cols, nil, it.scale, info.Type, ts)
+			conv = encodeRows(buf, dt, it.cols, it.scale, info.Type, ts)
 		}
-		if err := conv(out, 0, r1-r0, scratch); err != nil {
+		if err := conv(out, 0, r1-r0, w.Local.(*[]float32)); err != nil {
 			return fail(err)
 		}
 		return nil
@@ -237,7 +230,7 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 				in.Done(d)
 			}
 		}
-		src, fn = nil, nil
+		src = nil
 		return nil
 	}
 	return j

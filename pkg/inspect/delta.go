@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -64,14 +65,15 @@ func deltas(ad *model.Adapter, o Options) ([]Delta, error) {
 		}
 	}
 	out := make([]Delta, len(mods))
-	errs := make([]error, len(mods))
-	parallel(len(mods), o.Threads, func(i int) {
-		out[i], errs[i] = delta(ad, mods[i], base, o.Base)
-	})
-	for _, err := range errs {
-		if err != nil {
-			return nil, err // the first module's, as a sequential run would
-		}
+	jobs := make([]*pipeline.Job, len(mods))
+	for i, m := range mods {
+		jobs[i] = &pipeline.Job{Name: m.Path, Chunks: 1, Run: func(int, []byte, *pipeline.Worker) (err error) {
+			out[i], err = delta(ad, m, base, o.Base)
+			return err
+		}}
+	}
+	if err := pipeline.Run(context.Background(), pipeline.Options{Workers: o.Threads}, jobs, nil); err != nil {
+		return nil, err
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if base != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"runtime"
-	"sync"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/errclass"
@@ -108,26 +106,4 @@ func isGGUF(path string) bool {
 	var magic [4]byte
 	n, _ := io.ReadFull(f, magic[:])
 	return n == 4 && string(magic[:]) == "GGUF"
-}
-
-// parallel runs fn(i) for i in [0, n) on at most threads goroutines (0: one
-// per core).
-func parallel(n, threads int, fn func(i int)) {
-	if threads <= 0 {
-		threads = runtime.GOMAXPROCS(0)
-	}
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(threads, n) {
-		wg.Go(func() {
-			for i := range next {
-				fn(i)
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
 }

@@ -202,6 +202,9 @@ func ModulePath(l int, t Target) string {
 	return fmt.Sprintf("model.layers.%d.%s.%s", l, block, t)
 }
 
+// ProjShape returns (out, in) of projection t.
+func (c Config) ProjShape(t Target) (out, in int) { return c.shape(t) }
+
 // shape returns (out, in) of projection t.
 func (c *Config) shape(t Target) (out, in int) {
 	hd := c.headDim()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/pyjson"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -41,33 +42,34 @@ func FuzzEditConfig(f *testing.F) {
 			}
 			return
 		}
-		in, err := parseObject(b)
-		if err != nil {
+		in, err := pyjson.Decode(b)
+		if err != nil || in.Kind != pyjson.KindObject {
 			t.Fatalf("edited a config that does not parse: %v", err)
 		}
 		var got map[string]json.RawMessage
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("output is not a JSON object: %v\n%s", err, out)
 		}
-		for _, m := range in {
-			g, ok := got[m.key]
+		for _, m := range in.Obj {
+			g, ok := got[m.Key]
 			switch {
-			case m.key == "quantization_config" && drop:
+			case m.Key == "quantization_config" && drop:
 				if ok {
 					t.Fatal("quantization_config kept")
 				}
-			case m.key == "tie_word_embeddings" && untie:
+			case m.Key == "tie_word_embeddings" && untie:
 				if string(g) != "false" {
 					t.Fatalf("tie_word_embeddings = %s", g)
 				}
-			case (m.key == "dtype" || m.key == "torch_dtype") && setDType:
+			case (m.Key == "dtype" || m.Key == "torch_dtype") && setDType:
 				if string(g) != `"bfloat16"` {
-					t.Fatalf("%s = %s", m.key, g)
+					t.Fatalf("%s = %s", m.Key, g)
 				}
 			default:
+				raw := configDumps.Marshal(m.Value)
 				var a, c any
-				if !ok || json.Unmarshal(m.raw, &a) != nil || json.Unmarshal(g, &c) != nil || !jsonEqual(a, c) {
-					t.Fatalf("key %q changed: %s -> %s", m.key, m.raw, g)
+				if !ok || json.Unmarshal(raw, &a) != nil || json.Unmarshal(g, &c) != nil || !jsonEqual(a, c) {
+					t.Fatalf("key %q changed: %s -> %s", m.Key, raw, g)
 				}
 			}
 		}

@@ -181,7 +181,6 @@ type Plan struct {
 	byName  map[string]*job // output tensor name → job
 	shards  []checkpoint.Shard
 	files   map[string][]byte
-	maxOut  int64 // largest computed output tensor, bytes
 	in      *pipeline.Input
 	summary Summary
 }
@@ -566,9 +565,6 @@ func (p *Plan) build() error {
 		}
 	}
 	for _, j := range p.jobs {
-		if j.mode == modeCompute || j.mode == modeConvert || j.mode == modeRequant {
-			p.maxOut = max(p.maxOut, num.Elements(j.shape)*int64(j.out.Size()))
-		}
 		p.summary.count(j)
 	}
 

@@ -55,16 +55,22 @@ type BaseOptions struct {
 // OpenBase opens a base model: an HF folder, a .safetensors file (.gz/.zst
 // too) or "-" (a stream read from stdin). An adapter is refused.
 func OpenBase(path string, stdin io.Reader, o BaseOptions) (*Base, error) {
+	return open(path, stdin, func(src *checkpoint.Source) (*Base, error) { return BaseFrom(src, o) })
+}
+
+// open opens path and makes what from(src) makes of it; the source is
+// closed when that fails.
+func open[T any](path string, stdin io.Reader, from func(*checkpoint.Source) (T, error)) (T, error) {
 	src, err := checkpoint.Open(path, stdin)
 	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
-	b, err := BaseFrom(src, o)
+	v, err := from(src)
 	if err != nil {
 		src.Close()
-		return nil, err
 	}
-	return b, nil
+	return v, err
 }
 
 // BaseFrom is OpenBase for a source already open; on success the Base owns it.
@@ -119,16 +125,7 @@ type AdapterOptions struct {
 // read from stdin), parses and validates adapter_config.json and groups the
 // tensors into modules. Errors name the path and the key or tensor at fault.
 func OpenAdapter(path string, stdin io.Reader, o AdapterOptions) (*Adapter, error) {
-	src, err := checkpoint.Open(path, stdin)
-	if err != nil {
-		return nil, err
-	}
-	a, err := AdapterFrom(src, o)
-	if err != nil {
-		src.Close()
-		return nil, err
-	}
-	return a, nil
+	return open(path, stdin, func(src *checkpoint.Source) (*Adapter, error) { return AdapterFrom(src, o) })
 }
 
 // AdapterFrom is OpenAdapter for a source already open; on success the

@@ -295,8 +295,7 @@ func (o Options) stdout() io.Writer {
 // Output is where a tool writes its data: a file (atomic), or stdout.
 type Output struct {
 	io.Writer
-	file   *File
-	Stdout bool
+	file *File
 }
 
 // Open opens path for writing: "-" is o.Stdout (refused when it is a
@@ -307,7 +306,7 @@ func Open(path string, o Options) (*Output, error) {
 		if f, ok := w.(*os.File); ok && term.IsTerminal(f) {
 			return nil, ErrStdoutTerminal
 		}
-		return &Output{Writer: w, Stdout: true}, nil
+		return &Output{Writer: w}, nil
 	}
 	f, err := CreateFile(path, o.Cleanup)
 	if err != nil {

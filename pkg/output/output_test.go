@@ -117,7 +117,7 @@ func TestWritebackWriter(t *testing.T) {
 func TestOpenStdout(t *testing.T) {
 	var buf bytes.Buffer
 	o, err := Open("-", Options{Stdout: &buf})
-	if err != nil || !o.Stdout {
+	if err != nil || o.file != nil {
 		t.Fatal(err)
 	}
 	o.Write([]byte("data"))
@@ -127,7 +127,7 @@ func TestOpenStdout(t *testing.T) {
 	dir := t.TempDir()
 	c := NewCleanup()
 	f, err := Open(filepath.Join(dir, "out.gguf"), Options{Cleanup: c})
-	if err != nil || f.Stdout {
+	if err != nil || f.file == nil {
 		t.Fatal(err)
 	}
 	f.Write([]byte("x"))

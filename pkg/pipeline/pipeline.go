@@ -1,27 +1,14 @@
 // Package pipeline is lorakit's streaming engine, shared by lora-quantize,
-// lora-merge and lora-gguf (and lora-train's reading of a streamed base):
-//
-//   - Run computes an ordered list of jobs (usually one output tensor each)
-//     split into independent chunks on a pool of workers, and hands every
-//     chunk's output to one consumer in order (job by job, chunk by chunk),
-//     so that the result never depends on the number of workers. The
-//     workers run ahead of the consumer within a byte budget: the outputs in
-//     flight and the buffers kept for reuse never exceed it.
-//   - Input gives random access to the tensors of any checkpoint.Source with
-//     bounded memory: a file is read with pread into the caller's buffers
-//     (never through a mapping, so the input's pages do not count against
-//     the process); a stream — which can be read only once, in its own
-//     order — is read forward on demand, and every tensor read on the way is
-//     kept until the caller says it is done with it: in memory up to a
-//     bound, beyond it in an unlinked spill file. That is the one spool
-//     policy for unseekable input: a consumer that reads in the stream's
-//     order spills nothing; one that needs another order spills what it
-//     skipped.
-//
-// Output buffers live outside the Go heap where the OS allows it (anonymous
-// mappings, unmapped when dropped), so that the garbage collector's slack
-// does not add to peak memory: a run holds at most its budget of outputs,
-// its workers' scratch and its Input's memory bound.
+// lora-merge, lora-gguf and lora-train's reading of a base. Run computes
+// ordered jobs (usually one output tensor each) split into chunks on a pool
+// of workers and hands every chunk's output to one consumer in order, within
+// a byte budget, so that results never depend on the number of workers.
+// Input reads any checkpoint.Source in any order with bounded memory: files
+// with pread (never mapped, so the input's pages do not count against the
+// process); streams forward on demand, keeping what arrives before it is
+// needed in memory up to a bound and beyond it in an unlinked spill file —
+// the one spool policy for unseekable input. Output buffers are anonymous
+// mappings outside the Go heap, so the collector's slack adds nothing.
 package pipeline
 
 import (

@@ -182,7 +182,7 @@ func (a *Adapter) IsIA3() bool { return a.Config != nil && a.Config.PeftType == 
 func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtype.DType) llama.Loader {
 	shapes := map[string][]int{}
 	for _, s := range specs {
-		out, in := projShape(cfg, s.Target)
+		out, in := cfg.ProjShape(s.Target)
 		p := llama.ModulePath(s.Layer, s.Target)
 		if s.IA3 {
 			shapes[p+llama.SuffixIA3] = []int{out, 1}
@@ -223,25 +223,6 @@ func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtyp
 		}
 		return v, shape, nil
 	}
-}
-
-// projShape returns (out, in) of a projection.
-func projShape(c llama.Config, t llama.Target) (out, in int) {
-	hd := c.HeadDim
-	if hd == 0 {
-		hd = c.Hidden / c.Heads
-	}
-	switch t {
-	case llama.Q:
-		return c.Heads * hd, c.Hidden
-	case llama.K, llama.V:
-		return c.KVHeads * hd, c.Hidden
-	case llama.O:
-		return c.Hidden, c.Heads * hd
-	case llama.Gate, llama.Up:
-		return c.Intermediate, c.Hidden
-	}
-	return c.Hidden, c.Intermediate
 }
 
 // OpenAdapter reads a PEFT LoRA, DoRA or IA3 adapter (folder, file or "-")

@@ -88,7 +88,7 @@ func StepFLOP(c llama.Config, specs []llama.Adapter, rows, seq int, ckpt bool) f
 	T := float64(rows * seq)
 	var lin float64
 	for _, t := range llama.AllTargets {
-		o, i := projShape(c, t)
+		o, i := c.ProjShape(t)
 		lin += float64(o * i)
 	}
 	lin = lin*float64(c.Layers) + float64(c.Vocab*c.Hidden)
@@ -99,7 +99,7 @@ func StepFLOP(c llama.Config, specs []llama.Adapter, rows, seq int, ckpt bool) f
 	attn := 2 * float64(c.Layers) * float64(rows) * float64(c.Heads*hd) * float64(seq) * float64(seq)
 	var lora float64
 	for _, s := range specs {
-		o, i := projShape(c, s.Target)
+		o, i := c.ProjShape(s.Target)
 		lora += 2 * float64(s.Rank*(o+i)) * T
 	}
 	fwd := 2*lin*T + attn + lora

@@ -361,15 +361,15 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 			ad.Config.LoraDropout = o.Dropout
 		}
 	case o.Method == MethodIA3:
-		if ad, err = NewIA3Adapter(base.Config); err != nil {
-			return nil, nil, err
-		}
-		load = InitLoader(base.Config, ad.Specs, o.Seed, base.AdapterDType)
+		ad, err = NewIA3Adapter(base.Config)
 	default:
-		if ad, err = NewAdapter(base.Config, AdapterOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: o.Targets,
-			DoRA: o.DoRA, RSLoRA: o.RSLoRA, Dropout: o.Dropout}); err != nil {
-			return nil, nil, err
-		}
+		ad, err = NewAdapter(base.Config, AdapterOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: o.Targets,
+			DoRA: o.DoRA, RSLoRA: o.RSLoRA, Dropout: o.Dropout})
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if load == nil {
 		load = InitLoader(base.Config, ad.Specs, o.Seed, base.AdapterDType)
 	}
 	if o.Base != "-" {
