@@ -74,7 +74,7 @@ func BaseFromConfig(path string, cfg *checkpoint.Config) (*Base, error) {
 // safetensors file (its config.json and tensor headers), a GGUF model, a config.json
 // file, or a built-in shape name (see checkpoint.LoadConfig).
 func OpenBase(path string) (*Base, error) {
-	if isGGUF(path) {
+	if path != "-" && gguf.IsFile(path) {
 		return baseFromGGUF(path)
 	}
 	if st, err := os.Stat(path); err == nil && !st.IsDir() && strings.HasSuffix(path, ".json") || err != nil {
@@ -105,17 +105,6 @@ func OpenBase(path string) (*Base, error) {
 		delete(b.Shapes, "output.weight")
 	}
 	return b, nil
-}
-
-func isGGUF(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var m [4]byte
-	n, _ := f.Read(m[:])
-	return n == 4 && string(m[:]) == gguf.Magic
 }
 
 func baseFromGGUF(path string) (*Base, error) {

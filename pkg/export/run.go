@@ -72,8 +72,8 @@ type VocabReport struct {
 // adapter: folder, .safetensors file, or "-" for a stream on Env.Stdin) to
 // the GGUF file out ("-": Env.Stdout), atomically.
 func Run(ctx context.Context, in, out string, o Options) (*Report, error) {
-	if in == "-" && o.Base == "-" {
-		return nil, errclass.Usagef("'-' (stdin) may be given once")
+	if err := tool.StdinOnce(in, o.Base); err != nil {
+		return nil, err
 	}
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
 		return nil, errclass.Usagef("-o %s is a folder; name the GGUF file to write", out)

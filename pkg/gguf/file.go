@@ -22,6 +22,18 @@ type File struct {
 	index map[string]int
 }
 
+// IsFile reports whether path names a file that starts with the GGUF magic.
+func IsFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m [4]byte
+	n, _ := io.ReadFull(f, m[:])
+	return n == 4 && string(m[:]) == Magic
+}
+
 // Open opens path and parses its header; tensor data is not read.
 func Open(path string) (*File, error) {
 	f, err := os.Open(path)

@@ -3,10 +3,10 @@ package inspect
 import (
 	"context"
 	"io"
-	"os"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/tool"
 )
 
@@ -30,17 +30,13 @@ func Run(ctx context.Context, paths []string, o Options) ([]*Report, error) {
 	if o.Base != "" && !o.Deltas {
 		return nil, errclass.Usagef("--base is only used with --deltas")
 	}
-	stdinUsed := false
+	if err := tool.StdinOnce(paths...); err != nil {
+		return nil, err
+	}
 	var reports []*Report
 	for _, p := range paths {
 		if err := ctx.Err(); err != nil {
 			return nil, err
-		}
-		if p == "-" {
-			if stdinUsed {
-				return nil, errclass.Usagef("'-' (stdin) may be given once")
-			}
-			stdinUsed = true
 		}
 		r, err := Inspect(p, o)
 		if err != nil {
@@ -58,7 +54,7 @@ func Run(ctx context.Context, paths []string, o Options) ([]*Report, error) {
 
 // Inspect opens path ("-": Env.Stdin) and builds its report.
 func Inspect(path string, o Options) (*Report, error) {
-	if isGGUF(path) {
+	if path != "-" && gguf.IsFile(path) {
 		if o.Deltas {
 			return nil, errclass.Usagef("%s: --deltas reads PEFT adapters, not GGUF files", path)
 		}
@@ -91,19 +87,4 @@ func PlanFile(config string, o PlanOptions) (*Report, error) {
 	}
 	r.Path = config
 	return r, nil
-}
-
-// isGGUF reports whether path is a file starting with the GGUF magic.
-func isGGUF(path string) bool {
-	if path == "-" {
-		return false
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var magic [4]byte
-	n, _ := io.ReadFull(f, magic[:])
-	return n == 4 && string(magic[:]) == "GGUF"
 }

@@ -60,14 +60,12 @@ type AdapterInput struct {
 // adapters' analysis found, and writes the merged checkpoint to out (a
 // folder, a .safetensors file or "-" for Env.Stdout), atomically.
 func Run(ctx context.Context, base string, adapters []AdapterInput, out string, o Options) (*Summary, error) {
-	dashes := 0
-	for _, p := range append([]AdapterInput{{Path: base}}, adapters...) {
-		if p.Path == "-" {
-			dashes++
-		}
+	paths := []string{base}
+	for _, a := range adapters {
+		paths = append(paths, a.Path)
 	}
-	if dashes > 1 {
-		return nil, errclass.Usagef("'-' (stdin) may be given once")
+	if err := tool.StdinOnce(paths...); err != nil {
+		return nil, err
 	}
 	if o.Requantize && o.DType != "" {
 		return nil, errclass.Usagef("--requantize keeps the base's dtypes; drop --dtype")

@@ -1,14 +1,9 @@
 // Package output writes every lorakit output atomically: a file or a folder
 // is built under a temporary name beside its target, synced, and renamed
 // into place by Commit; until then the target is untouched, and Abort (or
-// an interrupt) removes the temporary. "-" is standard output, given by the
-// caller (Options.Stdout).
-//
-// The package keeps no global state. A caller that must remove unfinished
-// outputs when a signal arrives (the command-line tools) passes a Cleanup,
-// with which every temporary file and folder registers until it is
-// committed or aborted; its RemoveAll is safe to call from a signal handler's
-// goroutine while outputs are being written or committed.
+// an interrupt) removes the temporary. "-" is the caller's stdout. There is
+// no global state: temporary paths register with the caller's Cleanup, whose
+// RemoveAll a signal handler may call while outputs are being written.
 package output
 
 import (
@@ -47,24 +42,22 @@ func (c *Cleanup) add(path string) {
 	c.paths[path] = true
 }
 
-func (c *Cleanup) remove(path string) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	delete(c.paths, path)
-	c.mu.Unlock()
-}
+func (c *Cleanup) remove(path string) { c.commit(path, func() error { return nil }) }
 
-// locked runs fn holding the registry's lock, so that RemoveAll cannot
-// interleave with a commit's renames.
-func (c *Cleanup) locked(fn func() error) error {
+// commit runs a commit's renames of tmp holding the registry's lock, so
+// that RemoveAll cannot interleave with them, and forgets tmp once they
+// succeed.
+func (c *Cleanup) commit(tmp string, renames func() error) error {
 	if c == nil {
-		return fn()
+		return renames()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return fn()
+	err := renames()
+	if err == nil {
+		delete(c.paths, tmp)
+	}
+	return err
 }
 
 // RemoveAll removes every registered temporary path, and any path
@@ -142,13 +135,7 @@ func (a *File) Commit() error {
 		a.Abort()
 		return fmt.Errorf("%s: %w", a.target, err)
 	}
-	err := a.cleanup.locked(func() error {
-		err := os.Rename(a.File.Name(), a.target)
-		if a.cleanup != nil {
-			delete(a.cleanup.paths, a.File.Name())
-		}
-		return err
-	})
+	err := a.cleanup.commit(a.File.Name(), func() error { return os.Rename(a.File.Name(), a.target) })
 	a.done = true
 	if err != nil {
 		os.Remove(a.File.Name())
@@ -228,7 +215,7 @@ func (d *Dir) Commit() error {
 	}
 	syncDir(d.Path)
 	var old string
-	err = d.cleanup.locked(func() error {
+	err = d.cleanup.commit(d.Path, func() error {
 		if _, err := os.Stat(d.target); err == nil {
 			old = d.Path + ".old"
 			if err := os.Rename(d.target, old); err != nil {
@@ -240,9 +227,6 @@ func (d *Dir) Commit() error {
 				os.Rename(old, d.target)
 			}
 			return err
-		}
-		if d.cleanup != nil {
-			delete(d.cleanup.paths, d.Path)
 		}
 		return nil
 	})

@@ -11,8 +11,24 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/output"
 )
+
+// StdinOnce is the usage error for paths that name stdin ("-") more than
+// once; "" is ignored.
+func StdinOnce(paths ...string) error {
+	n := 0
+	for _, p := range paths {
+		if p == "-" {
+			n++
+		}
+	}
+	if n > 1 {
+		return errclass.Usagef("'-' (stdin) may be given once")
+	}
+	return nil
+}
 
 // Env is the environment of one run.
 type Env struct {

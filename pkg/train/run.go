@@ -298,8 +298,8 @@ func (o *Options) check() error {
 	if o.EvalEvery > 0 && o.Eval == "" {
 		return errclass.Usagef("--eval-every needs --eval FILE")
 	}
-	if stdinUses(o.Base, o.Data, o.Eval, o.InitFrom) > 1 {
-		return errclass.Usagef("stdin ('-') can be read once")
+	if err := tool.StdinOnce(o.Base, o.Data, o.Eval, o.InitFrom); err != nil {
+		return err
 	}
 	if err := o.checkMethod(); err != nil {
 		return err
@@ -448,17 +448,6 @@ func openLog(path string, resuming bool, step int) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
 }
 
-// stdinUses counts the paths that are "-".
-func stdinUses(paths ...string) int {
-	n := 0
-	for _, p := range paths {
-		if p == "-" {
-			n++
-		}
-	}
-	return n
-}
-
 // findCheckpoint accepts a checkpoint folder or a folder of checkpoint-N
 // folders (the newest is taken).
 func findCheckpoint(dir string) (string, error) {
@@ -553,8 +542,8 @@ type EvalReport struct {
 // Eval is lora-train eval as a function: the mean loss of the model (with
 // the adapter, if any) on the data, without training.
 func Eval(ctx context.Context, o EvalOptions) (*EvalReport, error) {
-	if stdinUses(o.Base, o.Adapter, o.Data) > 1 {
-		return nil, errclass.Usagef("stdin ('-') can be read once")
+	if err := tool.StdinOnce(o.Base, o.Adapter, o.Data); err != nil {
+		return nil, err
 	}
 	if o.Seq <= 0 {
 		return nil, errclass.Usagef("--seq %d", o.Seq)
