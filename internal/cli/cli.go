@@ -105,9 +105,7 @@ func (c *Context) Infof(format string, args ...any) {
 
 // Deprecated warns (unless quiet) that a flag spelling will go away.
 func (c *Context) Deprecated(old, replacement string) {
-	if !c.Globals.Quiet {
-		fmt.Fprintf(c.Stderr, "%s: warning: %s is deprecated and will be removed in the next release; use %s\n", c.Name, old, replacement)
-	}
+	c.Warnf("%s is deprecated and will be removed in the next release; use %s", old, replacement)
 }
 
 // Env returns the environment a library run takes: the streams, the

@@ -1,6 +1,6 @@
 // Package randmodel makes random Llama-shaped checkpoints and LoRA adapters
 // from a seed: the one generator behind the tests, the benchmarks (e.g.
-// `go run ./internal/randmodel -o DIR` for the ~1 GB model of the speed
+// `go run ./tools/genmodel -o DIR` for the ~1 GB model of the speed
 // figures) and `make demo`'s model. The values are a pure function of the
 // seed, the shape and the tensor's name, so the same Config gives the same
 // bytes in any order and on any number of cores.
@@ -12,12 +12,14 @@
 package randmodel
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/lorakit/lorakit/internal/num"
@@ -71,19 +73,8 @@ func (c Config) headDim() int {
 	return c.Hidden / c.Heads
 }
 
-func (c Config) kvHeads() int {
-	if c.KVHeads > 0 {
-		return c.KVHeads
-	}
-	return c.Heads
-}
-
-func (c Config) dtype() dtype.DType {
-	if c.DType == "" {
-		return dtype.F32
-	}
-	return c.DType
-}
+func (c Config) kvHeads() int       { return cmp.Or(c.KVHeads, c.Heads) }
+func (c Config) dtype() dtype.DType { return cmp.Or(c.DType, dtype.F32) }
 
 // Tensors lists the model's tensors in state-dict order.
 func (c Config) Tensors() []Tensor {
@@ -128,10 +119,10 @@ func (c Config) ConfigJSON() []byte {
 		"architectures": []string{"LlamaForCausalLM"}, "attention_bias": false, "attention_dropout": 0.0,
 		"dtype": names[c.dtype()], "head_dim": c.headDim(), "hidden_act": "silu", "hidden_size": c.Hidden,
 		"initializer_range": 0.02, "intermediate_size": c.Intermediate,
-		"max_position_embeddings": cmpOr(c.MaxPositions, 2048), "mlp_bias": false, "model_type": "llama",
+		"max_position_embeddings": cmp.Or(c.MaxPositions, 2048), "mlp_bias": false, "model_type": "llama",
 		"num_attention_heads": c.Heads, "num_hidden_layers": c.Layers, "num_key_value_heads": c.kvHeads(),
-		"pretraining_tp": 1, "rms_norm_eps": cmpOr(c.RMSEps, 1e-5),
-		"rope_parameters":     map[string]any{"rope_theta": cmpOr(c.RopeTheta, 10000.0), "rope_type": "default"},
+		"pretraining_tp": 1, "rms_norm_eps": cmp.Or(c.RMSEps, 1e-5),
+		"rope_parameters":     map[string]any{"rope_theta": cmp.Or(c.RopeTheta, 10000.0), "rope_type": "default"},
 		"tie_word_embeddings": c.Tied, "transformers_version": "5.17.0", "use_cache": true, "vocab_size": c.Vocab,
 	}
 	for key, id := range map[string]*int{"bos_token_id": c.BOS, "eos_token_id": c.EOS, "pad_token_id": c.Pad} {
@@ -141,14 +132,6 @@ func (c Config) ConfigJSON() []byte {
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
 	return append(b, '\n')
-}
-
-func cmpOr[T comparable](v, or T) T {
-	var zero T
-	if v == zero {
-		return or
-	}
-	return v
 }
 
 // Bytes is the size of the tensor data.
@@ -302,7 +285,7 @@ func (c Config) Adapter(out string, r int, seed uint64, targets ...string) error
 			continue
 		}
 		module := t.Name[:len(t.Name)-len(".weight")]
-		if !want[module[lastDot(module)+1:]] {
+		if !want[module[strings.LastIndexByte(module, '.')+1:]] {
 			continue
 		}
 		infos = append(infos,
@@ -330,13 +313,4 @@ func (c Config) Adapter(out string, r int, seed uint64, targets ...string) error
 		}
 	}
 	return w.Commit()
-}
-
-func lastDot(s string) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == '.' {
-			return i
-		}
-	}
-	return -1
 }

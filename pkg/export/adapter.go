@@ -305,21 +305,9 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 	}
 	p.order()
 
-	name := o.Name
-	if name == "" {
-		name = defaultName(src)
-	}
-	kvs := []gguf.KV{
-		{Key: "general.architecture", Value: Architecture},
-		{Key: "general.type", Value: "adapter"},
-	}
-	if name != "" {
-		kvs = append(kvs, gguf.KV{Key: "general.name", Value: name})
-	}
-	kvs = append(kvs,
+	p.Metadata = append(general("adapter", src, o.Name),
 		gguf.KV{Key: "adapter.type", Value: "lora"},
 		gguf.KV{Key: "adapter.lora.alpha", Value: metaAlpha})
-	p.Metadata = kvs
 	if _, err := gguf.NewWriter(discard{}, p.Metadata, p.Tensors); err != nil {
 		return nil, fmt.Errorf("%s: %w", src.Path, err)
 	}

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -202,18 +203,7 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 	p.Warnings = append(p.Warnings, v.Warnings...)
 
 	ft, _ := gguf.FileTypeOf(typ)
-	name := o.Name
-	if name == "" {
-		name = defaultName(src)
-	}
-	kvs := []gguf.KV{
-		{Key: "general.architecture", Value: Architecture},
-		{Key: "general.type", Value: "model"},
-	}
-	if name != "" {
-		kvs = append(kvs, gguf.KV{Key: "general.name", Value: name})
-	}
-	kvs = append(kvs, gguf.KV{Key: "general.file_type", Value: uint32(ft)})
+	kvs := append(general("model", src, o.Name), gguf.KV{Key: "general.file_type", Value: uint32(ft)})
 	if anyQuant {
 		kvs = append(kvs, gguf.KV{Key: "general.quantization_version", Value: uint32(gguf.QuantizationVersion)})
 	}
@@ -389,6 +379,16 @@ func stateShape(src *checkpoint.Source, cfg *checkpoint.Config, weight string, c
 // state's dtype as bitsandbytes' dequantize_4bit returns it.
 func nf4Loader(weight string) loader {
 	return func(in *pipeline.Input) ([]float32, []int64, error) { return in.Dequantize(weight) }
+}
+
+// general is the general.* metadata of a GGUF file of type typ ("model",
+// "adapter") made from src; name "" is derived from its path.
+func general(typ string, src *checkpoint.Source, name string) []gguf.KV {
+	kvs := []gguf.KV{{Key: "general.architecture", Value: Architecture}, {Key: "general.type", Value: typ}}
+	if name = cmp.Or(name, defaultName(src)); name != "" {
+		kvs = append(kvs, gguf.KV{Key: "general.name", Value: name})
+	}
+	return kvs
 }
 
 // defaultName derives general.name from the input path: a folder's name, or a file's

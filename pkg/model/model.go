@@ -194,14 +194,11 @@ func (a *Adapter) Data(name string) ([]byte, error) {
 
 // Float32 returns an adapter tensor as float32 values (a new slice).
 func (a *Adapter) Float32(name string) ([]float32, error) {
-	t, ok := a.Info(name)
-	if !ok {
-		return nil, fmt.Errorf("%s: %w: %q", a.Path, safetensors.ErrNotFound, name)
-	}
-	b, err := a.Data(name)
+	b, err := a.Data(name) // reports a missing tensor
 	if err != nil {
 		return nil, err
 	}
+	t, _ := a.Info(name)
 	out := make([]float32, t.NumElements())
 	if err := dtype.ToF32(out, b, t.DType); err != nil {
 		return nil, fmt.Errorf("%s: tensor %q: %w", a.Path, name, err)
