@@ -77,6 +77,17 @@ func F32Bytes(f []float32) []byte {
 	return b
 }
 
+// Transpose returns the cols×rows transpose of the rows×cols matrix x.
+func Transpose(x []float32, rows, cols int) []float32 {
+	out := make([]float32, len(x))
+	for i := range rows {
+		for j := range cols {
+			out[j*rows+i] = x[i*cols+j]
+		}
+	}
+	return out
+}
+
 // Golden is the SplitMix64 increment, 2^64/φ.
 const Golden = 0x9E3779B97F4A7C15
 

@@ -49,3 +49,13 @@ func TestMix64(t *testing.T) {
 		}
 	}
 }
+
+func TestTranspose(t *testing.T) {
+	got := Transpose([]float32{1, 2, 3, 4, 5, 6}, 2, 3)
+	want := []float32{1, 4, 2, 5, 3, 6}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("Transpose = %v, want %v", got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -348,12 +349,6 @@ func transposeLoader(name string) loader {
 		if err := dtype.ToF32(f, data, info.DType); err != nil {
 			return nil, nil, err
 		}
-		t := make([]float32, len(f))
-		for r := int64(0); r < rows; r++ {
-			for c := int64(0); c < cols; c++ {
-				t[c*rows+r] = f[r*cols+c]
-			}
-		}
-		return t, []int64{cols, rows}, nil
+		return num.Transpose(f, int(rows), int(cols)), []int64{cols, rows}, nil
 	}
 }

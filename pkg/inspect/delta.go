@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/model"
@@ -97,7 +98,7 @@ func delta(ad *model.Adapter, m peft.Module, base *pipeline.Input, basePath stri
 	r := m.Rank
 	in, outF := int(m.In), int(m.Out)
 	if m.Transposed { // MLX: A is (in, r), B is (r, out)
-		a, b = transpose(a, in, r), transpose(b, r, outF)
+		a, b = num.Transpose(a, in, r), num.Transpose(b, r, outF)
 	}
 	// Both orientations (linear B·A, embedding (B·A)ᵀ) have the same spectrum.
 	sv := deltaSpectrum(f64(b), outF, f64(a), in, r, float64(m.Scaling))
@@ -125,16 +126,6 @@ func delta(ad *model.Adapter, m peft.Module, base *pipeline.Input, basePath stri
 		d.Relative = d.Norm / d.BaseNorm
 	}
 	return d, nil
-}
-
-func transpose(x []float32, rows, cols int) []float32 {
-	out := make([]float32, len(x))
-	for i := 0; i < rows; i++ {
-		for j := 0; j < cols; j++ {
-			out[j*rows+i] = x[i*cols+j]
-		}
-	}
-	return out
 }
 
 // baseWeight reads a base weight as float32, dequantizing 4-bit weights as

@@ -52,17 +52,6 @@ func shape2(shape []int64) (rows, cols int) {
 	return int(shape[0]), int(num.Elements(shape[1:]))
 }
 
-// transpose returns the cols×rows transpose of the rows×cols matrix x.
-func transpose(x []float32, rows, cols int) []float32 {
-	out := make([]float32, len(x))
-	for i := 0; i < rows; i++ {
-		for j := 0; j < cols; j++ {
-			out[j*rows+i] = x[i*cols+j]
-		}
-	}
-	return out
-}
-
 // prepare loads the adapter tensors of j's contributions as float32, in
 // the layout the kernel wants.
 func (p *Plan) prepare(j *job) ([]*prepared, error) {
@@ -84,11 +73,11 @@ func (p *Plan) prepare(j *job) ([]*prepared, error) {
 			}
 			r, in, outF := m.Rank, int(m.In), int(m.Out)
 			if m.Transposed { // MLX: A is (in, r), B is (r, out)
-				a, b = transpose(a, in, r), transpose(b, r, outF)
+				a, b = num.Transpose(a, in, r), num.Transpose(b, r, outF)
 			}
 			pc.rank = r
 			if c.transposed { // stored rows are the inputs: L = Aᵀ, R = Bᵀ
-				pc.l, pc.r = transpose(a, r, in), transpose(b, outF, r)
+				pc.l, pc.r = num.Transpose(a, r, in), num.Transpose(b, outF, r)
 			} else {
 				pc.l, pc.r = b, a
 			}
