@@ -40,8 +40,8 @@ type Options struct {
 	Safe bool
 	// StreamMemory bounds the bytes of a streamed base kept in memory while
 	// the merge needs its tensors in another order than they arrive; beyond
-	// it they go to a spill file in TempDir. 0 means 64 MiB or the largest
-	// tensor, whichever is larger.
+	// it they go to a spill file in TempDir. 0 means
+	// pipeline.DefaultInputMemory or the largest tensor, whichever is larger.
 	StreamMemory int64
 	// AllowMutatedBase accepts PiSSA/OLoRA/CorDA/LoftQ/LoRA-GA adapters
 	// (Run only): the base given is the one they mutated at init (§7.8).

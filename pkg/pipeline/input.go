@@ -16,7 +16,7 @@ import (
 
 // DefaultInputMemory is the smallest memory bound of a stream's kept
 // tensors.
-const DefaultInputMemory = 64 << 20
+const DefaultInputMemory = 32 << 20
 
 // InputOptions configure NewInput.
 type InputOptions struct {

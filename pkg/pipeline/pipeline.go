@@ -19,7 +19,7 @@ import (
 
 // DefaultBudget is the smallest budget Run uses when none is given: enough
 // for the workers to run well ahead of the consumer.
-const DefaultBudget = 64 << 20
+const DefaultBudget = 32 << 20
 
 // Options configure Run.
 type Options struct {
