@@ -412,10 +412,11 @@ func (c *Config) SlidingLayers() int {
 // model this Config describes. For a multimodal wrapper it strips the
 // language model's prefix, in both of transformers' layouts
 // ("language_model.model.layers.0…" before 4.52, "model.language_model.layers.0…"
-// after) and reports ok = false for the vision tower and projector; for other
-// models it returns the name unchanged.
+// after) and reports ok = false for the vision tower and projector; names
+// that already are the text model's ("model.layers.0…", as Tensors lists
+// them) and other models' names are returned unchanged.
 func (c *Config) TextName(name string) (string, bool) {
-	if c.Multimodal == nil {
+	if c.Multimodal == nil || strings.HasPrefix(name, "model.layers.") || name == "model.embed_tokens.weight" || name == "model.norm.weight" {
 		return name, true
 	}
 	for _, p := range [][2]string{

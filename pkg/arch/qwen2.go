@@ -75,6 +75,9 @@ func qwenAttention(o *object, c *Config) error {
 			c.Attention[l].Sliding, c.Attention[l].Window = true, window
 		}
 	}
+	if c.SlidingLayers() > 0 {
+		c.note("sliding window %d on %d layers, as current transformers computes it in every attention implementation (releases before 4.48 applied it with flash-attention only)", window, c.SlidingLayers())
+	}
 	return nil
 }
 

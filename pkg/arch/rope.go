@@ -281,8 +281,8 @@ func parseRope(o, block *object, opt ropeOptions, topTheta float64) (*Rope, erro
 			name = a
 		}
 	}
-	if !(r.Theta > 0) {
-		return nil, o.errorf("rope_theta", "%v must be positive", r.Theta)
+	if !(r.Theta >= 1 && r.Theta <= 1e30) {
+		return nil, o.errorf("rope_theta", "%v is out of range [1, 1e30]", r.Theta)
 	}
 	if partial != 1 && !opt.partial {
 		return nil, fmt.Errorf("%w: %s = %v: partial rotary embeddings are only supported for phi3", ErrUnsupported, o.key("partial_rotary_factor"), partial)
@@ -359,8 +359,8 @@ func parseLongRoPE(block *object, r *Rope, opt ropeOptions) error {
 			return block.errorf(f.key, "has %d values; want rotary dims / 2 = %d", len(*f.dst), half)
 		}
 		for i, v := range *f.dst {
-			if !(v > 0) {
-				return block.errorf(f.key, "entry %d = %v must be positive", i, v)
+			if !(v >= 1e-6 && v <= 1e6) {
+				return block.errorf(f.key, "entry %d = %v is out of range [1e-6, 1e6]", i, v)
 			}
 		}
 	}
