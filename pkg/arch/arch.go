@@ -33,7 +33,8 @@ type Arch struct {
 	ModelType string
 	// Name is the human name of the family, e.g. "Qwen2 / Qwen2.5".
 	Name string
-	// Classes are the transformers classes of config.json "architectures".
+	// Classes are the transformers classes of config.json "architectures"
+	// whose layout this is.
 	Classes []string
 	// GGUFArch is llama.cpp's general.architecture for it, e.g. "qwen2".
 	GGUFArch string
@@ -138,33 +139,59 @@ func Unsupported(modelType string) error {
 // the README and --help: model_type, transformers classes, llama.cpp
 // architecture and what sets each apart.
 func Table() string {
-	rows := [][]string{{"model_type", "transformers class", "GGUF", "specifics"}}
+	rows := [][]string{{"model_type", "family", "GGUF", "specifics"}}
 	for _, a := range All() {
 		mt := a.ModelType
 		if mt == "gemma3_text" {
 			mt = "gemma3_text, gemma3"
 		}
-		rows = append(rows, []string{mt, strings.Join(a.Classes, ", "), a.GGUFArch, a.Summary})
+		rows = append(rows, []string{mt, a.Name, a.GGUFArch, a.Summary})
 	}
 	width := make([]int, len(rows[0]))
 	for _, r := range rows {
 		for i, c := range r {
-			width[i] = max(width[i], len(c))
+			width[i] = max(width[i], len([]rune(c)))
 		}
 	}
 	var b strings.Builder
 	for _, r := range rows {
 		for i, c := range r {
-			if i == len(r)-1 {
-				b.WriteString(c)
-				break
-			}
 			b.WriteString(c)
-			b.WriteString(strings.Repeat(" ", width[i]-len(c)+2))
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", width[i]-len([]rune(c))+2))
+			}
 		}
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// Targets lists the LoRA target names the architecture accepts, as
+// Config.Targets gives them for its default config (for --help).
+func (a *Arch) Targets() []string {
+	c, err := ParseConfig([]byte(`{"model_type":"` + a.ModelType + `"}`))
+	if err != nil {
+		return nil
+	}
+	return c.Targets()
+}
+
+// checkClasses refuses task heads other than causal LM and notes an
+// unfamiliar class name, whose layout is then assumed to be the family's.
+func (c *Config) checkClasses() error {
+	known := false
+	for _, cls := range c.Architectures {
+		for _, head := range []string{"ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering"} {
+			if strings.HasSuffix(cls, head) {
+				return fmt.Errorf("%w: architectures %q: only causal language models are supported (%s)", ErrUnsupported, cls, strings.Join(c.Arch.Classes, ", "))
+			}
+		}
+		known = known || contains(c.Arch.Classes, cls)
+	}
+	if !known && len(c.Architectures) > 0 {
+		c.note("architectures %v is none of %s; the checkpoint is read as %s's layout", c.Architectures, strings.Join(c.Arch.Classes, ", "), c.Arch.Classes[0])
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

@@ -146,6 +146,9 @@ func ParseConfig(b []byte) (*Config, error) {
 		}
 		c.note("multimodal %s: only the language model (text_config, tensors under language_model) is described; the vision tower and projector are not trained or exported, and PEFT's all-linear would also select their linear layers", class)
 	}
+	if err := c.checkClasses(); err != nil {
+		return nil, err
+	}
 	if err := c.readCommon(o, top); err != nil {
 		return nil, err
 	}

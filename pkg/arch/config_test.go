@@ -355,6 +355,7 @@ func TestRefusals(t *testing.T) {
 		{`{"model_type":"gemma2","attn_logit_softcapping":0}`, ErrConfig, "divide by zero"},
 		{`{"model_type":"gemma3_text","sliding_window_pattern":0}`, ErrConfig, "sliding_window_pattern"},
 		{`{"model_type":"llama","eos_token_id":"x"}`, ErrConfig, "eos_token_id"},
+		{`{"model_type":"qwen2","architectures":["Qwen2ForSequenceClassification"]}`, ErrUnsupported, "only causal language models"},
 		{`[1,2]`, ErrConfig, "config.json"},
 		{`{"model_type":"llama"`, ErrConfig, "config.json"},
 	} {
@@ -378,11 +379,21 @@ func TestUnsupported(t *testing.T) {
 			t.Errorf("Lookup(%s): %v", mt, err)
 		}
 	}
+	if got := strings.Join(registry["phi3"].Targets(), " "); got != "o_proj qkv_proj gate_up_proj down_proj lm_head embed_tokens all-linear" {
+		t.Errorf("phi3 targets %s", got)
+	}
 	table := Table()
 	for _, a := range All() {
-		if !strings.Contains(table, a.ModelType) || !strings.Contains(table, a.Classes[0]) {
+		if !strings.Contains(table, a.ModelType) || !strings.Contains(table, a.Name) || !strings.Contains(table, a.GGUFArch) {
 			t.Errorf("table lacks %s:\n%s", a.ModelType, table)
 		}
+	}
+}
+
+func TestUnfamiliarClass(t *testing.T) {
+	c := mustParse(t, `{"model_type":"llama","architectures":["LlamaForCausalLMEagle"]}`)
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "LlamaForCausalLM's layout") {
+		t.Errorf("notes %q", c.Notes)
 	}
 }
 

@@ -44,12 +44,13 @@ type Features struct {
 	// Act is the gate activation of the MLP: down(Act(gate(x)) * up(x)).
 	Act Activation
 
-	// EmbedScale: the token embeddings (and, for Gemma 3 through PEFT's
-	// embed_scale handling, an embed_tokens LoRA delta) are multiplied by
+	// EmbedScale: the token embeddings are multiplied by
 	// EmbedScaleValue(hidden, activation dtype) before the first layer:
 	// √hidden computed in float64, rounded to float32, then to the dtype the
-	// model runs in (bfloat16: √3072 = 55.4256… becomes 55.5). This is
+	// model runs in (bfloat16: √3072 = 55.4256… becomes 55.5), as
 	// transformers' `torch.tensor(hidden_size**0.5, dtype=hidden.dtype)`.
+	// An embed_tokens LoRA delta is scaled too: Gemma 1/2 scale the embedding
+	// module's output, and PEFT applies Gemma 3's embed_scale to the delta.
 	EmbedScale bool
 
 	// SandwichNorms: besides input_layernorm, each layer normalizes the
@@ -59,8 +60,8 @@ type Features struct {
 	SandwichNorms bool
 
 	// AttnSoftcap (0: none) caps the attention scores after scaling and
-	// before the mask and softmax: s = cap·tanh(s/cap), in float32 (Gemma 2
-	// attn_logit_softcapping; Gemma 3 if set).
+	// before the mask: s = cap·tanh(s/cap), in the scores' dtype; the softmax
+	// then runs in float32 (Gemma 2 attn_logit_softcapping; Gemma 3 if set).
 	AttnSoftcap float64
 	// FinalSoftcap (0: none) caps the logits: z = cap·tanh(z/cap), computed in
 	// the logits' dtype, before the loss (Gemma 2 final_logit_softcapping,

@@ -29,9 +29,9 @@ func init() {
 	register(&Arch{
 		ModelType: "gemma3_text",
 		Name:      "Gemma 3 (text)",
-		Classes:   []string{"Gemma3ForCausalLM", "Gemma3ForConditionalGeneration (language model)"},
+		Classes:   []string{"Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"},
 		GGUFArch:  "gemma3",
-		Summary:   "Gemma 2 + q/k norms, 5:1 local/global layers, local rope base, global rope scaling",
+		Summary:   "Gemma 2 + q/k norms, 5:1 local/global layers, local rope base; gemma3: the language model",
 		defaults: defaults{Vocab: 262208, Hidden: 2304, Intermediate: 9216, Layers: 26, Heads: 8, KVHeads: 4, HeadDim: 256,
 			MaxPositions: 131072, NormEps: 1e-6, Tied: true, Theta: 1e6, Act: "gelu_pytorch_tanh"},
 		parse: parseGemma3,

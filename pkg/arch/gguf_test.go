@@ -17,6 +17,10 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // adapter mapping of every LoRA target.
 func renderGGUF(c *Config, g *GGUF, err error) string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "config: %s\nfeatures: %+v\n", c.Describe(), c.Features)
+	for _, n := range c.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
 	fmt.Fprintf(&b, "general.architecture = %s\n", g.Arch)
 	if err != nil {
 		fmt.Fprintf(&b, "refused: %v\n", err)

@@ -196,3 +196,21 @@ func TestResolveTargets(t *testing.T) {
 		t.Errorf("targets %v", phi.Targets())
 	}
 }
+
+func TestSmallHelpers(t *testing.T) {
+	c, _ := Shape("gemma3-4b")
+	if c.Layer(5).Sliding || !c.Layer(4).Sliding || len(c.RopeInvFreq(5, 1)) != 128 || c.RopeInvFreq(5, 1)[1] == c.RopeInvFreq(4, 1)[1] {
+		t.Error("gemma3 layers 4 (local) and 5 (global)")
+	}
+	if NormGemma.Offset() != 1 || NormLlama.Offset() != 0 {
+		t.Error("norm offsets")
+	}
+	if !(Transform{}).IsIdentity() || (Transform{Add: 1}).IsIdentity() || !(Transform{Scale: 1}).IsIdentity() {
+		t.Error("IsIdentity")
+	}
+	for r := RoleEmbedding; r <= RoleLMHead; r++ {
+		if strings.HasPrefix(r.String(), "Role(") {
+			t.Errorf("role %d has no name", r)
+		}
+	}
+}
