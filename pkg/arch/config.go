@@ -253,10 +253,10 @@ func (c *Config) readCommon(o, top *object) error {
 	return nil
 }
 
-// activation reads the MLP activation from key, refusing what is not
-// implemented.
-func (c *Config) activation(o *object, key, def string) error {
-	name, err := o.str(key, def)
+// activation reads the MLP activation from key (the class's default when
+// absent), refusing what is not implemented.
+func (c *Config) activation(o *object, key string) error {
+	name, err := o.str(key, c.Arch.defaults.Act)
 	if err != nil {
 		return err
 	}
@@ -344,7 +344,7 @@ func singleRope(o *object, c *Config, opt ropeOptions) (*Rope, error) {
 		return nil, fmt.Errorf("%w: %s: per-layer-type rope_parameters are only supported for gemma3_text", ErrUnsupported, block.where)
 	}
 	opt.headDim, opt.maxPos = c.HeadDim, c.MaxPositions
-	theta, err := o.float("rope_theta", opt.theta, 0, math.MaxFloat32)
+	theta, err := o.float("rope_theta", c.Arch.defaults.Theta, 0, math.MaxFloat32)
 	if err != nil {
 		return nil, err
 	}

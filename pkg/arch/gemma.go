@@ -38,25 +38,25 @@ func init() {
 
 func parseGemma(o *object, c *Config) error {
 	if o.present("hidden_activation") && !o.isNull("hidden_activation") {
-		if err := c.activation(o, "hidden_activation", "gelu_pytorch_tanh"); err != nil {
+		if err := c.activation(o, "hidden_activation"); err != nil {
 			return err
 		}
 	} else {
-		act, err := o.str("hidden_act", "gelu_pytorch_tanh")
+		act, err := o.str("hidden_act", c.Arch.defaults.Act)
 		if err != nil {
 			return err
 		}
 		if act == "gelu" {
 			c.Act = ActGELUTanh
 			c.note(`hidden_act "gelu" without hidden_activation read as gelu_pytorch_tanh, as Gemma was trained and transformers 4.38–4.4x compute it (current transformers computes the exact erf GELU for this file)`)
-		} else if err := c.activation(o, "hidden_act", "gelu_pytorch_tanh"); err != nil {
+		} else if err := c.activation(o, "hidden_act"); err != nil {
 			return err
 		}
 	}
 	if err := gemmaCommon(o, c); err != nil {
 		return err
 	}
-	r, err := singleRope(o, c, ropeOptions{types: []RopeType{RopeDefault, RopeLinear, RopeLlama3}, theta: 10000})
+	r, err := singleRope(o, c, ropeOptions{types: standardRopes})
 	if err != nil {
 		return err
 	}

@@ -34,14 +34,14 @@ func init() {
 }
 
 func parseGemma2(o *object, c *Config) error {
-	if err := c.activation(o, "hidden_activation", "gelu_pytorch_tanh"); err != nil {
+	if err := c.activation(o, "hidden_activation"); err != nil {
 		return err
 	}
 	sliding, window, err := gemmaSandwich(o, c, 50, 30, func(l int) bool { return (l+1)%2 != 0 })
 	if err != nil {
 		return err
 	}
-	r, err := singleRope(o, c, ropeOptions{types: []RopeType{RopeDefault, RopeLinear, RopeLlama3}, theta: 10000})
+	r, err := singleRope(o, c, ropeOptions{types: standardRopes})
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func init() {
 }
 
 func parseGemma3(o *object, c *Config) error {
-	if err := c.activation(o, "hidden_activation", "gelu_pytorch_tanh"); err != nil {
+	if err := c.activation(o, "hidden_activation"); err != nil {
 		return err
 	}
 	// transformers keeps the old integer pattern for configs that have it.

@@ -27,7 +27,7 @@ func init() {
 }
 
 func parseLlama(o *object, c *Config) error {
-	if err := c.activation(o, "hidden_act", "silu"); err != nil {
+	if err := c.activation(o, "hidden_act"); err != nil {
 		return err
 	}
 	if err := c.attentionBias(o); err != nil {
@@ -37,7 +37,7 @@ func parseLlama(o *object, c *Config) error {
 	if c.MLPBias, err = o.boolean("mlp_bias", false); err != nil {
 		return err
 	}
-	r, err := singleRope(o, c, ropeOptions{types: []RopeType{RopeDefault, RopeLinear, RopeLlama3}, theta: 10000})
+	r, err := singleRope(o, c, ropeOptions{types: standardRopes})
 	if err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func init() {
 }
 
 func parseMistral(o *object, c *Config) error {
-	if err := c.activation(o, "hidden_act", "silu"); err != nil {
+	if err := c.activation(o, "hidden_act"); err != nil {
 		return err
 	}
 	window := 4096
@@ -39,7 +39,7 @@ func parseMistral(o *object, c *Config) error {
 	if err != nil {
 		return err
 	}
-	r, err := singleRope(o, c, ropeOptions{types: []RopeType{RopeDefault, RopeLinear, RopeLlama3}, theta: 10000})
+	r, err := singleRope(o, c, ropeOptions{types: standardRopes})
 	if err != nil {
 		return err
 	}

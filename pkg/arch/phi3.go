@@ -37,7 +37,7 @@ func init() {
 }
 
 func parsePhi3(o *object, c *Config) error {
-	if err := c.activation(o, "hidden_act", "silu"); err != nil {
+	if err := c.activation(o, "hidden_act"); err != nil {
 		return err
 	}
 	if err := noDropout(o, "resid_pdrop", "embd_pdrop"); err != nil {
@@ -52,7 +52,6 @@ func parsePhi3(o *object, c *Config) error {
 		types:       []RopeType{RopeDefault, RopeLongRoPE},
 		partial:     true,
 		aliases:     map[string]string{"su": "longrope", "yarn": "longrope"},
-		theta:       10000,
 		originalMax: orig,
 	})
 	if err != nil {

@@ -30,7 +30,7 @@ func init() {
 }
 
 func parseQwen2(o *object, c *Config) error {
-	if err := c.activation(o, "hidden_act", "silu"); err != nil {
+	if err := c.activation(o, "hidden_act"); err != nil {
 		return err
 	}
 	c.QKVBias = true
@@ -61,7 +61,7 @@ func qwenAttention(o *object, c *Config) error {
 	if err != nil {
 		return err
 	}
-	r, err := singleRope(o, c, ropeOptions{types: []RopeType{RopeDefault, RopeLinear, RopeLlama3}, theta: 10000})
+	r, err := singleRope(o, c, ropeOptions{types: standardRopes})
 	if err != nil {
 		return err
 	}

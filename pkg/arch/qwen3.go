@@ -27,7 +27,7 @@ func init() {
 }
 
 func parseQwen3(o *object, c *Config) error {
-	if err := c.activation(o, "hidden_act", "silu"); err != nil {
+	if err := c.activation(o, "hidden_act"); err != nil {
 		return err
 	}
 	if err := c.attentionBias(o); err != nil {

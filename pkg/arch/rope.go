@@ -221,12 +221,15 @@ func longRopeAttentionFactor(factor float64, original int) float64 {
 	return math.Sqrt(1 + math.Log(factor)/math.Log(float64(original)))
 }
 
+// standardRopes are the rope types every architecture's model computes
+// (linear and llama3 are frequency tables like the default).
+var standardRopes = []RopeType{RopeDefault, RopeLinear, RopeLlama3}
+
 // ropeOptions say what an architecture accepts in its rope configuration.
 type ropeOptions struct {
 	types       []RopeType
 	partial     bool              // partial_rotary_factor may differ from 1
 	aliases     map[string]string // legacy rope_type names ("su" → "longrope")
-	theta       float64           // default θ
 	headDim     int
 	maxPos      int // max_position_embeddings
 	originalMax int // top-level original_max_position_embeddings (Phi-3), 0 if none
