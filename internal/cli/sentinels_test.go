@@ -13,6 +13,7 @@ import (
 
 	. "github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/pyjson"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cuda"
@@ -42,6 +43,11 @@ var sentinels = []struct {
 	code int
 }{
 	{"pyjson.ErrInvalid", pyjson.ErrInvalid, ExitInvalid},
+	{"arch.ErrConfig", arch.ErrConfig, ExitInvalid},
+	{"arch.ErrUnsupported", arch.ErrUnsupported, ExitInvalid},
+	{"arch.ErrTarget", arch.ErrTarget, ExitInvalid},
+	{"arch.ErrTensor", arch.ErrTensor, ExitInvalid},
+	{"arch.ErrGGUF", arch.ErrGGUF, ExitInvalid},
 	{"checkpoint.ErrConfig", checkpoint.ErrConfig, ExitInvalid},
 	{"checkpoint.ErrUnsupported", checkpoint.ErrUnsupported, ExitInvalid},
 	{"checkpoint.ErrNotFound", checkpoint.ErrNotFound, ExitInvalid},

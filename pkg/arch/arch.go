@@ -1,8 +1,8 @@
 package arch
 
 import (
-	"errors"
 	"fmt"
+	"github.com/lorakit/lorakit/pkg/errclass"
 	"sort"
 	"strings"
 )
@@ -11,18 +11,18 @@ import (
 // tensor at fault; callers add the file name.
 var (
 	// ErrConfig reports a config.json value that is malformed or out of range.
-	ErrConfig = errors.New("arch: invalid config")
+	ErrConfig = errclass.New(errclass.Invalid, "arch: invalid config")
 	// ErrUnsupported reports a model_type, or a config option that changes the
 	// math, that lorakit does not implement.
-	ErrUnsupported = errors.New("arch: unsupported")
+	ErrUnsupported = errclass.New(errclass.Invalid, "arch: unsupported")
 	// ErrTarget reports a LoRA target that is not a module of the architecture.
-	ErrTarget = errors.New("arch: unknown LoRA target")
+	ErrTarget = errclass.New(errclass.Invalid, "arch: unknown LoRA target")
 	// ErrTensor reports a tensor name or shape that is not part of the
 	// architecture's checkpoint layout.
-	ErrTensor = errors.New("arch: unexpected tensor")
+	ErrTensor = errclass.New(errclass.Invalid, "arch: unexpected tensor")
 	// ErrGGUF reports a model or adapter that llama.cpp cannot be made to
 	// compute as transformers does.
-	ErrGGUF = errors.New("arch: not representable in GGUF")
+	ErrGGUF = errclass.New(errclass.Invalid, "arch: not representable in GGUF")
 )
 
 // Arch is one supported architecture: a transformers model_type and what
