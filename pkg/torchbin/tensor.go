@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
@@ -54,6 +55,13 @@ func contiguous(shape, stride []int64) bool {
 		want *= shape[i]
 	}
 	return true
+}
+
+// SameView reports whether t and o are the same elements of the same
+// storage: tied weights saved under two names (embed_tokens and lm_head).
+func (t TensorInfo) SameView(o TensorInfo) bool {
+	return t.st != nil && t.st == o.st && t.DType == o.DType && t.Offset == o.Offset &&
+		slices.Equal(t.Shape, o.Shape) && slices.Equal(t.Stride, o.Stride)
 }
 
 // storageRef is a storage named by a persistent id in the pickle.

@@ -152,8 +152,19 @@ func TestViewsLayout(t *testing.T) {
 				ti.Storage, ti.Offset, ti.Stride, ti.Contiguous(), tc.storage, tc.offset, tc.stride, tc.contiguous)
 		}
 	}
-	if got, want := f.DataSize(), int64(0); got <= want {
-		t.Errorf("DataSize %d", got)
+	embed, _ := f.Info("embed.weight")
+	head, _ := f.Info("lm_head.weight")
+	base, _ := f.Info("base")
+	rows, _ := f.Info("row_slice")
+	if !embed.SameView(head) || embed.SameView(base) || base.SameView(rows) {
+		t.Error("SameView: tied weights are the only alias")
+	}
+	var sum int64
+	for _, ti := range f.Tensors {
+		sum += ti.NumBytes()
+	}
+	if f.DataSize() != sum || sum != 48*4+16*4+18*4+48*4+10*4+4+0+2*40*4+12*8+15*4+4*4+9*2+15*2 {
+		t.Errorf("DataSize %d, sum %d", f.DataSize(), sum)
 	}
 }
 
