@@ -48,8 +48,9 @@
 //     flattened, as Lightning, DeepSpeed and most training loops save it.
 //     Plain state dicts, as transformers and PEFT save them, are flat dicts
 //     and are read exactly as torch.load returns them.
-//   - Values that are not tensors (epoch counters, hyper-parameters, the
-//     "_metadata" of a state dict) are skipped and listed in File.Skipped.
+//   - Values that are not tensors (epoch counters, hyper-parameters) are
+//     skipped and listed in File.Skipped; the _metadata attribute that
+//     Module.state_dict() attaches (module versions) is ignored.
 //
 // # Using it like safetensors
 //
