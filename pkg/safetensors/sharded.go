@@ -3,8 +3,10 @@ package safetensors
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -110,20 +112,33 @@ func OpenIndexed(indexPath string) (*Set, *Index, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	for name, f := range ix.WeightMap {
-		got, ok := s.where[name]
-		if !ok || filepath.Base(got.Path) != f {
-			s.Close()
-			return nil, nil, fmt.Errorf("%s: %w: tensor %q is listed in %s but not found there", indexPath, ErrIndex, name, f)
-		}
-	}
+	found := make(map[string]string, len(s.where))
 	for name, f := range s.where {
-		if _, ok := ix.WeightMap[name]; !ok {
-			s.Close()
-			return nil, nil, fmt.Errorf("%s: %w: tensor %q in %s is missing from the index", indexPath, ErrIndex, name, f.Path)
-		}
+		found[name] = f.Path
+	}
+	if err := ix.Check(indexPath, found); err != nil {
+		s.Close()
+		return nil, nil, err
 	}
 	return s, ix, nil
+}
+
+// Check verifies that the index and its shards agree tensor for tensor:
+// found maps each tensor read from the shards to the path of its file.
+// Sharded checkpoints of every format share this index schema.
+func (ix *Index) Check(indexPath string, found map[string]string) error {
+	for _, name := range slices.Sorted(maps.Keys(ix.WeightMap)) {
+		f := ix.WeightMap[name]
+		if p, ok := found[name]; !ok || filepath.Base(p) != f {
+			return fmt.Errorf("%s: %w: tensor %q is listed in %s but not found there", indexPath, ErrIndex, name, f)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(found)) {
+		if _, ok := ix.WeightMap[name]; !ok {
+			return fmt.Errorf("%s: %w: tensor %q in %s is missing from the index", indexPath, ErrIndex, name, found[name])
+		}
+	}
+	return nil
 }
 
 // Names lists every tensor, file by file in file order.
