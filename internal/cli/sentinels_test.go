@@ -30,6 +30,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/quantize"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tokenizer"
+	"github.com/lorakit/lorakit/pkg/torchbin"
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
@@ -43,6 +44,16 @@ var sentinels = []struct {
 	code int
 }{
 	{"pyjson.ErrInvalid", pyjson.ErrInvalid, ExitInvalid},
+	{"torchbin.ErrNotZip", torchbin.ErrNotZip, ExitInvalid},
+	{"torchbin.ErrLegacyFormat", torchbin.ErrLegacyFormat, ExitInvalid},
+	{"torchbin.ErrArchive", torchbin.ErrArchive, ExitInvalid},
+	{"torchbin.ErrTruncated", torchbin.ErrTruncated, ExitInvalid},
+	{"torchbin.ErrForbiddenGlobal", torchbin.ErrForbiddenGlobal, ExitInvalid},
+	{"torchbin.ErrPickle", torchbin.ErrPickle, ExitInvalid},
+	{"torchbin.ErrStorage", torchbin.ErrStorage, ExitInvalid},
+	{"torchbin.ErrUnsupported", torchbin.ErrUnsupported, ExitInvalid},
+	{"torchbin.ErrStateDict", torchbin.ErrStateDict, ExitInvalid},
+	{"torchbin.ErrNotFound", torchbin.ErrNotFound, ExitInvalid},
 	{"arch.ErrConfig", arch.ErrConfig, ExitInvalid},
 	{"arch.ErrUnsupported", arch.ErrUnsupported, ExitInvalid},
 	{"arch.ErrTarget", arch.ErrTarget, ExitInvalid},

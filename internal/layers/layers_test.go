@@ -21,7 +21,7 @@ var layerOf = map[string]string{
 	"pkg/errclass": "base", "internal/num": "base", "internal/term": "base", "internal/pyjson": "base",
 
 	"pkg/dtype": "format", "pkg/safetensors": "format", "pkg/gguf": "format", "pkg/nf4": "format",
-	"pkg/peft": "format", "pkg/arch": "format", "pkg/tokenizer": "format", "pkg/tokenizer/": "format",
+	"pkg/peft": "format", "pkg/arch": "format", "pkg/torchbin": "format", "pkg/tokenizer": "format", "pkg/tokenizer/": "format",
 
 	"pkg/output": "io", "pkg/tool": "io", "pkg/checkpoint": "io", "pkg/pipeline": "io", "internal/randmodel": "io",
 

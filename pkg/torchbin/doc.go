@@ -64,9 +64,7 @@
 package torchbin
 
 import (
-	"errors"
-
-	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
 // Sentinel errors; test with errors.Is. Every error also names the file and,
@@ -74,34 +72,31 @@ import (
 var (
 	// ErrNotZip reports a file that is neither a zip archive nor a legacy
 	// PyTorch file.
-	ErrNotZip = errors.New("torchbin: not a PyTorch zip checkpoint")
+	ErrNotZip = errclass.New(errclass.Invalid, "torchbin: not a PyTorch zip checkpoint")
 	// ErrLegacyFormat reports a checkpoint in the pre-1.6 (non-zip) format.
-	ErrLegacyFormat = errors.New("torchbin: legacy (pre-1.6) PyTorch format")
+	ErrLegacyFormat = errclass.New(errclass.Invalid, "torchbin: legacy (pre-1.6) PyTorch format")
 	// ErrArchive reports a zip archive that is not a PyTorch checkpoint or
 	// whose directory is inconsistent.
-	ErrArchive = errors.New("torchbin: invalid checkpoint archive")
+	ErrArchive = errclass.New(errclass.Invalid, "torchbin: invalid checkpoint archive")
 	// ErrTruncated reports an archive, entry or pickle that ends early.
-	ErrTruncated = errors.New("torchbin: truncated file")
+	ErrTruncated = errclass.New(errclass.Invalid, "torchbin: truncated file")
 	// ErrForbiddenGlobal reports a pickle that names a global outside the
 	// allow-list, or uses an allowed one in a way that could run code.
-	ErrForbiddenGlobal = errors.New("torchbin: forbidden global")
+	ErrForbiddenGlobal = errclass.New(errclass.Invalid, "torchbin: forbidden global")
 	// ErrPickle reports a malformed pickle or one using an opcode or a value
 	// that does not describe a state dict.
-	ErrPickle = errors.New("torchbin: invalid pickle")
+	ErrPickle = errclass.New(errclass.Invalid, "torchbin: invalid pickle")
 	// ErrStorage reports a storage or tensor view inconsistent with the
 	// archive: a missing entry, sizes that disagree, a view out of bounds.
-	ErrStorage = errors.New("torchbin: invalid storage")
+	ErrStorage = errclass.New(errclass.Invalid, "torchbin: invalid storage")
 	// ErrUnsupported reports valid content this package does not read:
 	// sparse, quantized or complex tensors, TorchScript archives.
-	ErrUnsupported = errors.New("torchbin: unsupported content")
+	ErrUnsupported = errclass.New(errclass.Invalid, "torchbin: unsupported content")
 	// ErrStateDict reports an object that is not a (nested) dict of tensors
 	// or whose flattened names collide.
-	ErrStateDict = errors.New("torchbin: not a state dict")
+	ErrStateDict = errclass.New(errclass.Invalid, "torchbin: not a state dict")
 	// ErrNotFound reports a tensor name that is not in the file or set.
-	ErrNotFound = errors.New("torchbin: tensor not found")
-	// ErrIndex reports an invalid sharded-checkpoint index; it is the same
-	// sentinel as safetensors.ErrIndex (the index format is shared).
-	ErrIndex = safetensors.ErrIndex
+	ErrNotFound = errclass.New(errclass.Invalid, "torchbin: tensor not found")
 )
 
 // Limits applied to every file. They are variables so tools can document

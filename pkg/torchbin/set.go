@@ -33,7 +33,7 @@ func OpenSet(paths ...string) (*Set, error) {
 		for _, t := range f.Tensors {
 			if prev, dup := s.where[t.Name]; dup {
 				s.Close()
-				return nil, fmt.Errorf("%s: %w: tensor %q is also in %s", p, ErrIndex, t.Name, prev.Path)
+				return nil, fmt.Errorf("%s: %w: tensor %q is also in %s", p, safetensors.ErrIndex, t.Name, prev.Path)
 			}
 			s.where[t.Name] = f
 			s.names = append(s.names, t.Name)

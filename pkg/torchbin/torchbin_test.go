@@ -220,16 +220,16 @@ func TestShardedIndexMismatch(t *testing.T) {
 	} {
 		p := filepath.Join(dir, IndexFile)
 		os.WriteFile(p, []byte(tc.index), 0o644)
-		if _, _, err := OpenIndexed(p); !errors.Is(err, ErrIndex) {
-			t.Errorf("%s: %v, want ErrIndex", tc.name, err)
+		if _, _, err := OpenIndexed(p); !errors.Is(err, safetensors.ErrIndex) {
+			t.Errorf("%s: %v, want safetensors.ErrIndex", tc.name, err)
 		}
 	}
 }
 
 func TestOpenSetDuplicate(t *testing.T) {
 	p := filepath.Join(testdata, "plain.bin")
-	if _, err := OpenSet(p, p); !errors.Is(err, ErrIndex) {
-		t.Errorf("the same file twice: %v, want ErrIndex", err)
+	if _, err := OpenSet(p, p); !errors.Is(err, safetensors.ErrIndex) {
+		t.Errorf("the same file twice: %v, want safetensors.ErrIndex", err)
 	}
 }
 
