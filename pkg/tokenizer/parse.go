@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Pre-tokenizer regexes with a hand-written matcher (Go's regexp has no
@@ -76,6 +78,14 @@ func parseNormalizer(b json.RawMessage) (normalizer, error) {
 		return normMapRunes{lowerRune}, nil
 	case "Strip":
 		return normStrip{v.StripLeft, v.StripRight}, nil
+	case "NFC":
+		return normUnicode{norm.NFC}, nil
+	case "NFD":
+		return normUnicode{norm.NFD}, nil
+	case "NFKC":
+		return normUnicode{norm.NFKC}, nil
+	case "NFKD":
+		return normUnicode{norm.NFKD}, nil
 	}
 	return nil, fmt.Errorf("normalizer %q: %w", v.Type, ErrUnsupported)
 }
