@@ -68,7 +68,7 @@ func BenchmarkDecodeLlama3(b *testing.B) {
 }
 
 func BenchmarkLoadLlama3(b *testing.B) {
-	dir := refDir(b, llamaModels["llama3"])
+	dir := refDir(b, refModels["llama3"])
 	for b.Loop() {
 		if _, err := Load(dir); err != nil {
 			b.Fatal(err)

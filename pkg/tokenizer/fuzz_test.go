@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // FuzzNew parses arbitrary tokenizer.json (and config) bytes; whatever
@@ -42,7 +44,7 @@ func FuzzRoundTrip(f *testing.F) {
 		f.Add(s)
 	}
 	tk := mustNew(f, byteLevelJSON(true), "")
-	if dir, ok := refDirIfPresent(llamaModels["llama3"]); ok {
+	if dir, ok := refDirIfPresent(refModels["llama3"]); ok {
 		if rt, err := Load(dir); err == nil {
 			refCache.Store("llama3", rt)
 		}
@@ -101,6 +103,34 @@ func FuzzSplitLlama3(f *testing.F) {
 			r, _ := utf8.DecodeRuneInString(pieces[i])
 			if classOf(l) == clsLetter && classOf(r) == clsLetter && !strings.HasPrefix(pieces[i], "'") && !strings.HasPrefix(pieces[i-1], "'") {
 				t.Fatalf("letters split between %q and %q", pieces[i-1], pieces[i])
+			}
+		}
+	})
+}
+
+// FuzzUnicodeNormalize checks the Unicode normalizers against x/text's
+// normalization of valid UTF-8 and their alignment: each output byte maps to a non-empty,
+// non-decreasing range of the input.
+func FuzzUnicodeNormalize(f *testing.F) {
+	for _, s := range []string{"", "e\u0301", "\ufb01 \u2460 \u00bd", "A\u030a\u0323 \u1e0b\u0323", "\xff\xfe e\u0301", "한국어 가"} {
+		f.Add(s)
+	}
+	forms := map[string]norm.Form{"NFC": norm.NFC, "NFD": norm.NFD, "NFKC": norm.NFKC, "NFKD": norm.NFKD}
+	f.Fuzz(func(t *testing.T, s string) {
+		for name, form := range forms {
+			n := normUnicode{form}.normalize(normStr{s: s, base: 7})
+			// (On invalid UTF-8, which Hugging Face never sees, x/text's String
+			// and its Iter disagree; only the alignment is checked.)
+			if want := form.String(s); n.s != want && utf8.ValidString(s) {
+				t.Fatalf("%s(%q) = %q, want %q", name, s, n.s, want)
+			}
+			prev := 7
+			for k := range len(n.s) {
+				lo, hi := n.span(k)
+				if lo < prev || hi <= lo || hi > 7+len(s) {
+					t.Fatalf("%s(%q): byte %d aligned with [%d, %d) after %d", name, s, k, lo, hi, prev)
+				}
+				prev = lo
 			}
 		}
 	})
