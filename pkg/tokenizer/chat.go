@@ -87,6 +87,8 @@ func ParseTemplateKwargs(js []byte) (map[string]any, error) {
 	return kw, nil
 }
 
+const maxCachedHeaders = 256
+
 var knownEndTokens = []string{"<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "</s>"}
 
 // ChatTemplate returns a chat template of tokenizer_config.json by name
@@ -260,7 +262,8 @@ func (t *Tokenizer) generationPrompt(src string, tmpl *jinja.Template, opt ChatO
 		}
 		header = with[k:]
 	}
-	if err == nil {
+	// Bounded: a data set whose examples each carry other tools renders anew.
+	if err == nil && t.nHeaders.Add(1) <= maxCachedHeaders {
 		t.headers.Store(string(key), header)
 	}
 	return header

@@ -1,9 +1,11 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -170,6 +172,62 @@ func FuzzSplitRegex(f *testing.F) {
 			r.fast(s, func(a, b int) { want = append(want, [2]int{a, b}) })
 			if got := splits[i].findSplits(s); !slices.Equal(got, want) {
 				t.Fatalf("pattern %d on %q: regexp %v, hand-written %v", i, s, got, want)
+			}
+		}
+	})
+}
+
+// FuzzChatSpans renders two-turn conversations with arbitrary contents with
+// the Qwen3, Gemma 3 and Phi-3 templates: the assistant spans lie in the
+// text, in order and apart, start after the last assistant header before
+// them and hold the assistant's (stripped) content.
+func FuzzChatSpans(f *testing.F) {
+	f.Add("Hi", "Hello.", "", false)
+	f.Add("<|im_end|>", "<think>\nR\n</think>\n\n  A  ", "why", true)
+	f.Add("", "", "", true)
+	f.Add("<start_of_turn>model\n", "<end_of_turn><|end|>", "\n\n", false)
+	templates := map[string]string{}
+	for _, name := range []string{"qwen3", "gemma3", "phi3"} {
+		templates[name] = readTemplateFile(f, name)
+	}
+	tk := mustNew(f, byteLevelJSON(true), `{"bos_token": "<bos>", "eos_token": "<|endoftext|>"}`)
+	headers := map[string]string{"qwen3": "<|im_start|>assistant\n", "gemma3": "<start_of_turn>model\n", "phi3": "<|assistant|>\n"}
+	f.Fuzz(func(t *testing.T, user, reply, reasoning string, noThinking bool) {
+		if !utf8.ValidString(user) || !utf8.ValidString(reply) || !utf8.ValidString(reasoning) {
+			return
+		}
+		msgs := []map[string]any{{"role": "user", "content": user}, {"role": "assistant", "content": reply}}
+		if reasoning != "" {
+			msgs[1]["reasoning_content"] = reasoning
+		}
+		js, _ := json.Marshal(msgs)
+		for name, tmpl := range templates {
+			opt := ChatOptions{Template: tmpl, EndTokens: []string{"<|im_end|>", "<end_of_turn>", "<|end|>"}}
+			if noThinking {
+				opt.Vars = map[string]any{"enable_thinking": false}
+			}
+			c, err := tk.ApplyChatTemplateJSON(js, opt)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			prev := 0
+			for _, s := range c.Assistant {
+				if s[0] < prev || s[1] <= s[0] || s[1] > len(c.Text) {
+					t.Fatalf("%s: spans %v in %d bytes", name, c.Assistant, len(c.Text))
+				}
+				prev = s[1]
+			}
+			if len(c.Assistant) != 1 {
+				t.Fatalf("%s: %d spans in %q", name, len(c.Assistant), c.Text)
+			}
+			s := c.Assistant[0]
+			if h := strings.LastIndex(c.Text[:s[0]], headers[name]); h < 0 {
+				t.Fatalf("%s: span %q not after the header in %q", name, c.Text[s[0]:s[1]], c.Text)
+			}
+			// Python's str.strip also strips U+001C–U+001F.
+			want := strings.TrimFunc(reply, func(r rune) bool { return unicode.IsSpace(r) || r >= 0x1c && r <= 0x1f })
+			if !strings.Contains(c.Text[s[0]:s[1]], want) && !strings.Contains(reply, "</think>") {
+				t.Fatalf("%s: span %q lacks the reply %q", name, c.Text[s[0]:s[1]], want)
 			}
 		}
 	})

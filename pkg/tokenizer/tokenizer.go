@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -78,6 +79,7 @@ type Tokenizer struct {
 	cleanUp       bool
 	compiled      sync.Map // template source → *jinja.Template
 	headers       sync.Map // template, variables and tools → generation prompt
+	nHeaders      atomic.Int64
 }
 
 // Load reads dir/tokenizer.json and, when present, dir/tokenizer_config.json
