@@ -93,6 +93,7 @@ type addedToken struct {
 	Content    string `json:"content"`
 	Special    bool   `json:"special"`
 	Normalized bool   `json:"normalized"`
+	RStrip     bool   `json:"rstrip"`
 }
 
 type tokenizerJSON struct {
@@ -250,6 +251,13 @@ func ReadVocab(files map[string][]byte, n int, pre string) (*Vocab, error) {
 			}
 		}
 		v.AddSpacePrefix = boolPtr(prependsSpace(t.Normalizer, t.PreTokenizer))
+		for _, a := range t.AddedTokens {
+			if a.RStrip && a.Special {
+				v.Warnings = append(v.Warnings, fmt.Sprintf("special tokens such as %q strip the whitespace after them (as Phi-3's do); "+
+					"llama.cpp does so only for a model whose general.name contains \"phi3\" or \"phi-3\" (see --name)", a.Content))
+				break
+			}
+		}
 	}
 	seen := make(map[string]int, n)
 	dups := 0

@@ -85,7 +85,7 @@ func loadRef(t testing.TB, name string) *Tokenizer {
 }
 
 func TestGoldenIDs(t *testing.T) {
-	for _, name := range []string{"llama3", "llama2", "qwen3", "qwen2.5", "gemma3", "o200k"} {
+	for _, name := range []string{"llama3", "llama2", "qwen3", "qwen2.5", "gemma3", "o200k", "phi3"} {
 		t.Run(name, func(t *testing.T) {
 			tk := cachedRef(t, name)
 			rows := readRows[idsRow](t, name+"_ids.json")

@@ -333,7 +333,7 @@ const hasTools = (c) => c.tools || c.messages.some((m) => m.tool_calls || m.role
 async function golden(outDir) {
   fs.mkdirSync(outDir, { recursive: true });
   const texts = corpus();
-  for (const name of ['llama3', 'llama2', 'qwen3', 'qwen2.5', 'gemma3', 'o200k']) {
+  for (const name of ['llama3', 'llama2', 'qwen3', 'qwen2.5', 'gemma3', 'o200k', 'phi3']) {
     const tok = await load(name);
     const rows = texts.map((text) => {
       const ids = tok.encode(text, { add_special_tokens: true });
