@@ -158,7 +158,15 @@ func TestInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(30 * time.Millisecond)
+	// Signal mid-run: a little after the run has begun writing (its spool
+	// appears). Before that, a loaded machine may not have installed the
+	// handler yet.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if entries, _ := os.ReadDir(work); len(entries) > 0 {
+			break
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
 	err = cmd.Wait()
 	entries, _ := os.ReadDir(work)
