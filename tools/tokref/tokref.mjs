@@ -16,7 +16,9 @@
 // (MIT, OpenAI's o200k vocabulary); they are
 // not redistributed in this repository, only the ids computed from them.
 // Phi-3 / Phi-3.5-mini use the Llama 2 vocabulary with the added tokens of
-// pkg/tokenizer/testdata/phi3_added_tokens.json (model "phi3" here).
+// pkg/tokenizer/testdata/phi3_added_tokens.json (model "phi3" here). The
+// -llama2 package's vocabulary is in fact Mistral 7B's (same SentencePiece
+// BPE pipeline), so "phi3" has Phi-3's added tokens and template, not its ids.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
