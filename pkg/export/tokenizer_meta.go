@@ -30,8 +30,8 @@ const (
 
 // Tokenizer models written to tokenizer.ggml.model.
 const (
-	TokenizerGPT2    = "gpt2"     // byte-level BPE (Llama 3)
-	TokenizerLlama   = "llama"    // SentencePiece-style BPE with byte fallback (Llama 2, Mistral)
+	TokenizerGPT2    = "gpt2"     // byte-level BPE (Llama 3, Qwen2/2.5/3)
+	TokenizerLlama   = "llama"    // SentencePiece-style BPE with byte fallback (Llama 2, Mistral, Phi-3, Gemma 3)
 	TokenizerNoVocab = "no_vocab" // no vocabulary: token ids only
 )
 
@@ -44,9 +44,13 @@ const (
 )
 
 // preDigests maps the SHA-256 of the concatenated Split regexes of a tokenizer.json
-// pre-tokenizer to llama.cpp's pre-tokenizer name (ollama's method, spec §3.6).
+// pre-tokenizer to llama.cpp's pre-tokenizer name (ollama's method, spec §3.6). A
+// SentencePiece-style tokenizer needs none: llama.cpp's "llama" model has no
+// pre-tokenizer, and add_space_prefix says whether text starts with "▁" (true for
+// Llama 2, false for Gemma 3, whose normalizer only replaces spaces).
 var preDigests = map[string]string{
-	"d98f9631be1e9607a9848c26c1f9eac1aa9fc21ac6ba82a2fc0741af9780a48f": "llama-bpe",
+	"d98f9631be1e9607a9848c26c1f9eac1aa9fc21ac6ba82a2fc0741af9780a48f": "llama-bpe", // Llama 3
+	"1ff7f41064896984db5d1bb6ff64fa4bc29007d08c1b439e505b7392777a319e": "qwen2",     // Qwen2, Qwen2.5, Qwen3: digits one by one
 }
 
 // specialTypes are the special tokens GGUF records, in SpecialVocab's order, with
@@ -89,6 +93,7 @@ type addedToken struct {
 	Content    string `json:"content"`
 	Special    bool   `json:"special"`
 	Normalized bool   `json:"normalized"`
+	RStrip     bool   `json:"rstrip"`
 }
 
 type tokenizerJSON struct {
@@ -246,6 +251,13 @@ func ReadVocab(files map[string][]byte, n int, pre string) (*Vocab, error) {
 			}
 		}
 		v.AddSpacePrefix = boolPtr(prependsSpace(t.Normalizer, t.PreTokenizer))
+		for _, a := range t.AddedTokens {
+			if a.RStrip && a.Special {
+				v.Warnings = append(v.Warnings, fmt.Sprintf("special tokens such as %q strip the whitespace after them (as Phi-3's do); "+
+					"llama.cpp does so only for a model whose general.name contains \"phi3\" or \"phi-3\" (see --name)", a.Content))
+				break
+			}
+		}
 	}
 	seen := make(map[string]int, n)
 	dups := 0

@@ -284,3 +284,91 @@ func FuzzReadVocab(f *testing.F) {
 		}
 	})
 }
+
+// qwenRegex is the Split regex of Qwen2/2.5/3: Llama 3's with single digits.
+const qwenRegex = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+
+// TestReadVocabQwen: Qwen's byte-level BPE maps to llama.cpp's "qwen2" pre-tokenizer;
+// its non-special added tokens (<think>, <tool_call>) are user-defined, so llama.cpp
+// splits them out of any text as transformers does, and no BOS is added.
+func TestReadVocabQwen(t *testing.T) {
+	tok := mustJSON(t, map[string]any{
+		"added_tokens": []any{
+			map[string]any{"id": 5, "content": "<|endoftext|>", "special": true},
+			map[string]any{"id": 6, "content": "<|im_start|>", "special": true},
+			map[string]any{"id": 7, "content": "<|im_end|>", "special": true},
+			map[string]any{"id": 8, "content": "<think>", "special": false},
+		},
+		"normalizer": map[string]any{"type": "NFC"},
+		"pre_tokenizer": map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": qwenRegex}, "behavior": "Isolated", "invert": false},
+			map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false},
+		}},
+		"post_processor": map[string]any{"type": "ByteLevel"},
+		"model":          map[string]any{"type": "BPE", "vocab": map[string]int{"a": 0, "b": 1, "ab": 2, "Ġ": 3, "Ġa": 4}, "merges": [][]string{{"a", "b"}, {"Ġ", "a"}}},
+	})
+	files := map[string][]byte{
+		"tokenizer.json":        tok,
+		"tokenizer_config.json": []byte(`{"add_bos_token": false, "bos_token": null, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": "{{ messages }}"}`),
+		"config.json":           []byte(`{"bos_token_id": 5, "eos_token_id": 7}`),
+	}
+	v, err := ReadVocab(files, 12, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Model != TokenizerGPT2 || v.Pre != "qwen2" {
+		t.Errorf("model %q pre %q", v.Model, v.Pre)
+	}
+	if want := []int32{1, 1, 1, 1, 1, 3, 3, 3, 4, 5, 5, 5}; !slices.Equal(v.Types, want) {
+		t.Errorf("types %v, want %v", v.Types, want)
+	}
+	if v.AddBOS == nil || *v.AddBOS || v.Special["eos"] != 7 || v.Special["pad"] != 5 {
+		t.Errorf("add_bos %v special %v", v.AddBOS, v.Special)
+	}
+}
+
+// TestReadVocabGemma3: Gemma 3's SentencePiece-style BPE (spaces replaced by ▁, no
+// prefix space, byte fallback) maps to llama.cpp's "llama" model with
+// add_space_prefix false, BYTE tokens and scores ordered like the merges.
+func TestReadVocabGemma3(t *testing.T) {
+	tok := mustJSON(t, map[string]any{
+		"added_tokens": []any{
+			map[string]any{"id": 0, "content": "<pad>", "special": true},
+			map[string]any{"id": 1, "content": "<eos>", "special": true},
+			map[string]any{"id": 2, "content": "<bos>", "special": true},
+			map[string]any{"id": 3, "content": "<unk>", "special": true},
+			map[string]any{"id": 4, "content": "<start_of_turn>", "special": false},
+			map[string]any{"id": 5, "content": "<end_of_turn>", "special": false},
+		},
+		"normalizer":    map[string]any{"type": "Replace", "pattern": map[string]any{"String": " "}, "content": "▁"},
+		"pre_tokenizer": map[string]any{"type": "Split", "pattern": map[string]any{"String": " "}, "behavior": "MergedWithPrevious", "invert": false},
+		"post_processor": map[string]any{"type": "TemplateProcessing", "single": []any{
+			map[string]any{"SpecialToken": map[string]any{"id": "<bos>"}}, map[string]any{"Sequence": map[string]any{"id": "A"}}}},
+		"model": map[string]any{"type": "BPE", "byte_fallback": true, "fuse_unk": true, "unk_token": "<unk>",
+			"vocab": map[string]int{"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<start_of_turn>": 4, "<end_of_turn>": 5,
+				"<0x0A>": 6, "▁": 7, "h": 8, "i": 9, "▁h": 10, "▁hi": 11, "\n\n": 12, "\n": 13},
+			"merges": [][]string{{"▁", "h"}, {"\n", "\n"}, {"▁h", "i"}}},
+	})
+	files := map[string][]byte{"tokenizer.json": tok,
+		"tokenizer_config.json": []byte(`{"add_bos_token": true, "add_eos_token": false, "bos_token": "<bos>", "eos_token": "<end_of_turn>", "pad_token": "<pad>", "unk_token": "<unk>"}`)}
+	v, err := ReadVocab(files, 16, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Model != TokenizerLlama || v.Pre != "default" || v.AddSpacePrefix == nil || *v.AddSpacePrefix {
+		t.Errorf("model %q pre %q add_space_prefix %v", v.Model, v.Pre, v.AddSpacePrefix)
+	}
+	if want := []int32{3, 3, 3, 2, 4, 4, 6, 1, 1, 1, 1, 1, 1, 1, 5, 5}; !slices.Equal(v.Types, want) {
+		t.Errorf("types %v, want %v", v.Types, want)
+	}
+	s := v.Scores
+	if !(s[10] > s[12] && s[12] > s[11] && s[11] > s[7]) {
+		t.Errorf("scores %v", s)
+	}
+	if v.Special["bos"] != 2 || v.Special["eos"] != 5 || v.Special["unk"] != 3 || v.Special["pad"] != 0 {
+		t.Errorf("special %v", v.Special)
+	}
+	if v.AddBOS == nil || !*v.AddBOS || v.AddEOS == nil || *v.AddEOS {
+		t.Errorf("add_bos %v add_eos %v", v.AddBOS, v.AddEOS)
+	}
+}

@@ -57,6 +57,17 @@ func BenchmarkEncodeLlama3Cold(b *testing.B) { benchEncode(b, "llama3", true) }
 // BenchmarkEncodeLlama2 encodes 1 MiB (SentencePiece-style: the text is one word).
 func BenchmarkEncodeLlama2(b *testing.B) { benchEncode(b, "llama2", false) }
 
+// BenchmarkEncodeQwen3 encodes 1 MiB (NFC check, the per-digit split).
+func BenchmarkEncodeQwen3(b *testing.B) { benchEncode(b, "qwen3", false) }
+
+// BenchmarkEncodeGemma3 encodes 1 MiB (SentencePiece-style without prefix
+// space, 514k merges).
+func BenchmarkEncodeGemma3(b *testing.B) { benchEncode(b, "gemma3", false) }
+
+// BenchmarkEncodeO200k encodes 1 MiB through the generic regex splitter
+// (Go's regexp plus the \s+(?!\S) fix-up).
+func BenchmarkEncodeO200k(b *testing.B) { benchEncode(b, "o200k", false) }
+
 func BenchmarkDecodeLlama3(b *testing.B) {
 	tk := cachedRef(b, "llama3")
 	text := benchText(b, 1<<20)
@@ -68,7 +79,7 @@ func BenchmarkDecodeLlama3(b *testing.B) {
 }
 
 func BenchmarkLoadLlama3(b *testing.B) {
-	dir := refDir(b, llamaModels["llama3"])
+	dir := refDir(b, refModels["llama3"])
 	for b.Loop() {
 		if _, err := Load(dir); err != nil {
 			b.Fatal(err)

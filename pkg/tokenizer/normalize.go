@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // normStr is a piece of text with, for each of its bytes, the range of the
@@ -208,4 +210,40 @@ func (p normStrip) normalize(n normStr) normStr {
 		return n
 	}
 	return n.sub(a, b)
+}
+
+// normUnicode is one of the Unicode normalization forms (NFC, NFD, NFKC,
+// NFKD). Each normalized segment (a starter and the marks that follow it)
+// aligns with the input segment it comes from; unchanged text keeps its
+// byte-by-byte alignment.
+type normUnicode struct{ form norm.Form }
+
+func (p normUnicode) normalize(n normStr) normStr {
+	// (x/text's quick check can miss unnormalized text after invalid UTF-8.)
+	if utf8.ValidString(n.s) && p.form.IsNormalString(n.s) {
+		return n
+	}
+	var (
+		b       builder
+		it      norm.Iter
+		pending []byte // output of segments that did not advance the input yet
+	)
+	it.InitString(p.form, n.s)
+	for start := 0; !it.Done(); {
+		pending = append(pending, it.Next()...)
+		end := it.Pos()
+		if end == start {
+			continue // a long decomposition comes in several pieces
+		}
+		if string(pending) == n.s[start:end] {
+			b.copyFrom(&n, start, end)
+		} else {
+			lo, _ := n.span(start)
+			_, hi := n.span(end - 1)
+			b.add(string(pending), lo, hi)
+		}
+		pending = pending[:0]
+		start = end
+	}
+	return b.done()
 }

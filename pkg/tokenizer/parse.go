@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Pre-tokenizer regexes with a hand-written matcher (Go's regexp has no
@@ -76,6 +78,14 @@ func parseNormalizer(b json.RawMessage) (normalizer, error) {
 		return normMapRunes{lowerRune}, nil
 	case "Strip":
 		return normStrip{v.StripLeft, v.StripRight}, nil
+	case "NFC":
+		return normUnicode{norm.NFC}, nil
+	case "NFD":
+		return normUnicode{norm.NFD}, nil
+	case "NFKC":
+		return normUnicode{norm.NFKC}, nil
+	case "NFKD":
+		return normUnicode{norm.NFKD}, nil
 	}
 	return nil, fmt.Errorf("normalizer %q: %w", v.Type, ErrUnsupported)
 }
@@ -143,11 +153,11 @@ func parsePreTokenizer(b json.RawMessage) (preTokenizer, bool, error) {
 			case patGPT2:
 				p.fast = splitGPT2
 			default:
-				re, err := compileOnig(*v.Pattern.Regex)
+				re, spaceLookahead, err := compileSplitRegex(*v.Pattern.Regex)
 				if err != nil {
 					return nil, false, err
 				}
-				p.re = re
+				p.re, p.spaceLookahead = re, spaceLookahead
 			}
 		default:
 			return nil, false, fmt.Errorf("Split without pattern: %w", ErrFormat)
@@ -193,8 +203,28 @@ func metaspacePrepend(scheme string, addPrefixSpace *bool) string {
 	return "always"
 }
 
+// spaceTail is the whitespace ending of the GPT-2 family of pre-tokenizer
+// regexes (GPT-2, cl100k, o200k, Llama 3, Qwen): a whitespace run followed by
+// a non-space leaves its last character to the next piece.
+const spaceTail = `|\s+(?!\S)|\s+`
+
+// compileSplitRegex compiles a Split pattern. A pattern that ends with
+// spaceTail (the only look-ahead these patterns use) is compiled without its
+// look-ahead alternative, and spaceLookahead tells the caller to apply it to
+// the matches (see findSplits).
+func compileSplitRegex(p string) (re *regexp.Regexp, spaceLookahead bool, err error) {
+	if base, ok := strings.CutSuffix(p, spaceTail); ok {
+		// The last group marks matches of the final \s+.
+		re, err = compileOnig(base + `|(\s+)`)
+		return re, true, err
+	}
+	re, err = compileOnig(p)
+	return re, false, err
+}
+
 // compileOnig compiles an Oniguruma pattern without look-around with Go's
 // regexp, translating the Unicode-aware escapes \s \d \w (ASCII-only in RE2).
+// Go's regexp picks the match a backtracking engine picks (leftmost-first).
 func compileOnig(p string) (*regexp.Regexp, error) {
 	for _, la := range []string{"(?=", "(?!", "(?<=", "(?<!", "(?>", "\\G", "\\K"} {
 		if strings.Contains(p, la) {

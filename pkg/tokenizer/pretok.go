@@ -120,11 +120,52 @@ func applyBehavior(dst []normStr, n normStr, matches [][2]int, beh splitBehavior
 // preSplit is the Split pre-tokenizer.
 type preSplit struct {
 	// exactly one of: lit (String pattern), re (Go regexp), fast (hand-written)
-	lit    string
-	re     *regexp.Regexp
-	fast   func(s string, emit func(a, b int))
-	beh    splitBehavior
-	invert bool
+	lit            string
+	re             *regexp.Regexp
+	spaceLookahead bool // re lacks the \s+(?!\S) alternative (see compileSplitRegex)
+	fast           func(s string, emit func(a, b int))
+	beh            splitBehavior
+	invert         bool
+}
+
+// findSplits returns the matches of p.re in s. With spaceLookahead, a match
+// of the final \s+ (the last group) of two or more characters followed by a
+// non-space gives its last character back, as \s+(?!\S) would have matched
+// without it: the next match starts there (" ?\p{L}+" takes it, say).
+func (p *preSplit) findSplits(s string) [][2]int {
+	var m [][2]int
+	if !p.spaceLookahead {
+		for _, x := range p.re.FindAllStringIndex(s, -1) {
+			m = append(m, [2]int{x[0], x[1]})
+		}
+		return m
+	}
+	g := 2 * p.re.NumSubexp()
+	for i := 0; i < len(s); {
+		loc := p.re.FindStringSubmatchIndex(s[i:])
+		if loc == nil {
+			break
+		}
+		a, b := i+loc[0], i+loc[1]
+		if b == a { // an empty match: move on one character
+			_, w := utf8.DecodeRuneInString(s[a:])
+			i = a + max(w, 1)
+			continue
+		}
+		if loc[g] >= 0 && b < len(s) && !isSpaceAt(s, b) {
+			if _, w := utf8.DecodeLastRuneInString(s[a:b]); b-w > a {
+				b -= w
+			}
+		}
+		m = append(m, [2]int{a, b})
+		i = b
+	}
+	return m
+}
+
+func isSpaceAt(s string, i int) bool {
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return unicode.IsSpace(r)
 }
 
 func (p *preSplit) split(dst []normStr, n normStr) []normStr {
@@ -138,9 +179,7 @@ func (p *preSplit) split(dst []normStr, n normStr) []normStr {
 	case p.fast != nil:
 		p.fast(n.s, func(a, b int) { m = append(m, [2]int{a, b}) })
 	case p.re != nil:
-		for _, x := range p.re.FindAllStringIndex(n.s, -1) {
-			m = append(m, [2]int{x[0], x[1]})
-		}
+		m = p.findSplits(n.s)
 	case p.lit != "":
 		for off := 0; ; {
 			k := strings.Index(n.s[off:], p.lit)

@@ -1,9 +1,12 @@
 // Package tokenizer reads Hugging Face tokenizer.json and tokenizer_config.json
 // files and encodes text to exactly the ids the Hugging Face tokenizers library
-// produces, for the BPE tokenizers of the Llama family: byte-level BPE (GPT-2,
-// Llama 3, Qwen 2) and SentencePiece-style BPE with byte fallback (Llama 2,
-// Mistral). It also decodes ids and renders chat templates (see
-// [Tokenizer.ApplyChatTemplate]).
+// produces, for BPE tokenizers: byte-level BPE (GPT-2, Llama 3, Qwen 2/2.5/3
+// with its NFC normalizer and per-digit split) and SentencePiece-style BPE
+// with byte fallback (Llama 2, Mistral, Phi-3/3.5, Gemma 3). The pipeline is
+// built from the file's components (normalizer, pre-tokenizer, model,
+// post-processor, decoder), not from a model name, so any model with such a
+// tokenizer works. It also decodes ids and renders chat templates with the
+// spans a loss on assistant turns uses (see [Tokenizer.ApplyChatTemplate]).
 //
 // The pipeline is the one of tokenizers: added tokens are split out first,
 // the rest is normalized, pre-tokenized into words, each word is merged by BPE
@@ -20,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -76,6 +80,8 @@ type Tokenizer struct {
 	templates     map[string]string // chat templates by name; "default" for a single one
 	cleanUp       bool
 	compiled      sync.Map // template source → *jinja.Template
+	headers       sync.Map // template, variables and tools → generation prompt
+	nHeaders      atomic.Int64
 }
 
 // Load reads dir/tokenizer.json and, when present, dir/tokenizer_config.json
@@ -283,8 +289,8 @@ func (t *Tokenizer) Merges() [][2]string {
 	return out
 }
 
-// ByteLevel reports whether the tokenizer is byte-level BPE (GPT-2, Llama 3)
-// rather than SentencePiece-style BPE (Llama 2, Mistral).
+// ByteLevel reports whether the tokenizer is byte-level BPE (GPT-2, Llama 3,
+// Qwen) rather than SentencePiece-style BPE (Llama 2, Mistral, Gemma 3).
 func (t *Tokenizer) ByteLevel() bool { return t.model.byteLevel }
 
 // AddedTokens returns the added tokens of tokenizer.json.

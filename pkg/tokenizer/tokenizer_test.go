@@ -182,6 +182,40 @@ func TestOffsets(t *testing.T) {
 	}
 }
 
+// TestUnicodeNormalizers: NFC composes before BPE (Qwen), and each composed
+// character aligns with the bytes it comes from.
+func TestUnicodeNormalizers(t *testing.T) {
+	nfc := strings.Replace(string(byteLevelJSON(true)), `"normalizer":null`, `"normalizer":{"type":"NFC"}`, 1)
+	tk := mustNew(t, []byte(nfc), "")
+	text := "he\u0301llo e\u0301"
+	ids, offs := tk.EncodeOffsets(text, false)
+	if want := tk.Encode("héllo é", false); !slices.Equal(ids, want) {
+		t.Errorf("NFC: ids %v, want %v", ids, want)
+	}
+	var pieces []string
+	for _, o := range offs {
+		pieces = append(pieces, text[o[0]:o[1]])
+	}
+	// é is two byte-level tokens, both aligned with "e\u0301".
+	if want := []string{"h", "e\u0301", "e\u0301", "ll", "o", " ", "e\u0301", "e\u0301"}; !slices.Equal(pieces, want) {
+		t.Errorf("NFC offsets: pieces %q, want %q", pieces, want)
+	}
+	for _, tc := range []struct{ form, in, want string }{
+		{"NFC", "A\u030a", "\u00c5"},
+		{"NFD", "\u00c5", "A\u030a"},
+		{"NFKC", "\ufb01 \u2460", "fi 1"},
+		{"NFKD", "\u00bd", "1\u20442"},
+	} {
+		n, err := parseNormalizer([]byte(`{"type": "` + tc.form + `"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := n.normalize(normStr{s: tc.in}); got.s != tc.want {
+			t.Errorf("%s(%q) = %q, want %q", tc.form, tc.in, got.s, tc.want)
+		}
+	}
+}
+
 func TestSentencePieceBPE(t *testing.T) {
 	tk := mustNew(t, spJSON(true), `{"bos_token": "<s>", "eos_token": "</s>"}`)
 	const sp, w, o, r, l, d = 259, 269, 263, 270, 262, 271
@@ -312,7 +346,7 @@ func TestBadFiles(t *testing.T) {
 		{"not json", "{", ErrFormat},
 		{"no model", `{"added_tokens": []}`, ErrFormat},
 		{"unigram", `{"model": {"type": "Unigram", "vocab": []}}`, ErrUnsupported},
-		{"nfkc", strings.Replace(good, `"normalizer":null`, `"normalizer":{"type":"NFKC"}`, 1), ErrUnsupported},
+		{"bert normalizer", strings.Replace(good, `"normalizer":null`, `"normalizer":{"type":"BertNormalizer"}`, 1), ErrUnsupported},
 		{"merge not in vocab", `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a b"]}}`, ErrFormat},
 		{"merge without space", `{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["ab"]}}`, ErrFormat},
 		{"negative id", `{"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}}`, ErrFormat},

@@ -4,7 +4,7 @@ configured as transformers configures it for chat templates, and write the
 golden file:
 
     python3 tools/tokref/jinja_ref.py > pkg/tokenizer/internal/jinja/testdata/cases.json
-    python3 tools/tokref/jinja_ref.py --check-chat pkg/tokenizer/testdata
+    python3 tools/tokref/jinja_ref.py --check-chat pkg/tokenizer/testdata [--write]
 
 Needs only jinja2 (transformers itself is not imported). transformers uses
 ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
@@ -110,33 +110,62 @@ def make_env():
     return env
 
 
-def check_chat(testdata):
-    """Render pkg/tokenizer/testdata/llama3_chat.json (made by transformers.js)
-    with Python's Jinja2 and report differences: both references must agree."""
+CHAT_FILES = ["llama3_chat.json", "qwen_chat.json", "gemma3_chat.json", "phi3_chat.json"]
+
+
+def render_chat(env, template, row):
+    kw = dict(row.get("options", {}))
+    variables = dict(row.get("special_tokens") or {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"})
+    variables.update(messages=row["messages"], tools=kw.pop("tools", None), documents=None,
+                     add_generation_prompt=kw.pop("add_generation_prompt", False))
+    variables.update(kw)
+    return env.from_string(template).render(**variables)
+
+
+def check_chat(testdata, write):
+    """Render the golden conversations of testdata (made by transformers.js)
+    with Python's Jinja2, as transformers renders them, and report the rows
+    where the two differ. With write, such rows get "python_rendered" (or
+    "python_error"): Python's rendering is the one the Go tests expect there,
+    since it is what transformers (and training with it) produces."""
     import os
     env = make_env()
-    templates = {
-        "llama3.1": open(os.path.join(testdata, "llama3.1_chat_template.jinja")).read(),
-        "llama3": open(os.path.join(testdata, "llama3_chat_template.jinja")).read(),
-    }
-    rows = json.load(open(os.path.join(testdata, "llama3_chat.json")))
-    bad = 0
-    for i, r in enumerate(rows):
-        kw = dict(r["options"])
-        out = env.from_string(templates[r["template"]]).render(
-            messages=r["messages"], tools=kw.pop("tools", None), documents=None,
-            add_generation_prompt=kw.pop("add_generation_prompt", False),
-            bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", **kw)
-        if out != r["rendered"]:
+    total = bad = 0
+    for name in CHAT_FILES:
+        path = os.path.join(testdata, name)
+        rows = json.load(open(path, encoding="utf-8"))
+        templates = {}
+        for i, r in enumerate(rows):
+            t = r["template"]
+            if t not in templates:
+                templates[t] = open(os.path.join(testdata, t + "_chat_template.jinja"), encoding="utf-8").read()
+            r.pop("python_rendered", None)
+            r.pop("python_error", None)
+            try:
+                out, err = render_chat(env, templates[t], r), None
+            except Exception as e:  # noqa: BLE001 - the template's own errors
+                out, err = None, "%s: %s" % (type(e).__name__, e)
+            total += 1
+            if err is not None and "error" in r:
+                continue
+            if err is None and out == r.get("rendered"):
+                continue
             bad += 1
-            print(f"row {i} differs", file=sys.stderr)
-    print(f"{len(rows)} conversations, {bad} differ", file=sys.stderr)
-    return 1 if bad else 0
+            print("%s row %d (%s): transformers.js %r, Python %r" % (name, i, t, r.get("rendered", r.get("error")), out if err is None else err), file=sys.stderr)
+            if err is None:
+                r["python_rendered"] = out
+            else:
+                r["python_error"] = err
+        if write:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in rows) + "\n]\n")
+    print("%d conversations, %d differ" % (total, bad), file=sys.stderr)
+    return 0 if write or not bad else 1
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--check-chat":
-        sys.exit(check_chat(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "--check-chat":
+        sys.exit(check_chat(sys.argv[2], sys.argv[3:] == ["--write"]))
     env = make_env()
     out = []
     for src, variables in CASES:

@@ -180,35 +180,49 @@ func optStr(args []any, i int) *string {
 	return nil
 }
 
-func pySplit(s string, sep *string, maxsplit int) []any {
-	var parts []string
+// pySplit returns the byte ranges of the parts of Python's
+// s.split(sep, maxsplit).
+func pySplit(s string, sep *string, maxsplit int) [][2]int {
+	var parts [][2]int
 	if sep == nil {
-		f := strings.FieldsFunc(s, pyIsSpace)
-		if maxsplit >= 0 && len(f) > maxsplit+1 {
-			// Re-split keeping the remainder intact.
-			rest := s
-			parts = nil
-			for range maxsplit {
-				rest = strings.TrimLeftFunc(rest, pyIsSpace)
-				k := strings.IndexFunc(rest, pyIsSpace)
-				parts = append(parts, rest[:k])
-				rest = rest[k:]
+		i := 0
+		for {
+			for i < len(s) {
+				r, w := utf8.DecodeRuneInString(s[i:])
+				if !pyIsSpace(r) {
+					break
+				}
+				i += w
 			}
-			parts = append(parts, strings.TrimLeftFunc(rest, pyIsSpace))
-		} else {
-			parts = f
-		}
-	} else {
-		parts = strings.SplitN(s, *sep, maxsplit+1)
-		if maxsplit < 0 {
-			parts = strings.Split(s, *sep)
+			if i == len(s) {
+				return parts
+			}
+			if maxsplit >= 0 && len(parts) == maxsplit {
+				// The remainder keeps its trailing whitespace.
+				return append(parts, [2]int{i, len(s)})
+			}
+			j := i
+			for j < len(s) {
+				r, w := utf8.DecodeRuneInString(s[j:])
+				if pyIsSpace(r) {
+					break
+				}
+				j += w
+			}
+			parts = append(parts, [2]int{i, j})
+			i = j
 		}
 	}
-	out := make([]any, len(parts))
-	for i, p := range parts {
-		out[i] = p
+	start := 0
+	for maxsplit < 0 || len(parts) < maxsplit {
+		k := strings.Index(s[start:], *sep)
+		if k < 0 {
+			break
+		}
+		parts = append(parts, [2]int{start, start + k})
+		start += k + len(*sep)
 	}
-	return out
+	return append(parts, [2]int{start, len(s)})
 }
 
 func method(f func(args []any, kw *Dict) (any, error)) callable { return callable(f) }
@@ -231,7 +245,19 @@ func strMethod(v any, name string) (any, bool) {
 			if name == "rsplit" && maxsplit >= 0 {
 				return nil, fmt.Errorf("jinja: rsplit with maxsplit is not supported")
 			}
-			return pySplit(s, optStr(args, 0), maxsplit), nil
+			sep := optStr(args, 0)
+			if sep != nil && *sep == "" {
+				return nil, fmt.Errorf("jinja: empty separator")
+			}
+			// The parts keep the taint of the string they come from.
+			var out []any
+			for _, p := range pySplit(s, sep, maxsplit) {
+				out = append(out, substr(v, p[0], p[1]))
+			}
+			if out == nil {
+				out = []any{}
+			}
+			return out, nil
 		}), true
 	case "splitlines":
 		return method(func([]any, *Dict) (any, error) {
@@ -656,7 +682,15 @@ func (r *renderer) filter(name string, v any, args []any, kw *Dict) (any, error)
 			keySep, _ = plain(sv[1])
 		}
 		sortKeys := truthy(kwOr(kw, "sort_keys", nil, -1, false))
-		return toJSON(v, indent, itemSep, keySep, sortKeys)
+		out, err := toJSON(v, indent, itemSep, keySep, sortKeys)
+		if err != nil {
+			return nil, err
+		}
+		// JSON of tainted input (tool-call arguments) is tainted as a whole.
+		if tag, ok := taintTag(v, 0); ok {
+			return Taint(out, tag), nil
+		}
+		return out, nil
 	case "length", "count":
 		return length(v)
 	case "string":

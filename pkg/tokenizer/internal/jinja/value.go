@@ -48,6 +48,57 @@ type Mark struct {
 // Taint returns s with all of it tagged.
 func Taint(s string, tag int) Tainted { return Tainted{S: s, Marks: []Mark{{0, len(s), tag}}} }
 
+// TaintAll returns v with every string inside it (in lists and dict values,
+// at any depth) tagged; dicts are changed in place.
+func TaintAll(v any, tag int) any {
+	switch x := v.(type) {
+	case string:
+		return Taint(x, tag)
+	case []any:
+		for i := range x {
+			x[i] = TaintAll(x[i], tag)
+		}
+	case *Dict:
+		for _, k := range x.keys {
+			x.m[k] = TaintAll(x.m[k], tag)
+		}
+	}
+	return v
+}
+
+// taintTag returns the tag of the first tainted string inside v (depth-first),
+// for values whose rendering as a whole comes from tainted input.
+func taintTag(v any, depth int) (int, bool) {
+	if depth > maxDepth {
+		return 0, false
+	}
+	switch x := v.(type) {
+	case Tainted:
+		if len(x.Marks) > 0 {
+			return x.Marks[0].Tag, true
+		}
+	case []any:
+		for _, e := range x {
+			if t, ok := taintTag(e, depth+1); ok {
+				return t, true
+			}
+		}
+	case Tuple:
+		for _, e := range x {
+			if t, ok := taintTag(e, depth+1); ok {
+				return t, true
+			}
+		}
+	case *Dict:
+		for _, k := range x.keys {
+			if t, ok := taintTag(x.m[k], depth+1); ok {
+				return t, true
+			}
+		}
+	}
+	return 0, false
+}
+
 // Dict is an insertion-ordered map with string keys, like a Python dict.
 type Dict struct {
 	keys []string
