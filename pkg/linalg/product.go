@@ -53,8 +53,7 @@ func ProductSVD(b, a *Dense) SVD {
 	qb.applyQColumns(u, p)
 	v := expand(vc, pa, n, p)
 	qa.applyQColumns(v, p)
-	flipSigns(u, v, m, n, p)
-	return SVD{U: fromColumns(u, m, p), S: s, V: fromColumns(v, n, p)}
+	return newSVD(u, s, v, m, n)
 }
 
 // expand copies p columns of length short into columns of length long,

@@ -25,9 +25,7 @@ const maxSweeps = 100
 func ComputeSVD(a *Dense) SVD {
 	m, n := a.Rows, a.Cols
 	u, s, v := svdRowMajor(a.Data, m, n)
-	p := len(s)
-	flipSigns(u, v, m, n, p)
-	return SVD{U: fromColumns(u, m, p), S: s, V: fromColumns(v, n, p)}
+	return newSVD(u, s, v, m, n)
 }
 
 // SingularValues returns the singular values of a, largest first.
@@ -46,6 +44,14 @@ func svdRowMajor(a []float64, m, n int) (u, s, v []float64) {
 	// Aᵀ = U'·S·V'ᵀ, so A = V'·S·U'ᵀ; the rows of A are the columns of Aᵀ.
 	v, s, u = svdColumns(append([]float64(nil), a...), n, m)
 	return u, s, v
+}
+
+// newSVD packs column-major singular vectors and applies the sign
+// convention.
+func newSVD(u, s, v []float64, m, n int) SVD {
+	r := SVD{U: fromColumns(u, m, len(s)), S: s, V: fromColumns(v, n, len(s))}
+	FlipSigns(r.U, r.V)
+	return r
 }
 
 // fromColumns converts p column-major columns of length m to an m×p Dense.
@@ -169,25 +175,27 @@ func complete(u []float64, m, n int, missing []int) {
 	}
 }
 
-// flipSigns applies the sign convention to p column pairs (u of length m,
-// v of length n, column-major): the entry of largest magnitude of each u
-// column (the first one on a tie) becomes positive.
-func flipSigns(u, v []float64, m, n, p int) {
-	for k := 0; k < p; k++ {
-		uk := u[k*m : (k+1)*m]
+// FlipSigns applies the package's sign convention to singular vector pairs
+// computed elsewhere: for each column j, when the entry of largest
+// magnitude of column j of u (the first one on a tie) is negative, column j
+// of u and of v are negated.
+func FlipSigns(u, v *Dense) {
+	if u.Cols != v.Cols {
+		panic("linalg: FlipSigns: u and v have different numbers of columns")
+	}
+	for j := 0; j < u.Cols; j++ {
 		best, bi := -1.0, 0
-		for i, x := range uk {
-			if a := math.Abs(x); a > best {
+		for i := 0; i < u.Rows; i++ {
+			if a := math.Abs(u.Data[i*u.Cols+j]); a > best {
 				best, bi = a, i
 			}
 		}
-		if uk[bi] < 0 {
-			for i := range uk {
-				uk[i] = -uk[i]
-			}
-			vk := v[k*n : (k+1)*n]
-			for i := range vk {
-				vk[i] = -vk[i]
+		if u.Data[bi*u.Cols+j] >= 0 {
+			continue
+		}
+		for _, m := range []*Dense{u, v} {
+			for i := 0; i < m.Rows; i++ {
+				m.Data[i*m.Cols+j] = -m.Data[i*m.Cols+j]
 			}
 		}
 	}

@@ -158,16 +158,25 @@ func (a *Adapter) info(name string) (safetensors.TensorInfo, error) {
 	return t, nil
 }
 
-// float32s returns an adapter tensor as float32 values (a new slice).
-func (a *Adapter) float32s(name string) ([]float32, error) {
+// Tensor returns the header entry and the bytes of an adapter tensor (a
+// view of the mapped file or of the stream's copy: do not modify). It is
+// safe for concurrent use.
+func (a *Adapter) Tensor(name string) (safetensors.TensorInfo, []byte, error) {
 	t, err := a.info(name)
 	if err != nil {
-		return nil, err
+		return t, nil, err
 	}
-	var b []byte
 	if a.data != nil {
-		b = a.data[name]
-	} else if b, err = a.src.Data(name); err != nil {
+		return t, a.data[name], nil
+	}
+	b, err := a.src.Data(name)
+	return t, b, err
+}
+
+// float32s returns an adapter tensor as float32 values (a new slice).
+func (a *Adapter) float32s(name string) ([]float32, error) {
+	t, b, err := a.Tensor(name)
+	if err != nil {
 		return nil, err
 	}
 	out := make([]float32, t.NumElements())
