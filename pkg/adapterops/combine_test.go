@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/peft"
@@ -163,12 +164,7 @@ func TestSVDCombine(t *testing.T) {
 }
 
 func indexOfModule(rep *CombineReport, path string) int {
-	for i, m := range rep.Modules {
-		if m.Module == path {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(rep.Modules, func(m CombinedModule) bool { return m.Module == path })
 }
 
 // TestSVDRankAboveDimension: a rank above min(out, in) is capped per module

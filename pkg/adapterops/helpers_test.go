@@ -2,6 +2,7 @@ package adapterops
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -9,8 +10,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/linalg"
+	"github.com/lorakit/lorakit/pkg/merge"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
@@ -172,6 +175,41 @@ func mustCombine(t testing.TB, o CombineOptions) *CombineReport {
 	return rep
 }
 
+// mergeBase merges adapters into a base model with pkg/merge and returns
+// the merged tensors.
+func mergeBase(t testing.TB, base string, ins []Input) map[string][]float32 {
+	t.Helper()
+	src, err := checkpoint.Open(base, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var ads []*merge.Adapter
+	defer func() {
+		for _, a := range ads {
+			a.Close()
+		}
+	}()
+	for _, in := range ins {
+		a, err := merge.OpenAdapter(in.Path, nil, in.Weight, merge.AdapterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ads = append(ads, a)
+	}
+	p, err := merge.Prepare(src, ads, merge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	out := filepath.Join(t.TempDir(), "merged")
+	if _, err := p.Run(context.Background(), out, nil); err != nil {
+		t.Fatal(err)
+	}
+	vals, _ := readTensors(t, out)
+	return vals
+}
+
 // fileBytes returns a file's contents.
 func fileBytes(t testing.TB, path string) []byte {
 	t.Helper()
@@ -181,3 +219,5 @@ func fileBytes(t testing.TB, path string) []byte {
 	}
 	return b
 }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
