@@ -50,15 +50,49 @@ func factorQR(cols []float64, m, n int) *QR {
 		for i := 1; i < len(x); i++ {
 			x[i] *= scale
 		}
-		x[0] = 1 // v_j[0], restored to β below
-		for k := j + 1; k < n; k++ {
-			y := cols[k*m+j : (k+1)*m]
-			w := q.tau[j] * dot(x, y)
-			axpy(y, -w, x)
-		}
+		reflect(x[1:], q.tau[j], cols[(j+1)*m:], m, j, n-j-1)
 		x[0] = beta
 	}
 	return q
+}
+
+// reflect applies H = I − τ·v·vᵀ, v = (1, v1), to the k columns of length m
+// stored one after another in cols, from row j on: y ← y − τ·(vᵀy)·v. Four
+// columns share each pass over v.
+func reflect(v1 []float64, tau float64, cols []float64, m, j, k int) {
+	n := len(v1)
+	c := 0
+	for ; c+4 <= k; c += 4 {
+		y0 := cols[c*m+j : c*m+j+1+n]
+		y1 := cols[(c+1)*m+j : (c+1)*m+j+1+n]
+		y2 := cols[(c+2)*m+j : (c+2)*m+j+1+n]
+		y3 := cols[(c+3)*m+j : (c+3)*m+j+1+n]
+		s0, s1, s2, s3 := y0[0], y1[0], y2[0], y3[0]
+		t0, t1, t2, t3 := y0[1:][:n], y1[1:][:n], y2[1:][:n], y3[1:][:n]
+		for i, vi := range v1 {
+			s0 += vi * t0[i]
+			s1 += vi * t1[i]
+			s2 += vi * t2[i]
+			s3 += vi * t3[i]
+		}
+		s0, s1, s2, s3 = s0*tau, s1*tau, s2*tau, s3*tau
+		y0[0] -= s0
+		y1[0] -= s1
+		y2[0] -= s2
+		y3[0] -= s3
+		for i, vi := range v1 {
+			t0[i] -= s0 * vi
+			t1[i] -= s1 * vi
+			t2[i] -= s2 * vi
+			t3[i] -= s3 * vi
+		}
+	}
+	for ; c < k; c++ {
+		y := cols[c*m+j : c*m+j+1+n]
+		w := tau * (y[0] + dot(v1, y[1:]))
+		y[0] -= w
+		axpy(y[1:], -w, v1)
+	}
 }
 
 // R returns the p×n upper-trapezoidal factor, p = min(m, n).
@@ -80,18 +114,9 @@ func (q *QR) R() *Dense {
 func (q *QR) applyQColumns(x []float64, k int) {
 	m := q.m
 	for j := min(q.m, q.n) - 1; j >= 0; j-- {
-		tau := q.tau[j]
-		if tau == 0 {
-			continue
-		}
-		v := q.cols[j*m+j : (j+1)*m]
-		for c := 0; c < k; c++ {
-			y := x[c*m+j : (c+1)*m]
+		if q.tau[j] != 0 {
 			// v[0] is stored as R[j][j]; the reflector's first entry is 1.
-			w := y[0] + dot(v[1:], y[1:])
-			w *= tau
-			y[0] -= w
-			axpy(y[1:], -w, v[1:])
+			reflect(q.cols[j*m+j+1:(j+1)*m], q.tau[j], x, m, j, k)
 		}
 	}
 }
