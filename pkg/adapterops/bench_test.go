@@ -143,7 +143,7 @@ func BenchmarkDenseModule(b *testing.B) {
 	}
 	c := &combiner{o: CombineOptions{Density: 0.5}, method: TIESSVD}
 	for b.Loop() {
-		_, _, _, note, err := c.denseModule(qProj, ms, 2048, 2048, 16)
+		_, _, _, note, err := c.denseModule(b.Context(), qProj, ms, 2048, 2048, 16)
 		if err != nil || note != "" {
 			b.Fatal(err, note)
 		}

@@ -247,7 +247,9 @@ func (c *combiner) plan() (*CombineReport, *output, error) {
 		idx := len(c.modules)
 		c.modules = append(c.modules, CombinedModule{Module: path, Rank: rank, Adapters: n})
 		an, bn := outNames(path, first.Kind)
-		job := func() (map[string][]byte, error) { return c.module(idx, path, first, members, rank) }
+		job := func(ctx context.Context) (map[string][]byte, error) {
+			return c.module(ctx, idx, path, first, members, rank)
+		}
 		out.add(job,
 			safetensors.TensorInfo{Name: an, DType: c.out, Shape: []int64{int64(rank), first.In}},
 			safetensors.TensorInfo{Name: bn, DType: c.out, Shape: []int64{first.Out, int64(rank)}})
@@ -434,7 +436,7 @@ type member struct {
 
 // module computes one module of the new adapter: A (rank×in) and B
 // (out×rank) in the output dtype.
-func (c *combiner) module(idx int, path string, first *peft.Module, mods []*peft.Module, rank int) (map[string][]byte, error) {
+func (c *combiner) module(ctx context.Context, idx int, path string, first *peft.Module, mods []*peft.Module, rank int) (map[string][]byte, error) {
 	var ms []member
 	for i, m := range mods {
 		if m == nil {
@@ -459,7 +461,7 @@ func (c *combiner) module(idx int, path string, first *peft.Module, mods []*peft
 	case c.method.SVDBased():
 		var kept float64
 		var note string
-		a, b, kept, note, err = c.denseModule(path, ms, in, out, rank)
+		a, b, kept, note, err = c.denseModule(ctx, path, ms, in, out, rank)
 		c.modules[idx].Kept, c.modules[idx].Note = &kept, note
 	default:
 		a, b = c.factorwise(path, ms, in, out, rank)

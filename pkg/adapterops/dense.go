@@ -1,6 +1,7 @@
 package adapterops
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -67,7 +68,7 @@ func deltaRows(dst []float32, f *factors, r0, r1 int, acc []float64) {
 
 // denseModule is a *_svd pruning method on one module: prune each ΔWᵢ,
 // combine them, and keep the rank largest singular triplets.
-func (c *combiner) denseModule(path string, ms []member, in, out, rank int) (a, b []float32, kept float64, note string, err error) {
+func (c *combiner) denseModule(ctx context.Context, path string, ms []member, in, out, rank int) (a, b []float32, kept float64, note string, err error) {
 	nw := workers(c.o.Workers)
 	d := make([]float32, out*in)
 	accs := make([][]float64, nw)
@@ -107,7 +108,10 @@ func (c *combiner) denseModule(path string, ms []member, in, out, rank int) (a, 
 	for _, v := range d {
 		total += float64(v) * float64(v)
 	}
-	u, s, v, note := topSVD(d, out, in, rank, nw)
+	u, s, v, note, err := topSVD(ctx, d, out, in, rank, nw)
+	if err != nil {
+		return nil, nil, 0, "", err
+	}
 	a, b = truncated(u, s, v, rank)
 	var k2 float64
 	for _, x := range s[:min(rank, len(s))] {
@@ -133,7 +137,7 @@ const (
 // topSVD returns at least min(k, m, n) leading singular triplets of the
 // m×n row-major d (U m×p, S, V n×p), and a note when the iteration stopped
 // before its tolerance.
-func topSVD(d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v *linalg.Dense, note string) {
+func topSVD(ctx context.Context, d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v *linalg.Dense, note string, err error) {
 	k = min(k, m, n)
 	if min(m, n) <= exactLimit || k == 0 {
 		d64 := linalg.NewDense(m, n, nil)
@@ -141,9 +145,9 @@ func topSVD(d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v
 			d64.Data[i] = float64(x)
 		}
 		r := linalg.ComputeSVD(d64)
-		return r.U, r.S, r.V, ""
+		return r.U, r.S, r.V, "", nil
 	}
-	return subspaceSVD(d, m, n, k, nWorkers)
+	return subspaceSVD(ctx, d, m, n, k, nWorkers)
 }
 
 // subspaceSVD computes the k leading singular triplets of d by block
@@ -151,7 +155,7 @@ func topSVD(d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v
 // max(k, 10) vectors, a deterministic Gaussian start). Each iteration
 // multiplies by D and by Dᵀ; the residual of the Ritz triplets is checked
 // with the next product at no extra cost.
-func subspaceSVD(d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v *linalg.Dense, note string) {
+func subspaceSVD(ctx context.Context, d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v *linalg.Dense, note string, err error) {
 	bs := min(m, n, k+max(k, 10))
 	q := linalg.NewDense(n, bs, nil)
 	rng := rand.New(rand.NewPCG(1, 2)) // a fixed start
@@ -162,6 +166,9 @@ func subspaceSVD(d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float
 	var ws *linalg.Dense // right Ritz rotation of the last iteration
 	resid := math.Inf(1)
 	for it := 0; it <= subspaceIters; it++ {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, nil, "", err
+		}
 		y := mulD(d, m, n, q, nWorkers) // D·Q
 		if ws != nil {
 			resid = 0
@@ -195,7 +202,7 @@ func subspaceSVD(d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float
 	// The convention on the final vectors, and only the k wanted.
 	u, v = firstColumns(u, k), firstColumns(v, k)
 	linalg.FlipSigns(u, v)
-	return u, slices.Clone(s[:k]), v, note
+	return u, slices.Clone(s[:k]), v, note, nil
 }
 
 func identity(n int) *linalg.Dense {

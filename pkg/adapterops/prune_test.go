@@ -192,9 +192,9 @@ func TestSubspaceSVDMatchesExact(t *testing.T) {
 			d[i*n+j] = float32(v + 0.05*rng.NormFloat64())
 		}
 	}
-	u, s, v, note := subspaceSVD(d, m, n, k, 2)
-	if note != "" {
-		t.Fatal(note)
+	u, s, v, note, err := subspaceSVD(t.Context(), d, m, n, k, 2)
+	if note != "" || err != nil {
+		t.Fatal(note, err)
 	}
 	d64 := dense64(d, m, n, 1)
 	exact := linalg.ComputeSVD(d64)

@@ -127,7 +127,7 @@ func Resize(ctx context.Context, o ResizeOptions) (*ResizeReport, error) {
 		if m.BBias != "" {
 			ts = append(ts, safetensors.TensorInfo{Name: outBiasName(m.Path), DType: dt, Shape: []int64{m.Out}})
 		}
-		out.add(func() (map[string][]byte, error) { return resizeModule(src, m, k, dt, &rep.Modules[i]) }, ts...)
+		out.add(func(context.Context) (map[string][]byte, error) { return resizeModule(src, m, k, dt, &rep.Modules[i]) }, ts...)
 	}
 	for _, ot := range src.Analysis().Others {
 		if err := out.carry(src, ot.Key.Name); err != nil {

@@ -11,7 +11,7 @@ import (
 
 // job computes some output tensors (a module's A and B, or one carried
 // tensor), returned by name in the output dtype's bytes.
-type job func() (map[string][]byte, error)
+type job func(ctx context.Context) (map[string][]byte, error)
 
 // output is an adapter to write: its files, the layout of its tensors and,
 // for each tensor, the job that produces it.
@@ -37,7 +37,7 @@ func (o *output) carry(src Source, name string) error {
 	if err != nil {
 		return err
 	}
-	o.add(func() (map[string][]byte, error) {
+	o.add(func(context.Context) (map[string][]byte, error) {
 		_, b, err := src.Tensor(name)
 		if err != nil {
 			return nil, err
@@ -112,7 +112,7 @@ func (o *output) run(ctx context.Context, sink Sink, nWorkers int, progress func
 				return
 			}
 			go func() {
-				data, err := o.jobs[j]()
+				data, err := o.jobs[j](ctx)
 				results[i] <- result{data, err}
 			}()
 		}
