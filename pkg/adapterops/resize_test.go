@@ -260,3 +260,41 @@ func TestResizeFixture(t *testing.T) {
 		}
 	}
 }
+
+// TestFanInFanOutAndDType: a GPT-2-style adapter (fan_in_fan_out, Conv1D
+// c_attn) keeps its flag through resize and combine (the flag only says how
+// the base stores W; ΔW = s·B·A either way), and a bf16 output rounds the
+// factors once.
+func TestFanInFanOutAndDType(t *testing.T) {
+	rng := rand.New(rand.NewPCG(121, 122))
+	dir := t.TempDir()
+	m := randModule(rng, "transformer.h.0.attn.c_attn", 16, 48, 4)
+	in := writeAdapter(t, filepath.Join(dir, "gpt2"), map[string]any{"r": 4, "lora_alpha": 8, "fan_in_fan_out": true, "target_modules": []string{"c_attn"}}, []tmod{m}, nil)
+	out := filepath.Join(dir, "bf16")
+	if _, err := Resize(t.Context(), ResizeOptions{Adapter: in, Rule: RankRule{Method: RankFixed, Rank: 4}, Output: out, DType: "BF16"}); err != nil {
+		t.Fatal(err)
+	}
+	l := load(t, out)
+	if !l.cfg.FanInFanOut {
+		t.Error("fan_in_fan_out lost")
+	}
+	info, _, err := l.src.Tensor(peft.Prefix + m.path + ".lora_A.weight")
+	if err != nil || info.DType != "BF16" {
+		t.Fatalf("dtype %v: %v", info.DType, err)
+	}
+	if e := relErr(l.mods[m.path].delta(), tmodDelta(m, 2)); e > 1e-2 {
+		t.Errorf("bf16 resize error %g", e)
+	}
+	cat := filepath.Join(dir, "cat")
+	mustCombine(t, CombineOptions{Adapters: []Input{{in, 1}, {out, -1}}, Method: Cat, Output: cat})
+	// in − bf16(in): the rounding error of the bf16 factors, exactly.
+	want := tmodDelta(m, 2)
+	addScaled(want, -1, l.mods[m.path].delta())
+	c := load(t, cat)
+	if !c.cfg.FanInFanOut {
+		t.Error("fan_in_fan_out lost by combine")
+	}
+	if e := relErr(c.mods[m.path].delta(), want); e > 1e-5 {
+		t.Errorf("cat of an adapter and its negated bf16 copy: error %g of the rounding difference", e)
+	}
+}

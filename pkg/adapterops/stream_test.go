@@ -90,8 +90,15 @@ func TestCombineStreams(t *testing.T) {
 				}
 			}),
 		}
-		rep := mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, -1}}, Method: SVD, Output: "mem", Workers: workers, IO: seam})
-		if written != 40 || len(rep.Modules) != 40 {
+		progress := 0
+		rep := mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, -1}}, Method: SVD, Output: "mem", Workers: workers, IO: seam,
+			Progress: func(done, total int) {
+				if done != progress+1 || total != 40 {
+					t.Errorf("progress %d/%d after %d", done, total, progress)
+				}
+				progress = done
+			}})
+		if written != 40 || len(rep.Modules) != 40 || progress != 40 {
 			t.Fatalf("workers %d: %d modules written", workers, written)
 		}
 		if ahead > workers {
