@@ -221,17 +221,17 @@ func (c *combiner) plan() (*CombineReport, *output, error) {
 	for _, path := range set.paths {
 		members := set.members[path]
 		var first *peft.Module
-		n, sum := 0, 0
+		n, sum, firstIdx := 0, 0, 0
 		for i, m := range members {
 			if m == nil {
 				continue
 			}
 			if first == nil {
-				first = m
+				first, firstIdx = m, i
 			}
 			if method.sameRank() && m.Rank != first.Rank {
 				return nil, nil, fmt.Errorf("%w: module %s has rank %d in %s but %d in %s; %s needs equal ranks (use cat or svd)",
-					ErrIncompatible, path, first.Rank, c.ss[indexOf(members, first)].Path(), m.Rank, c.ss[i].Path(), method)
+					ErrIncompatible, path, first.Rank, c.ss[firstIdx].Path(), m.Rank, c.ss[i].Path(), method)
 			}
 			n++
 			sum += m.Rank
@@ -271,15 +271,6 @@ func (c *combiner) plan() (*CombineReport, *output, error) {
 	}
 	out.files = map[string][]byte{"adapter_config.json": js}
 	return rep, out, nil
-}
-
-func indexOf(ms []*peft.Module, m *peft.Module) int {
-	for i, x := range ms {
-		if x == m {
-			return i
-		}
-	}
-	return -1
 }
 
 // checkOptions validates the method's options and notes ignored ones.

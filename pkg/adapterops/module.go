@@ -93,6 +93,9 @@ func checkLoRA(src Source, what string, allowDoRA bool) error {
 	if cfg.PeftType != peft.TypeLoRA {
 		return fmt.Errorf("%s: %w: %s works on LoRA adapters, not %s", src.Path(), ErrUnsupported, what, cfg.PeftType)
 	}
+	if cfg.UseDoRA && !allowDoRA {
+		return doraErr(src, "key", "use_dora", what)
+	}
 	for _, m := range src.Analysis().Modules {
 		switch m.Kind {
 		case peft.KindLinear, peft.KindEmbedding:
@@ -100,10 +103,15 @@ func checkLoRA(src Source, what string, allowDoRA bool) error {
 			return fmt.Errorf("%s: tensor %q: %w: %s module (%s works on LoRA modules)", src.Path(), m.A, ErrUnsupported, m.Kind, what)
 		}
 		if m.DoRA() && !allowDoRA {
-			return fmt.Errorf("%s: tensor %q: %w: DoRA: the merged weight renormalises W0+ΔW by the base's row norms, so %s cannot be done exactly without the base model", src.Path(), m.Magnitude, ErrUnsupported, what)
+			return doraErr(src, "tensor", m.Magnitude, what)
 		}
 	}
 	return nil
+}
+
+func doraErr(src Source, kind, name, what string) error {
+	return fmt.Errorf("%s: %s %q: %w: DoRA: the merged weight renormalises W0+ΔW by the base's row norms, so %s cannot be done exactly without the base model",
+		src.Path(), kind, name, ErrUnsupported, what)
 }
 
 // Names of the output tensors of a module (PEFT's standard keys).
