@@ -1,7 +1,6 @@
 package adapterops
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -31,7 +30,9 @@ func (o *output) add(j job, tensors ...safetensors.TensorInfo) {
 	o.jobs = append(o.jobs, j)
 }
 
-// carry adds a job copying a tensor of src unchanged.
+// carry adds a job copying a tensor of src unchanged. The bytes are the
+// source's (a mapped view for files), not copied: a carried lm_head can be
+// the largest tensor of an adapter.
 func (o *output) carry(src Source, name string) error {
 	info, _, err := src.Tensor(name)
 	if err != nil {
@@ -42,7 +43,7 @@ func (o *output) carry(src Source, name string) error {
 		if err != nil {
 			return nil, err
 		}
-		return map[string][]byte{name: bytes.Clone(b)}, nil
+		return map[string][]byte{name: b}, nil
 	}, safetensors.TensorInfo{Name: name, DType: info.DType, Shape: info.Shape})
 	return nil
 }
