@@ -306,18 +306,16 @@ func TestProductInner(t *testing.T) {
 	if got := ProductInner(b1, a1, b2, a2); math.Abs(got-want) > 1e-12*math.Abs(want) {
 		t.Errorf("inner %v, dense %v", got, want)
 	}
-	if c, ok := Cosine(b1, a1, b1, a1); !ok || math.Abs(c-1) > 1e-14 {
-		t.Errorf("cosine with itself %v %v", c, ok)
+	// With itself: ‖X‖²; with −3·itself: −3‖X‖².
+	if got, want := ProductInner(b1, a1, b1, a1), math.Pow(ProductNorm(b1, a1), 2); math.Abs(got-want) > 1e-12*want {
+		t.Errorf("inner with itself %v, norm² %v", got, want)
 	}
 	neg := b1.Clone()
 	for i := range neg.Data {
 		neg.Data[i] *= -3
 	}
-	if c, _ := Cosine(b1, a1, neg, a1); math.Abs(c+1) > 1e-14 {
-		t.Errorf("cosine with −3× itself %v", c)
-	}
-	if _, ok := Cosine(b1, a1, NewDense(23, 4, nil), a1); ok {
-		t.Error("cosine with zero is defined")
+	if got, want := ProductInner(b1, a1, neg, a1), -3*math.Pow(ProductNorm(b1, a1), 2); math.Abs(got-want) > 1e-12*math.Abs(want) {
+		t.Errorf("inner with −3× itself %v, want %v", got, want)
 	}
 }
 

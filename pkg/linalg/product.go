@@ -1,9 +1,6 @@
 package linalg
 
-import (
-	"fmt"
-	"math"
-)
+import "fmt"
 
 // The functions below work on a product M = B·A of an m×r matrix B and an
 // r×n matrix A (a LoRA delta without its scaling) through the QR
@@ -97,15 +94,4 @@ func ProductInner(b1, a1, b2, a2 *Dense) float64 {
 		}
 	}
 	return sum
-}
-
-// Cosine returns ⟨X, Y⟩/(‖X‖·‖Y‖) for X = B₁·A₁ and Y = B₂·A₂, and false when
-// either is zero. Norms come from the cores; the result is clamped to [−1, 1].
-func Cosine(b1, a1, b2, a2 *Dense) (float64, bool) {
-	nx, ny := ProductNorm(b1, a1), ProductNorm(b2, a2)
-	if nx == 0 || ny == 0 {
-		return 0, false
-	}
-	c := ProductInner(b1, a1, b2, a2) / nx / ny
-	return math.Max(-1, math.Min(1, c)), true
 }
