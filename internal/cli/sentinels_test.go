@@ -13,6 +13,7 @@ import (
 
 	. "github.com/lorakit/lorakit/internal/cli"
 	"github.com/lorakit/lorakit/internal/pyjson"
+	"github.com/lorakit/lorakit/pkg/adapterops"
 	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/compute"
@@ -44,6 +45,9 @@ var sentinels = []struct {
 	code int
 }{
 	{"pyjson.ErrInvalid", pyjson.ErrInvalid, ExitInvalid},
+	{"adapterops.ErrIncompatible", adapterops.ErrIncompatible, ExitInvalid},
+	{"adapterops.ErrUnsupported", adapterops.ErrUnsupported, ExitInvalid},
+	{"adapterops.ErrOption", adapterops.ErrOption, ExitUsage},
 	{"torchbin.ErrNotZip", torchbin.ErrNotZip, ExitInvalid},
 	{"torchbin.ErrLegacyFormat", torchbin.ErrLegacyFormat, ExitInvalid},
 	{"torchbin.ErrArchive", torchbin.ErrArchive, ExitInvalid},

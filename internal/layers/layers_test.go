@@ -19,6 +19,7 @@ const module = "github.com/lorakit/lorakit/"
 // explains the layers.
 var layerOf = map[string]string{
 	"pkg/errclass": "base", "internal/num": "base", "internal/term": "base", "internal/pyjson": "base",
+	"pkg/linalg": "base",
 
 	"pkg/dtype": "format", "pkg/safetensors": "format", "pkg/gguf": "format", "pkg/nf4": "format",
 	"pkg/peft": "format", "pkg/arch": "format", "pkg/torchbin": "format", "pkg/tokenizer": "format", "pkg/tokenizer/": "format",
@@ -30,6 +31,7 @@ var layerOf = map[string]string{
 	"pkg/llama": "model", "pkg/model": "model",
 
 	"pkg/inspect": "feature", "pkg/quantize": "feature", "pkg/merge": "feature", "pkg/export": "feature", "pkg/train": "feature",
+	"pkg/adapterops": "feature",
 
 	"internal/cli": "cli",
 	"cmd/":         "cmd",

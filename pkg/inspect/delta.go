@@ -12,6 +12,7 @@ import (
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/linalg"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/peft"
@@ -101,12 +102,15 @@ func delta(ad *model.Adapter, m peft.Module, base *pipeline.Input, basePath stri
 		a, b = num.Transpose(a, in, r), num.Transpose(b, r, outF)
 	}
 	// Both orientations (linear B·A, embedding (B·A)ᵀ) have the same spectrum.
-	sv := deltaSpectrum(f64(b), outF, f64(a), in, r, float64(m.Scaling))
+	sv := linalg.ProductSingularValues(linalg.NewDense(outF, r, f64(b)), linalg.NewDense(r, in, f64(a)))
+	for i := range sv {
+		sv[i] *= math.Abs(float64(m.Scaling))
+	}
 	var n2 float64
 	for _, v := range sv {
 		n2 += v * v
 	}
-	d := Delta{Module: m.Path, Rank: r, Scaling: float64(m.Scaling), Norm: math.Sqrt(n2), SingularValues: sv, EffectiveRank: effectiveRank(sv)}
+	d := Delta{Module: m.Path, Rank: r, Scaling: float64(m.Scaling), Norm: math.Sqrt(n2), SingularValues: sv, EffectiveRank: linalg.EffectiveRank(sv)}
 	if base == nil {
 		return d, nil
 	}
