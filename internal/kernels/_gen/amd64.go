@@ -83,6 +83,15 @@ func (g *amd64Gen) print(pkg string) (asm, stubs []byte, err error) {
 	return asm, stubs, err
 }
 
+// paramMem returns the stack operand of parameter p.
+func (g *amd64Gen) paramMem(p string) operand.Mem {
+	b, err := g.Param(p).Resolve()
+	if err != nil {
+		panic(err)
+	}
+	return b.Addr
+}
+
 // mem returns the operand at base + disp.
 func mem(base reg.Register, disp int) operand.Mem { return operand.Mem{Base: base, Disp: disp} }
 

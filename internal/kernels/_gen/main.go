@@ -28,6 +28,7 @@ type family struct {
 
 var families = []family{
 	{"half", halfAMD64, halfARM64},
+	{"gemm", gemmAMD64, gemmARM64},
 }
 
 func main() {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/lorakit/lorakit/internal/kernels/tier"
 )
@@ -79,4 +80,38 @@ func LogTier(t testing.TB, impl string) {
 	if n := tier.Note(); n != "" {
 		t.Logf("note: %s", n)
 	}
+}
+
+// BestRate calls fn repeatedly for about d and returns the highest rate
+// (work per second) over chunks of calls: on a shared machine the best
+// chunk is the one least disturbed by other processes.
+func BestRate(d time.Duration, work float64, fn func()) float64 {
+	best := 0.0
+	calls := 1
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		t0 := time.Now()
+		for range calls {
+			fn()
+		}
+		s := time.Since(t0).Seconds()
+		if s < 200e-6 { // chunks of at least 0.2 ms
+			calls *= 2
+			continue
+		}
+		best = max(best, work*float64(calls)/s)
+	}
+	return best
+}
+
+// PeakGFLOPS measures a core's FMA peak in GFLOP/s with peak, a loop that
+// runs n iterations and returns the floating-point operations done (see
+// gemm.Peak): the best rate over short chunks. It returns 0 when peak does.
+func PeakGFLOPS(peak func(n int) float64) float64 {
+	const n = 1 << 12
+	f := peak(n)
+	if f == 0 {
+		return 0
+	}
+	return BestRate(200*time.Millisecond, f/1e9, func() { peak(n) })
 }

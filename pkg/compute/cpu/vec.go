@@ -78,13 +78,3 @@ func expsGeneric(x []float32) {
 		x[i] = exp32(v)
 	}
 }
-
-// interleave4Generic writes d[k·w+j] = xj[k] for j < 4 and k < len(x0).
-func interleave4Generic(d []float32, w int, x0, x1, x2, x3 []float32) {
-	n := len(x0)
-	x1, x2, x3 = x1[:n], x2[:n], x3[:n]
-	for k := range n {
-		e := d[k*w : k*w+4 : k*w+4]
-		e[0], e[1], e[2], e[3] = x0[k], x1[k], x2[k], x3[k]
-	}
-}

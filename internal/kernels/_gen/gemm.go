@@ -1,0 +1,187 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
+)
+
+// The gemm family: register-blocked float32 micro-kernels. Each computes,
+// for an mr×nr block of C (row stride ldc), every element as the chain
+// acc ← fma(a[k·mr+i], b[k·nr+j], acc) over k from acc = 0, then
+// C ← fma(acc, alpha, C): the same arithmetic in every tier, whatever the
+// block shape, so that the FMA tiers agree bit for bit.
+
+var zmms = []reg.VecPhysical{reg.Z0, reg.Z1, reg.Z2, reg.Z3, reg.Z4, reg.Z5, reg.Z6, reg.Z7, reg.Z8, reg.Z9,
+	reg.Z10, reg.Z11, reg.Z12, reg.Z13, reg.Z14, reg.Z15, reg.Z16, reg.Z17, reg.Z18, reg.Z19, reg.Z20, reg.Z21,
+	reg.Z22, reg.Z23, reg.Z24, reg.Z25, reg.Z26, reg.Z27, reg.Z28, reg.Z29, reg.Z30, reg.Z31}
+
+var ymms = []reg.VecPhysical{reg.Y0, reg.Y1, reg.Y2, reg.Y3, reg.Y4, reg.Y5, reg.Y6, reg.Y7, reg.Y8, reg.Y9,
+	reg.Y10, reg.Y11, reg.Y12, reg.Y13, reg.Y14, reg.Y15}
+
+const gemmSig = "func(kc int, a, b, c []float32, ldc int, alpha float32)"
+
+func gemmAMD64(g *amd64Gen) {
+	gemmKernelAMD64(g, "kernel8x32AVX512", 8, 2, zmms)
+	gemmKernelAMD64(g, "kernel6x16AVX2", 6, 2, ymms)
+	gemmPeakAMD64(g, "peakAVX512", zmms)
+	gemmPeakAMD64(g, "peakAVX2", ymms)
+}
+
+// gemmKernelAMD64 writes an mr × (nv vectors) micro-kernel: accumulators
+// in registers 0 … mr·nv−1, the B vectors after them, then one broadcast
+// register per row (two on AVX2, for lack of registers).
+func gemmKernelAMD64(g *amd64Gen, name string, mr, nv int, v []reg.VecPhysical) {
+	lanes := 8
+	if v[0].Size() == 64 {
+		lanes = 16
+	}
+	nr := nv * lanes
+	g.fn(name, gemmSig,
+		fmt.Sprintf("%s is the %d×%d micro-kernel: C[i·ldc+j] = fma(Σₖ a[k·%d+i]·b[k·%d+j], alpha, C[i·ldc+j])", name, mr, nr, mr, nr),
+		"with the sum a chain of fused multiply-adds from 0.")
+	kc, a, b, c := g.GP64(), g.ptr("a"), g.ptr("b"), g.ptr("c")
+	g.Load(g.Param("kc"), kc)
+	acc := v[:mr*nv]
+	bv := v[mr*nv : mr*nv+nv]
+	bc := v[mr*nv+nv:]
+	for _, r := range acc {
+		g.VXORPS(r, r, r)
+	}
+	// The k loop, unrolled four times, then one step at a time.
+	step := func(k int) {
+		for j := range bv {
+			g.VMOVUPS(mem(b, 4*(k*nr+j*lanes)), bv[j])
+		}
+		for i := 0; i < mr; i++ {
+			x := bc[i%len(bc)]
+			g.VBROADCASTSS(mem(a, 4*(k*mr+i)), x)
+			for j := range bv {
+				g.VFMADD231PS(bv[j], x, acc[i*nv+j])
+			}
+		}
+	}
+	n4 := g.GP64()
+	g.MOVQ(kc, n4)
+	g.SHRQ(operand.U8(2), n4)
+	g.JZ(operand.LabelRef(name + "_one"))
+	g.Label(name + "_four")
+	for k := 0; k < 4; k++ {
+		step(k)
+	}
+	g.ADDQ(operand.U32(4*4*mr), a)
+	g.ADDQ(operand.U32(4*4*nr), b)
+	g.DECQ(n4)
+	g.JNZ(operand.LabelRef(name + "_four"))
+	g.Label(name + "_one")
+	g.ANDQ(operand.U8(3), kc)
+	g.JZ(operand.LabelRef(name + "_store"))
+	g.Label(name + "_oneloop")
+	step(0)
+	g.ADDQ(operand.U32(4*mr), a)
+	g.ADDQ(operand.U32(4*nr), b)
+	g.DECQ(kc)
+	g.JNZ(operand.LabelRef(name + "_oneloop"))
+	g.Label(name + "_store")
+	// C = fma(acc, alpha, C), row by row.
+	ldc := g.GP64()
+	g.Load(g.Param("ldc"), ldc)
+	g.SHLQ(operand.U8(2), ldc)
+	alpha := bv[0]
+	g.VBROADCASTSS(g.paramMem("alpha"), alpha)
+	for i := 0; i < mr; i++ {
+		for j := 0; j < nv; j++ {
+			g.VFMADD213PS(mem(c, 4*j*lanes), alpha, acc[i*nv+j])
+			g.VMOVUPS(acc[i*nv+j], mem(c, 4*j*lanes))
+		}
+		if i+1 < mr {
+			g.ADDQ(ldc, c)
+		}
+	}
+	g.VZEROUPPER()
+	g.RET()
+}
+
+// gemmPeakAMD64 writes a loop of n iterations of 24 (AVX-512) or 12 (AVX2)
+// independent register FMAs: the core's FMA throughput, for the benchmarks'
+// "% of peak".
+func gemmPeakAMD64(g *amd64Gen, name string, v []reg.VecPhysical) {
+	chains := 24
+	if len(v) == 16 {
+		chains = 12
+	}
+	g.fn(name, "func(n int)", fmt.Sprintf("%s runs n iterations of %d independent vector FMAs.", name, chains))
+	n := g.GP64()
+	g.Load(g.Param("n"), n)
+	for _, r := range v[:chains+2] {
+		g.VXORPS(r, r, r)
+	}
+	g.TESTQ(n, n)
+	g.JZ(operand.LabelRef(name + "_done"))
+	g.Label(name + "_loop")
+	for i := 0; i < chains; i++ {
+		g.VFMADD231PS(v[chains], v[chains+1], v[i])
+	}
+	g.DECQ(n)
+	g.JNZ(operand.LabelRef(name + "_loop"))
+	g.Label(name + "_done")
+	g.VZEROUPPER()
+	g.RET()
+}
+
+// gemmARM64 writes the 8×12 NEON micro-kernel: accumulators V0–V23 (row i in
+// V3i … V3i+2), A in V24–V25 (eight values, used by lane), B in V26–V28.
+func gemmARM64(g *arm64Gen) {
+	g.fn("kernel8x12NEON", gemmSig,
+		"kernel8x12NEON is the 8×12 micro-kernel: C[i·ldc+j] = fma(Σₖ a[k·8+i]·b[k·12+j], alpha, C[i·ldc+j])",
+		"with the sum a chain of fused multiply-adds from 0.")
+	g.i("MOVD %s, R0", g.arg("kc"))
+	g.i("MOVD %s, R1", g.arg("a_base"))
+	g.i("MOVD %s, R2", g.arg("b_base"))
+	g.i("MOVD %s, R3", g.arg("c_base"))
+	g.i("MOVD %s, R4", g.arg("ldc"))
+	for r := 0; r < 24; r++ {
+		g.i("VEOR V%d.B16, V%d.B16, V%d.B16", r, r, r)
+	}
+	g.i("CBZ R0, gemm_store")
+	g.label("gemm_loop")
+	g.i("VLD1.P 32(R1), [V24.S4, V25.S4]")
+	g.i("VLD1.P 48(R2), [V26.S4, V27.S4, V28.S4]")
+	for i := 0; i < 8; i++ {
+		for j := 0; j < 3; j++ {
+			g.w(fmlaElem4s(3*i+j, 26+j, 24+i/4, i%4))
+		}
+	}
+	g.i("SUBS $1, R0, R0")
+	g.i("BNE gemm_loop")
+	g.label("gemm_store")
+	g.i("FMOVS %s, F29", g.arg("alpha"))
+	g.i("LSL $2, R4, R4")
+	for i := 0; i < 8; i++ {
+		g.i("VLD1 (R3), [V24.S4, V25.S4, V26.S4]")
+		for j := 0; j < 3; j++ {
+			g.w(fmlaElem4s(24+j, 3*i+j, 29, 0))
+		}
+		g.i("VST1 [V24.S4, V25.S4, V26.S4], (R3)")
+		if i < 7 {
+			g.i("ADD R4, R3, R3")
+		}
+	}
+	g.i("RET")
+
+	g.fn("peakNEON", "func(n int)", "peakNEON runs n iterations of 24 independent vector FMAs.")
+	g.i("MOVD %s, R0", g.arg("n"))
+	for r := 0; r < 26; r++ {
+		g.i("VEOR V%d.B16, V%d.B16, V%d.B16", r, r, r)
+	}
+	g.i("CBZ R0, peak_done")
+	g.label("peak_loop")
+	for r := 0; r < 24; r++ {
+		g.i("VFMLA V24.S4, V25.S4, V%d.S4", r)
+	}
+	g.i("SUBS $1, R0, R0")
+	g.i("BNE peak_loop")
+	g.label("peak_done")
+	g.i("RET")
+}
