@@ -7,6 +7,7 @@
 //	tier     which CPU path runs, chosen once at start (LORAKIT_CPU forces one)
 //	half     bfloat16 and binary16 ↔ float32 conversion
 //	gemm     float32 GEMM micro-kernels and operand packing
+//	lowrank  the rank-r update of a LoRA merge, W += s·(B·A)
 //	fma      the exact float32 fused multiply-add in plain Go (a reference)
 //
 // Format and feature packages call these kernels; the kernels import nothing

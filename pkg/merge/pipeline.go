@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/kernels/lowrank"
 	"github.com/lorakit/lorakit/internal/membudget"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -99,7 +100,7 @@ func (p *Plan) Run(ctx context.Context, out string, progress func(int64)) (*Summ
 	s.Bytes = w.Written()
 	s.Seconds = time.Since(start).Seconds()
 	s.CommitSeconds = time.Since(written).Seconds()
-	s.Kernel = kernelName()
+	s.Kernel = lowrank.Impl()
 	return &s, nil
 }
 

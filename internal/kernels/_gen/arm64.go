@@ -167,6 +167,12 @@ func fmlaElem4s(d, n, m, i int) enc {
 	return enc{0x4f801000 | l<<21 | rdm(d, n, m) | h<<11, fmt.Sprintf("fmla v%d.4s, v%d.4s, v%d.s[%d]", d, n, m, i)}
 }
 
+// fmulElem4s is fmul vd.4s, vn.4s, vm.s[i] (vm < 32).
+func fmulElem4s(d, n, m, i int) enc {
+	h, l := uint32(i>>1&1), uint32(i&1)
+	return enc{0x4f809000 | l<<21 | rdm(d, n, m) | h<<11, fmt.Sprintf("fmul v%d.4s, v%d.4s, v%d.s[%d]", d, n, m, i)}
+}
+
 // Conversions between binary16 and binary32 lanes (base Advanced SIMD).
 func fcvtl(d, n int) enc {
 	return enc{0x0e217800 | rd(d, n), fmt.Sprintf("fcvtl v%d.4s, v%d.4h", d, n)}

@@ -28,7 +28,7 @@ func TestEncodings(t *testing.T) {
 			fcmgt4s(d, n, m), cmhi4s(d, n, m), cmgt4s(d, n, m), fcvtl(d, n), fcvtl2(d, n),
 			fcvtn(d, n), fcvtn2(d, n), fabs4s(d, n), fneg4s(d, n))
 		for i := range 4 {
-			encs = append(encs, fmlaElem4s(d, n, m, i))
+			encs = append(encs, fmlaElem4s(d, n, m, i), fmulElem4s(d, n, m, i))
 		}
 	}
 	var src strings.Builder

@@ -29,6 +29,7 @@ type family struct {
 var families = []family{
 	{"half", halfAMD64, halfARM64},
 	{"gemm", gemmAMD64, gemmARM64},
+	{"lowrank", lowRankAMD64, lowRankARM64},
 }
 
 func main() {

@@ -11,16 +11,24 @@ import "math"
 // s = a·b + c in float64 has one rounding, and float32(s) is the correctly
 // rounded result unless s lies exactly on a float32 rounding midpoint while
 // the exact value does not (the double rounding of the plain
-// float32(math.FMA(a, b, c))), or s is in the float32 subnormal range. There
-// slow rounds to odd first.
+// float32(math.FMA(a, b, c))), or s is in the float32 subnormal range: there
+// it rounds to odd first (slow).
 func F32(a, b, c float32) float32 {
-	s := float64(float64(a)*float64(b)) + float64(c)
-	bits := math.Float64bits(s)
-	exp := bits >> 52 & 0x7ff
-	if bits&(1<<29-1) != 1<<28 && exp >= 1023-126 || exp == 0x7ff {
+	if s, ok := Fast(a, b, c); ok {
 		return float32(s)
 	}
 	return slow(a, b, c)
+}
+
+// Fast returns s = a·b + c rounded once to float64, and whether float32(s)
+// is F32(a, b, c): false when s has the midpoint pattern in the bits float32
+// drops or lies below the float32 normal range (and for some Inf and NaN
+// results). It is small enough to be inlined into loops that call F32 only
+// when ok is false.
+func Fast(a, b, c float32) (s float64, ok bool) {
+	s = float64(float64(a)*float64(b)) + float64(c)
+	bits := math.Float64bits(s)
+	return s, bits&(1<<29-1) != 1<<28 && bits<<1 >= (1023-126)<<53
 }
 
 // slow rounds a·b + c to float64 with round-to-odd (from the exact TwoSum
