@@ -53,6 +53,24 @@ func (g *amd64Gen) u32(name string, v uint32) operand.Mem {
 	return g.table(name, []uint32{v})
 }
 
+// u16 returns a 2-byte read-only constant v, for broadcasts.
+func (g *amd64Gen) u16(name string, v uint16) operand.Mem {
+	if m, ok := g.consts[name]; ok {
+		return m
+	}
+	m := g.StaticGlobal(name)
+	g.DataAttributes(attr.RODATA | attr.NOPTR)
+	g.AppendDatum(operand.U16(v))
+	g.consts[name] = m
+	return m
+}
+
+// vconst returns a read-only 32-byte vector of eight copies of v, for
+// AVX2 memory operands.
+func (g *amd64Gen) vconst(name string, v uint32) operand.Mem {
+	return g.table(name, []uint32{v, v, v, v, v, v, v, v})
+}
+
 // table returns a read-only constant holding vs.
 func (g *amd64Gen) table(name string, vs []uint32) operand.Mem {
 	if m, ok := g.consts[name]; ok {

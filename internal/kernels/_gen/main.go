@@ -30,6 +30,7 @@ var families = []family{
 	{"half", halfAMD64, halfARM64},
 	{"gemm", gemmAMD64, gemmARM64},
 	{"lowrank", lowRankAMD64, lowRankARM64},
+	{"vec", vecAMD64, nil},
 }
 
 func main() {

@@ -140,25 +140,6 @@ func TestDeterministic(t *testing.T) {
 	}
 }
 
-func TestVecGeneric(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
-	for _, n := range []int{0, 1, 7, 8, 15, 16, 17, 64, 100, 1000} {
-		a, b := randSlice(r, n), randSlice(r, n)
-		if d, g := dot(a, b), dotGeneric(a, b); math.Abs(float64(d-g)) > 1e-5*math.Max(1, math.Abs(float64(g))) {
-			t.Errorf("n=%d: dot %v, generic %v", n, d, g)
-		}
-		y1 := randSlice(r, n)
-		y2 := append([]float32(nil), y1...)
-		axpy(y1, a, 0.3)
-		axpyGeneric(y2, a, 0.3)
-		for i := range y1 {
-			if math.Abs(float64(y1[i]-y2[i])) > 1e-6 {
-				t.Fatalf("n=%d: axpy[%d] %v, generic %v", n, i, y1[i], y2[i])
-			}
-		}
-	}
-}
-
 func TestBF16(t *testing.T) {
 	for _, c := range []struct {
 		f float32
@@ -232,42 +213,5 @@ func BenchmarkGemm(b *testing.B) {
 			name += "-bf16"
 		}
 		b.Run(name+"/"+gemm.Active().Name, func(b *testing.B) { benchGemm(b, c.m, c.n, c.k, c.transB, c.dt) })
-	}
-}
-
-func TestExp(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 9))
-	var xs []float32
-	for range 5000 {
-		xs = append(xs, float32(200*r.Float64()-110))
-	}
-	xs = append(xs, 0, -0, 1, -1, expLo, expLo-1e-3, expHi, expHi+1e-3, 88.5, -200, 200,
-		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), 1e-30, -1e-30)
-	got := append([]float32(nil), xs...)
-	exps(got)
-	gen := append([]float32(nil), xs...)
-	expsGeneric(gen)
-	for i, x := range xs {
-		want := math.Exp(float64(x))
-		for name, v := range map[string]float32{"simd": got[i], "generic": gen[i]} {
-			switch {
-			case x != x:
-				if v == v {
-					t.Errorf("%s exp(NaN) = %v", name, v)
-				}
-			case x < expLo:
-				if v != 0 {
-					t.Errorf("%s exp(%v) = %v, want 0", name, x, v)
-				}
-			case x > expHi:
-				if !math.IsInf(float64(v), 1) {
-					t.Errorf("%s exp(%v) = %v, want +Inf", name, x, v)
-				}
-			default:
-				if e := math.Abs(float64(v)-want) / want; e > 3e-7 {
-					t.Errorf("%s exp(%v) = %v, want %v (rel %.2g)", name, x, v, want, e)
-				}
-			}
-		}
 	}
 }

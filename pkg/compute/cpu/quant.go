@@ -71,13 +71,13 @@ func (be *Backend) Dequantize4(dst compute.Buffer, q compute.Quant4) {
 			lo, hi := b*bs, min((b+1)*bs, n)
 			in := packed[lo/2 : (hi+1)/2]
 			if d.dt == compute.F32 {
-				decode4(d.f[lo:hi], in, &t)
+				decode4Generic(d.f[lo:hi], in, &t)
 				continue
 			}
 			for i, v := range t {
 				th[i] = toBF16(v)
 			}
-			decode4BF16(d.h[lo:hi], in, &th)
+			decode4BF16Generic(d.h[lo:hi], in, &th)
 		}
 	})
 }
