@@ -27,6 +27,8 @@ func gemmAMD64(g *amd64Gen) {
 	gemmKernelAMD64(g, "kernel6x16AVX2", 6, 2, ymms)
 	gemmPeakAMD64(g, "peakAVX512", zmms)
 	gemmPeakAMD64(g, "peakAVX2", ymms)
+	gemmPacks(g, "AVX512", 16)
+	gemmPacks(g, "AVX2", 8)
 }
 
 // gemmKernelAMD64 writes an mr × (nv vectors) micro-kernel: accumulators
@@ -184,4 +186,171 @@ func gemmARM64(g *arm64Gen) {
 	g.i("BNE peak_loop")
 	g.label("peak_done")
 	g.i("RET")
+}
+
+// gemmPacks writes the packing kernels of the B side (panels of nr = 2
+// vectors): packT transposes a panel of rows that are contiguous along k
+// (X·Wᵀ: the rows of W), in square blocks of lanes×lanes; packN copies a
+// panel whose rows are contiguous along the panel (dY·W: W itself). Both
+// cover k below kb rounded down to a multiple of lanes (packN: all of kb);
+// the Go side packs the rest and every partial panel.
+func gemmPacks(g *amd64Gen, sfx string, lanes int) {
+	for _, bf16 := range []bool{false, true} {
+		gemmPackT(g, sfx, lanes, bf16)
+		gemmPackN(g, sfx, lanes, bf16)
+	}
+}
+
+func packSrc(bf16 bool) (typ, what string, size int) {
+	if bf16 {
+		return "[]uint16", "bfloat16", 2
+	}
+	return "[]float32", "float32", 4
+}
+
+// loadRow loads lanes values of a row (widening bfloat16) into v.
+func (g *amd64Gen) loadRow(m operand.Mem, v reg.VecVirtual, bf16 bool) {
+	if bf16 {
+		g.VPMOVZXWD(m, v)
+		g.VPSLLD(operand.U8(16), v, v)
+		return
+	}
+	g.VMOVUPS(m, v)
+}
+
+func gemmPackT(g *amd64Gen, sfx string, lanes int, bf16 bool) {
+	typ, what, size := packSrc(bf16)
+	w := 2 * lanes
+	name := "packT" + sfx
+	if bf16 {
+		name = "packTBF16" + sfx
+	}
+	g.fn(name, fmt.Sprintf("func(dst []float32, src %s, ld, kb int)", typ),
+		fmt.Sprintf("%s sets dst[k·%d+i] = src[i·ld+k] (%s) for i < %d and k < kb&^%d.", name, w, what, w, lanes-1))
+	dst, src := g.ptr("dst"), g.ptr("src")
+	ld, kb := g.GP64(), g.GP64()
+	g.Load(g.Param("ld"), ld)
+	g.Load(g.Param("kb"), kb)
+	if size == 4 {
+		g.SHLQ(operand.U8(2), ld)
+	} else {
+		g.SHLQ(operand.U8(1), ld)
+	}
+	g.SHRQ(operand.U8(uint8(log2(lanes))), kb)
+	g.JZ(operand.LabelRef(name + "_done"))
+	p, half := g.GP64(), g.GP64()
+	g.Label(name + "_kblock")
+	g.MOVQ(src, half)
+	for h := 0; h < 2; h++ {
+		// lanes rows starting at half, lanes values each.
+		g.MOVQ(half, p)
+		r := make([]reg.VecVirtual, lanes)
+		for i := range r {
+			r[i] = g.vec(lanes)
+			g.loadRow(mem(p, 0), r[i], bf16)
+			if i+1 < lanes {
+				g.ADDQ(ld, p)
+			}
+		}
+		if h == 0 {
+			g.LEAQ(mem(p, 0), half)
+			g.ADDQ(ld, half)
+		}
+		out := g.transpose(r)
+		for j, v := range out {
+			g.VMOVUPS(v, mem(dst, 4*(j*w+h*lanes)))
+		}
+	}
+	g.ADDQ(operand.U32(lanes*size), src)
+	g.ADDQ(operand.U32(4*lanes*w), dst)
+	g.DECQ(kb)
+	g.JNZ(operand.LabelRef(name + "_kblock"))
+	g.Label(name + "_done")
+	g.VZEROUPPER()
+	g.RET()
+}
+
+// transpose returns the columns of the square block whose rows are r (8
+// YMM or 16 ZMM registers): unpack pairs of rows, then pairs of pairs, then
+// move 128-bit lanes.
+func (g *amd64Gen) transpose(r []reg.VecVirtual) []reg.VecVirtual {
+	n := len(r)
+	lanes := n
+	t := make([]reg.VecVirtual, n)
+	for p := 0; p < n/2; p++ {
+		t[2*p], t[2*p+1] = g.vec(lanes), g.vec(lanes)
+		g.VUNPCKLPS(r[2*p+1], r[2*p], t[2*p])
+		g.VUNPCKHPS(r[2*p+1], r[2*p], t[2*p+1])
+	}
+	// wq[c]: in 128-bit lane L, rows 4q … 4q+3 of column 4L+c.
+	groups := n / 4
+	wq := make([][4]reg.VecVirtual, groups)
+	for q := range wq {
+		lo01, hi01, lo23, hi23 := t[4*q], t[4*q+1], t[4*q+2], t[4*q+3]
+		for c := range wq[q] {
+			wq[q][c] = g.vec(lanes)
+		}
+		g.VUNPCKLPD(lo23, lo01, wq[q][0])
+		g.VUNPCKHPD(lo23, lo01, wq[q][1])
+		g.VUNPCKLPD(hi23, hi01, wq[q][2])
+		g.VUNPCKHPD(hi23, hi01, wq[q][3])
+	}
+	out := make([]reg.VecVirtual, n)
+	for c := 0; c < 4; c++ {
+		if groups == 2 { // AVX2: two 128-bit lanes
+			out[c], out[4+c] = g.vec(lanes), g.vec(lanes)
+			g.VPERM2F128(operand.U8(0x20), wq[1][c], wq[0][c], out[c])
+			g.VPERM2F128(operand.U8(0x31), wq[1][c], wq[0][c], out[4+c])
+			continue
+		}
+		a, b, cc, d := wq[0][c], wq[1][c], wq[2][c], wq[3][c]
+		s0, s1, s2, s3 := g.vec(lanes), g.vec(lanes), g.vec(lanes), g.vec(lanes)
+		g.VSHUFF32X4(operand.U8(0x44), b, a, s0)
+		g.VSHUFF32X4(operand.U8(0xee), b, a, s1)
+		g.VSHUFF32X4(operand.U8(0x44), d, cc, s2)
+		g.VSHUFF32X4(operand.U8(0xee), d, cc, s3)
+		for L, sel := range []struct {
+			imm    uint8
+			lo, hi reg.VecVirtual
+		}{{0x88, s0, s2}, {0xdd, s0, s2}, {0x88, s1, s3}, {0xdd, s1, s3}} {
+			out[4*L+c] = g.vec(lanes)
+			g.VSHUFF32X4(operand.U8(sel.imm), sel.hi, sel.lo, out[4*L+c])
+		}
+	}
+	return out
+}
+
+func gemmPackN(g *amd64Gen, sfx string, lanes int, bf16 bool) {
+	typ, what, size := packSrc(bf16)
+	w := 2 * lanes
+	name := "packN" + sfx
+	if bf16 {
+		name = "packNBF16" + sfx
+	}
+	g.fn(name, fmt.Sprintf("func(dst []float32, src %s, ld, kb int)", typ),
+		fmt.Sprintf("%s sets dst[k·%d+i] = src[k·ld+i] (%s) for i < %d and k < kb.", name, w, what, w))
+	dst, src := g.ptr("dst"), g.ptr("src")
+	ld, kb := g.GP64(), g.GP64()
+	g.Load(g.Param("ld"), ld)
+	g.Load(g.Param("kb"), kb)
+	if size == 4 {
+		g.SHLQ(operand.U8(2), ld)
+	} else {
+		g.SHLQ(operand.U8(1), ld)
+	}
+	g.TESTQ(kb, kb)
+	g.JZ(operand.LabelRef(name + "_done"))
+	g.Label(name + "_k")
+	for j := 0; j < 2; j++ {
+		v := g.vec(lanes)
+		g.loadRow(mem(src, j*lanes*size), v, bf16)
+		g.VMOVUPS(v, mem(dst, 4*j*lanes))
+	}
+	g.ADDQ(ld, src)
+	g.ADDQ(operand.U32(4*w), dst)
+	g.DECQ(kb)
+	g.JNZ(operand.LabelRef(name + "_k"))
+	g.Label(name + "_done")
+	g.VZEROUPPER()
+	g.RET()
 }

@@ -30,6 +30,13 @@ type Kernel struct {
 	// FMA reports whether the kernel follows Reference bit for bit.
 	FMA bool
 	fn  func(kc int, a, b, c []float32, ldc int, alpha float32)
+	// Assembly packers of full NR-wide panels of B (nil: plain Go), each
+	// covering k below a multiple of tk (packT) or all k (packN).
+	packT     func(dst, src []float32, ld, kb int)
+	packTBF16 func(dst []float32, src []uint16, ld, kb int)
+	packN     func(dst, src []float32, ld, kb int)
+	packNBF16 func(dst []float32, src []uint16, ld, kb int)
+	tk        int
 }
 
 // Active returns the micro-kernel of the active tier.

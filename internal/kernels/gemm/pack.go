@@ -14,9 +14,14 @@ type Matrix struct {
 
 // Pack writes rows [r0, r0+nrows) × k-columns [k0, k0+kb) of m into dst as
 // panels of w rows: dst[q·kb·w + k·w + i] holds row r0+q·w+i, zero past the
-// last row of m. dst must hold ceil(nrows/w)·kb·w values.
+// last row of m. dst must hold ceil(nrows/w)·kb·w values. Full panels as
+// wide as the active micro-kernel's NR use its assembly packers.
 func (m *Matrix) Pack(dst []float32, r0, nrows, k0, kb, w int) {
+	if kb <= 0 || nrows <= 0 {
+		return
+	}
 	panels := (nrows + w - 1) / w
+	k := active
 	for q := range panels {
 		p := dst[q*kb*w : (q+1)*kb*w]
 		rb := r0 + q*w
@@ -25,7 +30,28 @@ func (m *Matrix) Pack(dst []float32, r0, nrows, k0, kb, w int) {
 			clear(p)
 		}
 		if m.KS == 1 { // rows contiguous along k: a transpose
-			m.packRows(p, rb, valid, k0, kb, w)
+			kd := 0
+			if valid == w && w == k.NR && k.packT != nil {
+				kd = kb &^ (k.tk - 1)
+				base := rb*m.RS + k0
+				if end := base + (w-1)*m.RS + kb; m.F != nil {
+					k.packT(p, m.F[base:end], m.RS, kd)
+				} else {
+					k.packTBF16(p, m.H[base:end], m.RS, kd)
+				}
+			}
+			if kd < kb {
+				m.packRows(p[kd*w:], rb, valid, k0+kd, kb-kd, w)
+			}
+			continue
+		}
+		if valid == w && w == k.NR && k.packN != nil {
+			base := k0*m.KS + rb
+			if end := base + (kb-1)*m.KS + w; m.F != nil {
+				k.packN(p, m.F[base:end], m.KS, kb)
+			} else {
+				k.packNBF16(p, m.H[base:end], m.KS, kb)
+			}
 			continue
 		}
 		// RS == 1: contiguous along rows.

@@ -25,3 +25,43 @@ func peakAVX512(n int)
 //
 //go:noescape
 func peakAVX2(n int)
+
+// packTAVX512 sets dst[k·32+i] = src[i·ld+k] (float32) for i < 32 and k < kb&^15.
+//
+//go:noescape
+func packTAVX512(dst []float32, src []float32, ld int, kb int)
+
+// packNAVX512 sets dst[k·32+i] = src[k·ld+i] (float32) for i < 32 and k < kb.
+//
+//go:noescape
+func packNAVX512(dst []float32, src []float32, ld int, kb int)
+
+// packTBF16AVX512 sets dst[k·32+i] = src[i·ld+k] (bfloat16) for i < 32 and k < kb&^15.
+//
+//go:noescape
+func packTBF16AVX512(dst []float32, src []uint16, ld int, kb int)
+
+// packNBF16AVX512 sets dst[k·32+i] = src[k·ld+i] (bfloat16) for i < 32 and k < kb.
+//
+//go:noescape
+func packNBF16AVX512(dst []float32, src []uint16, ld int, kb int)
+
+// packTAVX2 sets dst[k·16+i] = src[i·ld+k] (float32) for i < 16 and k < kb&^7.
+//
+//go:noescape
+func packTAVX2(dst []float32, src []float32, ld int, kb int)
+
+// packNAVX2 sets dst[k·16+i] = src[k·ld+i] (float32) for i < 16 and k < kb.
+//
+//go:noescape
+func packNAVX2(dst []float32, src []float32, ld int, kb int)
+
+// packTBF16AVX2 sets dst[k·16+i] = src[i·ld+k] (bfloat16) for i < 16 and k < kb&^7.
+//
+//go:noescape
+func packTBF16AVX2(dst []float32, src []uint16, ld int, kb int)
+
+// packNBF16AVX2 sets dst[k·16+i] = src[k·ld+i] (bfloat16) for i < 16 and k < kb.
+//
+//go:noescape
+func packNBF16AVX2(dst []float32, src []uint16, ld int, kb int)
