@@ -16,16 +16,37 @@ Run with a PyTorch that has its BLAS (Debian's python3-torch uses OpenBLAS):
 
 It prints one JSON object: tokens/s from the mean and the fastest step, and
 tokens per second of process CPU time (steadier on a shared machine).
+OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS default to
+--threads (set them to override): torch.set_num_threads alone leaves OpenBLAS
+one thread per core.
 """
 
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+
+def _threads_from_argv():
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return "1"
+
+
+# torch.set_num_threads does not reach OpenBLAS, which otherwise starts one
+# thread per core: pin every pool to --threads before torch loads, so that a
+# per-thread comparison is one.
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, _threads_from_argv())
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 
 class RMSNorm(nn.Module):
@@ -167,6 +188,7 @@ def main():
     mean = sum(times) / len(times)
     print(json.dumps({
         "torch": torch.__version__, "threads": a.threads, "blas": blas_library(),
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "config": a.config, "batch": a.batch, "seq": a.seq, "steps": a.steps,
         "trainable": sum(p.numel() for p in params),
         "step_s": round(mean, 4), "step_min_s": round(min(times), 4),

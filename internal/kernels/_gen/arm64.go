@@ -58,6 +58,9 @@ func (g *arm64Gen) fn(name, sig string, doc ...string) {
 				off = align(off, 4)
 				f.args[n] = off
 				off += 4
+			case typ == "bool":
+				f.args[n] = off
+				off++
 			default:
 				panic("arm64Gen: unsupported parameter type " + typ)
 			}

@@ -20,7 +20,7 @@ var zmms = []reg.VecPhysical{reg.Z0, reg.Z1, reg.Z2, reg.Z3, reg.Z4, reg.Z5, reg
 var ymms = []reg.VecPhysical{reg.Y0, reg.Y1, reg.Y2, reg.Y3, reg.Y4, reg.Y5, reg.Y6, reg.Y7, reg.Y8, reg.Y9,
 	reg.Y10, reg.Y11, reg.Y12, reg.Y13, reg.Y14, reg.Y15}
 
-const gemmSig = "func(kc int, a, b, c []float32, ldc int, alpha float32)"
+const gemmSig = "func(kc int, a, b, c []float32, lda, ldc int, alpha float32, overwrite bool)"
 
 func gemmAMD64(g *amd64Gen) {
 	gemmKernelAMD64(g, "kernel8x32AVX512", 8, 2, zmms)
@@ -41,8 +41,9 @@ func gemmKernelAMD64(g *amd64Gen, name string, mr, nv int, v []reg.VecPhysical) 
 	}
 	nr := nv * lanes
 	g.fn(name, gemmSig,
-		fmt.Sprintf("%s is the %d×%d micro-kernel: C[i·ldc+j] = fma(Σₖ a[k·%d+i]·b[k·%d+j], alpha, C[i·ldc+j])", name, mr, nr, mr, nr),
-		"with the sum a chain of fused multiply-adds from 0.")
+		fmt.Sprintf("%s is the %d×%d micro-kernel: C[i·ldc+j] = fma(Σₖ A[i,k]·b[k·%d+j], alpha, C[i·ldc+j])", name, mr, nr, nr),
+		"with the sum a chain of fused multiply-adds from 0; A[i,k] is a[k·"+fmt.Sprint(mr)+"+i] (lda = 0, a packed",
+		"panel) or a[i·lda+k]; with overwrite C's old values are taken as +0 and not read.")
 	kc, a, b, c := g.GP64(), g.ptr("a"), g.ptr("b"), g.ptr("c")
 	g.Load(g.Param("kc"), kc)
 	acc := v[:mr*nv]
@@ -51,50 +52,103 @@ func gemmKernelAMD64(g *amd64Gen, name string, mr, nv int, v []reg.VecPhysical) 
 	for _, r := range acc {
 		g.VXORPS(r, r, r)
 	}
-	// The k loop, unrolled four times, then one step at a time.
-	step := func(k int) {
+	// step emits k step k: the B vectors, then per row a broadcast of A
+	// (from aOp(k, i)) and its fused multiply-adds.
+	step := func(k int, aOp func(k, i int) operand.Mem) {
 		for j := range bv {
 			g.VMOVUPS(mem(b, 4*(k*nr+j*lanes)), bv[j])
 		}
 		for i := 0; i < mr; i++ {
 			x := bc[i%len(bc)]
-			g.VBROADCASTSS(mem(a, 4*(k*mr+i)), x)
+			g.VBROADCASTSS(aOp(k, i), x)
 			for j := range bv {
 				g.VFMADD231PS(bv[j], x, acc[i*nv+j])
 			}
 		}
 	}
-	n4 := g.GP64()
-	g.MOVQ(kc, n4)
-	g.SHRQ(operand.U8(2), n4)
-	g.JZ(operand.LabelRef(name + "_one"))
-	g.Label(name + "_four")
-	for k := 0; k < 4; k++ {
-		step(k)
+	// loop emits the k loop, unrolled four times, then one step at a time;
+	// advance(n) moves the A pointers n steps on.
+	loop := func(label string, aOp func(k, i int) operand.Mem, advance func(n int)) {
+		n4 := g.GP64()
+		g.MOVQ(kc, n4)
+		g.SHRQ(operand.U8(2), n4)
+		g.JZ(operand.LabelRef(label + "_one"))
+		g.Label(label + "_four")
+		for k := 0; k < 4; k++ {
+			step(k, aOp)
+		}
+		advance(4)
+		g.ADDQ(operand.U32(4*4*nr), b)
+		g.DECQ(n4)
+		g.JNZ(operand.LabelRef(label + "_four"))
+		g.Label(label + "_one")
+		g.ANDQ(operand.U8(3), kc)
+		g.JZ(operand.LabelRef(name + "_store"))
+		g.Label(label + "_oneloop")
+		step(0, aOp)
+		advance(1)
+		g.ADDQ(operand.U32(4*nr), b)
+		g.DECQ(kc)
+		g.JNZ(operand.LabelRef(label + "_oneloop"))
 	}
-	g.ADDQ(operand.U32(4*4*mr), a)
-	g.ADDQ(operand.U32(4*4*nr), b)
-	g.DECQ(n4)
-	g.JNZ(operand.LabelRef(name + "_four"))
-	g.Label(name + "_one")
-	g.ANDQ(operand.U8(3), kc)
-	g.JZ(operand.LabelRef(name + "_store"))
-	g.Label(name + "_oneloop")
-	step(0)
-	g.ADDQ(operand.U32(4*mr), a)
-	g.ADDQ(operand.U32(4*nr), b)
-	g.DECQ(kc)
-	g.JNZ(operand.LabelRef(name + "_oneloop"))
+	lda := g.GP64()
+	g.Load(g.Param("lda"), lda)
+	g.TESTQ(lda, lda)
+	g.JNZ(operand.LabelRef(name + "_strided"))
+	loop(name+"_packed", func(k, i int) operand.Mem { return mem(a, 4*(k*mr+i)) },
+		func(n int) { g.ADDQ(operand.U32(4*n*mr), a) })
+	g.JMP(operand.LabelRef(name + "_store"))
+	// Rows of A at a[i·lda:]: from a, a3 = a + 3·lda and the scaled strides
+	// lda and lda3 = 3·lda (rows 0–7).
+	g.Label(name + "_strided")
+	g.SHLQ(operand.U8(2), lda)
+	a3, lda3 := g.GP64(), g.GP64()
+	g.LEAQ(idx(lda, lda, 2, 0), lda3)
+	g.LEAQ(idx(a, lda3, 1, 0), a3)
+	rows := []func(d int) operand.Mem{
+		func(d int) operand.Mem { return mem(a, d) },
+		func(d int) operand.Mem { return idx(a, lda, 1, d) },
+		func(d int) operand.Mem { return idx(a, lda, 2, d) },
+		func(d int) operand.Mem { return mem(a3, d) },
+		func(d int) operand.Mem { return idx(a, lda, 4, d) },
+		func(d int) operand.Mem { return idx(a3, lda, 2, d) },
+		func(d int) operand.Mem { return idx(a3, lda3, 1, d) },
+		func(d int) operand.Mem { return idx(a3, lda, 4, d) },
+	}
+	loop(name+"_strided", func(k, i int) operand.Mem { return rows[i](4 * k) },
+		func(n int) {
+			g.ADDQ(operand.U8(uint8(4*n)), a)
+			g.ADDQ(operand.U8(uint8(4*n)), a3)
+		})
+
 	g.Label(name + "_store")
-	// C = fma(acc, alpha, C), row by row.
+	// C = fma(acc, alpha, C), row by row; with overwrite C = fma(acc,
+	// alpha, +0), which is what a cleared C would give.
 	ldc := g.GP64()
 	g.Load(g.Param("ldc"), ldc)
 	g.SHLQ(operand.U8(2), ldc)
-	alpha := bv[0]
+	alpha, zero := bv[0], bc[0]
 	g.VBROADCASTSS(g.paramMem("alpha"), alpha)
+	ow := g.GP8()
+	g.Load(g.Param("overwrite"), ow)
+	g.TESTB(ow, ow)
+	g.JNZ(operand.LabelRef(name + "_overwrite"))
 	for i := 0; i < mr; i++ {
 		for j := 0; j < nv; j++ {
 			g.VFMADD213PS(mem(c, 4*j*lanes), alpha, acc[i*nv+j])
+			g.VMOVUPS(acc[i*nv+j], mem(c, 4*j*lanes))
+		}
+		if i+1 < mr {
+			g.ADDQ(ldc, c)
+		}
+	}
+	g.VZEROUPPER()
+	g.RET()
+	g.Label(name + "_overwrite")
+	g.VXORPS(zero, zero, zero)
+	for i := 0; i < mr; i++ {
+		for j := 0; j < nv; j++ {
+			g.VFMADD213PS(zero, alpha, acc[i*nv+j])
 			g.VMOVUPS(acc[i*nv+j], mem(c, 4*j*lanes))
 		}
 		if i+1 < mr {
@@ -137,12 +191,14 @@ func gemmPeakAMD64(g *amd64Gen, name string, v []reg.VecPhysical) {
 func gemmARM64(g *arm64Gen) {
 	g.fn("kernel8x12NEON", gemmSig,
 		"kernel8x12NEON is the 8×12 micro-kernel: C[i·ldc+j] = fma(Σₖ a[k·8+i]·b[k·12+j], alpha, C[i·ldc+j])",
-		"with the sum a chain of fused multiply-adds from 0.")
+		"with the sum a chain of fused multiply-adds from 0 (a packed: lda is ignored); with overwrite C's",
+		"old values are taken as +0 and not read.")
 	g.i("MOVD %s, R0", g.arg("kc"))
 	g.i("MOVD %s, R1", g.arg("a_base"))
 	g.i("MOVD %s, R2", g.arg("b_base"))
 	g.i("MOVD %s, R3", g.arg("c_base"))
 	g.i("MOVD %s, R4", g.arg("ldc"))
+	g.i("MOVBU %s, R5", g.arg("overwrite"))
 	for r := 0; r < 24; r++ {
 		g.i("VEOR V%d.B16, V%d.B16, V%d.B16", r, r, r)
 	}
@@ -160,17 +216,31 @@ func gemmARM64(g *arm64Gen) {
 	g.label("gemm_store")
 	g.i("FMOVS %s, F29", g.arg("alpha"))
 	g.i("LSL $2, R4, R4")
-	for i := 0; i < 8; i++ {
-		g.i("VLD1 (R3), [V24.S4, V25.S4, V26.S4]")
-		for j := 0; j < 3; j++ {
-			g.w(fmlaElem4s(24+j, 3*i+j, 29, 0))
+	// C = fma(acc, alpha, C); with overwrite fma(acc, alpha, +0).
+	for _, ow := range []bool{false, true} {
+		if ow {
+			g.label("gemm_overwrite")
+		} else {
+			g.i("CBNZ R5, gemm_overwrite")
 		}
-		g.i("VST1 [V24.S4, V25.S4, V26.S4], (R3)")
-		if i < 7 {
-			g.i("ADD R4, R3, R3")
+		for i := 0; i < 8; i++ {
+			if ow {
+				for j := 0; j < 3; j++ {
+					g.i("VEOR V%d.B16, V%d.B16, V%d.B16", 24+j, 24+j, 24+j)
+				}
+			} else {
+				g.i("VLD1 (R3), [V24.S4, V25.S4, V26.S4]")
+			}
+			for j := 0; j < 3; j++ {
+				g.w(fmlaElem4s(24+j, 3*i+j, 29, 0))
+			}
+			g.i("VST1 [V24.S4, V25.S4, V26.S4], (R3)")
+			if i < 7 {
+				g.i("ADD R4, R3, R3")
+			}
 		}
+		g.i("RET")
 	}
-	g.i("RET")
 
 	g.fn("peakNEON", "func(n int)", "peakNEON runs n iterations of 24 independent vector FMAs.")
 	g.i("MOVD %s, R0", g.arg("n"))

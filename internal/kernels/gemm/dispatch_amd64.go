@@ -7,10 +7,10 @@ import "github.com/lorakit/lorakit/internal/kernels/tier"
 var active = func() Kernel {
 	switch {
 	case tier.Has(tier.AVX512):
-		return Kernel{MR: 8, NR: 32, Name: "avx512", FMA: true, fn: kernel8x32AVX512,
+		return Kernel{MR: 8, NR: 32, Name: "avx512", FMA: true, StridedA: true, fn: kernel8x32AVX512,
 			packT: packTAVX512, packTBF16: packTBF16AVX512, packN: packNAVX512, packNBF16: packNBF16AVX512, tk: 16}
 	case tier.Has(tier.AVX2):
-		return Kernel{MR: 6, NR: 16, Name: "avx2", FMA: true, fn: kernel6x16AVX2,
+		return Kernel{MR: 6, NR: 16, Name: "avx2", FMA: true, StridedA: true, fn: kernel6x16AVX2,
 			packT: packTAVX2, packTBF16: packTBF16AVX2, packN: packNAVX2, packNBF16: packNBF16AVX2, tk: 8}
 	}
 	return generic

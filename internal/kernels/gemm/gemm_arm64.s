@@ -4,13 +4,14 @@
 
 #include "textflag.h"
 
-// func kernel8x12NEON(kc int, a, b, c []float32, ldc int, alpha float32)
-TEXT ·kernel8x12NEON(SB), NOSPLIT, $0-96
+// func kernel8x12NEON(kc int, a, b, c []float32, lda, ldc int, alpha float32, overwrite bool)
+TEXT ·kernel8x12NEON(SB), NOSPLIT, $0-104
 	MOVD kc+0(FP), R0
 	MOVD a_base+8(FP), R1
 	MOVD b_base+32(FP), R2
 	MOVD c_base+56(FP), R3
-	MOVD ldc+80(FP), R4
+	MOVD ldc+88(FP), R4
+	MOVBU overwrite+100(FP), R5
 	VEOR V0.B16, V0.B16, V0.B16
 	VEOR V1.B16, V1.B16, V1.B16
 	VEOR V2.B16, V2.B16, V2.B16
@@ -66,8 +67,9 @@ gemm_loop:
 	SUBS $1, R0, R0
 	BNE gemm_loop
 gemm_store:
-	FMOVS alpha+88(FP), F29
+	FMOVS alpha+96(FP), F29
 	LSL $2, R4, R4
+	CBNZ R5, gemm_overwrite
 	VLD1 (R3), [V24.S4, V25.S4, V26.S4]
 	WORD $0x4f9d1018 // fmla v24.4s, v0.4s, v29.s[0]
 	WORD $0x4f9d1039 // fmla v25.4s, v1.4s, v29.s[0]
@@ -111,6 +113,71 @@ gemm_store:
 	VST1 [V24.S4, V25.S4, V26.S4], (R3)
 	ADD R4, R3, R3
 	VLD1 (R3), [V24.S4, V25.S4, V26.S4]
+	WORD $0x4f9d12b8 // fmla v24.4s, v21.4s, v29.s[0]
+	WORD $0x4f9d12d9 // fmla v25.4s, v22.4s, v29.s[0]
+	WORD $0x4f9d12fa // fmla v26.4s, v23.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	RET
+gemm_overwrite:
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
+	WORD $0x4f9d1018 // fmla v24.4s, v0.4s, v29.s[0]
+	WORD $0x4f9d1039 // fmla v25.4s, v1.4s, v29.s[0]
+	WORD $0x4f9d105a // fmla v26.4s, v2.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	ADD R4, R3, R3
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
+	WORD $0x4f9d1078 // fmla v24.4s, v3.4s, v29.s[0]
+	WORD $0x4f9d1099 // fmla v25.4s, v4.4s, v29.s[0]
+	WORD $0x4f9d10ba // fmla v26.4s, v5.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	ADD R4, R3, R3
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
+	WORD $0x4f9d10d8 // fmla v24.4s, v6.4s, v29.s[0]
+	WORD $0x4f9d10f9 // fmla v25.4s, v7.4s, v29.s[0]
+	WORD $0x4f9d111a // fmla v26.4s, v8.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	ADD R4, R3, R3
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
+	WORD $0x4f9d1138 // fmla v24.4s, v9.4s, v29.s[0]
+	WORD $0x4f9d1159 // fmla v25.4s, v10.4s, v29.s[0]
+	WORD $0x4f9d117a // fmla v26.4s, v11.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	ADD R4, R3, R3
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
+	WORD $0x4f9d1198 // fmla v24.4s, v12.4s, v29.s[0]
+	WORD $0x4f9d11b9 // fmla v25.4s, v13.4s, v29.s[0]
+	WORD $0x4f9d11da // fmla v26.4s, v14.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	ADD R4, R3, R3
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
+	WORD $0x4f9d11f8 // fmla v24.4s, v15.4s, v29.s[0]
+	WORD $0x4f9d1219 // fmla v25.4s, v16.4s, v29.s[0]
+	WORD $0x4f9d123a // fmla v26.4s, v17.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	ADD R4, R3, R3
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
+	WORD $0x4f9d1258 // fmla v24.4s, v18.4s, v29.s[0]
+	WORD $0x4f9d1279 // fmla v25.4s, v19.4s, v29.s[0]
+	WORD $0x4f9d129a // fmla v26.4s, v20.4s, v29.s[0]
+	VST1 [V24.S4, V25.S4, V26.S4], (R3)
+	ADD R4, R3, R3
+	VEOR V24.B16, V24.B16, V24.B16
+	VEOR V25.B16, V25.B16, V25.B16
+	VEOR V26.B16, V26.B16, V26.B16
 	WORD $0x4f9d12b8 // fmla v24.4s, v21.4s, v29.s[0]
 	WORD $0x4f9d12d9 // fmla v25.4s, v22.4s, v29.s[0]
 	WORD $0x4f9d12fa // fmla v26.4s, v23.4s, v29.s[0]

@@ -27,19 +27,45 @@ func TestBlock(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, kc := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 64, 255, 256} {
 		for _, alpha := range []float32{1, -0.5, 0.37} {
-			checkBlock(t, k, kc, randSlice(r, kc*k.MR), randSlice(r, kc*k.NR), alpha, r)
+			for _, ow := range []bool{false, true} {
+				checkBlock(t, k, kc, randSlice(r, kc*k.MR), randSlice(r, kc*k.NR), alpha, ow, r)
+			}
 		}
 	}
 }
 
-func checkBlock(t *testing.T, k Kernel, kc int, a, b []float32, alpha float32, r *rand.Rand) {
+// checkBlock runs the kernel on the packed panel a, and when it can read A
+// in place, on the same values laid out as rows lda apart.
+func checkBlock(t *testing.T, k Kernel, kc int, a, b []float32, alpha float32, overwrite bool, r *rand.Rand) {
+	t.Helper()
+	checkBlockLayout(t, k, kc, a, 0, a, b, alpha, overwrite, r)
+	if k.StridedA {
+		lda := kc + 3
+		rows := make([]float32, (k.MR-1)*lda+kc)
+		for i := range k.MR {
+			for kk := range kc {
+				rows[i*lda+kk] = a[kk*k.MR+i]
+			}
+		}
+		checkBlockLayout(t, k, kc, a, lda, rows, b, alpha, overwrite, r)
+	}
+}
+
+func checkBlockLayout(t *testing.T, k Kernel, kc int, a []float32, lda int, in, b []float32, alpha float32, overwrite bool, r *rand.Rand) {
 	t.Helper()
 	ldc := k.NR + 3
 	c := randSlice(r, k.MR*ldc+5)
+	if overwrite { // stale values the kernel must not read
+		for i := range c {
+			if i%3 == 0 {
+				c[i] = float32(math.NaN())
+			}
+		}
+	}
 	want := append([]float32(nil), c...)
 	got := append([]float32(nil), c...)
-	Reference(k.MR, k.NR, kc, a, b, want, ldc, alpha)
-	k.Block(kc, a, b, got, ldc, alpha)
+	Reference(k.MR, k.NR, kc, a, b, want, ldc, alpha, overwrite)
+	k.Block(kc, in, b, got, lda, ldc, alpha, overwrite)
 	for i := range got {
 		inBlock := i/ldc < k.MR && i%ldc < k.NR
 		if !inBlock {
@@ -50,7 +76,7 @@ func checkBlock(t *testing.T, k Kernel, kc int, a, b []float32, alpha float32, r
 		}
 		if k.FMA {
 			if !ktest.SameBits(got[i], want[i]) && !(got[i] != got[i] && want[i] != want[i]) {
-				t.Fatalf("%s kc=%d alpha=%g: C[%d,%d] = %g, reference %g", k.Name, kc, alpha, i/ldc, i%ldc, got[i], want[i])
+				t.Fatalf("%s kc=%d lda=%d overwrite=%v alpha=%g: C[%d,%d] = %g, reference %g", k.Name, kc, lda, overwrite, alpha, i/ldc, i%ldc, got[i], want[i])
 			}
 			continue
 		}
@@ -59,7 +85,11 @@ func checkBlock(t *testing.T, k Kernel, kc int, a, b []float32, alpha float32, r
 		for kk := range kc {
 			mag += math.Abs(float64(a[kk*k.MR+row]) * float64(b[kk*k.NR+col]))
 		}
-		bound := float64(kc+2) * 0x1p-24 * (math.Abs(float64(c[i])) + math.Abs(float64(alpha))*mag)
+		old := math.Abs(float64(c[i]))
+		if overwrite {
+			old = 0
+		}
+		bound := float64(kc+2) * 0x1p-24 * (old + math.Abs(float64(alpha))*mag)
 		if d := math.Abs(float64(got[i]) - float64(want[i])); d > bound {
 			t.Fatalf("%s kc=%d: C[%d,%d] = %g, reference %g (|Δ| %g > %g)", k.Name, kc, row, col, got[i], want[i], d, bound)
 		}
@@ -83,7 +113,7 @@ func FuzzBlock(f *testing.F) {
 				vals[i] = float32(r.NormFloat64())
 			}
 		}
-		checkBlock(t, k, n, vals[:n*k.MR], vals[n*k.MR:n*(k.MR+k.NR)], alpha, r)
+		checkBlock(t, k, n, vals[:n*k.MR], vals[n*k.MR:n*(k.MR+k.NR)], alpha, seed%2 == 0, r)
 	})
 }
 
@@ -100,10 +130,10 @@ func BenchmarkKernel(b *testing.B) {
 	flop := 2.0 * kc * float64(k.MR*k.NR)
 	b.Run(k.Name, func(b *testing.B) {
 		for b.Loop() {
-			k.Block(kc, a, bp, c, k.NR, 1)
+			k.Block(kc, a, bp, c, 0, k.NR, 1, false)
 		}
 		b.ReportMetric(float64(b.N)*flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		best := ktest.BestRate(200*time.Millisecond, flop/1e9, func() { k.Block(kc, a, bp, c, k.NR, 1) })
+		best := ktest.BestRate(200*time.Millisecond, flop/1e9, func() { k.Block(kc, a, bp, c, 0, k.NR, 1, false) })
 		b.ReportMetric(best, "best-GFLOP/s")
 		if p := ktest.PeakGFLOPS(Peak); p > 0 {
 			b.ReportMetric(100*best/p, "%peak")

@@ -4,17 +4,19 @@
 
 package gemm
 
-// kernel8x32AVX512 is the 8×32 micro-kernel: C[i·ldc+j] = fma(Σₖ a[k·8+i]·b[k·32+j], alpha, C[i·ldc+j])
-// with the sum a chain of fused multiply-adds from 0.
+// kernel8x32AVX512 is the 8×32 micro-kernel: C[i·ldc+j] = fma(Σₖ A[i,k]·b[k·32+j], alpha, C[i·ldc+j])
+// with the sum a chain of fused multiply-adds from 0; A[i,k] is a[k·8+i] (lda = 0, a packed
+// panel) or a[i·lda+k]; with overwrite C's old values are taken as +0 and not read.
 //
 //go:noescape
-func kernel8x32AVX512(kc int, a []float32, b []float32, c []float32, ldc int, alpha float32)
+func kernel8x32AVX512(kc int, a []float32, b []float32, c []float32, lda int, ldc int, alpha float32, overwrite bool)
 
-// kernel6x16AVX2 is the 6×16 micro-kernel: C[i·ldc+j] = fma(Σₖ a[k·6+i]·b[k·16+j], alpha, C[i·ldc+j])
-// with the sum a chain of fused multiply-adds from 0.
+// kernel6x16AVX2 is the 6×16 micro-kernel: C[i·ldc+j] = fma(Σₖ A[i,k]·b[k·16+j], alpha, C[i·ldc+j])
+// with the sum a chain of fused multiply-adds from 0; A[i,k] is a[k·6+i] (lda = 0, a packed
+// panel) or a[i·lda+k]; with overwrite C's old values are taken as +0 and not read.
 //
 //go:noescape
-func kernel6x16AVX2(kc int, a []float32, b []float32, c []float32, ldc int, alpha float32)
+func kernel6x16AVX2(kc int, a []float32, b []float32, c []float32, lda int, ldc int, alpha float32, overwrite bool)
 
 // peakAVX512 runs n iterations of 24 independent vector FMAs.
 //

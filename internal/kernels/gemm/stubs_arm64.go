@@ -5,10 +5,11 @@
 package gemm
 
 // kernel8x12NEON is the 8×12 micro-kernel: C[i·ldc+j] = fma(Σₖ a[k·8+i]·b[k·12+j], alpha, C[i·ldc+j])
-// with the sum a chain of fused multiply-adds from 0.
+// with the sum a chain of fused multiply-adds from 0 (a packed: lda is ignored); with overwrite C's
+// old values are taken as +0 and not read.
 //
 //go:noescape
-func kernel8x12NEON(kc int, a, b, c []float32, ldc int, alpha float32)
+func kernel8x12NEON(kc int, a, b, c []float32, lda, ldc int, alpha float32, overwrite bool)
 
 // peakNEON runs n iterations of 24 independent vector FMAs.
 //

@@ -81,11 +81,15 @@ func (be *Backend) Gemm(p compute.Gemm, a, b, c compute.Buffer) {
 	tm, tn := ceilDiv(p.M, mt), ceilDiv(p.N, nc)
 	kc := min(gemmKC, max(p.K, 1))
 	mc := min(roundUp(gemmMC, mr), mt)
-	// When several column tiles share the rows of op(A), pack op(A) once:
+	compute := p.K > 0 && p.Alpha != 0
+	// A float32 op(A) whose rows run along k is read in place by the
+	// kernels that can (all but the partial last block of rows); otherwise,
+	// when several column tiles share the rows of op(A), it is packed once:
 	// block q of kc steps holds panel ir at q·kc·mpad + ir·kb.
+	inPlace := kern.StridedA && A.F != nil && A.KS == 1
 	var apre []float32
 	mpad := roundUp(p.M, mr)
-	if tn > 1 && p.K > 0 && p.Alpha != 0 && mpad*p.K <= 1<<23 {
+	if !inPlace && tn > 1 && compute && mpad*p.K <= 1<<23 {
 		ap, _ := prePool.Get().(*[]float32)
 		if ap == nil || cap(*ap) < mpad*p.K {
 			s := make([]float32, mpad*p.K)
@@ -108,20 +112,21 @@ func (be *Backend) Gemm(p compute.Gemm, a, b, c compute.Buffer) {
 	be.tasks(tm*tn, func(_, t int) {
 		i0, jc := (t/tn)*mt, (t%tn)*nc
 		mb, nb := min(mt, p.M-i0), min(nc, p.N-jc)
-		// Beta.
-		for i := range mb {
-			row := C[(i0+i)*p.N+jc : (i0+i)*p.N+jc+nb]
-			switch p.Beta {
-			case 0:
-				clear(row)
-			case 1:
-			default:
+		// Beta: 0 needs no pass when the kernels overwrite C in the first K
+		// block.
+		if p.Beta != 1 && !(p.Beta == 0 && compute) {
+			for i := range mb {
+				row := C[(i0+i)*p.N+jc : (i0+i)*p.N+jc+nb]
+				if p.Beta == 0 {
+					clear(row)
+					continue
+				}
 				for j := range row {
 					row[j] *= p.Beta
 				}
 			}
 		}
-		if p.K == 0 || p.Alpha == 0 {
+		if !compute {
 			return
 		}
 		sp, _ := packPool.Get().(*[]float32)
@@ -133,34 +138,46 @@ func (be *Backend) Gemm(p compute.Gemm, a, b, c compute.Buffer) {
 		bp, tmp, ap := s[:kc*nc], s[kc*nc:kc*nc+mr*nr], s[kc*nc+mr*nr:]
 		for pc := 0; pc < p.K; pc += kc {
 			kb := min(kc, p.K-pc)
+			overwrite := pc == 0 && p.Beta == 0
 			B.Pack(bp, jc, nb, pc, kb, nr)
 			for ic := i0; ic < i0+mb; ic += mc {
 				mcb := min(mc, i0+mb-ic)
-				a := ap
-				if apre != nil {
+				a, full := ap, mcb
+				switch {
+				case inPlace:
+					full = mcb / mr * mr
+					if full < mcb { // the rows past the last whole block
+						A.Pack(ap[full*kb:], ic+full, mcb-full, pc, kb, mr)
+					}
+				case apre != nil:
 					a = apre[pc*mpad+ic*kb:]
-				} else {
+				default:
 					A.Pack(ap, ic, mcb, pc, kb, mr)
 				}
 				for jr := 0; jr < nb; jr += nr {
 					bpan := bp[jr*kb : (jr+nr)*kb]
 					nv := min(nr, nb-jr)
 					for ir := 0; ir < mcb; ir += mr {
-						apan := a[ir*kb : (ir+mr)*kb]
+						apan, lda := a[ir*kb:(ir+mr)*kb], 0
+						if ir < full && inPlace {
+							apan, lda = A.F[(ic+ir)*A.RS+pc:], A.RS
+						}
 						mv := min(mr, mcb-ir)
 						off := (ic+ir)*p.N + jc + jr
 						if mv == mr && nv == nr {
-							kern.Block(kb, apan, bpan, C[off:], p.N, p.Alpha)
+							kern.Block(kb, apan, bpan, C[off:], lda, p.N, p.Alpha, overwrite)
 							continue
 						}
 						// An edge block runs the kernel on a copy of C so that
 						// every element of C sees the same arithmetic wherever
 						// it lies in the tiling.
 						clear(tmp)
-						for i := range mv {
-							copy(tmp[i*nr:i*nr+nv], C[off+i*p.N:off+i*p.N+nv])
+						if !overwrite {
+							for i := range mv {
+								copy(tmp[i*nr:i*nr+nv], C[off+i*p.N:off+i*p.N+nv])
+							}
 						}
-						kern.Block(kb, apan, bpan, tmp, nr, p.Alpha)
+						kern.Block(kb, apan, bpan, tmp, lda, nr, p.Alpha, false)
 						for i := range mv {
 							copy(C[off+i*p.N:off+i*p.N+nv], tmp[i*nr:i*nr+nv])
 						}
