@@ -67,7 +67,7 @@ func (g *arm64Gen) fn(name, sig string, doc ...string) {
 		}
 		pending = pending[:0]
 	}
-	f.size = align(off, 8)
+	f.size = off
 	g.funcs = append(g.funcs, f)
 	g.cur = &g.funcs[len(g.funcs)-1]
 	fmt.Fprintf(&g.body, "\n// func %s%s\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, strings.TrimPrefix(sig, "func"), name, f.size)
@@ -188,6 +188,11 @@ func fcvtn(d, n int) enc {
 }
 func fcvtn2(d, n int) enc {
 	return enc{0x4e216800 | rd(d, n), fmt.Sprintf("fcvtn2 v%d.8h, v%d.4s", d, n)}
+}
+
+// umaxv4s is umaxv sd, vn.4s: the unsigned maximum of the lanes.
+func umaxv4s(d, n int) enc {
+	return enc{0x6eb0a800 | rd(d, n), fmt.Sprintf("umaxv s%d, v%d.4s", d, n)}
 }
 
 // Two-register forms, 4 × 32-bit lanes.

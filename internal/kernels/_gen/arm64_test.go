@@ -26,7 +26,7 @@ func TestEncodings(t *testing.T) {
 		d, n, m := r[0], r[1], r[2]
 		encs = append(encs, fadd4s(d, n, m), fsub4s(d, n, m), fmul4s(d, n, m), fmax4s(d, n, m),
 			fcmgt4s(d, n, m), cmhi4s(d, n, m), cmgt4s(d, n, m), fcvtl(d, n), fcvtl2(d, n),
-			fcvtn(d, n), fcvtn2(d, n), fabs4s(d, n), fneg4s(d, n))
+			fcvtn(d, n), fcvtn2(d, n), fabs4s(d, n), fneg4s(d, n), umaxv4s(d, n))
 		for i := range 4 {
 			encs = append(encs, fmlaElem4s(d, n, m, i), fmulElem4s(d, n, m, i))
 		}

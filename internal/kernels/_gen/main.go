@@ -31,6 +31,7 @@ var families = []family{
 	{"gemm", gemmAMD64, gemmARM64},
 	{"lowrank", lowRankAMD64, lowRankARM64},
 	{"vec", vecAMD64, nil},
+	{"nibble", nibbleAMD64, nibbleARM64},
 }
 
 func main() {

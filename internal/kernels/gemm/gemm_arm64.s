@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func kernel8x12NEON(kc int, a, b, c []float32, lda, ldc int, alpha float32, overwrite bool)
-TEXT ·kernel8x12NEON(SB), NOSPLIT, $0-104
+TEXT ·kernel8x12NEON(SB), NOSPLIT, $0-101
 	MOVD kc+0(FP), R0
 	MOVD a_base+8(FP), R1
 	MOVD b_base+32(FP), R2

@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func addNEON(v, lt, r []float32, rows, cols, rank int, scale float32)
-TEXT ·addNEON(SB), NOSPLIT, $0-104
+TEXT ·addNEON(SB), NOSPLIT, $0-100
 	MOVD v_base+0(FP), R0
 	MOVD lt_base+24(FP), R1
 	MOVD r_base+48(FP), R2
