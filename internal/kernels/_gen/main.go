@@ -32,6 +32,7 @@ var families = []family{
 	{"lowrank", lowRankAMD64, lowRankARM64},
 	{"vec", vecAMD64, nil},
 	{"nibble", nibbleAMD64, nibbleARM64},
+	{"q8", q8AMD64, nil},
 }
 
 func main() {

@@ -23,6 +23,8 @@ func nibbleAMD64(g *amd64Gen) {
 		nibbleDecodeAMD64(g, 16, bf)
 		nibbleDecodeAMD64(g, 8, bf)
 	}
+	nibbleErrSumsAMD64(g, 16)
+	nibbleErrSumsAMD64(g, 8)
 }
 
 // hmaxU32 leaves in lane 0 of an XMM register the unsigned maximum of the
@@ -541,4 +543,219 @@ func nibbleDecodeARM64(g *arm64Gen, bf bool) {
 	g.i("BNE %s_block", lab)
 	g.label(lab + "_done")
 	g.i("RET")
+}
+
+const errSumsSig = "func(x []float32, packed []byte, scales []float32, code *[16]float32, bs, round int, acc *[32]float64) uint32"
+
+// roundTable rounds the table vectors in place: round 1 bfloat16 (integer
+// rounding, NaN quieted), 2 binary16 (a conversion there and back).
+func (g *amd64Gen) roundTable(name string, round reg.GPVirtual, tabs []reg.VecVirtual, lanes int) {
+	g.CMPQ(round, operand.U8(1))
+	g.JB(operand.LabelRef(name + "_rounded"))
+	g.JA(operand.LabelRef(name + "_f16"))
+	for _, tb := range tabs {
+		hi, r, a := g.vec(lanes), g.vec(lanes), g.vec(lanes)
+		one, rnd := g.broadcast("bf16one", 1, lanes), g.broadcast("bf16round", 0x7fff, lanes)
+		abs, inf := g.broadcast("absmask", 0x7fffffff, lanes), g.broadcast("f32inf", 0x7f800000, lanes)
+		quiet, lo := g.broadcast("bf16quiethi", 0x00400000, lanes), g.broadcast("lowhalf", 0xffff, lanes)
+		g.VPSRLD(operand.U8(16), tb, hi)
+		if lanes == 16 {
+			g.VPANDD(one, hi, r)
+			g.VPADDD(tb, r, r)
+			g.VPADDD(rnd, r, r)
+			k := g.K()
+			g.VPANDD(abs, tb, a)
+			g.VPCMPUD(operand.U8(6), inf, a, k)
+			g.VPORD(quiet, tb, k, r) // NaN: the quiet bit instead of rounding
+			g.VPANDND(r, lo, tb)     // clear the low half
+		} else {
+			q := g.YMM()
+			g.VPAND(one, hi, r)
+			g.VPADDD(tb, r, r)
+			g.VPADDD(rnd, r, r)
+			g.VPAND(abs, tb, a)
+			g.VPCMPGTD(inf, a, a)
+			g.VPOR(quiet, tb, q)
+			g.VPBLENDVB(a, q, r, r)
+			g.VPANDN(r, lo, tb)
+		}
+	}
+	g.JMP(operand.LabelRef(name + "_rounded"))
+	g.Label(name + "_f16")
+	for _, tb := range tabs {
+		var h reg.VecVirtual = g.XMM()
+		if lanes == 16 {
+			h = g.YMM()
+		}
+		g.VCVTPS2PH(operand.U8(0), tb, h)
+		g.VCVTPH2PS(h, tb)
+	}
+	g.Label(name + "_rounded")
+}
+
+// nibbleErrSumsAMD64 sums the squared differences of whole groups of 32 in
+// lanes as errSumsGo does: evens in lanes 0–15, odds in 16–31, the float32
+// lane sums of each block added into float64 sums at acc.
+func nibbleErrSumsAMD64(g *amd64Gen, lanes int) {
+	name := "errSums" + map[int]string{16: "AVX512", 8: "AVX2"}[lanes]
+	g.fn(name, errSumsSig,
+		fmt.Sprintf("%s adds the error sums of len(x)/bs whole blocks (bs a multiple of 32) to acc as", name),
+		"ErrSums does and returns the largest |difference| bits.")
+	x, pk, sc := g.ptr("x"), g.ptr("packed"), g.ptr("scales")
+	nb, bs, round := g.length("scales"), g.GP64(), g.GP64()
+	g.Load(g.Param("bs"), bs)
+	g.Load(g.Param("round"), round)
+	codeP, accP := g.GP64(), g.GP64()
+	g.Load(g.Param("code"), codeP)
+	g.Load(g.Param("acc"), accP)
+	absMask := g.broadcast("absmask", 0x7fffffff, lanes)
+	low4 := g.broadcast("u32c15", 15, lanes)
+	mx := g.vec(lanes)
+	if lanes == 16 {
+		g.VPXORD(mx, mx, mx)
+	} else {
+		g.VPXOR(mx, mx, mx)
+	}
+	var acc64 []reg.VecVirtual
+	var evenIdx, oddIdx, seven reg.VecVirtual
+	if lanes == 16 {
+		for i := 0; i < 4; i++ {
+			acc64 = append(acc64, g.ZMM())
+			g.VMOVUPD(mem(accP, 64*i), acc64[i])
+		}
+		evenIdx, oddIdx = g.ZMM(), g.ZMM()
+		var ev, od []uint32
+		for i := uint32(0); i < 16; i++ {
+			ev, od = append(ev, 2*i), append(od, 2*i+1)
+		}
+		g.VMOVDQU32(g.table("evenidx", ev), evenIdx)
+		g.VMOVDQU32(g.table("oddidx", od), oddIdx)
+	} else {
+		seven = g.broadcast("u32c7", 7, 8)
+	}
+	g.TESTQ(nb, nb)
+	g.JZ(operand.LabelRef(name + "_done"))
+	n := g.GP64()
+	g.Label(name + "_block")
+	sv := g.vec(lanes)
+	g.VBROADCASTSS(mem(sc, 0), sv)
+	tabs := []reg.VecVirtual{g.vec(lanes)}
+	g.VMULPS(mem(codeP, 0), sv, tabs[0])
+	if lanes == 8 {
+		tabs = append(tabs, g.YMM())
+		g.VMULPS(mem(codeP, 32), sv, tabs[1])
+	}
+	g.roundTable(name, round, tabs, lanes)
+	look := func(idx reg.VecVirtual) reg.VecVirtual {
+		v := g.vec(lanes)
+		if lanes == 16 {
+			g.VPERMPS(tabs[0], idx, v)
+			return v
+		}
+		h, m := g.YMM(), g.YMM()
+		g.VPERMPS(tabs[0], idx, v)
+		g.VPERMPS(tabs[1], idx, h)
+		g.VPCMPGTD(seven, idx, m)
+		g.VBLENDVPS(m, h, v, v)
+		return v
+	}
+	// float32 lane sums: AVX-512 evens, odds; AVX2 evens 0–7, 8–15, odds
+	// 0–7, 8–15.
+	nacc := 32 / lanes
+	sums := make([]reg.VecVirtual, nacc)
+	for i := range sums {
+		sums[i] = g.vec(lanes)
+		g.VXORPS(sums[i], sums[i], sums[i])
+	}
+	accum := func(s reg.VecVirtual, xv, tv reg.VecVirtual) {
+		d, a := g.vec(lanes), g.vec(lanes)
+		g.VSUBPS(tv, xv, d)
+		g.VMULPS(d, d, a) // rounded, then added: no fusion
+		g.VADDPS(a, s, s)
+		if lanes == 16 {
+			g.VPANDD(absMask, d, d)
+		} else {
+			g.VPAND(absMask, d, d)
+		}
+		g.VPMAXUD(d, mx, mx)
+	}
+	g.MOVQ(bs, n)
+	g.SHRQ(operand.U8(5), n)
+	g.Label(name + "_group")
+	if lanes == 16 {
+		b, hi, lo := g.ZMM(), g.ZMM(), g.ZMM()
+		g.VPMOVZXBD(mem(pk, 0), b)
+		g.VPSRLD(operand.U8(4), b, hi)
+		g.VPANDD(low4, b, lo)
+		x0, ev, od := g.ZMM(), g.ZMM(), g.ZMM()
+		g.VMOVUPS(mem(x, 0), x0)
+		g.VMOVDQA32(evenIdx, ev)
+		g.VPERMI2PS(mem(x, 64), x0, ev)
+		g.VMOVDQA32(oddIdx, od)
+		g.VPERMI2PS(mem(x, 64), x0, od)
+		accum(sums[0], ev, look(hi))
+		accum(sums[1], od, look(lo))
+	} else {
+		for h := 0; h < 2; h++ {
+			b, hi, lo := g.YMM(), g.YMM(), g.YMM()
+			g.VPMOVZXBD(mem(pk, 8*h), b)
+			g.VPSRLD(operand.U8(4), b, hi)
+			g.VPAND(low4, b, lo)
+			x0, x1, ev, od := g.YMM(), g.YMM(), g.YMM(), g.YMM()
+			g.VMOVUPS(mem(x, 64*h), x0)
+			g.VMOVUPS(mem(x, 64*h+32), x1)
+			g.VSHUFPS(operand.U8(0x88), x1, x0, ev)
+			g.VPERMPD(operand.U8(0xd8), ev, ev)
+			g.VSHUFPS(operand.U8(0xdd), x1, x0, od)
+			g.VPERMPD(operand.U8(0xd8), od, od)
+			accum(sums[h], ev, look(hi))
+			accum(sums[2+h], od, look(lo))
+		}
+	}
+	g.ADDQ(operand.U8(16), pk)
+	g.ADDQ(operand.U8(128), x)
+	g.DECQ(n)
+	g.JNZ(operand.LabelRef(name + "_group"))
+	// The block's lane sums into the float64 sums, in lane order.
+	for i, s := range sums {
+		for half := 0; half < 2; half++ {
+			if lanes == 16 {
+				var lo reg.Register = s.AsY()
+				if half == 1 {
+					y := g.YMM()
+					g.VEXTRACTF64X4(operand.U8(1), s, y)
+					lo = y
+				}
+				d := g.ZMM()
+				g.VCVTPS2PD(lo, d)
+				g.VADDPD(d, acc64[2*i+half], acc64[2*i+half])
+				continue
+			}
+			var xl reg.Register = s.AsX()
+			if half == 1 {
+				x := g.XMM()
+				g.VEXTRACTF128(operand.U8(1), s, x)
+				xl = x
+			}
+			d := g.YMM()
+			g.VCVTPS2PD(xl, d)
+			g.VADDPD(mem(accP, 32*(2*i+half)), d, d)
+			g.VMOVUPD(d, mem(accP, 32*(2*i+half)))
+		}
+	}
+	g.ADDQ(operand.U8(4), sc)
+	g.DECQ(nb)
+	g.JNZ(operand.LabelRef(name + "_block"))
+	g.Label(name + "_done")
+	if lanes == 16 {
+		for i := 0; i < 4; i++ {
+			g.VMOVUPD(acc64[i], mem(accP, 64*i))
+		}
+	}
+	m := g.hmaxU32(mx, lanes)
+	r := g.GP32()
+	g.VMOVD(m, r)
+	g.Store(r, g.ReturnIndex(0))
+	g.VZEROUPPER()
+	g.RET()
 }

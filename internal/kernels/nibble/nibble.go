@@ -190,6 +190,7 @@ type kernels struct {
 	encode     func(dst []byte, absmax, src []float32, bs int, cb *Codebook, minDiv float32)
 	decode     func(out []float32, packed []byte, scales []float32, code *[16]float32, bs int)
 	decodeBF16 func(out []uint16, packed []byte, scales []float32, code *[16]float32, bs int)
+	errSums    func(x []float32, packed []byte, scales []float32, code *[16]float32, bs, round int, acc *[32]float64) uint32
 }
 
 var generic = kernels{name: "generic"}

@@ -763,3 +763,331 @@ decodeBF16AVX2_group:
 decodeBF16AVX2_done:
 	VZEROUPPER
 	RET
+
+// func errSumsAVX512(x []float32, packed []byte, scales []float32, code *[16]float32, bs int, round int, acc *[32]float64) uint32
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL
+TEXT ·errSumsAVX512(SB), NOSPLIT, $0-108
+	MOVQ         x_base+0(FP), AX
+	MOVQ         packed_base+24(FP), CX
+	MOVQ         scales_base+48(FP), DX
+	MOVQ         scales_len+56(FP), BX
+	MOVQ         bs+80(FP), SI
+	MOVQ         round+88(FP), DI
+	MOVQ         code+72(FP), R8
+	MOVQ         acc+96(FP), R9
+	VPBROADCASTD absmask<>+0(SB), Z0
+	VPBROADCASTD u32c15<>+0(SB), Z1
+	VPXORD       Z2, Z2, Z2
+	VMOVUPD      (R9), Z3
+	VMOVUPD      64(R9), Z4
+	VMOVUPD      128(R9), Z5
+	VMOVUPD      192(R9), Z6
+	VMOVDQU32    evenidx<>+0(SB), Z7
+	VMOVDQU32    oddidx<>+0(SB), Z8
+	TESTQ        BX, BX
+	JZ           errSumsAVX512_done
+
+errSumsAVX512_block:
+	VBROADCASTSS (DX), Z9
+	VMULPS       (R8), Z9, Z9
+	CMPQ         DI, $0x01
+	JB           errSumsAVX512_rounded
+	JA           errSumsAVX512_f16
+	VPBROADCASTD bf16one<>+0(SB), Z11
+	VPBROADCASTD bf16round<>+0(SB), Z12
+	VPBROADCASTD absmask<>+0(SB), Z13
+	VPBROADCASTD f32inf<>+0(SB), Z14
+	VPBROADCASTD bf16quiethi<>+0(SB), Z15
+	VPBROADCASTD lowhalf<>+0(SB), Z16
+	VPSRLD       $0x10, Z9, Z10
+	VPANDD       Z11, Z10, Z10
+	VPADDD       Z9, Z10, Z10
+	VPADDD       Z12, Z10, Z10
+	VPANDD       Z13, Z9, Z11
+	VPCMPUD      $0x06, Z14, Z11, K1
+	VPORD        Z15, Z9, K1, Z10
+	VPANDND      Z10, Z16, Z9
+	JMP          errSumsAVX512_rounded
+
+errSumsAVX512_f16:
+	VCVTPS2PH $0x00, Z9, Y9
+	VCVTPH2PS Y9, Z9
+
+errSumsAVX512_rounded:
+	VXORPS Z10, Z10, Z10
+	VXORPS Z11, Z11, Z11
+	MOVQ   SI, R10
+	SHRQ   $0x05, R10
+
+errSumsAVX512_group:
+	VPMOVZXBD     (CX), Z12
+	VPSRLD        $0x04, Z12, Z13
+	VPANDD        Z1, Z12, Z12
+	VMOVUPS       (AX), Z14
+	VMOVDQA32     Z7, Z15
+	VPERMI2PS     64(AX), Z14, Z15
+	VMOVDQA32     Z8, Z16
+	VPERMI2PS     64(AX), Z14, Z16
+	VPERMPS       Z9, Z13, Z13
+	VSUBPS        Z13, Z15, Z13
+	VMULPS        Z13, Z13, Z14
+	VADDPS        Z14, Z10, Z10
+	VPANDD        Z0, Z13, Z13
+	VPMAXUD       Z13, Z2, Z2
+	VPERMPS       Z9, Z12, Z12
+	VSUBPS        Z12, Z16, Z12
+	VMULPS        Z12, Z12, Z13
+	VADDPS        Z13, Z11, Z11
+	VPANDD        Z0, Z12, Z12
+	VPMAXUD       Z12, Z2, Z2
+	ADDQ          $0x10, CX
+	ADDQ          $0x80, AX
+	DECQ          R10
+	JNZ           errSumsAVX512_group
+	VCVTPS2PD     Y10, Z9
+	VADDPD        Z9, Z3, Z3
+	VEXTRACTF64X4 $0x01, Z10, Y9
+	VCVTPS2PD     Y9, Z9
+	VADDPD        Z9, Z4, Z4
+	VCVTPS2PD     Y11, Z9
+	VADDPD        Z9, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z11, Y9
+	VCVTPS2PD     Y9, Z9
+	VADDPD        Z9, Z6, Z6
+	ADDQ          $0x04, DX
+	DECQ          BX
+	JNZ           errSumsAVX512_block
+
+errSumsAVX512_done:
+	VMOVUPD       Z3, (R9)
+	VMOVUPD       Z4, 64(R9)
+	VMOVUPD       Z5, 128(R9)
+	VMOVUPD       Z6, 192(R9)
+	VEXTRACTI64X4 $0x01, Z2, Y0
+	VPMAXUD       Y2, Y0, Y0
+	VEXTRACTI32X4 $0x01, Y0, X1
+	VPMAXUD       X0, X1, X1
+	VPSHUFD       $0x4e, X1, X0
+	VPMAXUD       X0, X1, X1
+	VPSHUFD       $0xb1, X1, X0
+	VPMAXUD       X0, X1, X1
+	VMOVD         X1, AX
+	MOVL          AX, ret+104(FP)
+	VZEROUPPER
+	RET
+
+DATA evenidx<>+0(SB)/4, $0x00000000
+DATA evenidx<>+4(SB)/4, $0x00000002
+DATA evenidx<>+8(SB)/4, $0x00000004
+DATA evenidx<>+12(SB)/4, $0x00000006
+DATA evenidx<>+16(SB)/4, $0x00000008
+DATA evenidx<>+20(SB)/4, $0x0000000a
+DATA evenidx<>+24(SB)/4, $0x0000000c
+DATA evenidx<>+28(SB)/4, $0x0000000e
+DATA evenidx<>+32(SB)/4, $0x00000010
+DATA evenidx<>+36(SB)/4, $0x00000012
+DATA evenidx<>+40(SB)/4, $0x00000014
+DATA evenidx<>+44(SB)/4, $0x00000016
+DATA evenidx<>+48(SB)/4, $0x00000018
+DATA evenidx<>+52(SB)/4, $0x0000001a
+DATA evenidx<>+56(SB)/4, $0x0000001c
+DATA evenidx<>+60(SB)/4, $0x0000001e
+GLOBL evenidx<>(SB), RODATA|NOPTR, $64
+
+DATA oddidx<>+0(SB)/4, $0x00000001
+DATA oddidx<>+4(SB)/4, $0x00000003
+DATA oddidx<>+8(SB)/4, $0x00000005
+DATA oddidx<>+12(SB)/4, $0x00000007
+DATA oddidx<>+16(SB)/4, $0x00000009
+DATA oddidx<>+20(SB)/4, $0x0000000b
+DATA oddidx<>+24(SB)/4, $0x0000000d
+DATA oddidx<>+28(SB)/4, $0x0000000f
+DATA oddidx<>+32(SB)/4, $0x00000011
+DATA oddidx<>+36(SB)/4, $0x00000013
+DATA oddidx<>+40(SB)/4, $0x00000015
+DATA oddidx<>+44(SB)/4, $0x00000017
+DATA oddidx<>+48(SB)/4, $0x00000019
+DATA oddidx<>+52(SB)/4, $0x0000001b
+DATA oddidx<>+56(SB)/4, $0x0000001d
+DATA oddidx<>+60(SB)/4, $0x0000001f
+GLOBL oddidx<>(SB), RODATA|NOPTR, $64
+
+DATA bf16quiethi<>+0(SB)/4, $0x00400000
+GLOBL bf16quiethi<>(SB), RODATA|NOPTR, $4
+
+DATA lowhalf<>+0(SB)/4, $0x0000ffff
+GLOBL lowhalf<>(SB), RODATA|NOPTR, $4
+
+// func errSumsAVX2(x []float32, packed []byte, scales []float32, code *[16]float32, bs int, round int, acc *[32]float64) uint32
+// Requires: AVX, AVX2, F16C
+TEXT ·errSumsAVX2(SB), NOSPLIT, $0-108
+	MOVQ         x_base+0(FP), AX
+	MOVQ         packed_base+24(FP), CX
+	MOVQ         scales_base+48(FP), DX
+	MOVQ         scales_len+56(FP), BX
+	MOVQ         bs+80(FP), SI
+	MOVQ         round+88(FP), DI
+	MOVQ         code+72(FP), R8
+	MOVQ         acc+96(FP), R9
+	VPBROADCASTD absmask<>+0(SB), Y0
+	VPBROADCASTD u32c15<>+0(SB), Y1
+	VPXOR        Y2, Y2, Y2
+	VPBROADCASTD u32c7<>+0(SB), Y3
+	TESTQ        BX, BX
+	JZ           errSumsAVX2_done
+
+errSumsAVX2_block:
+	VBROADCASTSS (DX), Y4
+	VMULPS       (R8), Y4, Y5
+	VMULPS       32(R8), Y4, Y4
+	CMPQ         DI, $0x01
+	JB           errSumsAVX2_rounded
+	JA           errSumsAVX2_f16
+	VPBROADCASTD bf16one<>+0(SB), Y7
+	VPBROADCASTD bf16round<>+0(SB), Y8
+	VPBROADCASTD absmask<>+0(SB), Y9
+	VPBROADCASTD f32inf<>+0(SB), Y10
+	VPBROADCASTD bf16quiethi<>+0(SB), Y11
+	VPBROADCASTD lowhalf<>+0(SB), Y12
+	VPSRLD       $0x10, Y5, Y6
+	VPAND        Y7, Y6, Y6
+	VPADDD       Y5, Y6, Y6
+	VPADDD       Y8, Y6, Y6
+	VPAND        Y9, Y5, Y7
+	VPCMPGTD     Y10, Y7, Y7
+	VPOR         Y11, Y5, Y5
+	VPBLENDVB    Y7, Y5, Y6, Y6
+	VPANDN       Y6, Y12, Y5
+	VPBROADCASTD bf16one<>+0(SB), Y7
+	VPBROADCASTD bf16round<>+0(SB), Y8
+	VPBROADCASTD absmask<>+0(SB), Y9
+	VPBROADCASTD f32inf<>+0(SB), Y10
+	VPBROADCASTD bf16quiethi<>+0(SB), Y11
+	VPBROADCASTD lowhalf<>+0(SB), Y12
+	VPSRLD       $0x10, Y4, Y6
+	VPAND        Y7, Y6, Y6
+	VPADDD       Y4, Y6, Y6
+	VPADDD       Y8, Y6, Y6
+	VPAND        Y9, Y4, Y7
+	VPCMPGTD     Y10, Y7, Y7
+	VPOR         Y11, Y4, Y4
+	VPBLENDVB    Y7, Y4, Y6, Y6
+	VPANDN       Y6, Y12, Y4
+	JMP          errSumsAVX2_rounded
+
+errSumsAVX2_f16:
+	VCVTPS2PH $0x00, Y5, X5
+	VCVTPH2PS X5, Y5
+	VCVTPS2PH $0x00, Y4, X4
+	VCVTPH2PS X4, Y4
+
+errSumsAVX2_rounded:
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	MOVQ   SI, R10
+	SHRQ   $0x05, R10
+
+errSumsAVX2_group:
+	VPMOVZXBD    (CX), Y10
+	VPSRLD       $0x04, Y10, Y11
+	VPAND        Y1, Y10, Y10
+	VMOVUPS      (AX), Y12
+	VMOVUPS      32(AX), Y13
+	VSHUFPS      $0x88, Y13, Y12, Y14
+	VPERMPD      $0xd8, Y14, Y14
+	VSHUFPS      $0xdd, Y13, Y12, Y12
+	VPERMPD      $0xd8, Y12, Y12
+	VPERMPS      Y5, Y11, Y13
+	VPERMPS      Y4, Y11, Y15
+	VPCMPGTD     Y3, Y11, Y11
+	VBLENDVPS    Y11, Y15, Y13, Y13
+	VSUBPS       Y13, Y14, Y11
+	VMULPS       Y11, Y11, Y13
+	VADDPS       Y13, Y6, Y6
+	VPAND        Y0, Y11, Y11
+	VPMAXUD      Y11, Y2, Y2
+	VPERMPS      Y5, Y10, Y11
+	VPERMPS      Y4, Y10, Y13
+	VPCMPGTD     Y3, Y10, Y10
+	VBLENDVPS    Y10, Y13, Y11, Y11
+	VSUBPS       Y11, Y12, Y10
+	VMULPS       Y10, Y10, Y11
+	VADDPS       Y11, Y8, Y8
+	VPAND        Y0, Y10, Y10
+	VPMAXUD      Y10, Y2, Y2
+	VPMOVZXBD    8(CX), Y10
+	VPSRLD       $0x04, Y10, Y11
+	VPAND        Y1, Y10, Y10
+	VMOVUPS      64(AX), Y12
+	VMOVUPS      96(AX), Y13
+	VSHUFPS      $0x88, Y13, Y12, Y14
+	VPERMPD      $0xd8, Y14, Y14
+	VSHUFPS      $0xdd, Y13, Y12, Y12
+	VPERMPD      $0xd8, Y12, Y12
+	VPERMPS      Y5, Y11, Y13
+	VPERMPS      Y4, Y11, Y15
+	VPCMPGTD     Y3, Y11, Y11
+	VBLENDVPS    Y11, Y15, Y13, Y13
+	VSUBPS       Y13, Y14, Y11
+	VMULPS       Y11, Y11, Y13
+	VADDPS       Y13, Y7, Y7
+	VPAND        Y0, Y11, Y11
+	VPMAXUD      Y11, Y2, Y2
+	VPERMPS      Y5, Y10, Y11
+	VPERMPS      Y4, Y10, Y13
+	VPCMPGTD     Y3, Y10, Y10
+	VBLENDVPS    Y10, Y13, Y11, Y11
+	VSUBPS       Y11, Y12, Y10
+	VMULPS       Y10, Y10, Y11
+	VADDPS       Y11, Y9, Y9
+	VPAND        Y0, Y10, Y10
+	VPMAXUD      Y10, Y2, Y2
+	ADDQ         $0x10, CX
+	ADDQ         $0x80, AX
+	DECQ         R10
+	JNZ          errSumsAVX2_group
+	VCVTPS2PD    X6, Y4
+	VADDPD       (R9), Y4, Y4
+	VMOVUPD      Y4, (R9)
+	VEXTRACTF128 $0x01, Y6, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       32(R9), Y4, Y4
+	VMOVUPD      Y4, 32(R9)
+	VCVTPS2PD    X7, Y4
+	VADDPD       64(R9), Y4, Y4
+	VMOVUPD      Y4, 64(R9)
+	VEXTRACTF128 $0x01, Y7, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       96(R9), Y4, Y4
+	VMOVUPD      Y4, 96(R9)
+	VCVTPS2PD    X8, Y4
+	VADDPD       128(R9), Y4, Y4
+	VMOVUPD      Y4, 128(R9)
+	VEXTRACTF128 $0x01, Y8, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       160(R9), Y4, Y4
+	VMOVUPD      Y4, 160(R9)
+	VCVTPS2PD    X9, Y4
+	VADDPD       192(R9), Y4, Y4
+	VMOVUPD      Y4, 192(R9)
+	VEXTRACTF128 $0x01, Y9, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       224(R9), Y4, Y4
+	VMOVUPD      Y4, 224(R9)
+	ADDQ         $0x04, DX
+	DECQ         BX
+	JNZ          errSumsAVX2_block
+
+errSumsAVX2_done:
+	VEXTRACTI128 $0x01, Y2, X0
+	VPMAXUD      X2, X0, X0
+	VPSHUFD      $0x4e, X0, X1
+	VPMAXUD      X1, X0, X0
+	VPSHUFD      $0xb1, X0, X1
+	VPMAXUD      X1, X0, X0
+	VMOVD        X0, AX
+	MOVL         AX, ret+104(FP)
+	VZEROUPPER
+	RET

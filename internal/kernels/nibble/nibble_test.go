@@ -253,3 +253,48 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// TestErrSums compares the active tier's error sums with the plain-Go code
+// bit for bit: every rounding, partial blocks and groups, specials.
+func TestErrSums(t *testing.T) {
+	ktest.LogTier(t, Impl())
+	r := rand.New(rand.NewPCG(7, 8))
+	var code [16]float32
+	for i := range code {
+		code[i] = float32(i-7) / 7
+	}
+	specials := []float32{0, float32(math.Copysign(0, -1)), 1e-40, float32(math.Inf(1)), float32(math.NaN()), 1e30, -70000}
+	for _, rnd := range []Rounding{RoundF32, RoundBF16, RoundF16} {
+		for _, bs := range []int{32, 64, 128} {
+			for _, n := range []int{1, 33, 64, 95, 128, 1000, 4096 + 17} {
+				x := ktest.Normal(n, 0.05, r.Uint64())
+				for i := range x {
+					if r.IntN(50) == 0 {
+						x[i] = specials[r.IntN(len(specials))]
+					}
+				}
+				packed := make([]byte, (n+1)/2)
+				for i := range packed {
+					packed[i] = byte(r.Uint32())
+				}
+				scales := make([]float32, (n+bs-1)/bs)
+				for i := range scales {
+					scales[i] = x[min(i*bs, n-1)]*3 + float32(r.NormFloat64())
+				}
+				if len(scales) > 2 {
+					scales[1] = 1e30 // overflows f16 and bf16 tables
+				}
+				ga, gm := ErrSums(&code, scales, rnd, x, packed, bs)
+				wa, wm := errSumsGo(&code, scales, rnd, x, packed, bs)
+				for l := range ga {
+					if math.Float64bits(ga[l]) != math.Float64bits(wa[l]) && !(math.IsNaN(ga[l]) && math.IsNaN(wa[l])) {
+						t.Fatalf("%s round %d bs %d n %d lane %d: %v, generic %v", Impl(), rnd, bs, n, l, ga[l], wa[l])
+					}
+				}
+				if gm != wm {
+					t.Fatalf("%s round %d bs %d n %d: max %#x, generic %#x", Impl(), rnd, bs, n, gm, wm)
+				}
+			}
+		}
+	}
+}

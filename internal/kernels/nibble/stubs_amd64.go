@@ -33,3 +33,15 @@ func decodeBF16AVX512(out []uint16, packed []byte, scales []float32, code *[16]f
 //
 //go:noescape
 func decodeBF16AVX2(out []uint16, packed []byte, scales []float32, code *[16]float32, bs int)
+
+// errSumsAVX512 adds the error sums of len(x)/bs whole blocks (bs a multiple of 32) to acc as
+// ErrSums does and returns the largest |difference| bits.
+//
+//go:noescape
+func errSumsAVX512(x []float32, packed []byte, scales []float32, code *[16]float32, bs int, round int, acc *[32]float64) uint32
+
+// errSumsAVX2 adds the error sums of len(x)/bs whole blocks (bs a multiple of 32) to acc as
+// ErrSums does and returns the largest |difference| bits.
+//
+//go:noescape
+func errSumsAVX2(x []float32, packed []byte, scales []float32, code *[16]float32, bs int, round int, acc *[32]float64) uint32

@@ -243,12 +243,35 @@ func AnyF16Inf(h []uint16) bool {
 			}
 		}
 	}
-	for _, v := range h[n:] {
-		if v&0x7fff == 0x7c00 {
+	return anyF16InfGo(h[n:])
+}
+
+// infLanes sets the high bit of each 16-bit lane of w that holds ±Inf: a
+// lane of y = (w & 0x7fff…) ^ 0x7c00… is zero exactly when it held ±Inf;
+// lanes are below 0x8000, so (y − 1…) &^ y sets a lane's high bit only for a
+// zero lane.
+func infLanes(w uint64) uint64 {
+	y := w&0x7fff7fff7fff7fff ^ 0x7c007c007c007c00
+	return (y - 0x0001000100010001) &^ y & 0x8000800080008000
+}
+
+// anyF16InfGo looks at eight values per step, without branches: overflows
+// are rare.
+func anyF16InfGo(h []uint16) bool {
+	lane := infLanes
+	var acc uint64
+	i := 0
+	for ; i+8 <= len(h); i += 8 {
+		q := (*[8]uint16)(h[i : i+8])
+		acc |= lane(uint64(q[0])|uint64(q[1])<<16|uint64(q[2])<<32|uint64(q[3])<<48) |
+			lane(uint64(q[4])|uint64(q[5])<<16|uint64(q[6])<<32|uint64(q[7])<<48)
+	}
+	for ; i < len(h); i++ {
+		if h[i]&0x7fff == 0x7c00 {
 			return true
 		}
 	}
-	return false
+	return acc != 0
 }
 
 // DotN sets out[j] = Dot(q, k[j·ld : j·ld+len(q)]) for j < len(out).

@@ -130,6 +130,20 @@ func TestReductions(t *testing.T) {
 			if g := AnyF16Inf(h); g != inf {
 				t.Fatalf("%s n=%d: AnyF16Inf %v, want %v", Impl(), n, g, inf)
 			}
+			// The byte forms, at an odd offset too.
+			b := make([]byte, 1+4*n)
+			for i, v := range h {
+				b[1+2*i], b[2+2*i] = byte(v), byte(v>>8)
+			}
+			if MaxAbs16LE(b[1:1+2*n]) != wh || AnyF16InfLE(b[1:1+2*n]) != inf {
+				t.Fatalf("%s n=%d: byte forms of the 16-bit reductions disagree", Impl(), n)
+			}
+			for i, v := range u {
+				b[1+4*i], b[2+4*i], b[3+4*i], b[4+4*i] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+			}
+			if MaxAbs32LE(b[1:1+4*n]) != wu {
+				t.Fatalf("%s n=%d: MaxAbs32LE disagrees", Impl(), n)
+			}
 		}
 	}
 }
@@ -261,6 +275,32 @@ func TestRows(t *testing.T) {
 			for i := range acc {
 				if !ktest.SameBits(acc[i], acc2[i]) {
 					t.Fatalf("%s AxpyAcc d=%d n=%d: [%d] = %v, Axpy %v", Impl(), d, n, i, acc[i], acc2[i])
+				}
+			}
+		}
+	}
+}
+
+// TestAnyF16InfPositions puts one special value at every position of
+// short inputs, at two alignments, for the byte and the uint16 forms.
+func TestAnyF16InfPositions(t *testing.T) {
+	for n := 0; n < 140; n++ {
+		for pos := -1; pos < n; pos++ {
+			for _, v := range []uint16{0x7c00, 0xfc00, 0x7e00, 0x7bff, 0x3c00} {
+				h := make([]uint16, n)
+				b := make([]byte, 2*n+1)
+				for i := range h {
+					h[i] = uint16(0x3000 + i*7)
+				}
+				if pos >= 0 {
+					h[pos] = v
+				}
+				for i, x := range h {
+					b[1+2*i], b[2+2*i] = byte(x), byte(x>>8)
+				}
+				want := pos >= 0 && v&0x7fff == 0x7c00
+				if AnyF16Inf(h) != want || AnyF16InfLE(b[1:]) != want {
+					t.Fatalf("%s n %d, %#x at %d: want %v", Impl(), n, v, pos, want)
 				}
 			}
 		}
