@@ -159,12 +159,14 @@ func BenchmarkKernels(b *testing.B) {
 			for b.Loop() {
 				p.decode(dec, enc)
 			}
+			ktest.ReportBest(b, 2*n, func() { p.decode(dec, enc) })
 		})
 		b.Run("encode"+p.name+"/"+Impl(), func(b *testing.B) {
 			b.SetBytes(2 * n)
 			for b.Loop() {
 				p.encode(enc, src)
 			}
+			ktest.ReportBest(b, 2*n, func() { p.encode(enc, src) })
 		})
 	}
 }

@@ -115,3 +115,10 @@ func PeakGFLOPS(peak func(n int) float64) float64 {
 	}
 	return BestRate(200*time.Millisecond, f/1e9, func() { peak(n) })
 }
+
+// ReportBest adds to a benchmark the best throughput of fn over short
+// chunks, in MB/s of bytes per call (best-MB/s): on a shared machine the
+// mean that testing reports mixes in other processes' time.
+func ReportBest(b *testing.B, bytes int, fn func()) {
+	b.ReportMetric(BestRate(200*time.Millisecond, float64(bytes)/1e6, fn), "best-MB/s")
+}

@@ -226,6 +226,7 @@ func BenchmarkEncode(b *testing.B) {
 		for b.Loop() {
 			Encode(dst, absmax, x, 64, cb, 1e-38)
 		}
+		ktest.ReportBest(b, 4*n, func() { Encode(dst, absmax, x, 64, cb, 1e-38) })
 	})
 }
 
@@ -245,12 +246,14 @@ func BenchmarkDecode(b *testing.B) {
 		for b.Loop() {
 			Decode(out, packed, scales, &code, 64)
 		}
+		ktest.ReportBest(b, 4*n, func() { Decode(out, packed, scales, &code, 64) })
 	})
 	b.Run("bf16/"+Impl(), func(b *testing.B) {
 		b.SetBytes(2 * n)
 		for b.Loop() {
 			DecodeBF16(outh, packed, scales, &code, 64)
 		}
+		ktest.ReportBest(b, 2*n, func() { DecodeBF16(outh, packed, scales, &code, 64) })
 	})
 }
 
