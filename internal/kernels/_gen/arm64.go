@@ -145,23 +145,14 @@ func rdm(d, n, m int) uint32 { return uint32(m&31)<<16 | rd(d, n) }
 func fadd4s(d, n, m int) enc {
 	return enc{0x4e20d400 | rdm(d, n, m), fmt.Sprintf("fadd v%d.4s, v%d.4s, v%d.4s", d, n, m)}
 }
-func fsub4s(d, n, m int) enc {
-	return enc{0x4ea0d400 | rdm(d, n, m), fmt.Sprintf("fsub v%d.4s, v%d.4s, v%d.4s", d, n, m)}
-}
 func fmul4s(d, n, m int) enc {
 	return enc{0x6e20dc00 | rdm(d, n, m), fmt.Sprintf("fmul v%d.4s, v%d.4s, v%d.4s", d, n, m)}
-}
-func fmax4s(d, n, m int) enc {
-	return enc{0x4e20f400 | rdm(d, n, m), fmt.Sprintf("fmax v%d.4s, v%d.4s, v%d.4s", d, n, m)}
 }
 func fcmgt4s(d, n, m int) enc {
 	return enc{0x6ea0e400 | rdm(d, n, m), fmt.Sprintf("fcmgt v%d.4s, v%d.4s, v%d.4s", d, n, m)}
 }
 func cmhi4s(d, n, m int) enc {
 	return enc{0x6ea03400 | rdm(d, n, m), fmt.Sprintf("cmhi v%d.4s, v%d.4s, v%d.4s", d, n, m)}
-}
-func cmgt4s(d, n, m int) enc {
-	return enc{0x4ea03400 | rdm(d, n, m), fmt.Sprintf("cmgt v%d.4s, v%d.4s, v%d.4s", d, n, m)}
 }
 
 // fmlaElem4s is fmla vd.4s, vn.4s, vm.s[i] (vm < 32).
@@ -193,12 +184,4 @@ func fcvtn2(d, n int) enc {
 // umaxv4s is umaxv sd, vn.4s: the unsigned maximum of the lanes.
 func umaxv4s(d, n int) enc {
 	return enc{0x6eb0a800 | rd(d, n), fmt.Sprintf("umaxv s%d, v%d.4s", d, n)}
-}
-
-// Two-register forms, 4 × 32-bit lanes.
-func fabs4s(d, n int) enc {
-	return enc{0x4ea0f800 | rd(d, n), fmt.Sprintf("fabs v%d.4s, v%d.4s", d, n)}
-}
-func fneg4s(d, n int) enc {
-	return enc{0x6ea0f800 | rd(d, n), fmt.Sprintf("fneg v%d.4s, v%d.4s", d, n)}
 }

@@ -199,6 +199,23 @@ func nibbleEncodeAMD64(g *amd64Gen, name string, lanes int) {
 	g.RET()
 }
 
+// lookup16 returns the entries of a 16-entry table of 32-bit values at the
+// indices idx (0–15): one register on AVX-512; on AVX2 two halves, the high
+// one chosen where idx > 7 (seven holds 7 in every lane).
+func (g *amd64Gen) lookup16(tabs []reg.VecVirtual, idx, seven reg.VecVirtual, lanes int) reg.VecVirtual {
+	v := g.vec(lanes)
+	if lanes == 16 {
+		g.VPERMD(tabs[0], idx, v)
+		return v
+	}
+	h, m := g.YMM(), g.YMM()
+	g.VPERMD(tabs[0], idx, v)
+	g.VPERMD(tabs[1], idx, h)
+	g.VPCMPGTD(seven, idx, m)
+	g.VPBLENDVB(m, h, v, v)
+	return v
+}
+
 // nibbleDecodeAMD64: per block the table code·scale (rounded to bfloat16
 // with bf), then 16 bytes (32 values) at a time: the high and low nibbles
 // look the table up and interleave.
@@ -279,19 +296,7 @@ func nibbleDecodeAMD64(g *amd64Gen, lanes int, bf bool) {
 			}
 		}
 	}
-	look := func(idx reg.VecVirtual) reg.VecVirtual {
-		v := g.vec(lanes)
-		if lanes == 16 {
-			g.VPERMD(tabs[0], idx, v)
-			return v
-		}
-		h, m := g.YMM(), g.YMM()
-		g.VPERMD(tabs[0], idx, v)
-		g.VPERMD(tabs[1], idx, h)
-		g.VPCMPGTD(seven, idx, m)
-		g.VPBLENDVB(m, h, v, v)
-		return v
-	}
+	look := func(idx reg.VecVirtual) reg.VecVirtual { return g.lookup16(tabs, idx, seven, lanes) }
 	g.MOVQ(bs, n)
 	g.SHRQ(operand.U8(5), n)
 	g.Label(name + "_group")
@@ -646,19 +651,7 @@ func nibbleErrSumsAMD64(g *amd64Gen, lanes int) {
 		g.VMULPS(mem(codeP, 32), sv, tabs[1])
 	}
 	g.roundTable(name, round, tabs, lanes)
-	look := func(idx reg.VecVirtual) reg.VecVirtual {
-		v := g.vec(lanes)
-		if lanes == 16 {
-			g.VPERMPS(tabs[0], idx, v)
-			return v
-		}
-		h, m := g.YMM(), g.YMM()
-		g.VPERMPS(tabs[0], idx, v)
-		g.VPERMPS(tabs[1], idx, h)
-		g.VPCMPGTD(seven, idx, m)
-		g.VBLENDVPS(m, h, v, v)
-		return v
-	}
+	look := func(idx reg.VecVirtual) reg.VecVirtual { return g.lookup16(tabs, idx, seven, lanes) }
 	// float32 lane sums: AVX-512 evens, odds; AVX2 evens 0–7, 8–15, odds
 	// 0–7, 8–15.
 	nacc := 32 / lanes

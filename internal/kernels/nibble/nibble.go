@@ -5,7 +5,11 @@
 // supplies them (and handles partial blocks and blocks holding Inf or NaN).
 //
 // Contract: every tier gives the bytes and values of the plain-Go code,
-// bit for bit, for every input.
+// bit for bit, for every input, with one freedom: where both factors of a
+// product (a code and a scale, or a value and a table entry) are NaN, the
+// result is a NaN whose payload may be either's (the hardware keeps the
+// first operand's, and Go does not fix the order of a commutative
+// multiply).
 package nibble
 
 import (

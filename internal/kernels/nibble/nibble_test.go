@@ -301,3 +301,49 @@ func TestErrSums(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeErrSums feeds arbitrary codes, scales and values through the
+// decoders and the error sums, against the plain-Go code.
+func FuzzDecodeErrSums(f *testing.F) {
+	f.Add(uint64(1), uint16(100), uint8(0))
+	f.Add(uint64(2), uint16(4096), uint8(2))
+	f.Fuzz(func(t *testing.T, seed uint64, n uint16, rnd uint8) {
+		r := rand.New(rand.NewPCG(seed, 9))
+		bs := 32 << (seed % 3)
+		vals := ktest.Floats(ktest.Bits(int(n)+16+int(n)/bs+1, seed))
+		var code [16]float32
+		copy(code[:], vals[:16])
+		x := vals[16 : 16+int(n)]
+		scales := vals[16+int(n):]
+		packed := make([]byte, (int(n)+1)/2)
+		for i := range packed {
+			packed[i] = byte(r.Uint32())
+		}
+		out, want := make([]float32, n), make([]float32, n)
+		Decode(out, packed, scales, &code, bs)
+		var t16 [16]float32
+		for b := 0; b*bs < int(n); b++ {
+			for i := range t16 {
+				t16[i] = code[i] * scales[b]
+			}
+			lo, hi := b*bs, min((b+1)*bs, int(n))
+			DecodeTable(want[lo:hi], packed[lo/2:(hi+1)/2], &t16)
+		}
+		for i := range out {
+			if !ktest.SameBits(out[i], want[i]) && !(out[i] != out[i] && want[i] != want[i]) {
+				t.Fatalf("%s: out[%d] = %v, want %v", Impl(), i, out[i], want[i])
+			}
+		}
+		rd := Rounding(rnd % 3)
+		ga, gm := ErrSums(&code, scales[:(int(n)+bs-1)/bs], rd, x, packed, bs)
+		wa, wm := errSumsGo(&code, scales[:(int(n)+bs-1)/bs], rd, x, packed, bs)
+		for l := range ga {
+			if math.Float64bits(ga[l]) != math.Float64bits(wa[l]) && !(math.IsNaN(ga[l]) && math.IsNaN(wa[l])) {
+				t.Fatalf("%s: lane %d %v, generic %v", Impl(), l, ga[l], wa[l])
+			}
+		}
+		if gm != wm && !(gm > 0x7f800000 && wm > 0x7f800000) {
+			t.Fatalf("%s: max %#x, generic %#x", Impl(), gm, wm)
+		}
+	})
+}
