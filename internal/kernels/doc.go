@@ -8,12 +8,21 @@
 //	half     bfloat16 and binary16 ↔ float32 conversion
 //	gemm     float32 GEMM micro-kernels and operand packing
 //	lowrank  the rank-r update of a LoRA merge, W += s·(B·A)
+//	vec      dot, axpy, exp and their row forms (attention); max-magnitude scans
+//	nibble   NF4/FP4 blockwise encoding, table decoding, quantization error sums
+//	q8       llama.cpp Q8_0 block encoding
 //	fma      the exact float32 fused multiply-add in plain Go (a reference)
+//	ktest    what the kernel tests share (inputs, best-of-chunks timing)
 //
 // Format and feature packages call these kernels; the kernels import nothing
-// from lorakit but tier. Every family states its contract (bit-identical to
-// the plain-Go reference, or a tolerance) in its package documentation, and
-// its tests compare the active tier with the reference.
+// from lorakit outside internal/kernels. Every family states its contract
+// in its package documentation: conversions, 4-bit and Q8_0 coding and the
+// merge update are bit-identical in every tier; the GEMM, dot, axpy and exp
+// are bit-identical across the FMA tiers (avx2, avx512, neon) and differ in
+// the generic tier by the rounding of unfused multiply-adds. Their tests
+// compare the active tier (LORAKIT_CPU selects it) with the plain-Go
+// reference and fuzz it; TestGenerated checks that _gen reproduces the
+// committed assembly byte for byte.
 //
 // Build with the purego tag to leave all assembly out.
 package kernels
