@@ -1,18 +1,24 @@
 # lorakit — build, test and demo.
 #
 #   make demo    build ./bin/lora-* and run the main job on a built-in default
-#   make test    run every test (vet, unit, golden, fuzz seeds, end to end)
+#   make test    run every test (vet, unit, golden, fuzz seeds, end to end,
+#                every CPU kernel tier, arm64 under qemu)
 #   make bench   run the Go benchmarks of the hot paths
 
 GO        ?= go
-# Go 1.26's simd/archsimd is behind an experiment; every SIMD path has a
-# plain-Go twin that `make test` also runs (GOEXPERIMENT unset).
-export GOEXPERIMENT := simd
 export CGO_ENABLED := 0
 
 BINS := lora-inspect lora-quantize lora-train lora-merge lora-gguf
 
-.PHONY: all build test test-plain vet demo bench fuzz clean
+# The packages whose results go through the CPU kernels (internal/kernels):
+# `make test` runs them once per tier this machine supports, forced with
+# LORAKIT_CPU, and on arm64 under qemu (generic and neon).
+KERNEL_PKGS := $(shell $(GO) list ./internal/kernels/... 2>/dev/null | grep -v '/internal/kernels$$' | sed 's|^github.com/lorakit/lorakit|.|')
+TIER_PKGS   := $(KERNEL_PKGS) ./pkg/dtype ./pkg/nf4 ./pkg/gguf ./pkg/compute/cpu ./pkg/quantize ./pkg/merge ./pkg/export ./pkg/llama
+ARM64_PKGS  := $(KERNEL_PKGS) ./pkg/dtype ./pkg/nf4 ./pkg/compute/cpu
+QEMU        ?= qemu-aarch64-static
+
+.PHONY: all build test test-tiers test-arm64 test-purego vet demo bench fuzz clean
 
 all: build
 
@@ -20,22 +26,45 @@ build:
 	@mkdir -p bin
 	$(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(BINS))
 
+# go vet includes asmdecl: every assembly file against its Go declaration,
+# for both architectures and for the build without assembly.
 vet:
 	$(GO) vet ./...
+	GOARCH=arm64 $(GO) vet ./...
+	$(GO) vet -tags purego ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 
 test: vet build
 	$(GO) test -count=1 ./...
-	$(MAKE) test-plain
+	cd internal/kernels/_gen && $(GO) test -count=1 .
+	$(MAKE) test-tiers test-purego test-arm64
 
-# The plain-Go twins of the SIMD kernels, built without the experiment.
-SIMD_PKGS = $(shell grep -rl 'goexperiment.simd' --include='*.go' pkg 2>/dev/null | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
+# Each CPU tier this machine has, forced through LORAKIT_CPU: the kernels
+# against their plain-Go references, and the packages that use them.
+test-tiers:
+	@for t in $$($(GO) run ./internal/kernels/tier/supported); do \
+		echo "LORAKIT_CPU=$$t"; \
+		LORAKIT_CPU=$$t $(GO) test -count=1 $(TIER_PKGS) || exit 1; \
+	done
 
-test-plain:
-	GOEXPERIMENT= $(GO) test -count=1 $(or $(SIMD_PKGS),./pkg/cli)
+# The build without any assembly.
+test-purego:
+	$(GO) test -count=1 -tags purego $(KERNEL_PKGS) ./pkg/dtype ./pkg/nf4
+
+# The arm64 kernels (NEON and generic) in cross-compiled test binaries run
+# by qemu-user; skipped with a message when qemu is not installed.
+test-arm64:
+	@if ! command -v $(QEMU) >/dev/null 2>&1; then \
+		echo "arm64 kernels not tested: $(QEMU) not found (Debian: apt-get install qemu-user-static)"; \
+	else \
+		for t in generic neon; do \
+			echo "GOARCH=arm64 LORAKIT_CPU=$$t (qemu)"; \
+			GOARCH=arm64 LORAKIT_CPU=$$t $(GO) test -count=1 -exec $(QEMU) $(ARM64_PKGS) || exit 1; \
+		done; \
+	fi
 
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./pkg/...
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/kernels/... ./pkg/...
 
 demo: build
 	./scripts/demo.sh

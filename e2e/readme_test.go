@@ -46,7 +46,8 @@ var readmeExamples = []struct {
 	want []string
 }{
 	{line: "make demo    # builds ./bin/lora-* and runs the main job on built-in inputs", skip: "scripts/demo.sh's run (minutes on 2 cores); its steps are TestMakefile's and TestPipelineScript's"},
-	{line: "make test    # runs every test (vet, gofmt, unit, golden, end-to-end)", skip: "would run this test recursively"},
+	{line: "go install github.com/lorakit/lorakit/cmd/...@latest    # the five tools, full speed", skip: "installs from the module proxy (the network); the builds here are make's"},
+	{line: "make test    # runs every test (vet, gofmt, unit, golden, end-to-end, every CPU path)", skip: "would run this test recursively"},
 
 	{line: "lora-inspect ./my-adapter                          # adapter: type, targets, rank, alpha, scaling, parameters", want: []string{"LORA", "16,384", "q_proj"}},
 	{line: "lora-inspect ./Llama-3.1-8B ./my-adapter           # several inputs, one report each", want: []string{"Llama-3.1-8B", "my-adapter", "106,816", "16,384"}},

@@ -19,7 +19,7 @@ const module = "github.com/lorakit/lorakit/"
 // explains the layers.
 var layerOf = map[string]string{
 	"pkg/errclass": "base", "internal/num": "base", "internal/term": "base", "internal/pyjson": "base",
-	"pkg/linalg": "base",
+	"pkg/linalg": "base", "internal/kernels": "base", "internal/kernels/": "base",
 
 	"pkg/dtype": "format", "pkg/safetensors": "format", "pkg/gguf": "format", "pkg/nf4": "format",
 	"pkg/peft": "format", "pkg/arch": "format", "pkg/torchbin": "format", "pkg/tokenizer": "format", "pkg/tokenizer/": "format",

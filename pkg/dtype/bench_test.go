@@ -7,8 +7,8 @@ import (
 )
 
 // weights returns n weight-like values, N(0, 0.02²): the data the tools
-// convert; the SIMD kernels' speed does not depend on values, the generic
-// ones' barely (the F8 encoders' branches do).
+// convert; the assembly kernels' speed does not depend on values, the
+// plain-Go ones' barely (the F8 encoders' branches do).
 func weights(n int) []float32 {
 	r := rand.New(rand.NewPCG(1, 2))
 	w := make([]float32, n)
@@ -21,8 +21,8 @@ func weights(n int) []float32 {
 // benchN elements: 256 KiB of float32, so source and destination stay in L2.
 const benchN = 1 << 16
 
-// BenchmarkToF32 and BenchmarkFromF32 measure the public bulk paths (SIMD when
-// built with GOEXPERIMENT=simd); MB/s counts the bytes of the encoded side.
+// BenchmarkToF32 and BenchmarkFromF32 measure the public bulk paths (the
+// active kernel tier); MB/s counts the bytes of the encoded side.
 func BenchmarkToF32(b *testing.B) {
 	for _, d := range []DType{F32, BF16, F16, F8E4M3, F64, I8} {
 		b.Run(string(d), func(b *testing.B) {
@@ -55,34 +55,6 @@ func BenchmarkFromF32(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// BenchmarkKernels compares the dispatched kernels with their generic twins.
-func BenchmarkKernels(b *testing.B) {
-	src := weights(benchN)
-	enc := make([]uint16, benchN)
-	dec := make([]float32, benchN)
-	for _, k := range kernelPairs {
-		k.encodeG(enc, src)
-		for _, impl := range []struct {
-			name   string
-			decode func([]float32, []uint16)
-			encode func([]uint16, []float32)
-		}{{"dispatch", k.decode, k.encode}, {"generic", k.decodeG, k.encodeG}} {
-			b.Run(fmt.Sprintf("decode%s/%s", k.name, impl.name), func(b *testing.B) {
-				b.SetBytes(int64(2 * len(enc)))
-				for b.Loop() {
-					impl.decode(dec, enc)
-				}
-			})
-			b.Run(fmt.Sprintf("encode%s/%s", k.name, impl.name), func(b *testing.B) {
-				b.SetBytes(int64(2 * len(enc)))
-				for b.Loop() {
-					impl.encode(enc, src)
-				}
-			})
-		}
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"unsafe"
+
+	"github.com/lorakit/lorakit/internal/kernels/half"
 )
 
 // nativeLE reports whether the host is little-endian, so that a []float32 or
@@ -49,9 +51,9 @@ func ToF32(dst []float32, src []byte, d DType) error {
 			dst[i] = math.Float32frombits(le.Uint32(src[4*i:]))
 		}
 	case BF16:
-		decodeLE(dst, src, decodeBF16)
+		decodeLE(dst, src, half.DecodeBF16)
 	case F16:
-		decodeLE(dst, src, decodeF16)
+		decodeLE(dst, src, half.DecodeF16)
 	case F64:
 		for i := range dst {
 			dst[i] = float32(math.Float64frombits(le.Uint64(src[8*i:])))
@@ -126,9 +128,9 @@ func FromF32(dst []byte, src []float32, d DType) error {
 			le.PutUint32(dst[4*i:], math.Float32bits(f))
 		}
 	case BF16:
-		encodeLE(dst, src, encodeBF16)
+		encodeLE(dst, src, half.EncodeBF16)
 	case F16:
-		encodeLE(dst, src, encodeF16)
+		encodeLE(dst, src, half.EncodeF16)
 	case F64:
 		for i, f := range src {
 			le.PutUint64(dst[8*i:], math.Float64bits(float64(f)))
@@ -193,7 +195,7 @@ func BF16sToF32(dst []float32, src []uint16) {
 	if len(dst) != len(src) {
 		panic("dtype: BF16sToF32: length mismatch")
 	}
-	decodeBF16(dst, src)
+	half.DecodeBF16(dst, src)
 }
 
 // F32sToBF16 rounds src into dst as F32ToBF16 does. It panics if the lengths
@@ -202,7 +204,7 @@ func F32sToBF16(dst []uint16, src []float32) {
 	if len(dst) != len(src) {
 		panic("dtype: F32sToBF16: length mismatch")
 	}
-	encodeBF16(dst, src)
+	half.EncodeBF16(dst, src)
 }
 
 // F16sToF32 decodes the binary16 values src into dst as F16ToF32 does. It
@@ -211,7 +213,7 @@ func F16sToF32(dst []float32, src []uint16) {
 	if len(dst) != len(src) {
 		panic("dtype: F16sToF32: length mismatch")
 	}
-	decodeF16(dst, src)
+	half.DecodeF16(dst, src)
 }
 
 // F32sToF16 rounds src into dst as F32ToF16 does. It panics if the lengths
@@ -220,7 +222,7 @@ func F32sToF16(dst []uint16, src []float32) {
 	if len(dst) != len(src) {
 		panic("dtype: F32sToF16: length mismatch")
 	}
-	encodeF16(dst, src)
+	half.EncodeF16(dst, src)
 }
 
 // decodeLE runs the kernel k over little-endian 16-bit src. On little-endian
@@ -273,69 +275,4 @@ func as16(b []byte) []uint16 {
 		return nil
 	}
 	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/2)
-}
-
-// The generic kernels are the reference for the SIMD ones (see nosimd.go and
-// simd_amd64.go); both sides always have the same length.
-
-func decodeBF16Generic(dst []float32, src []uint16) {
-	src = src[:len(dst)]
-	for i, h := range src {
-		dst[i] = math.Float32frombits(uint32(h) << 16)
-	}
-}
-
-func encodeBF16Generic(dst []uint16, src []float32) {
-	dst = dst[:len(src)]
-	for i, f := range src {
-		u := math.Float32bits(f)
-		r := uint16((u + 0x7fff + (u>>16)&1) >> 16)
-		if u&0x7fffffff > 0x7f800000 {
-			r = uint16(u>>16) | 0x0040
-		}
-		dst[i] = r
-	}
-}
-
-// f16Mant, f16Exp and f16Off decode a binary16 with three lookups (van der
-// Zijp, "Fast Half Float Conversions"): bits = f16Mant[f16Off[h>>10] +
-// h&0x3ff] + f16Exp[h>>10]. Rows: 0 zero/subnormal, 1024 normal, 2048 Inf/NaN
-// (quiet bit set on NaN).
-var f16Mant, f16Exp, f16Off = f16Tables()
-
-func f16Tables() (mant [3072]uint32, exp [64]uint32, off [64]uint16) {
-	for m := range uint32(1024) {
-		mant[m] = math.Float32bits(float32(m) * 0x1p-24)
-		mant[1024+m] = 112<<23 + m<<13
-		mant[2048+m] = 112<<23 + m<<13
-		if m != 0 {
-			mant[2048+m] |= 0x00400000
-		}
-	}
-	for se := range uint32(64) {
-		e, sign := se&31, se>>5<<31
-		switch e {
-		case 0:
-			exp[se], off[se] = sign, 0
-		case 31:
-			exp[se], off[se] = sign|143<<23, 2048
-		default:
-			exp[se], off[se] = sign|e<<23, 1024
-		}
-	}
-	return
-}
-
-func decodeF16Generic(dst []float32, src []uint16) {
-	src = src[:len(dst)]
-	for i, h := range src {
-		dst[i] = F16ToF32(h)
-	}
-}
-
-func encodeF16Generic(dst []uint16, src []float32) {
-	dst = dst[:len(src)]
-	for i, f := range src {
-		dst[i] = f16Bits(math.Float32bits(f))
-	}
 }

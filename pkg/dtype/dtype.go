@@ -4,8 +4,8 @@
 // Float conversions are exact where the target can hold the value and round to
 // nearest, ties to even, otherwise: bf16 and f16 match PyTorch's rounding (f16
 // is bit-identical to github.com/x448/float16), and a NaN stays a NaN with its
-// quiet bit set. The bulk paths (BF16, F16, F32) are tuned for throughput and
-// use SIMD when built with GOEXPERIMENT=simd on amd64 with AVX-512.
+// quiet bit set. The bulk bf16 and f16 paths run the kernels of
+// internal/kernels/half (AVX2, AVX-512 or NEON where the CPU has them).
 package dtype
 
 import (

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/lorakit/lorakit/internal/kernels/ktest"
 )
 
 func TestParse(t *testing.T) {
@@ -109,7 +111,7 @@ func TestToF32(t *testing.T) {
 			continue
 		}
 		for i := range got {
-			if !sameBits(got[i], c.want[i]) && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(c.want[i]))) {
+			if !ktest.SameBits(got[i], c.want[i]) && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(c.want[i]))) {
 				t.Errorf("%s[%d] = %g (%#08x), want %g", c.d, i, got[i], math.Float32bits(got[i]), c.want[i])
 			}
 		}
@@ -159,7 +161,7 @@ func TestFromF32(t *testing.T) {
 
 func TestConvert(t *testing.T) {
 	n := 3*convertChunk + 17 // several chunks and a tail
-	src := floats(testBits(n, 6))
+	src := ktest.Floats(ktest.Bits(n, 6))
 	f32 := make([]byte, 4*n)
 	if err := FromF32(f32, src, F32); err != nil {
 		t.Fatal(err)
@@ -202,21 +204,21 @@ func TestConvert(t *testing.T) {
 }
 
 func TestBulkTyped(t *testing.T) {
-	bits := testBits(1000, 7)
-	src := floats(bits)
+	bits := ktest.Bits(1000, 7)
+	src := ktest.Floats(bits)
 	h := make([]uint16, len(src))
 	back := make([]float32, len(src))
 	F32sToBF16(h, src)
 	BF16sToF32(back, h)
 	for i, f := range src {
-		if h[i] != F32ToBF16(f) || !sameBits(back[i], BF16ToF32(h[i])) {
+		if h[i] != F32ToBF16(f) || !ktest.SameBits(back[i], BF16ToF32(h[i])) {
 			t.Fatalf("bf16 bulk %d: %#04x", i, h[i])
 		}
 	}
 	F32sToF16(h, src)
 	F16sToF32(back, h)
 	for i, f := range src {
-		if h[i] != F32ToF16(f) || !sameBits(back[i], F16ToF32(h[i])) {
+		if h[i] != F32ToF16(f) || !ktest.SameBits(back[i], F16ToF32(h[i])) {
 			t.Fatalf("f16 bulk %d: %#04x", i, h[i])
 		}
 	}

@@ -1,8 +1,6 @@
 package dtype
 
 import (
-	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/lorakit/lorakit/internal/testbin"
@@ -13,50 +11,3 @@ func fixtures(t testing.TB) string {
 	t.Helper()
 	return testbin.Fixtures(t)
 }
-
-// testBits returns f32 bit patterns that exercise every rounding path: all
-// specials, ties and near-ties for bf16 (bit 15), f16 (bit 12), f8 (bits 19,
-// 20), subnormal inputs and results, overflow boundaries, and random words.
-func testBits(n int, seed uint64) []uint32 {
-	r := rand.New(rand.NewPCG(seed, 0x5eed))
-	out := []uint32{
-		0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000,
-		0x7f800001, 0xff800001, 0x7fbfffff, 0x7fffffff, 0xffffffff, 0x7f80ffff,
-		0x7f7fffff, 0xff7fffff, 0x00000001, 0x80000001, 0x007fffff, 0x00800000,
-		math.Float32bits(65504), math.Float32bits(65519.99), math.Float32bits(65520),
-		math.Float32bits(448), math.Float32bits(464), math.Float32bits(464.01),
-		math.Float32bits(480), math.Float32bits(57344), math.Float32bits(61440),
-		math.Float32bits(61439.99), math.Float32bits(0x1p-24), math.Float32bits(0x1p-25),
-		math.Float32bits(0x1p-25 * 1.0000001), math.Float32bits(0x1p-14),
-	}
-	lows := []uint32{0, 1, 0x0fff, 0x1000, 0x1001, 0x1fff, 0x2000, 0x3000, 0x7fff, 0x8000, 0x8001, 0xffff,
-		0x7ffff, 0x80000, 0x80001, 0xfffff, 0x100000, 0x180000}
-	for len(out) < n {
-		var w uint32
-		switch r.IntN(4) {
-		case 0:
-			w = r.Uint32()
-		case 1: // exponents around the f16/f8 ranges
-			w = uint32(90+r.IntN(70))<<23 | r.Uint32()&0x807fffff
-		case 2: // structured low bits: ties and near-ties
-			w = r.Uint32()&^0x1fffff | lows[r.IntN(len(lows))]
-		case 3: // NaN, Inf and subnormal inputs
-			w = r.Uint32() & 0x807fffff
-			if r.IntN(2) == 0 {
-				w |= 0x7f800000
-			}
-		}
-		out = append(out, w)
-	}
-	return out
-}
-
-func floats(bits []uint32) []float32 {
-	f := make([]float32, len(bits))
-	for i, b := range bits {
-		f[i] = math.Float32frombits(b)
-	}
-	return f
-}
-
-func sameBits(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) }

@@ -1,56 +1,27 @@
 package dtype
 
-import "math"
+import (
+	"math"
+
+	"github.com/lorakit/lorakit/internal/kernels/half"
+)
 
 // BF16ToF32 returns the float32 whose upper half is the bfloat16 h (exact).
-func BF16ToF32(h uint16) float32 {
-	return math.Float32frombits(uint32(h) << 16)
-}
+func BF16ToF32(h uint16) float32 { return half.BF16ToF32(h) }
 
 // F32ToBF16 rounds f to bfloat16, to nearest with ties to even, as PyTorch
 // does. A NaN stays a NaN (sign and upper payload kept, quiet bit set); it
 // never rounds to infinity.
-func F32ToBF16(f float32) uint16 {
-	return bf16Bits(math.Float32bits(f))
-}
-
-func bf16Bits(u uint32) uint16 {
-	if u&0x7fffffff > 0x7f800000 {
-		return uint16(u>>16) | 0x0040
-	}
-	return uint16((u + 0x7fff + (u>>16)&1) >> 16)
-}
+func F32ToBF16(f float32) uint16 { return half.F32ToBF16(f) }
 
 // F16ToF32 returns the IEEE binary16 h as a float32 (exact; a NaN gets its
 // quiet bit set). It is bit-identical to github.com/x448/float16.
-func F16ToF32(h uint16) float32 {
-	se := h >> 10
-	return math.Float32frombits(f16Mant[uint32(f16Off[se])+uint32(h&0x3ff)] + f16Exp[se])
-}
+func F16ToF32(h uint16) float32 { return half.F16ToF32(h) }
 
 // F32ToF16 rounds f to IEEE binary16, to nearest with ties to even, including
 // subnormal results; overflow gives ±Inf, a NaN stays a NaN (quiet bit set,
 // upper payload kept). It is bit-identical to github.com/x448/float16.
-func F32ToF16(f float32) uint16 {
-	return f16Bits(math.Float32bits(f))
-}
-
-// f16Bits rounds with the float unit (after Maratyszcza's FP16 library):
-// |f|·2¹¹²·2⁻¹¹⁰ is |f| with what overflows binary16 turned into Inf, and
-// adding the power of two whose float32 ULP is the binary16 ULP of the result
-// (never below 2⁻²⁴) makes the hardware round to nearest even; the sum's bits
-// then hold the binary16 exponent and mantissa. The SIMD kernels do the same.
-func f16Bits(w uint32) uint16 {
-	a := w & 0x7fffffff
-	base := float32(float32(math.Float32frombits(a)*0x1p112) * 0x1p-110) // no FMA
-	bias := max(a&0x7f800000, 0x38800000) + 0x07800000
-	bits := math.Float32bits(math.Float32frombits(bias) + base)
-	r := uint16((bits>>13)&0x7c00 + bits&0x0fff)
-	if a > 0x7f800000 { // NaN: quiet, upper payload kept
-		r = 0x7e00 | uint16(w>>13)&0x03ff
-	}
-	return r | uint16(w>>16)&0x8000
-}
+func F32ToF16(f float32) uint16 { return half.F32ToF16(f) }
 
 var e4m3Table, e5m2Table = f8Tables()
 

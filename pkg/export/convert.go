@@ -1,9 +1,9 @@
 package export
 
 import (
-	"encoding/binary"
 	"sync"
 
+	"github.com/lorakit/lorakit/internal/kernels/vec"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
 )
@@ -41,7 +41,7 @@ func encodeRows(src []byte, dt dtype.DType, cols int64, scale float32, out gguf.
 			if err := gguf.Quantize(d, fk, out); err != nil {
 				return err
 			}
-			if out == gguf.TypeF16 && st != nil && hasF16Inf(d) {
+			if out == gguf.TypeF16 && st != nil && vec.AnyF16InfLE(d) {
 				if c := gguf.F16Overflows(fk); c > 0 {
 					st.addOverflow(c)
 				}
@@ -59,38 +59,6 @@ func encodeRows(src []byte, dt dtype.DType, cols int64, scale float32, out gguf.
 
 // subElems is the number of values converted at a time by encodeRows (32 KiB of float32).
 const subElems = 8192
-
-// hasF16InfGeneric reports whether little-endian F16 data holds ±Inf, four values per
-// 64-bit word, four words per step without branches: overflows are rare, so the exact
-// count (gguf.F16Overflows) runs only when hasF16Inf finds one. hasF16Inf is this or
-// its SIMD twin (inf_simd_amd64.go).
-func hasF16InfGeneric(b []byte) bool {
-	const (
-		abs  = 0x7fff7fff7fff7fff
-		inf  = 0x7c007c007c007c00
-		ones = 0x0001000100010001
-		high = 0x8000800080008000
-	)
-	// A 16-bit lane of y = (w & abs) ^ inf is zero exactly when it held ±Inf; lanes are
-	// below 0x8000, so (y − ones) &^ y sets the lane's high bit only for a zero lane.
-	lane := func(w uint64) uint64 {
-		y := w&abs ^ inf
-		return (y - ones) &^ y & high
-	}
-	var acc uint64
-	i := 0
-	for ; i+32 <= len(b); i += 32 {
-		q := b[i : i+32 : i+32]
-		acc |= lane(binary.LittleEndian.Uint64(q[0:])) | lane(binary.LittleEndian.Uint64(q[8:])) |
-			lane(binary.LittleEndian.Uint64(q[16:])) | lane(binary.LittleEndian.Uint64(q[24:]))
-	}
-	for ; i+2 <= len(b); i += 2 {
-		if binary.LittleEndian.Uint16(b[i:])&0x7fff == 0x7c00 {
-			return true
-		}
-	}
-	return acc != 0
-}
 
 // copyRows returns a rowFn that copies rows of rowBytes bytes of src.
 func copyRows(src []byte, rowBytes int64) rowFn {

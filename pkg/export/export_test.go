@@ -3,7 +3,6 @@ package export
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -815,30 +814,6 @@ func TestChunkedConversion(t *testing.T) {
 		})
 		if !errors.Is(err, boom) {
 			t.Errorf("%d workers: error %v", workers, err)
-		}
-	}
-}
-
-// TestHasF16Inf checks the SIMD and the word-at-a-time scans against the definition.
-func TestHasF16Inf(t *testing.T) {
-	for n := 0; n < 140; n++ {
-		for pos := -1; pos < n; pos++ {
-			for _, v := range []uint16{0x7c00, 0xfc00, 0x7e00, 0x7bff, 0x3c00} {
-				b := make([]byte, 2*n)
-				for i := range n {
-					binary.LittleEndian.PutUint16(b[2*i:], uint16(0x3000+i*7))
-				}
-				if pos >= 0 {
-					binary.LittleEndian.PutUint16(b[2*pos:], v)
-				}
-				want := pos >= 0 && v&0x7fff == 0x7c00
-				if got := hasF16Inf(b); got != want {
-					t.Fatalf("n %d, %#x at %d: %v, want %v", n, v, pos, got, want)
-				}
-				if got := hasF16InfGeneric(b); got != want {
-					t.Fatalf("generic: n %d, %#x at %d: %v, want %v", n, v, pos, got, want)
-				}
-			}
 		}
 	}
 }

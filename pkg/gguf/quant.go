@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lorakit/lorakit/internal/kernels/q8"
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
 
@@ -124,62 +125,16 @@ func nonFinite(src []float32, base int) error {
 // amax = max|x|, d = amax/127, id = 1/d (0 if d = 0), q = roundf(x·id) (half away from
 // zero, all in float32), and d stored as F16; the quants use the float32 d.
 // NaN and Inf are refused (ErrNonFinite, naming the element); a block so small that 1/d
-// overflows gets all-zero quants (what the reference yields on x86).
+// overflows gets all-zero quants (what the reference yields on x86). The kernels are
+// internal/kernels/q8's.
 func QuantizeQ8_0(dst []byte, src []float32) error {
 	if err := checkLengths(len(src), len(dst), TypeQ8_0); err != nil {
 		return err
 	}
-	if bad := quantizeQ8_0(dst, src); bad >= 0 {
+	if bad := q8.Quantize(dst, src); bad >= 0 {
 		return nonFinite(src[bad*QK8_0:bad*QK8_0+QK8_0], bad*QK8_0)
 	}
 	return nil
-}
-
-// quantizeQ8_0Generic is the plain-Go reference of the Q8_0 kernel. It returns the
-// index of the first block holding a non-finite value, or -1; blocks before it have
-// been written.
-func quantizeQ8_0Generic(dst []byte, src []float32) int {
-	nb := len(src) / QK8_0
-	for i := 0; i < nb; i++ {
-		x := (*[QK8_0]float32)(src[i*QK8_0:])
-		y := (*[BlockBytesQ8_0]byte)(dst[i*BlockBytesQ8_0:])
-		// Maximum of |x| over the bit patterns: for non-negative floats the order of
-		// the bits is the order of the values, and NaN/Inf sort above every finite.
-		var m uint32
-		for _, v := range x {
-			m = max(m, math.Float32bits(v)&absMask)
-		}
-		if m >= infBits {
-			return i
-		}
-		d, id := q8Scale(math.Float32frombits(m))
-		binary.LittleEndian.PutUint16(y[:], dtype.F32ToF16(d))
-		if id > math.MaxFloat32 {
-			clear(y[2:])
-			continue
-		}
-		for j, v := range x {
-			y[2+j] = byte(int8(roundHalfAway(float32(v * id))))
-		}
-	}
-	return -1
-}
-
-// q8Scale returns d = amax/127 and id = 1/d (0 when d = 0), in float32.
-func q8Scale(amax float32) (d, id float32) {
-	d = amax / 127
-	if d != 0 {
-		id = 1 / d
-	}
-	return d, id
-}
-
-// roundHalfAway is C's roundf for |v| < 2^31: round half away from zero. The float64
-// sum is exact for every float32 that could round to a non-zero integer, so no double
-// rounding can occur.
-func roundHalfAway(v float32) int32 {
-	f := float64(v)
-	return int32(f + math.Copysign(0.5, f))
 }
 
 // DequantizeQ8_0 decodes Q8_0 blocks: value = d·q in float32 (dequantize_row_q8_0).

@@ -5,9 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"math"
-	"math/rand/v2"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/kernels/q8"
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
 
@@ -99,10 +99,9 @@ func TestQuantizeQ8_0Golden(t *testing.T) {
 	}
 }
 
-// q8Impls returns the kernels to cross-check: the generic one and the dispatched one
-// (AVX-512 when built with GOEXPERIMENT=simd on a CPU that has it).
+// q8Impls returns the kernel to check: the active tier's (LORAKIT_CPU selects it).
 func q8Impls() map[string]func([]byte, []float32) int {
-	return map[string]func([]byte, []float32) int{"generic": quantizeQ8_0Generic, "dispatch": quantizeQ8_0}
+	return map[string]func([]byte, []float32) int{q8.Impl(): q8.Quantize}
 }
 
 func TestQuantizeQ8_0Reference(t *testing.T) {
@@ -128,40 +127,6 @@ func TestQuantizeQ8_0Reference(t *testing.T) {
 	}
 	if string(split) != string(dst) {
 		t.Error("split quantization differs")
-	}
-}
-
-// TestQuantizeQ8_0Kernels compares the dispatched kernel with the generic one on
-// random data of many scales, including ties, subnormals and tiny blocks.
-func TestQuantizeQ8_0Kernels(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	const nb = 4000
-	src := make([]float32, nb*32)
-	for b := 0; b < nb; b++ {
-		scale := float32(math.Ldexp(1, r.IntN(250)-150)) // 2⁻¹⁵⁰ (all zero) … 2⁹⁹
-		for j := 0; j < 32; j++ {
-			v := float32(r.NormFloat64()) * scale
-			switch r.IntN(8) {
-			case 0:
-				v = float32(r.IntN(255)-127) / 2 // halves: ties once d == 1
-			case 1:
-				v = 0
-			}
-			src[b*32+j] = v
-		}
-		if b%7 == 0 { // make d exactly 1 so the halves above are ties
-			src[b*32] = 127
-		}
-	}
-	want := make([]byte, nb*34)
-	got := make([]byte, nb*34)
-	if quantizeQ8_0Generic(want, src) != -1 || quantizeQ8_0(got, src) != -1 {
-		t.Fatal("unexpected non-finite")
-	}
-	for b := 0; b < nb; b++ {
-		if string(got[b*34:b*34+34]) != string(want[b*34:b*34+34]) {
-			t.Fatalf("block %d: dispatch %x, generic %x (input %v)", b, got[b*34:b*34+34], want[b*34:b*34+34], src[b*32:b*32+32])
-		}
 	}
 }
 
@@ -378,10 +343,6 @@ func benchQuant(b *testing.B, f func(dst []byte, src []float32), typ Type) {
 // BenchmarkQuantizeQ8_0 reports MB/s of float32 input.
 func BenchmarkQuantizeQ8_0(b *testing.B) {
 	benchQuant(b, func(d []byte, s []float32) { QuantizeQ8_0(d, s) }, TypeQ8_0)
-}
-
-func BenchmarkQuantizeQ8_0Generic(b *testing.B) {
-	benchQuant(b, func(d []byte, s []float32) { quantizeQ8_0Generic(d, s) }, TypeQ8_0)
 }
 
 func BenchmarkQuantizeQ4_0(b *testing.B) {

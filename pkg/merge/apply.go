@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lorakit/lorakit/internal/kernels/lowrank"
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
@@ -204,7 +205,7 @@ func (p *Plan) compute(j *job, in *input, s *scratch, out []byte, full []float32
 	}
 	block := max(1, blockElems/cols)
 	if block > 4 {
-		block &^= 3 // whole 4-row kernel tiles
+		block &^= 3 // whole 4-row kernel tiles (internal/kernels/lowrank)
 	}
 	// Per-column DoRA norms need a pass over the whole tensor first.
 	for _, pc := range pcs {
@@ -273,8 +274,7 @@ func (p *Plan) compute(j *job, in *input, s *scratch, out []byte, full []float32
 
 // addLoRA adds pc's low-rank delta, scaled by scale, to rows [r0, r1).
 func (p *Plan) addLoRA(pc *prepared, v []float32, r0, r1, cols int, scale float32, s *scratch) {
-	s.acc = grow(s.acc, cols)
-	lowRankAdd(v, r1-r0, cols, pc.l[r0*pc.rank:r1*pc.rank], pc.r, pc.rank, scale, s.acc)
+	s.acc = lowrank.Add(v, r1-r0, cols, pc.l[r0*pc.rank:r1*pc.rank], pc.r, pc.rank, scale, s.acc)
 }
 
 // apply adds one contribution to the block v (rows [r0, r1)). With sole

@@ -11,8 +11,9 @@
 // acc ← fma(B[o,k], A[k,i], acc), k = 0 … r−1 from 0, then
 // ΔW = f32(acc·s) and W' = f32(W + ΔW): with a float32 base this reproduces
 // PEFT's merge_and_unload bit for bit (peft.md §7.6). The FMA is the
-// hardware's in the SIMD kernel and an exact software emulation in the
-// generic one, so every build writes the same bytes.
+// hardware's in the assembly kernels of internal/kernels/lowrank and an
+// exact software emulation in the plain-Go one, so every build and CPU tier
+// writes the same bytes.
 //
 // # Several adapters
 //

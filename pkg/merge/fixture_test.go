@@ -8,6 +8,7 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/kernels/fma"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
@@ -123,7 +124,7 @@ func TestBF16Base(t *testing.T) {
 				var acc float32
 				for kk := 0; kk < r; kk++ {
 					ex += float64(b[o*r+kk]) * float64(a[kk*in+i])
-					acc = exactFMA32(b[o*r+kk], a[kk*in+i], acc)
+					acc = fma.F32(b[o*r+kk], a[kk*in+i], acc)
 				}
 				exact := float64(w[k]) + s*ex
 				d32 := float32(acc * s)

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/kernels/fma"
+	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
-
-	"github.com/lorakit/lorakit/internal/testbin"
 )
 
 // fixtures finds shared/fixtures by walking up from the package folder.
@@ -186,7 +186,7 @@ func (r *rng32) vec(n int, scale float32) []float32 {
 func refDelta(b func(k int) float32, a func(k int) float32, r int, scale float32) float32 {
 	var acc float32
 	for k := 0; k < r; k++ {
-		acc = exactFMA32(b(k), a(k), acc)
+		acc = fma.F32(b(k), a(k), acc)
 	}
 	return float32(acc * scale)
 }

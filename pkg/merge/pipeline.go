@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/kernels/lowrank"
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -117,7 +118,7 @@ func (p *Plan) Run(ctx context.Context, out string) (*Summary, error) {
 	s.Bytes = w.Written()
 	s.Seconds = time.Since(start).Seconds()
 	s.CommitSeconds = time.Since(written).Seconds()
-	s.Kernel = kernelName()
+	s.Kernel = lowrank.Impl()
 	s.Workers = p.opts.Threads
 	s.Spilled = p.in.Spilled()
 	return &s, nil

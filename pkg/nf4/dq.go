@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+
+	"github.com/lorakit/lorakit/internal/kernels/nibble"
 )
 
 // MeanOffset returns the double-quantization offset, the float32 mean of
@@ -230,7 +232,7 @@ func DequantizeBlockwise(dst []float32, q []byte, absmax []float32, blocksize in
 
 // Nearest-code search in the dynamic map (the nested quantization's
 // torch.bucketize over its 255 midpoints) by table: the top 15 bits of a
-// value's ordered key (see orderedKey) select one of 32768 buckets, each
+// value's ordered key (see nibble.OrderedKey) select one of 32768 buckets, each
 // holding at most one midpoint (checked when the table is built);
 // dynLUT[bucket] is the number of midpoints below the bucket, so the code is
 // that count plus one when the key exceeds the next midpoint's key. Midpoints
@@ -245,7 +247,7 @@ var dynThrKeys, dynLUT = buildDynLUT(&dynamicMidpoints)
 // and the bucket table.
 func buildDynLUT(mid *[255]float32) (keys [256]uint32, lut [1 << (32 - dynShift)]uint8) {
 	for i, m := range mid {
-		keys[i] = orderedKey(math.Float32bits(m))
+		keys[i] = nibble.OrderedKey(math.Float32bits(m))
 		if i > 0 && keys[i] <= keys[i-1] {
 			panic("nf4: dynamic midpoints not increasing")
 		}
@@ -267,7 +269,7 @@ func buildDynLUT(mid *[255]float32) (keys [256]uint32, lut [1 << (32 - dynShift)
 // dynCode returns the dynamic-map code of a non-NaN scaled value: the number
 // of midpoints strictly below s.
 func dynCode(s float32) uint8 {
-	k := orderedKey(math.Float32bits(s))
+	k := nibble.OrderedKey(math.Float32bits(s))
 	c := dynLUT[k>>dynShift]
 	return c + uint8((uint64(dynThrKeys[c])-uint64(k))>>63)
 }

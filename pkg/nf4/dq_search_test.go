@@ -5,6 +5,8 @@ import (
 	"math"
 	"slices"
 	"testing"
+
+	"github.com/lorakit/lorakit/internal/kernels/nibble"
 )
 
 // quantizeBlockwiseRef is QuantizeBlockwise as it was before the table
@@ -113,7 +115,7 @@ func TestDynCodeMatchesBucketize(t *testing.T) {
 func TestDynLUTOneThresholdPerBucket(t *testing.T) {
 	seen := map[uint32]bool{}
 	for i, m := range dynamicMidpoints {
-		k := orderedKey(math.Float32bits(m))
+		k := nibble.OrderedKey(math.Float32bits(m))
 		if seen[k>>dynShift] {
 			t.Fatalf("midpoint %d shares a bucket", i)
 		}

@@ -21,15 +21,27 @@ func TestCodeTables(t *testing.T) {
 			t.Errorf("nf4[%d] = %v, spec %s", i, nf4Code[i], d)
 		}
 	}
-	// Spec 1.2: [0, 0.0625, 8, 12, 4, 6, 2, 3, -0, -0.0625, ...] / 12 in float32.
+	// Spec 1.2: [0, 0.0625, 8, 12, 4, 6, 2, 3, -0, -0.0625, ...] / 12 in float32,
+	// where the Python list's -0 is the integer 0: bitsandbytes' quant_map
+	// holds +0.0 at index 8.
 	raw := []float32{0, 0.0625, 8, 12, 4, 6, 2, 3}
-	for i, r := range raw {
-		if fp4Code[i] != r/12 || math.Float32bits(fp4Code[i+8]) != math.Float32bits(-r/12) {
-			t.Errorf("fp4[%d] = %v / %v, want ±%v", i, fp4Code[i], fp4Code[i+8], r/12)
+	for i, r := range raw[1:] {
+		if fp4Code[i+1] != r/12 || math.Float32bits(fp4Code[i+9]) != math.Float32bits(-r/12) {
+			t.Errorf("fp4[%d] = %v / %v, want ±%v", i+1, fp4Code[i+1], fp4Code[i+9], r/12)
 		}
 	}
-	if math.Float32bits(fp4Code[8]) != 0x80000000 {
-		t.Error("fp4[8] is not -0.0")
+	if math.Float32bits(fp4Code[0]) != 0 || math.Float32bits(fp4Code[8]) != 0 {
+		t.Error("fp4[0] and fp4[8] are not +0.0")
+	}
+	// The FP4 search as torch computes it (printed by torch 1.13:
+	// torch.argsort of the table and the midpoints of the sorted values).
+	if fp4Order != [16]uint8{11, 10, 13, 12, 15, 14, 9, 0, 8, 1, 6, 7, 4, 5, 2, 3} {
+		t.Errorf("FP4 order %v", fp4Order)
+	}
+	fp4Thr := []uint32{0xbf555556, 0xbf155556, 0xbed55556, 0xbe955556, 0xbe555556, 0xbdb00000, 0xbb2aaaab,
+		0x00000000, 0x3b2aaaab, 0x3db00000, 0x3e555556, 0x3e955556, 0x3ed55556, 0x3f155556, 0x3f555556}
+	if !slices.Equal(f32bits(fp4Thresholds[:]), fp4Thr) {
+		t.Errorf("FP4 thresholds %x, torch %x", f32bits(fp4Thresholds[:]), fp4Thr)
 	}
 	// Spec 2.4 threshold table.
 	thr := []uint32{0xbf591cd8, 0xbf1c5270, 0xbeeb8480, 0xbeadea76, 0xbe703cec, 0xbe0d38bc, 0xbd3a7871,
@@ -114,8 +126,8 @@ func nibbleProbes() []float32 {
 		around(t)
 		around(-t)
 	}
-	for b := uint32(0); b < 1<<(32-lutShift); b++ {
-		around(math.Float32frombits(b << lutShift))
+	for b := uint32(0); b < 1<<11; b++ { // the buckets of nibble's search table
+		around(math.Float32frombits(b << 21))
 	}
 	out = append(out, 0, float32(math.Copysign(0, -1)), 1, -1, 1.0000001, -1.0000001, 3e38, -3e38,
 		float32(math.Inf(1)), float32(math.Inf(-1)), 1e-45, -1e-45)
@@ -133,16 +145,17 @@ func nibbleProbes() []float32 {
 	return out
 }
 
-func TestNibbleLUT(t *testing.T) {
+func TestNibbleSearch(t *testing.T) {
 	for _, s := range nibbleProbes() {
-		if got, want := nf4Nibble(s), bucketize(s, nf4Thresholds[:]); got != want {
-			t.Fatalf("nf4Nibble(%v [%08x]) = %d, bucketize %d", s, math.Float32bits(s), got, want)
+		if got, want := nf4Book.Nibble(s), specCode(s, NF4); got != want {
+			t.Fatalf("NF4 code of %v [%08x] = %d, spec %d", s, math.Float32bits(s), got, want)
 		}
-		if got, want := fp4Nibble(s), fp4Tree(s); got != want {
-			t.Fatalf("fp4Nibble(%v [%08x]) = %d, tree %d", s, math.Float32bits(s), got, want)
+		if got, want := fp4Book.Nibble(s), specCode(s, FP4); got != want {
+			t.Fatalf("FP4 code of %v [%08x] = %d, spec %d", s, math.Float32bits(s), got, want)
 		}
 	}
-	if bucketize(float32(math.NaN()), nf4Thresholds[:]) != 15 || fp4Tree(float32(math.NaN())) != 0 {
+	nan := float32(math.NaN())
+	if specCode(nan, NF4) != 15 || specCode(nan, FP4) != 3 || bucketize(nan, nf4Thresholds[:]) != 15 {
 		t.Error("NaN codes")
 	}
 }
@@ -198,19 +211,25 @@ func specQuantize(src []float32, bs int, typ Type) ([]byte, []float32) {
 }
 
 func specCode(s float32, typ Type) uint8 {
+	code := nf4Code
+	order := [16]uint8{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 	if typ == FP4 {
-		return fp4Tree(s)
+		// bitsandbytes' default backend: argsort of quant_map (the values
+		// [0, 1/192, 8/12, 1, 4/12, 6/12, 2/12, 3/12, +0, -1/192, ...],
+		// stable: index 0 before 8), midpoints of the sorted values.
+		code = fp4Code
+		order = [16]uint8{11, 10, 13, 12, 15, 14, 9, 0, 8, 1, 6, 7, 4, 5, 2, 3}
 	}
 	if s != s {
-		return 15
+		return order[15] // torch.bucketize puts NaN after every boundary
 	}
-	var c uint8
+	var c int
 	for i := range 15 {
-		if float32(float32(nf4Code[i]+nf4Code[i+1])/2) < s {
+		if float32(float32(code[order[i]]+code[order[i+1]])/2) < s {
 			c++
 		}
 	}
-	return c
+	return order[c]
 }
 
 func TestQuantizeMatchesSpec(t *testing.T) {
@@ -281,10 +300,21 @@ func TestQuantizeHandCases(t *testing.T) {
 		{"zero fp4", make([]float32, 64), 64, FP4, bytesRep(0x00, 32), []uint32{0}},
 		// Odd n: s = 1, -1, 0.5 → NF4 15, 0, 12 (t11 < 0.5 < t12), pad nibble 7.
 		{"odd nf4", []float32{1, -1, 0.5}, 64, NF4, []byte{0xF0, 0xC7}, []uint32{0x3f800000}},
-		// FP4 tree: 1 → 0b0011, -1 → 0b1011, 0.5 → 0b0101, pad 0.
+		// FP4: 1 → 0b0011, -1 → 0b1011, 0.5 → 0b0101, pad 0.
 		{"odd fp4", []float32{1, -1, 0.5}, 64, FP4, []byte{0x3B, 0x50}, []uint32{0x3f800000}},
-		// FP4 -0.0 has no sign bit (x < 0 is false); 0.25/2 = 0.125 → 0b110.
+		// FP4 -0.0 sorts with +0.0 (code 0); 0.25/2 = 0.125 → 0b110.
 		{"fp4 negzero", []float32{2, float32(math.Copysign(0, -1)), 0.25, -0.25}, 64, FP4, []byte{0x30, 0x6E}, []uint32{0x40000000}},
+		// Values that round to zero, as bitsandbytes' pure-PyTorch path codes
+		// them: the bucket just above the +0.0 midpoint is quant_map index 8
+		// (+0.0), the one at or below it index 0: a small positive value
+		// gets 8, a small negative value, +0.0 and -0.0 get 0 (the CUDA
+		// kernel's sign-bit rule gives the opposite; checkpoints made on the
+		// CPU, like the project's fixtures, follow this one).
+		{"fp4 near zero", []float32{1, 0.001, -0.001, 0, float32(math.Copysign(0, -1)), 0.0026, -0.0026, 0.0027}, 64, FP4,
+			[]byte{0x38, 0x00, 0x08, 0x01}, []uint32{0x3f800000}},
+		// NaN: absmax NaN, s = NaN, bucketized after every boundary: rank 15,
+		// FP4 code 3 (1.0).
+		{"fp4 nan block", append([]float32{nan}, rep(0.5, 63)...), 64, FP4, bytesRep(0x33, 32), []uint32{0x7fc00000}},
 		// A NaN makes the whole block NaN: absmax NaN, every NF4 code 15.
 		{"nan block", append([]float32{nan}, rep(0.5, 63)...), 64, NF4, bytesRep(0xFF, 32), []uint32{0x7fc00000}},
 		// Inf: 1/inf = 0, s = 0 (code 7) except inf·0 = NaN (code 15).
@@ -345,7 +375,7 @@ func TestFullVsPartialScaling(t *testing.T) {
 			x := th * a
 			for d := int32(-3); d <= 3; d++ {
 				xv := math.Float32frombits(uint32(int32(math.Float32bits(x)) + d))
-				m, q := nf4Nibble(xv*inv), nf4Nibble(xv/a)
+				m, q := nf4Book.Nibble(xv*inv), nf4Book.Nibble(xv/a)
 				if m == q || !(float32(math.Abs(float64(xv))) < a) {
 					continue
 				}

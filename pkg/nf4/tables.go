@@ -1,6 +1,12 @@
 package nf4
 
-import "math"
+import (
+	"cmp"
+	"math"
+	"slices"
+
+	"github.com/lorakit/lorakit/internal/kernels/nibble"
+)
 
 // nf4Code is the NF4 table (spec 1.1), index = nibble, ascending.
 var nf4Code = f32x16([16]uint32{
@@ -8,18 +14,43 @@ var nf4Code = f32x16([16]uint32{
 	0x3da2faff, 0x3e24cae3, 0x3e7c04dd, 0x3ead033a, 0x3ee1a4b8, 0x3f1007ab, 0x3f3913b3, 0x3f800000,
 })
 
-// fp4Code is the FP4 table (spec 1.2): bit 3 = sign, index 8 is -0.0.
+// fp4Code is the FP4 table as bitsandbytes stores it in quant_map (spec
+// 1.2): bit 3 = sign; index 8 is +0.0, because get_4bit_type writes the
+// integer -0 in its list, which torch makes +0.0.
 var fp4Code = f32x16([16]uint32{
 	0x00000000, 0x3baaaaab, 0x3f2aaaab, 0x3f800000, 0x3eaaaaab, 0x3f000000, 0x3e2aaaab, 0x3e800000,
-	0x80000000, 0xbbaaaaab, 0xbf2aaaab, 0xbf800000, 0xbeaaaaab, 0xbf000000, 0xbe2aaaab, 0xbe800000,
+	0x00000000, 0xbbaaaaab, 0xbf2aaaab, 0xbf800000, 0xbeaaaaab, 0xbf000000, 0xbe2aaaab, 0xbe800000,
 })
 
-// fp4Thresholds are the CUDA dQuantizeFP4 literals (as float32), ascending;
-// fp4Magnitude[i] is the 3-bit code of |s| when exactly i thresholds are < |s|.
-var (
-	fp4Thresholds = [7]float32{0.00260417, 0.0859375, 0.20833333, 0.29166667, 0.4166667, 0.583333, 0.8333333}
-	fp4Magnitude  = [8]uint8{0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011}
-)
+// fp4Order and fp4Thresholds are the FP4 search of bitsandbytes' pure-PyTorch
+// quantize_4bit (backends/default/ops.py, _get_4bit_quantize_bounds):
+// order = argsort(code), a stable sort that puts index 0 before index 8 (both
+// +0.0), and the thresholds are the float32 midpoints of consecutive sorted
+// values; a scaled value's code is order[bucketize(s, thresholds)]. So a
+// value that rounds to zero gets code 0 when s ≤ 0 (−0.0 and +0.0 included)
+// and code 8 when s > 0, and a NaN gets order[15] = 3.
+var fp4Order, fp4Thresholds = fp4Search()
+
+func fp4Search() (order [16]uint8, thr [15]float32) {
+	for i := range order {
+		order[i] = uint8(i)
+	}
+	slices.SortStableFunc(order[:], func(a, b uint8) int { return cmp.Compare(fp4Code[a], fp4Code[b]) })
+	for i := range thr {
+		thr[i] = float32(fp4Code[order[i]]+fp4Code[order[i+1]]) / 2
+	}
+	return order, thr
+}
+
+// The codebooks of the encoding kernels.
+var nf4Book, fp4Book = nibble.NewCodebook(nf4Thresholds, identity16()), nibble.NewCodebook(fp4Thresholds, fp4Order)
+
+func identity16() (id [16]uint8) {
+	for i := range id {
+		id[i] = uint8(i)
+	}
+	return id
+}
 
 // dynamicMap is create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8)
 // as bitsandbytes computes it in float32 (spec 3.2), ascending.

@@ -3,6 +3,7 @@ package quantize
 import (
 	"math"
 
+	"github.com/lorakit/lorakit/internal/kernels/vec"
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
 
@@ -27,21 +28,21 @@ func blockAbsmax(dst []float32, raw []byte, dt dtype.DType, bs int) {
 		var v float32
 		switch dt {
 		case dtype.BF16:
-			m := maxBits16(blk)
+			m := vec.MaxAbs16LE(blk)
 			if m > 0x7f80 {
 				v = float32(math.NaN())
 			} else {
 				v = math.Float32frombits(uint32(m) << 16)
 			}
 		case dtype.F16:
-			m := maxBits16(blk)
+			m := vec.MaxAbs16LE(blk)
 			if m > 0x7c00 {
 				v = float32(math.NaN())
 			} else {
 				v = dtype.F16ToF32(m)
 			}
 		default:
-			m := maxBits32(blk)
+			m := vec.MaxAbs32LE(blk)
 			if m > 0x7f800000 {
 				v = float32(math.NaN())
 			} else {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/kernels/nibble"
 	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/nf4"
@@ -99,6 +100,6 @@ func BenchmarkErrBlocks(b *testing.B) {
 	packed := make([]byte, chunkElems/2)
 	b.SetBytes(4 * chunkElems)
 	for b.Loop() {
-		errBlocks(&code, scales, dtype.BF16, x, packed, 64)
+		nibble.ErrSums(&code, scales, nibble.RoundBF16, x, packed, 64)
 	}
 }

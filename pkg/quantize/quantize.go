@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/kernels/nibble"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
@@ -398,6 +399,17 @@ func (w *weight) quantizeJob(in *pipeline.Input, opts Options) *pipeline.Job {
 	}
 }
 
+// rounding returns the error kernel's rounding for an original dtype.
+func rounding(dt dtype.DType) nibble.Rounding {
+	switch dt {
+	case dtype.BF16:
+		return nibble.RoundBF16
+	case dtype.F16:
+		return nibble.RoundF16
+	}
+	return nibble.RoundF32
+}
+
 // chunkError compares the elements x (starting at block b0, with block
 // absmax values am) with their dequantized values: code × block scale (the
 // double-dequantized scale when the state is nested), rounded to the state's
@@ -412,7 +424,7 @@ func chunkError(st *nf4.QuantState, x []float32, packed []byte, am []float32, b0
 			scales[b] = float32(nd.Map[nd.Codes[gb]]*nd.Absmax[gb/nd.Blocksize]) + nd.Offset
 		}
 	}
-	acc, mx := errBlocks(&st.Map, scales, st.DType, x, packed, st.Blocksize)
+	acc, mx := nibble.ErrSums(&st.Map, scales, rounding(st.DType), x, packed, st.Blocksize)
 	e := errStats{n: int64(len(x)), maxAbs: float64(math.Float32frombits(mx))}
 	for _, v := range acc {
 		e.sumSq += v

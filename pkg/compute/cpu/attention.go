@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lorakit/lorakit/internal/kernels/vec"
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
@@ -71,29 +72,30 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 				lo = int(starts[b*T+i])
 			}
 			qi := qv[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
+			kvOff := ((b*T+lo)*G + g) * D // key/value row lo; rows G·D apart
+			sj := s[:i+1-lo]
+			vec.DotN(qi, kv[kvOff:], G*D, sj)
 			m := float32(math.Inf(-1))
-			for j := lo; j <= i; j++ {
-				kj := kv[((b*T+j)*G+g)*D : ((b*T+j)*G+g+1)*D]
-				x := dot(qi, kj) * p.Scale
-				s[j-lo] = x
+			for j, x := range sj {
+				x *= p.Scale
+				sj[j] = x
 				m = max(m, x)
 			}
-			sj := s[:i+1-lo]
 			for j := range sj {
 				sj[j] -= m
 			}
-			exps(sj)
+			vec.Exps(sj)
 			var sum float64
 			for _, e := range sj {
 				sum += float64(e)
 			}
 			inv := 1 / sum
+			for j, e := range sj {
+				sj[j] = float32(float64(e) * inv)
+			}
 			oi := ov[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
 			clear(oi)
-			for j := lo; j <= i; j++ {
-				vj := vv[((b*T+j)*G+g)*D : ((b*T+j)*G+g+1)*D]
-				axpy(oi, vj, float32(float64(s[j-lo])*inv))
-			}
+			vec.AxpyAcc(oi, vv[kvOff:], G*D, sj)
 			lv[(b*H+h)*T+i] = float32(float64(m) + math.Log(sum))
 		}
 	})
@@ -125,9 +127,9 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 	scratch := make([][]float32, be.threads)
 	be.tasks(B*G, func(w, task int) {
 		if scratch[w] == nil {
-			scratch[w] = make([]float32, T)
+			scratch[w] = make([]float32, 2*T)
 		}
-		ds := scratch[w]
+		ds, dps := scratch[w][:T], scratch[w][T:]
 		b, g := task/G, task%G
 		for j := range T {
 			off := ((b*T+j)*G + g) * D
@@ -140,30 +142,26 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 				qi, doi, oi := qv[qo:qo+D], dov[qo:qo+D], ov[qo:qo+D]
 				dqi := dqv[qo : qo+D]
 				l := lv[(b*H+h)*T+i]
-				di := dot(doi, oi)
+				di := vec.Dot(doi, oi)
 				lo := 0
 				if starts != nil {
 					lo = int(starts[b*T+i])
 				}
-				d := ds[:i+1-lo]
+				kvOff := ((b*T+lo)*G + g) * D // key/value row lo; rows G·D apart
+				d, dp := ds[:i+1-lo], dps[:i+1-lo]
+				vec.DotN(qi, kv[kvOff:], G*D, d)
 				for j := range d {
-					ko := ((b*T+lo+j)*G + g) * D
-					d[j] = dot(qi, kv[ko:ko+D])*p.Scale - l
+					d[j] = d[j]*p.Scale - l
 				}
-				exps(d)
+				vec.Exps(d) // the probabilities p_ij
+				vec.DotN(doi, vv[kvOff:], G*D, dp)
+				vec.AxpyN(dvv[kvOff:], G*D, doi, d)
 				for j := range d {
-					ko := ((b*T+lo+j)*G + g) * D
-					pij := d[j]
-					dp := dot(doi, vv[ko:ko+D])
-					axpy(dvv[ko:ko+D], doi, pij)
-					d[j] = pij * (dp - di)
+					d[j] = d[j] * (dp[j] - di) * p.Scale
 				}
 				clear(dqi)
-				for j := range d {
-					ko := ((b*T+lo+j)*G + g) * D
-					axpy(dqi, kv[ko:ko+D], d[j]*p.Scale)
-					axpy(dkv[ko:ko+D], qi, d[j]*p.Scale)
-				}
+				vec.AxpyAcc(dqi, kv[kvOff:], G*D, d)
+				vec.AxpyN(dkv[kvOff:], G*D, qi, d)
 			}
 		}
 	})

@@ -3,9 +3,8 @@
 // It defines the meaning of every operation, runs on every platform and is
 // parallel across cores. Work is split into pieces whose arithmetic does not
 // depend on the split, so results are identical whatever the thread count.
-// Hot loops have an AVX2/AVX-512 path when built with GOEXPERIMENT=simd on
-// amd64 and a plain-Go twin otherwise; the two differ only in rounding (the
-// SIMD path uses fused multiply-adds).
+// Hot loops run the kernels of internal/kernels for the CPU tier chosen at
+// start (see internal/kernels/tier; LORAKIT_CPU forces one).
 package cpu
 
 import (
@@ -15,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/lorakit/lorakit/internal/kernels/tier"
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
@@ -39,7 +39,7 @@ func (be *Backend) Threads() int { return be.threads }
 
 // Name implements compute.Backend.
 func (be *Backend) Name() string {
-	return fmt.Sprintf("cpu (%d threads, %s)", be.threads, simdName())
+	return fmt.Sprintf("cpu (%d threads, %s)", be.threads, tier.Describe())
 }
 
 // buf is the CPU Buffer: exactly one of f, h, i, u is used, by dtype.

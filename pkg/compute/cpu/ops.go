@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/lorakit/lorakit/internal/kernels/vec"
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
@@ -28,7 +29,7 @@ func (be *Backend) Axpy(y, x compute.Buffer, alpha float32) {
 	yv, xv := f32(y), f32(x)
 	need("axpy x", len(xv), len(yv))
 	be.parallel(len(yv), elemGrain, func(lo, hi int) {
-		axpy(yv[lo:hi], xv[lo:hi], alpha)
+		vec.Axpy(yv[lo:hi], xv[lo:hi], alpha)
 	})
 }
 
@@ -97,7 +98,7 @@ func (be *Backend) RMSNorm(y, rstd, x, w compute.Buffer, rows, dim int, eps floa
 		for r := lo; r < hi; r++ {
 			xr := xv[r*dim : (r+1)*dim]
 			yr := yv[r*dim : (r+1)*dim]
-			mean := dot(xr, xr) / float32(dim)
+			mean := vec.Dot(xr, xr) / float32(dim)
 			s := float32(1 / math.Sqrt(float64(mean+eps)))
 			if rs != nil {
 				rs[r] = s
@@ -192,7 +193,7 @@ func (be *Backend) SwiGLU(out, gate, up compute.Buffer) {
 			for i := range n {
 				e[i] = -g[b+i]
 			}
-			exps(e[:n])
+			vec.Exps(e[:n])
 			for i := range n {
 				x := g[b+i]
 				o[b+i] = x / (1 + e[i]) * u[b+i]
@@ -216,7 +217,7 @@ func (be *Backend) SwiGLUBackward(dgate, dup, dout, gate, up compute.Buffer) {
 			for i := range m {
 				e[i] = -g[b+i]
 			}
-			exps(e[:m])
+			vec.Exps(e[:m])
 			for i := range m {
 				x := g[b+i]
 				sig := 1 / (1 + e[i])
@@ -275,7 +276,7 @@ func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, r
 			for i, v := range x {
 				e[i] = v - m
 			}
-			exps(e)
+			vec.Exps(e)
 			var sum float64
 			for _, v := range e {
 				sum += float64(v)
@@ -323,7 +324,11 @@ func (be *Backend) DoRANorm(norm, w, a, b compute.Buffer, out, in, rank int, sca
 		for o := lo; o < hi; o++ {
 			clear(row)
 			for k := range rank {
-				axpyGeneric(row, av[k*in:(k+1)*in], bv[o*rank+k])
+				// Separately rounded products and sums, in every tier.
+				ak, bk := av[k*in:(k+1)*in], bv[o*rank+k]
+				for i := range row {
+					row[i] += float32(bk * ak[i])
+				}
 			}
 			var ss float64
 			for i, d := range row {

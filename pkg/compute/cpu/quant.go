@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 
+	"github.com/lorakit/lorakit/internal/kernels/nibble"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
 )
@@ -38,8 +39,9 @@ func checkQuant4(q *compute.Quant4) (packed []byte, code []float32, absF []float
 	return
 }
 
-// Dequantize4 implements compute.Backend. Blocks are independent; each
-// builds its 16 decoded values once and then looks them up.
+// Dequantize4 implements compute.Backend. Blocks are independent: their
+// scales are computed here, the table lookups run in the kernels of
+// internal/kernels/nibble.
 func (be *Backend) Dequantize4(dst compute.Buffer, q compute.Quant4) {
 	packed, code, absF, absU, nabs, ncode := checkQuant4(&q)
 	d := get(dst)
@@ -48,63 +50,45 @@ func (be *Backend) Dequantize4(dst compute.Buffer, q compute.Quant4) {
 		panic(fmt.Sprintf("cpu: dequantize into %v", d.dt))
 	}
 	bs, n := q.Blocksize, q.N
+	tab := (*[16]float32)(code)
 	be.parallel(q.Blocks(), max(1, elemGrain/bs), func(b0, b1 int) {
+		scales := make([]float32, b1-b0)
+		for b := b0; b < b1; b++ {
+			if absF != nil {
+				scales[b-b0] = absF[b]
+				continue
+			}
+			// Two separately rounded f32 operations (spec 4): the
+			// conversion keeps the compiler from fusing them.
+			scales[b-b0] = float32(ncode[absU[b]]*nabs[b/q.NestedBlocksize]) + q.Offset
+		}
+		lo, hi := b0*bs, min(b1*bs, n)
+		in := packed[lo/2 : (hi+1)/2]
+		if !q.RoundF16 {
+			if d.dt == compute.F32 {
+				nibble.Decode(d.f[lo:hi], in, scales, tab, bs)
+			} else {
+				nibble.DecodeBF16(d.h[lo:hi], in, scales, tab, bs)
+			}
+			return
+		}
+		// Values rounded through binary16 first: the tables by hand.
 		var t [16]float32
 		var th [16]uint16
 		for b := b0; b < b1; b++ {
-			var s float32
-			if absF != nil {
-				s = absF[b]
-			} else {
-				// Two separately rounded f32 operations (spec 4): the
-				// conversion keeps the compiler from fusing them.
-				s = float32(ncode[absU[b]]*nabs[b/q.NestedBlocksize]) + q.Offset
-			}
 			for i := range t {
-				t[i] = code[i] * s
+				t[i] = dtype.F16ToF32(dtype.F32ToF16(code[i] * scales[b-b0]))
 			}
-			if q.RoundF16 {
-				for i, v := range t {
-					t[i] = dtype.F16ToF32(dtype.F32ToF16(v))
-				}
-			}
-			lo, hi := b*bs, min((b+1)*bs, n)
-			in := packed[lo/2 : (hi+1)/2]
+			l, h := b*bs, min((b+1)*bs, n)
+			blk := packed[l/2 : (h+1)/2]
 			if d.dt == compute.F32 {
-				decode4(d.f[lo:hi], in, &t)
+				nibble.DecodeTable(d.f[l:h], blk, &t)
 				continue
 			}
 			for i, v := range t {
 				th[i] = toBF16(v)
 			}
-			decode4BF16(d.h[lo:hi], in, &th)
+			nibble.DecodeTable(d.h[l:h], blk, &th)
 		}
 	})
-}
-
-// decode4Generic writes out[k] = t[nibble k of in], the even element in the
-// high nibble; len(in) = ceil(len(out)/2).
-func decode4Generic(out []float32, in []byte, t *[16]float32) {
-	k := 0
-	for ; k+1 < len(out); k += 2 {
-		p := in[k/2]
-		out[k] = t[p>>4]
-		out[k+1] = t[p&15]
-	}
-	if k < len(out) {
-		out[k] = t[in[k/2]>>4]
-	}
-}
-
-// decode4BF16Generic is decode4Generic for bfloat16 values.
-func decode4BF16Generic(out []uint16, in []byte, t *[16]uint16) {
-	k := 0
-	for ; k+1 < len(out); k += 2 {
-		p := in[k/2]
-		out[k] = t[p>>4]
-		out[k+1] = t[p&15]
-	}
-	if k < len(out) {
-		out[k] = t[in[k/2]>>4]
-	}
 }

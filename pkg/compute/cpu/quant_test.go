@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/kernels/vec"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -117,16 +118,16 @@ func TestPositionIndependent(t *testing.T) {
 	}
 	x[17], x[100] = 100, float32(math.NaN())
 	ref := append([]float32(nil), x...)
-	exps(ref)
+	vec.Exps(ref)
 	y0 := randSlice(r, len(x))
 	yref := append([]float32(nil), y0...)
-	axpy(yref, x, 0.37)
+	vec.Axpy(yref, x, 0.37)
 	for off := range 9 {
 		for _, end := range []int{len(x), len(x) - 3, off + 5} {
 			got := append([]float32(nil), x[off:end]...)
-			exps(got)
+			vec.Exps(got)
 			y := append([]float32(nil), y0[off:end]...)
-			axpy(y, x[off:end], 0.37)
+			vec.Axpy(y, x[off:end], 0.37)
 			for i := range got {
 				if math.Float32bits(got[i]) != math.Float32bits(ref[off+i]) {
 					t.Fatalf("exps[%d:%d][%d] = %v, whole slice %v", off, end, i, got[i], ref[off+i])
@@ -239,35 +240,3 @@ func BenchmarkDequantize4(b *testing.B) { benchDequantize4(b, compute.F32, true)
 
 // BenchmarkDequantize4BF16 decodes into bf16.
 func BenchmarkDequantize4BF16(b *testing.B) { benchDequantize4(b, compute.BF16, true) }
-
-// TestDecode4 compares the decoding kernels with their plain-Go twins.
-func TestDecode4(t *testing.T) {
-	r := rand.New(rand.NewPCG(4, 4))
-	var tf [16]float32
-	var th [16]uint16
-	for i := range tf {
-		tf[i] = float32(r.NormFloat64())
-		th[i] = uint16(r.Uint32())
-	}
-	for _, n := range []int{0, 1, 2, 31, 32, 33, 64, 95, 1000, 1001} {
-		in := make([]byte, (n+1)/2)
-		for i := range in {
-			in[i] = byte(r.Uint32())
-		}
-		a, b := make([]float32, n), make([]float32, n)
-		decode4(a, in, &tf)
-		decode4Generic(b, in, &tf)
-		ah, bh := make([]uint16, n), make([]uint16, n)
-		decode4BF16(ah, in, &th)
-		decode4BF16Generic(bh, in, &th)
-		for k := range n {
-			nib := in[k/2] >> 4
-			if k%2 == 1 {
-				nib = in[k/2] & 15
-			}
-			if a[k] != tf[nib] || b[k] != tf[nib] || ah[k] != th[nib] || bh[k] != th[nib] {
-				t.Fatalf("n=%d: [%d] = %v/%v, %#x/%#x; want %v, %#x", n, k, a[k], b[k], ah[k], bh[k], tf[nib], th[nib])
-			}
-		}
-	}
-}

@@ -1,0 +1,5 @@
+//go:build purego || !amd64
+
+package q8
+
+var impl = generic
