@@ -27,7 +27,7 @@ __device__ __forceinline__ long long lk_qrow(int b, int t, int h, int T, int H, 
 
 // lk_attn_fwd: grid (T, H, B). Shared: q row [D], p [LK_ATTN_THREADS],
 // reduction scratch [LK_ATTN_THREADS].
-extern "C" __global__ void lk_attn_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
+extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
                                        const int* start, int B, int T, int H, int G, int D, float scale) {
 	extern __shared__ float sm[];
 	float* qs = sm;
@@ -92,7 +92,7 @@ extern "C" __global__ void lk_attn_fwd(float* out, float* lse, const float* q, c
 }
 
 // lk_attn_bwd_delta: delta[b,h,i] = dout_i·out_i, one thread per row.
-extern "C" __global__ void lk_attn_bwd_delta(float* delta, const float* dout, const float* out, int B, int T, int H,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_attn_bwd_delta(float* delta, const float* dout, const float* out, int B, int T, int H,
                                              int D) {
 	long long n = (long long)B * T * H;
 	for (long long e = lk_global_id(); e < n; e += lk_grid_stride()) {
@@ -107,7 +107,7 @@ extern "C" __global__ void lk_attn_bwd_delta(float* delta, const float* dout, co
 
 // lk_attn_bwd_dq: grid (T, H, B); dq_i = scale·Σ_j p_ij(dout_i·v_j − δ_i)·k_j.
 // Shared: q row [D], dout row [D], ds [LK_ATTN_THREADS].
-extern "C" __global__ void lk_attn_bwd_dq(float* dq, const float* dout, const float* q, const float* k,
+extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dq(float* dq, const float* dout, const float* q, const float* k,
                                           const float* v, const float* lse, const float* delta, const int* start, int B,
                                           int T, int H, int G, int D, float scale) {
 	extern __shared__ float sm[];
@@ -169,7 +169,7 @@ extern "C" __global__ void lk_attn_bwd_dq(float* dq, const float* dout, const fl
 // lk_attn_bwd_dkv: grid (T, G, B), one block per key j of key/value head g;
 // dk_j = scale·Σ_{h∈g, i≥j} ds_ij·q_i and dv_j = Σ p_ij·dout_i (overwritten).
 // Shared: k row [D], v row [D], p [LK_ATTN_THREADS], ds [LK_ATTN_THREADS].
-extern "C" __global__ void lk_attn_bwd_dkv(float* dk, float* dv, const float* dout, const float* q, const float* k,
+extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dkv(float* dk, float* dv, const float* dout, const float* q, const float* k,
                                            const float* v, const float* lse, const float* delta, const int* end, int B,
                                            int T, int H, int G, int D, float scale) {
 	extern __shared__ float sm[];
@@ -239,7 +239,7 @@ extern "C" __global__ void lk_attn_bwd_dkv(float* dk, float* dv, const float* do
 // lk_seg_bounds: from document ids seg [B·T] (non-decreasing within a
 // sequence), start and end of every token's document; one thread per
 // sequence. Decreasing ids set LK_ERR_SEGMENTS.
-extern "C" __global__ void lk_seg_bounds(int* start, int* end, const int* seg, int B, int T, unsigned int* err) {
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_seg_bounds(int* start, int* end, const int* seg, int B, int T, unsigned int* err) {
 	for (long long b = lk_global_id(); b < B; b += lk_grid_stride()) {
 		const int* s = seg + b * T;
 		int st = 0;

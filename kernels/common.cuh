@@ -14,6 +14,9 @@
 //   - sizes that can exceed 2^31 elements are long long.
 #pragma once
 
+// Threads of a grid-stride elementwise block (cuda.elemThreads must match);
+// the kernels' __launch_bounds__ let ptxas budget registers for it.
+#define LK_ELEM_THREADS 256
 // Threads of a reduction block; the host launches reductions with exactly
 // this many threads (cuda.redThreads must match).
 #define LK_RED_THREADS 256

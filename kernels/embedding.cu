@@ -2,7 +2,7 @@
 // LK_ERR_EMBEDDING in *err and yields a zero row.
 #include "common.cuh"
 
-extern "C" __global__ void lk_embedding_f32(float* out, const float* table, const int* ids, int ntok, int dim,
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_embedding_f32(float* out, const float* table, const int* ids, int ntok, int dim,
                                             int vocab, unsigned int* err) {
 	int t = blockIdx.x;
 	if (t >= ntok) {
@@ -25,7 +25,7 @@ extern "C" __global__ void lk_embedding_f32(float* out, const float* table, cons
 	}
 }
 
-extern "C" __global__ void lk_embedding_bf16(float* out, const unsigned short* table, const int* ids, int ntok,
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_embedding_bf16(float* out, const unsigned short* table, const int* ids, int ntok,
                                              int dim, int vocab, unsigned int* err) {
 	int t = blockIdx.x;
 	if (t >= ntok) {

@@ -8,7 +8,7 @@
 // double quantization (absF null), ncode[absU[b]]·nabs[b/nestedBlocksize] +
 // offset. roundF16 rounds each value to binary16; outBF16 stores bf16 bits
 // (dst is then unsigned short*), else f32.
-extern "C" __global__ void lk_dequant4(void* dst, const unsigned char* packed, const float* code, const float* absF,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_dequant4(void* dst, const unsigned char* packed, const float* code, const float* absF,
                                        const unsigned char* absU, const float* nabs, const float* ncode, long long n,
                                        int blocksize, int nestedBlocksize, float offset, int roundF16, int outBF16) {
 	for (long long k = lk_global_id(); k < n; k += lk_grid_stride()) {

@@ -4,7 +4,7 @@
 
 // lk_rmsnorm_fwd: y[r] = w ⊙ (x[r]·rstd[r]), rstd[r] = 1/sqrt(mean(x[r]²) + eps).
 // rstd may be null.
-extern "C" __global__ void lk_rmsnorm_fwd(float* y, float* rstd, const float* x, const float* w, int rows, int dim,
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_rmsnorm_fwd(float* y, float* rstd, const float* x, const float* w, int rows, int dim,
                                           float eps) {
 	__shared__ float sh[LK_RED_THREADS];
 	int r = blockIdx.x;
@@ -29,7 +29,7 @@ extern "C" __global__ void lk_rmsnorm_fwd(float* y, float* rstd, const float* x,
 }
 
 // lk_rmsnorm_bwd: dx += s·(dy⊙w − x·s·c) with c = s·mean(dy⊙w⊙x).
-extern "C" __global__ void lk_rmsnorm_bwd(float* dx, const float* dy, const float* x, const float* w,
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_rmsnorm_bwd(float* dx, const float* dy, const float* x, const float* w,
                                           const float* rstd, int rows, int dim) {
 	__shared__ double sh[LK_RED_THREADS];
 	int r = blockIdx.x;

@@ -2,7 +2,7 @@
 // position outside the table sets LK_ERR_ROPE and leaves the token alone.
 #include "common.cuh"
 
-extern "C" __global__ void lk_rope(float* x, const int* pos, const float* cosT, const float* sinT, int tokens,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_rope(float* x, const int* pos, const float* cosT, const float* sinT, int tokens,
                                    int heads, int headDim, int npos, int inverse, unsigned int* err) {
 	int half = headDim / 2;
 	long long n = (long long)tokens * heads * half;

@@ -1,7 +1,7 @@
 // swiglu.cu: out = silu(gate)⊙up and its backward.
 #include "common.cuh"
 
-extern "C" __global__ void lk_swiglu_fwd(float* out, const float* gate, const float* up, long long n) {
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_swiglu_fwd(float* out, const float* gate, const float* up, long long n) {
 	for (long long i = lk_global_id(); i < n; i += lk_grid_stride()) {
 		float x = gate[i];
 		float e = expf(-x);
@@ -9,7 +9,7 @@ extern "C" __global__ void lk_swiglu_fwd(float* out, const float* gate, const fl
 	}
 }
 
-extern "C" __global__ void lk_swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_swiglu_bwd(float* dgate, float* dup, const float* dout, const float* gate,
                                          const float* up, long long n) {
 	for (long long i = lk_global_id(); i < n; i += lk_grid_stride()) {
 		float x = gate[i];

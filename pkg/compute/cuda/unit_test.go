@@ -55,14 +55,19 @@ func TestParseRegistry(t *testing.T) {
 extern "C" __global__ void k1(float* x, long long n, float alpha) { }
 extern "C"  __global__  void
 k2(void) {}
-extern "C" __global__ void k3() { __syncthreads(); }`,
+extern "C" __global__ void k3() { __syncthreads(); }
+template <typename T> __device__ __forceinline__ T sync_sum(T v) { __syncthreads(); return v; }
+__device__ float indirect(float v) { return sync_sum<float>(v); }
+__device__ float plain(float v);
+extern "C" __global__ void __launch_bounds__(LK_T) k5(float* x) { x[0] = indirect(x[0]) + plain(1.f); }
+#define LK_T 64`,
 		"b.cu": `extern "C" __global__ void k4(const int* ids, unsigned long long key) {}`,
 	}
 	r, err := parseRegistry([]string{"a.cu", "b.cu"}, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(r.names(), " "); got != "k1 k2 k3 k4" {
+	if got := strings.Join(r.names(), " "); got != "k1 k2 k3 k4 k5" {
 		t.Fatalf("kernels %q", got)
 	}
 	if k := r.kernels["k1"]; k.file != "a.cu" || fmt.Sprint(k.params) != "[pointer long long float]" {
@@ -71,8 +76,11 @@ extern "C" __global__ void k3() { __syncthreads(); }`,
 	if len(r.kernels["k2"].params) != 0 || len(r.kernels["k3"].params) != 0 {
 		t.Error("k2/k3 have parameters")
 	}
-	if !needsBarrier(r.kernels["k3"]) || needsBarrier(r.kernels["k1"]) {
+	if !needsBarrier(r.kernels["k3"]) || needsBarrier(r.kernels["k1"]) || !needsBarrier(r.kernels["k5"]) {
 		t.Error("needsBarrier")
+	}
+	if k := r.kernels["k5"]; k.maxThreads != 64 || fmt.Sprint(k.params) != "[pointer]" {
+		t.Errorf("k5: %+v", k)
 	}
 	if fmt.Sprint(r.byFile["b.cu"]) != "[k4]" {
 		t.Errorf("byFile %v", r.byFile)
