@@ -11,9 +11,28 @@ import (
 const attnQueryBlock = 32
 
 func checkAttention(p compute.Attention) {
-	if p.Batch < 0 || p.Seq < 0 || p.Heads <= 0 || p.KVHeads <= 0 || p.HeadDim <= 0 || p.Heads%p.KVHeads != 0 {
+	if p.Batch < 0 || p.Seq < 0 || p.Heads <= 0 || p.KVHeads <= 0 || p.HeadDim <= 0 || p.Heads%p.KVHeads != 0 ||
+		p.Window < 0 || !(p.SoftCap >= 0) {
 		panic(fmt.Sprintf("cpu: invalid attention shape %+v", p))
 	}
+}
+
+// keyStart returns the first key query i of sequence b sees: its
+// document's start, and with a window i−Window+1.
+func keyStart(p compute.Attention, starts []int32, b, i int) int {
+	lo := 0
+	if starts != nil {
+		lo = int(starts[b*p.Seq+i])
+	}
+	if p.Window > 0 {
+		lo = max(lo, i-p.Window+1)
+	}
+	return lo
+}
+
+// softCap returns cap·tanh(x/cap) (Attention.SoftCap).
+func softCap(x, c float32) float32 {
+	return float32(float64(c) * math.Tanh(float64(x)/float64(c)))
 }
 
 // segStarts returns, for every token of a packed batch, the index within
@@ -45,6 +64,11 @@ func segStarts(p compute.Attention) []int32 {
 // Attention implements compute.Backend.
 func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buffer) {
 	checkAttention(p)
+	if w := be.mixed(out, lse, q, k, v); w != nil {
+		be.Attention(p, w.out(out), w.out(lse), w.in(q), w.in(k), w.in(v))
+		w.done()
+		return
+	}
 	ov, lv, qv, kv, vv := f32(out), f32(lse), f32(q), f32(k), f32(v)
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
 	need("attention q", len(qv), B*T*H*D)
@@ -66,15 +90,15 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 		for i := blk * attnQueryBlock; i < min(T, (blk+1)*attnQueryBlock); i++ {
 			// Keys lo..i are visible; scores are kept from s[0] so that a
 			// document computes the same as when it starts its sequence.
-			lo := 0
-			if starts != nil {
-				lo = int(starts[b*T+i])
-			}
+			lo := keyStart(p, starts, b, i)
 			qi := qv[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
 			m := float32(math.Inf(-1))
 			for j := lo; j <= i; j++ {
 				kj := kv[((b*T+j)*G+g)*D : ((b*T+j)*G+g+1)*D]
 				x := dot(qi, kj) * p.Scale
+				if p.SoftCap > 0 {
+					x = softCap(x, p.SoftCap)
+				}
 				s[j-lo] = x
 				m = max(m, x)
 			}
@@ -104,6 +128,11 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 // and dv run in a fixed order.
 func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k, v, out, lse compute.Buffer) {
 	checkAttention(p)
+	if w := be.mixed(dq, dk, dv, dout, q, k, v, out, lse); w != nil {
+		be.AttentionBackward(p, w.out(dq), w.out(dk), w.out(dv), w.in(dout), w.in(q), w.in(k), w.in(v), w.in(out), w.in(lse))
+		w.done()
+		return
+	}
 	dqv, dkv, dvv, dov := f32(dq), f32(dk), f32(dv), f32(dout)
 	qv, kv, vv, ov, lv := f32(q), f32(k), f32(v), f32(out), f32(lse)
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
@@ -123,11 +152,16 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 	group := H / G
 	starts := segStarts(p)
 	scratch := make([][]float32, be.threads)
+	capped := make([][]float32, be.threads) // with SoftCap: ∂capped/∂score
 	be.tasks(B*G, func(w, task int) {
 		if scratch[w] == nil {
 			scratch[w] = make([]float32, T)
+			if p.SoftCap > 0 {
+				capped[w] = make([]float32, T)
+			}
 		}
 		ds := scratch[w]
+		dc := capped[w]
 		b, g := task/G, task%G
 		for j := range T {
 			off := ((b*T+j)*G + g) * D
@@ -141,13 +175,17 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 				dqi := dqv[qo : qo+D]
 				l := lv[(b*H+h)*T+i]
 				di := dot(doi, oi)
-				lo := 0
-				if starts != nil {
-					lo = int(starts[b*T+i])
-				}
+				lo := keyStart(p, starts, b, i)
 				d := ds[:i+1-lo]
 				for j := range d {
 					ko := ((b*T+lo+j)*G + g) * D
+					if p.SoftCap > 0 {
+						x := softCap(dot(qi, kv[ko:ko+D])*p.Scale, p.SoftCap)
+						t := x / p.SoftCap
+						dc[j] = 1 - t*t
+						d[j] = x - l
+						continue
+					}
 					d[j] = dot(qi, kv[ko:ko+D])*p.Scale - l
 				}
 				exps(d)
@@ -157,6 +195,9 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 					dp := dot(doi, vv[ko:ko+D])
 					axpy(dvv[ko:ko+D], doi, pij)
 					d[j] = pij * (dp - di)
+					if p.SoftCap > 0 {
+						d[j] *= dc[j]
+					}
 				}
 				clear(dqi)
 				for j := range d {

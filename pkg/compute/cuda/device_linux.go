@@ -136,14 +136,15 @@ func (d *driverAPI) symbols() map[*uintptr][]string {
 
 // cuBLAS entry points.
 type cublasAPI struct {
-	create, destroy, setStream, setMathMode, gemmEx, getVersion, statusString uintptr
+	create, destroy, setStream, setMathMode, gemmEx, gemmStridedBatchedEx, getVersion, statusString uintptr
 }
 
 func (b *cublasAPI) symbols() map[*uintptr][]string {
 	return map[*uintptr][]string{
 		&b.create: {"cublasCreate_v2"}, &b.destroy: {"cublasDestroy_v2"}, &b.setStream: {"cublasSetStream_v2"},
 		&b.setMathMode: {"cublasSetMathMode"}, &b.gemmEx: {"cublasGemmEx"},
-		&b.getVersion: {"?cublasGetVersion_v2"}, &b.statusString: {"?cublasGetStatusString"},
+		&b.gemmStridedBatchedEx: {"cublasGemmStridedBatchedEx"},
+		&b.getVersion:           {"?cublasGetVersion_v2"}, &b.statusString: {"?cublasGetStatusString"},
 	}
 }
 
@@ -497,6 +498,12 @@ func (d *cudaDevice) info() string {
 		float64(d.totalMem)/(1<<30), d.driverVer/1000, d.driverVer%1000/10)
 }
 
+func (d *cudaDevice) describe() compute.Device {
+	cc := d.ccMajor*10 + d.ccMinor
+	return compute.Device{Name: d.name, ComputeCapability: cc, Multiprocessors: d.sms, Memory: int64(d.totalMem),
+		BF16TensorCores: cc >= 80}
+}
+
 // details lists the device, the libraries and the kernel build.
 func (d *cudaDevice) details() string {
 	var b strings.Builder
@@ -572,10 +579,21 @@ func (d *cudaDevice) launch(l *launch) (err error) {
 func (d *cudaDevice) gemm(g *gemmCall) (err error) {
 	d.w.do(func() {
 		*d.alpha, *d.beta = g.alpha, g.beta
-		r := call(d.blas.gemmEx, d.handle, uintptr(g.opA), uintptr(g.opB), uintptr(g.m), uintptr(g.n), uintptr(g.k),
-			uintptr(unsafe.Pointer(d.alpha)), g.a, uintptr(g.aType), uintptr(g.lda), g.b, uintptr(g.bType), uintptr(g.ldb),
-			uintptr(unsafe.Pointer(d.beta)), g.c, cudaR32F, uintptr(g.ldc), cublasCompute32F, gemmAlgoDefault)
-		if err = d.blasErr("cublasGemmEx", r); err != nil {
+		alpha, beta := uintptr(unsafe.Pointer(d.alpha)), uintptr(unsafe.Pointer(d.beta))
+		op := "cublasGemmEx"
+		var r uint32
+		if g.batch <= 1 {
+			r = call(d.blas.gemmEx, d.handle, uintptr(g.opA), uintptr(g.opB), uintptr(g.m), uintptr(g.n), uintptr(g.k),
+				alpha, g.a, uintptr(g.aType), uintptr(g.lda), g.b, uintptr(g.bType), uintptr(g.ldb),
+				beta, g.c, uintptr(g.cType), uintptr(g.ldc), cublasCompute32F, gemmAlgoDefault)
+		} else {
+			op = "cublasGemmStridedBatchedEx"
+			r = call(d.blas.gemmStridedBatchedEx, d.handle, uintptr(g.opA), uintptr(g.opB), uintptr(g.m), uintptr(g.n),
+				uintptr(g.k), alpha, g.a, uintptr(g.aType), uintptr(g.lda), uintptr(g.strideA), g.b, uintptr(g.bType),
+				uintptr(g.ldb), uintptr(g.strideB), beta, g.c, uintptr(g.cType), uintptr(g.ldc), uintptr(g.strideC),
+				uintptr(g.batch), cublasCompute32F, gemmAlgoDefault)
+		}
+		if err = d.blasErr(op, r); err != nil {
 			err = fmt.Errorf("%w: %v", err, g)
 		}
 	})
