@@ -110,20 +110,25 @@ func (m *Model) linearBackward(lin *linear, x, dy, dx compute.Buffer, accumulate
 	if dx != nil || ad.DoRA && drop {
 		w = m.weight(lin)
 	}
+	// dyl is dy itself, or (DoRA) an activation-typed buffer that needs no
+	// cast: only one f32 gradient ever occupies slotA here.
+	dylc := m.cast(dyl, slotA)
 	if dx != nil {
-		src := dy
+		src := dylc
 		if ad.DoRA && !drop {
 			src = dbase
+		} else if dyl != dy {
+			src = m.cast(dy, slotA)
 		}
-		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, m.cast(src, slotA), w, dx)
+		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, src, w, dx)
 	}
+	// u and du are activations (bf16 with PrecisionBF16): no cast.
 	u, du := m.view(la.u, N*ad.Rank), m.view(ws.du, N*ad.Rank)
 	// dB += sl·dylᵀ·u; du = sl·dyl·B; dA += duᵀ·dropout(x).
-	dylc := m.cast(dyl, slotA)
-	be.Gemm(compute.Gemm{TransA: true, M: lin.out, N: ad.Rank, K: N, Alpha: sl, Beta: 1}, dylc, m.cast(u, slotB), ad.gb)
+	be.Gemm(compute.Gemm{TransA: true, M: lin.out, N: ad.Rank, K: N, Alpha: sl, Beta: 1}, dylc, u, ad.gb)
 	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.out, Alpha: sl}, dylc, m.cast(ad.b, slotW), du)
-	duc := m.cast(du, slotB)
-	be.Gemm(compute.Gemm{TransA: true, M: ad.Rank, N: lin.in, K: N, Alpha: 1, Beta: 1}, duc, m.cast(xd, slotA), ad.ga)
+	duc := du
+	be.Gemm(compute.Gemm{TransA: true, M: ad.Rank, N: lin.in, K: N, Alpha: 1, Beta: 1}, duc, xd, ad.ga)
 	if dx == nil {
 		return
 	}

@@ -341,11 +341,12 @@ func (m *Model) attnParams() compute.Attention {
 	return p
 }
 
-// cast returns x itself, or under AutocastBF16 x rounded to bfloat16 in the
-// workspace's scratch slot (see workspace.bf); the copy is valid until the
-// slot is used again.
+// cast returns the GEMM operand for x: x itself, or with PrecisionBF16 an
+// F32 x (an adapter weight, a gradient kept in f32) rounded to bfloat16 in
+// the workspace's scratch slot (see workspace.bf); the copy is valid until
+// the slot is used again.
 func (m *Model) cast(x compute.Buffer, slot int) compute.Buffer {
-	if !m.opt.AutocastBF16 || x.DType() == compute.BF16 {
+	if m.opt.Precision != PrecisionBF16 || x.DType() == compute.BF16 {
 		return x
 	}
 	d := m.be.View(m.ws.bf[slot], 0, x.Len())
@@ -417,7 +418,7 @@ func (m *Model) linearForward(lin *linear, x, y compute.Buffer, la *loraActs, tr
 	}
 	u := m.view(la.u, N*ad.Rank)
 	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.in, TransB: true, Alpha: 1}, xc, m.cast(ad.a, slotW), u)
-	uc := m.cast(u, slotB)
+	uc := u // an activation: bf16 with PrecisionBF16
 	if !ad.DoRA {
 		be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: ad.Scale, Beta: 1}, uc, m.cast(ad.b, slotW), y)
 		return

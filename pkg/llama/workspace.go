@@ -24,11 +24,10 @@ type acts struct {
 	lora          [numTargets]loraActs
 }
 
-// Scratch slots of workspace.bf (AutocastBF16): two activation operands of
-// one GEMM, an adapter weight, and a chunk of logit gradients.
+// Scratch slots of workspace.bf (PrecisionBF16): an f32 gradient that
+// enters a GEMM, an adapter weight, and a chunk of logit gradients.
 const (
 	slotA = iota
-	slotB
 	slotW
 	slotLogits
 	numSlots
@@ -38,6 +37,7 @@ const (
 // batch shape.
 type workspace struct {
 	be         compute.Backend
+	adt        compute.DType // activations: F32, or BF16 with PrecisionBF16
 	bufs       []compute.Buffer
 	rows, seq  int
 	n          int  // rows·seq tokens
@@ -53,7 +53,7 @@ type workspace struct {
 	active     int            // their number
 	cos, sin   compute.Buffer // RoPE tables for positions [0, ropeLen)
 	ropeLen    int
-	bf         [numSlots]compute.Buffer // AutocastBF16 scratch
+	bf         [numSlots]compute.Buffer // PrecisionBF16 scratch
 	layers     []acts                   // one per layer, or one shared
 	hIns       []compute.Buffer         // checkpointing: each layer's input
 	h0, h1     compute.Buffer           // eval: ping-pong residual streams
@@ -92,6 +92,9 @@ func (ws *workspace) alloc(dt compute.DType, n int) compute.Buffer {
 }
 
 func (ws *workspace) f32(n int) compute.Buffer { return ws.alloc(compute.F32, n) }
+
+// act allocates an activation: BF16 with PrecisionBF16, F32 otherwise.
+func (ws *workspace) act(n int) compute.Buffer { return ws.alloc(ws.adt, n) }
 
 func (ws *workspace) free() {
 	for _, b := range ws.bufs {
@@ -148,7 +151,12 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	n := rows * seq
 	D, I, hq, hkv := c.Hidden, c.Intermediate, c.Heads*m.hd, c.KVHeads*m.hd
 	maxDim := max(D, I, hq)
-	ws := &workspace{be: m.be, rows: rows, seq: seq, n: n, train: train, ckpt: train && m.opt.GradCheckpoint}
+	ws := &workspace{be: m.be, rows: rows, seq: seq, n: n, train: train, ckpt: train && m.opt.GradCheckpoint,
+		adt: compute.F32}
+	bf16 := m.opt.Precision == PrecisionBF16
+	if bf16 {
+		ws.adt = compute.BF16
+	}
 	ws.chunk = m.opt.LossChunk
 	if ws.chunk <= 0 {
 		ws.chunk = max(1, (16<<20)/c.Vocab)
@@ -160,29 +168,31 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	ws.targets = ws.alloc(compute.I32, n)
 	ws.ctargets = ws.alloc(compute.I32, n)
 
-	maxRank, dora, dropout, ia3, ia3Out := 0, false, false, false, false
+	maxRank, dora, ia3, ia3Out, dropIn := 0, false, false, false, 0
 	for _, ad := range m.adapters {
 		maxRank = max(maxRank, ad.Rank)
 		dora = dora || ad.DoRA
-		dropout = dropout || ad.Dropout > 0
 		ia3 = ia3 || ad.IA3
 		ia3Out = ia3Out || ad.IA3 && !ad.FeedForward
+		if ad.Dropout > 0 {
+			dropIn = max(dropIn, ad.in) // the widest input a dropout masks
+		}
 	}
 	newActs := func(l int, shared bool) acts {
 		a := acts{
-			x1: ws.f32(n * D), rstd1: ws.f32(n),
-			q: ws.f32(n * hq), k: ws.f32(n * hkv), v: ws.f32(n * hkv),
-			att: ws.f32(n * hq), lse: ws.f32(rows * c.Heads * seq),
-			hMid: ws.f32(n * D), x2: ws.f32(n * D), rstd2: ws.f32(n),
-			gate: ws.f32(n * I), up: ws.f32(n * I), act: ws.f32(n * I),
+			x1: ws.act(n * D), rstd1: ws.f32(n),
+			q: ws.act(n * hq), k: ws.act(n * hkv), v: ws.act(n * hkv),
+			att: ws.act(n * hq), lse: ws.f32(rows * c.Heads * seq),
+			hMid: ws.act(n * D), x2: ws.act(n * D), rstd2: ws.f32(n),
+			gate: ws.act(n * I), up: ws.act(n * I), act: ws.act(n * I),
 		}
 		for t := range numTargets {
 			if shared {
 				if maxRank > 0 {
-					a.lora[t].u = ws.f32(n * maxRank)
+					a.lora[t].u = ws.act(n * maxRank)
 				}
 				if train && (dora || ia3Out) {
-					a.lora[t].comb = ws.f32(n * maxDim)
+					a.lora[t].comb = ws.act(n * maxDim)
 				}
 				continue
 			}
@@ -191,10 +201,10 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 				continue
 			}
 			if ad.Rank > 0 {
-				a.lora[t].u = ws.f32(n * ad.Rank)
+				a.lora[t].u = ws.act(n * ad.Rank)
 			}
 			if train && (ad.DoRA || ad.IA3 && !ad.FeedForward) {
-				a.lora[t].comb = ws.f32(n * ad.out)
+				a.lora[t].comb = ws.act(n * ad.out)
 			}
 		}
 		return a
@@ -202,57 +212,60 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	switch {
 	case !train:
 		ws.layers = []acts{newActs(0, true)}
-		ws.h0, ws.h1 = ws.f32(n*D), ws.f32(n*D)
+		ws.h0, ws.h1 = ws.act(n*D), ws.act(n*D)
 	case ws.ckpt:
 		ws.layers = []acts{newActs(0, true)}
 		ws.hIns = make([]compute.Buffer, c.Layers)
 		for l := range ws.hIns {
-			ws.hIns[l] = ws.f32(n * D)
+			ws.hIns[l] = ws.act(n * D)
 		}
-		ws.hScratch = ws.f32(n * D)
+		ws.hScratch = ws.act(n * D)
 	default:
 		ws.layers = make([]acts, c.Layers)
 		for l := range ws.layers {
 			ws.layers[l] = newActs(l, false)
-			ws.layers[l].hIn = ws.f32(n * D)
+			ws.layers[l].hIn = ws.act(n * D)
 		}
 	}
-	ws.hFinal = ws.f32(n * D)
-	ws.hf, ws.rstdF = ws.f32(n*D), ws.f32(n)
+	ws.hFinal = ws.act(n * D)
+	ws.hf, ws.rstdF = ws.act(n*D), ws.f32(n)
 	ws.loss = ws.f32(n)
 	ws.logits = ws.f32(ws.chunk * c.Vocab)
-	ws.yD = ws.f32(n * D)
-	if dropout && train {
-		ws.mask, ws.xdrop, ws.tIn = ws.f32(n*maxDim), ws.f32(n*maxDim), ws.f32(n*maxDim)
+	ws.yD = ws.act(n * D)
+	if dropIn > 0 && train {
+		ws.mask, ws.xdrop, ws.tIn = ws.f32(n*dropIn), ws.act(n*dropIn), ws.f32(n*dropIn)
 	}
 	if ia3 {
-		ws.ia3 = ws.f32(n * maxDim)
+		ws.ia3 = ws.act(n * maxDim)
 	}
 	if dora {
-		ws.lora = ws.f32(n * maxDim)
-		if dropout && train {
-			ws.base = ws.f32(n * maxDim)
+		ws.lora = ws.act(n * maxDim)
+		if dropIn > 0 && train {
+			ws.base = ws.act(n * maxDim)
 		}
 	}
 	if train {
+		// The residual stream's gradient and the input gradients that
+		// several products add into stay f32.
 		ws.dh, ws.dx, ws.dhf = ws.f32(n*D), ws.f32(n*D), ws.f32(n*D)
-		ws.datt, ws.dq = ws.f32(n*hq), ws.f32(n*hq)
-		ws.dk, ws.dv = ws.f32(n*hkv), ws.f32(n*hkv)
-		ws.dact, ws.dgate, ws.dup = ws.f32(n*I), ws.f32(n*I), ws.f32(n*I)
+		ws.datt, ws.dq = ws.act(n*hq), ws.act(n*hq)
+		ws.dk, ws.dv = ws.act(n*hkv), ws.act(n*hkv)
+		ws.dact, ws.dgate, ws.dup = ws.act(n*I), ws.act(n*I), ws.act(n*I)
 		if maxRank > 0 {
-			ws.du = ws.f32(n * maxRank)
+			ws.du = ws.act(n * maxRank)
 		}
 		if dora {
-			ws.dbase, ws.dlora = ws.f32(n*maxDim), ws.f32(n*maxDim)
+			ws.dbase, ws.dlora = ws.act(n*maxDim), ws.act(n*maxDim)
 		}
 	}
-	if m.opt.AutocastBF16 {
+	if bf16 {
 		maxW := 0
 		for _, ad := range m.adapters {
 			maxW = max(maxW, ad.Rank*max(ad.in, ad.out))
 		}
-		ws.bf[slotA] = ws.alloc(compute.BF16, n*max(maxDim, maxRank))
-		ws.bf[slotB] = ws.alloc(compute.BF16, n*max(maxDim, maxRank))
+		if train {
+			ws.bf[slotA] = ws.alloc(compute.BF16, n*D) // dh
+		}
 		ws.bf[slotW] = ws.alloc(compute.BF16, maxW)
 		ws.bf[slotLogits] = ws.alloc(compute.BF16, ws.chunk*c.Vocab)
 	}
