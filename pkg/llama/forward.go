@@ -222,6 +222,39 @@ func (m *Model) prepare(b *Batch, train, labels bool) error {
 	return nil
 }
 
+// Reserve allocates the training workspace for batches of rows×seq tokens
+// now, so that a device too small for them fails here rather than in the
+// first ForwardBackward (which otherwise allocates it).
+func (m *Model) Reserve(rows, seq int) error {
+	if rows <= 0 || seq <= 0 {
+		return fmt.Errorf("%w: shape %d×%d", ErrBatch, rows, seq)
+	}
+	ws := m.ws
+	if ws != nil && ws.rows == rows && ws.seq == seq && ws.train && ws.ckpt == m.opt.GradCheckpoint {
+		return nil
+	}
+	if ws != nil {
+		ws.free()
+		m.ws = nil
+	}
+	ws, err := m.newWorkspace(rows, seq, true)
+	if err != nil {
+		return err
+	}
+	m.ws = ws
+	return nil
+}
+
+// WorkspaceBytes returns the bytes of the current workspace: the
+// activations, gradients and scratch of the last batch shape (0 before the
+// first pass or Reserve).
+func (m *Model) WorkspaceBytes() int64 {
+	if m.ws == nil {
+		return 0
+	}
+	return m.ws.bytes
+}
+
 // Logits runs the model in evaluation mode (no dropout) and writes the f32
 // logits of every position, [Rows, Seq, Vocab], into dst.
 func (m *Model) Logits(b Batch, dst []float32) error {

@@ -39,6 +39,7 @@ type workspace struct {
 	be         compute.Backend
 	adt        compute.DType // activations: F32, or BF16 with PrecisionBF16
 	bufs       []compute.Buffer
+	bytes      int64 // of bufs
 	rows, seq  int
 	n          int  // rows·seq tokens
 	train      bool // allocated for training
@@ -88,6 +89,7 @@ func (ws *workspace) alloc(dt compute.DType, n int) compute.Buffer {
 		return nil
 	}
 	ws.bufs = append(ws.bufs, b)
+	ws.bytes += int64(n) * int64(dt.Size())
 	return b
 }
 

@@ -1,20 +1,19 @@
 package train
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/cli"
 	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/llama"
-	"github.com/lorakit/lorakit/pkg/nf4"
 )
 
 // cpuBenchLimit is the base size above which bench refuses the CPU without
@@ -27,26 +26,57 @@ type BenchCmd struct {
 	Batch          int    `default:"1" help:"Rows per step."`
 	Seq            int    `default:"2048" help:"Tokens per row."`
 	Steps          int    `default:"10" help:"Timed steps (after one untimed warm-up step)."`
-	DType          string `name:"dtype" default:"bf16" enum:"bf16,f32" help:"Storage of the random base weights: bf16 or f32 (arithmetic is f32)."`
-	QLoRA          bool   `name:"qlora" help:"NF4-quantize the projections (on the CPU they are dequantized at load: the step costs the same)."`
+	DType          string `name:"dtype" default:"bf16" enum:"bf16,f32" help:"Storage of the random base weights: bf16 (bf16 mixed precision on GPUs with bf16 tensor cores, else f32 arithmetic) or f32 (f32 arithmetic)."`
+	QLoRA          bool   `name:"qlora" help:"Hold the projections as NF4 with double quantization, dequantized before each use."`
 	GradCheckpoint bool   `name:"grad-checkpoint" help:"Recompute activations in the backward pass."`
 	Force          bool   `help:"Run shapes above 3B parameters on the CPU anyway."`
 	JSON           bool   `help:"Print one JSON object."`
 	DeviceFlags
 }
 
+// BenchOptions configure Bench. The recipe is lorakit's default LoRA
+// (r 16, α 32, q/k/v/o, dropout 0.05, AdamW) on random weights made on the
+// backend (llama.Synthetic) and random tokens.
+type BenchOptions struct {
+	Shape      string // a name of checkpoint.LoadConfig or a config.json path (for the record)
+	Config     llama.Config
+	Params     int64 // the base's parameter count (for the record)
+	Batch, Seq int
+	Steps      int // timed steps
+	Warmup     int // untimed steps before them
+	// Precision is "auto" (bf16 mixed precision on a GPU with bf16 tensor
+	// cores, f32 elsewhere), "bf16" or "f32" (ResolvePrecision).
+	Precision string
+	// WeightDType stores the frozen weights with f32 precision: F32 or BF16
+	// (the default); bf16 precision needs BF16.
+	WeightDType    compute.DType
+	QLoRA          bool
+	GradCheckpoint bool
+	Seed           uint64
+	// Ready, when set, is called once the model and the training workspace
+	// are allocated, before the first step, with the result so far (memory
+	// figures filled).
+	Ready func(*BenchResult)
+	// Step, when set, is called after every step (warm-up included).
+	Step func(StepResult)
+}
+
 // BenchResult is the --json output of bench.
 type BenchResult struct {
-	Version        int     `json:"version"`
+	Version        int     `json:"version"` // 2
 	Shape          string  `json:"shape"`
-	Device         string  `json:"device"`
+	Device         string  `json:"device"`  // the backend's name
+	Backend        string  `json:"backend"` // "cuda", "cpu"
+	DeviceName     string  `json:"device_name,omitempty"`
+	CC             int     `json:"compute_capability,omitempty"`
+	Precision      string  `json:"precision"` // "bf16" (mixed) or "f32"
 	Params         int64   `json:"params"`
 	Trainable      int64   `json:"trainable"`
 	Recipe         string  `json:"recipe"`
 	Batch          int     `json:"batch"`
 	Seq            int     `json:"seq"`
 	Steps          int     `json:"steps"`
-	DType          string  `json:"dtype"`
+	DType          string  `json:"dtype"` // storage of the frozen weights
 	QLoRA          bool    `json:"qlora"`
 	GradCheckpoint bool    `json:"grad_checkpoint"`
 	LoadSeconds    float64 `json:"load_s"`
@@ -56,10 +86,29 @@ type BenchResult struct {
 	// TokensPerCPUS is tokens per second of process CPU time (0 where not
 	// measured): on a loaded machine, wall time overstates the cost.
 	TokensPerCPUS float64 `json:"tokens_per_cpu_s"`
-	CPUSeconds    float64 `json:"cpu_s"`         // CPU time of the timed steps
-	FLOPPerStep   float64 `json:"flop_per_step"` // model FLOP of one step (see StepFLOP)
-	FLOPPerS      float64 `json:"flop_per_s"`
-	Loss          float64 `json:"loss"` // of the last step (about ln(vocab) on random weights)
+	CPUSeconds    float64 `json:"cpu_s"` // CPU time of the timed steps
+	// FLOPPerStep is the model arithmetic of one step (StepFLOP without
+	// recomputation); HardwareFLOPPerStep adds gradient checkpointing's
+	// recomputed forward.
+	FLOPPerStep         float64 `json:"flop_per_step"`
+	HardwareFLOPPerStep float64 `json:"hw_flop_per_step"`
+	FLOPPerS            float64 `json:"flop_per_s"`
+	// PeakFLOPS is the device's dense peak for the precision in use
+	// (DevicePeak; 0: unknown), MFU and HFU the model and hardware FLOP/s
+	// over it.
+	PeakFLOPS  float64 `json:"peak_flops"`
+	PeakSource string  `json:"peak_source,omitempty"`
+	MFU        float64 `json:"mfu"`
+	HFU        float64 `json:"hfu"`
+	// Device memory (backends with a caching allocator; 0 elsewhere): the
+	// peak in use over the run, what the allocator reserved at most, the
+	// weights and adapters, the training workspace, and the device's total.
+	PeakMemory     int64   `json:"peak_memory_bytes"`
+	PeakReserved   int64   `json:"peak_reserved_bytes"`
+	WeightMemory   int64   `json:"weight_bytes"`
+	WorkspaceBytes int64   `json:"workspace_bytes"`
+	DeviceMemory   int64   `json:"device_memory_bytes,omitempty"`
+	Loss           float64 `json:"loss"` // of the last step (about ln(vocab) on random weights)
 }
 
 // StepFLOP estimates the arithmetic of one LoRA training step of rows×seq
@@ -94,60 +143,176 @@ func StepFLOP(c llama.Config, specs []llama.Adapter, rows, seq int, ckpt bool) f
 	return total
 }
 
-// randomLoader serves deterministic uniform weights of the right shapes
-// (norms: 1), optionally passed through NF4.
-func randomLoader(c llama.Config, qlora bool) llama.Loader {
-	shapes := map[string][]int{
-		"model.embed_tokens.weight": {c.Vocab, c.Hidden},
-		"lm_head.weight":            {c.Vocab, c.Hidden},
-		"model.norm.weight":         {c.Hidden},
+// benchRecipe is the adapter bench trains.
+var benchRecipe = AdapterOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Dropout: 0.05}
+
+// Bench times training steps of opt's shape on be: the model is built from
+// random weights on the backend (no host traffic, so an 8B shape starts in
+// seconds on a GPU), the workspace is reserved, opt.Warmup steps run
+// untimed and opt.Steps timed. It reports tokens/s, the model FLOP rate and
+// MFU against the device's peak for the precision in use, and the peak
+// device memory.
+func Bench(ctx context.Context, be compute.Backend, opt BenchOptions) (*BenchResult, error) {
+	if opt.Batch <= 0 || opt.Seq <= 1 || opt.Steps <= 0 || opt.Warmup < 0 {
+		return nil, fmt.Errorf("%w: bench batch %d, seq %d, steps %d, warm-up %d", ErrSettings, opt.Batch, opt.Seq, opt.Steps, opt.Warmup)
 	}
-	for l := range c.Layers {
-		pre := fmt.Sprintf("model.layers.%d.", l)
-		shapes[pre+"input_layernorm.weight"] = []int{c.Hidden}
-		shapes[pre+"post_attention_layernorm.weight"] = []int{c.Hidden}
-		for _, t := range llama.AllTargets {
-			o, i := projShape(c, t)
-			shapes[llama.ModulePath(l, t)+".weight"] = []int{o, i}
+	cfg := opt.Config
+	prec, err := ResolvePrecision(be, opt.Precision)
+	if err != nil {
+		return nil, err
+	}
+	wdt := opt.WeightDType
+	if wdt == 0 || prec == llama.PrecisionBF16 {
+		wdt = compute.BF16
+	}
+	ad, err := NewAdapter(cfg, benchRecipe)
+	if err != nil {
+		return nil, err
+	}
+	res := &BenchResult{Version: 2, Shape: opt.Shape, Device: be.Name(), Backend: "cuda", Precision: string(prec),
+		Params: opt.Params, Batch: opt.Batch, Seq: opt.Seq, Steps: opt.Steps, DType: map[compute.DType]string{
+			compute.F32: "f32", compute.BF16: "bf16"}[wdt], QLoRA: opt.QLoRA, GradCheckpoint: opt.GradCheckpoint,
+		Recipe: "LoRA r=16, alpha=32, q_proj,k_proj,v_proj,o_proj, dropout 0.05, AdamW", StepSecondsMin: math.Inf(1)}
+	if _, ok := be.(*cpu.Backend); ok {
+		res.Backend = "cpu"
+	}
+	if d, ok := be.(compute.Describer); ok {
+		dev := d.Device()
+		res.DeviceName, res.CC, res.DeviceMemory = dev.Name, dev.ComputeCapability, dev.Memory
+		pk := DevicePeak(dev, prec)
+		res.PeakFLOPS, res.PeakSource = pk.FLOPS, pk.Source
+	}
+	mem, _ := be.(compute.MemoryReporter)
+	if mem != nil {
+		mem.ResetPeakMemory()
+	}
+	t0 := time.Now()
+	model, err := llama.New(be, cfg, nil, llama.Options{Precision: prec, WeightDType: wdt, GradCheckpoint: opt.GradCheckpoint,
+		Synthetic: &llama.Synthetic{Seed: opt.Seed, Scale: 0.034, NF4: opt.QLoRA}})
+	if err != nil {
+		return nil, err
+	}
+	defer model.Close()
+	if err := model.AddAdapters(ad.Specs, InitLoader(cfg, ad.Specs, 1, dtype.F32)); err != nil {
+		return nil, err
+	}
+	for _, p := range model.Params() {
+		res.Trainable += int64(p.Value.Len())
+	}
+	rows := make([]Row, opt.Batch)
+	x := opt.Seed*0x9E3779B97F4A7C15 + 12345
+	for r := range rows {
+		ids := make([]int32, opt.Seq)
+		for i := range ids {
+			x = x*6364136223846793005 + 1442695040888963407
+			ids[i] = int32((x >> 33) % uint64(cfg.Vocab))
+		}
+		rows[r] = Row{IDs: ids, Labels: ids, Segments: []int{opt.Seq}}
+	}
+	set := DefaultSettings()
+	set.Schedule, set.MaxSteps, set.Batch, set.Shuffle, set.LR = ScheduleConstant, opt.Warmup+opt.Steps, opt.Batch, false, 1e-4
+	tr, err := NewTrainer(model, rows, 0, set)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+	if mem != nil {
+		res.WeightMemory = mem.MemoryStats().InUse
+	}
+	if err := model.Reserve(opt.Batch, opt.Seq); err != nil {
+		return nil, fmt.Errorf("%d×%d tokens: %w", opt.Batch, opt.Seq, err)
+	}
+	if err := be.Sync(); err != nil {
+		return nil, err
+	}
+	res.LoadSeconds = time.Since(t0).Seconds()
+	res.WorkspaceBytes = model.WorkspaceBytes()
+	res.memory(mem)
+	if opt.Ready != nil {
+		opt.Ready(res)
+	}
+	var sum float64
+	var cpu0 time.Duration
+	for i := range opt.Warmup + opt.Steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if i == opt.Warmup {
+			cpu0 = cpuTime()
+		}
+		s0 := time.Now()
+		r, err := tr.Step()
+		if err != nil {
+			return nil, err
+		}
+		el := time.Since(s0).Seconds()
+		if opt.Step != nil {
+			opt.Step(r)
+		}
+		res.Loss = r.Loss
+		if i >= opt.Warmup {
+			sum += el
+			res.StepSecondsMin = min(res.StepSecondsMin, el)
 		}
 	}
-	return func(name string) ([]float32, []int, error) {
-		shape, ok := shapes[name]
-		if !ok {
-			return nil, nil, fmt.Errorf("%q: %w", name, llama.ErrNotFound)
-		}
-		n := 1
-		for _, d := range shape {
-			n *= d
-		}
-		v := make([]float32, n)
-		if strings.HasSuffix(name, "norm.weight") {
-			for i := range v {
-				v[i] = 1
-			}
-			return v, shape, nil
-		}
-		h := fnv.New64a()
-		io.WriteString(h, name)
-		x := h.Sum64() | 1
-		for i := range v { // xorshift64*: U(−0.034, 0.034), std ≈ 0.02
-			x ^= x >> 12
-			x ^= x << 25
-			x ^= x >> 27
-			u := float32((x*0x2545F4914F6CDD1D)>>40) / (1 << 24)
-			v[i] = 0.034 * (2*u - 1)
-		}
-		if qlora && strings.HasSuffix(name, "_proj.weight") {
-			q, err := nf4.QuantizeTensor(v, []int64{int64(shape[0]), int64(shape[1])}, nf4.DefaultOptions())
-			if err != nil {
-				return nil, nil, err
-			}
-			if err := q.State.Dequantize(v, q.Packed); err != nil {
-				return nil, nil, err
-			}
-		}
-		return v, shape, nil
+	if cpu0 > 0 {
+		res.CPUSeconds = (cpuTime() - cpu0).Seconds()
+		res.TokensPerCPUS = float64(opt.Steps*opt.Batch*opt.Seq) / res.CPUSeconds
 	}
+	res.memory(mem)
+	res.StepSeconds = sum / float64(opt.Steps)
+	res.TokensPerS = float64(opt.Batch*opt.Seq) / res.StepSeconds
+	res.FLOPPerStep = StepFLOP(cfg, ad.Specs, opt.Batch, opt.Seq, false)
+	res.HardwareFLOPPerStep = StepFLOP(cfg, ad.Specs, opt.Batch, opt.Seq, opt.GradCheckpoint)
+	res.FLOPPerS = res.FLOPPerStep / res.StepSeconds
+	if res.PeakFLOPS > 0 {
+		res.MFU = res.FLOPPerS / res.PeakFLOPS
+		res.HFU = res.HardwareFLOPPerStep / res.StepSeconds / res.PeakFLOPS
+	}
+	return res, nil
+}
+
+// memory records the allocator's peaks.
+func (r *BenchResult) memory(mem compute.MemoryReporter) {
+	if mem == nil {
+		return
+	}
+	st := mem.MemoryStats()
+	r.PeakMemory, r.PeakReserved = st.Peak, st.PeakReserved
+}
+
+// WriteText prints r for a person: the same figures as the JSON.
+func (r *BenchResult) WriteText(w io.Writer) {
+	gib := cli.Bytes
+	fmt.Fprintf(w, "shape          %s (%s parameters; %s trainable)\n", r.Shape, thousands(r.Params), thousands(r.Trainable))
+	fmt.Fprintf(w, "recipe         %s\n", r.Recipe)
+	fmt.Fprintf(w, "device         %s\n", r.Device)
+	fmt.Fprintf(w, "precision      %s (%s weights%s%s)\n", map[string]string{"bf16": "bf16 mixed", "f32": "f32"}[r.Precision], r.DType,
+		map[bool]string{true: ", NF4 projections"}[r.QLoRA], map[bool]string{true: ", gradient checkpointing"}[r.GradCheckpoint])
+	fmt.Fprintf(w, "batch x seq    %d x %d\n", r.Batch, r.Seq)
+	fmt.Fprintf(w, "step           %.3f s mean, %.3f s min over %d steps (load %.1f s)\n", r.StepSeconds, r.StepSecondsMin, r.Steps, r.LoadSeconds)
+	fmt.Fprintf(w, "tokens/s       %.1f (%.1f per CPU-second)\n", r.TokensPerS, r.TokensPerCPUS)
+	fmt.Fprintf(w, "model FLOP/s   %.4g TFLOP/s (%.4g TFLOP per step", r.FLOPPerS/1e12, r.FLOPPerStep/1e12)
+	if r.HardwareFLOPPerStep != r.FLOPPerStep {
+		fmt.Fprintf(w, ", %.4g with recomputation", r.HardwareFLOPPerStep/1e12)
+	}
+	fmt.Fprintln(w, ")")
+	if r.PeakFLOPS > 0 {
+		fmt.Fprintf(w, "MFU            %.1f%% (HFU %.1f%%) of %.0f TFLOP/s, %s\n", 100*r.MFU, 100*r.HFU, r.PeakFLOPS/1e12, r.PeakSource)
+	} else {
+		fmt.Fprintf(w, "MFU            n/a (no peak known for this device)\n")
+	}
+	if r.PeakMemory > 0 {
+		fmt.Fprintf(w, "device memory  %s peak (%s reserved); weights and adapters %s, workspace %s", gib(r.PeakMemory),
+			gib(r.PeakReserved), gib(r.WeightMemory), gib(r.WorkspaceBytes))
+		if r.DeviceMemory > 0 {
+			fmt.Fprintf(w, "; device %s", gib(r.DeviceMemory))
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintf(w, "device memory  n/a (workspace %s)\n", gib(r.WorkspaceBytes))
+	}
+	fmt.Fprintf(w, "loss           %.4f\n", r.Loss)
 }
 
 // Run benchmarks.
@@ -168,94 +333,36 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if float64(params) > cpuBenchLimit && !c.Force {
+	if _, onCPU := be.(*cpu.Backend); onCPU && float64(params) > cpuBenchLimit && !c.Force {
 		return fmt.Errorf("%w: %s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
 			cli.ErrRequirement, c.Shape, thousands(params), cli.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType])))
 	}
-	ad, err := NewAdapter(cfg, AdapterOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Dropout: 0.05})
-	if err != nil {
-		return err
+	opt := BenchOptions{Shape: c.Shape, Config: cfg, Params: params, Batch: c.Batch, Seq: c.Seq, Steps: c.Steps, Warmup: 1,
+		Precision: "auto", WeightDType: compute.BF16, QLoRA: c.QLoRA, GradCheckpoint: c.GradCheckpoint}
+	if c.DType == "f32" {
+		opt.Precision, opt.WeightDType = "f32", compute.F32
 	}
-	t0 := time.Now()
-	wdt := compute.F32
-	if c.DType == "bf16" {
-		wdt = compute.BF16
-	}
-	model, err := llama.New(be, cfg, randomLoader(cfg, c.QLoRA), llama.Options{WeightDType: wdt, GradCheckpoint: c.GradCheckpoint})
-	if err != nil {
-		return err
-	}
-	defer model.Close()
-	if err := model.AddAdapters(ad.Specs, InitLoader(cfg, ad.Specs, 1, dtype.F32)); err != nil {
-		return err
-	}
-	load := time.Since(t0)
-	rows := make([]Row, c.Batch)
-	x := uint64(12345)
-	for r := range rows {
-		ids := make([]int32, c.Seq)
-		for i := range ids {
-			x = x*6364136223846793005 + 1442695040888963407
-			ids[i] = int32((x >> 33) % uint64(cfg.Vocab))
+	prog := newProgress(ctx, opt.Warmup+c.Steps, 0)
+	opt.Step = prog.update
+	opt.Ready = func(r *BenchResult) {
+		if !ctx.Quiet {
+			fmt.Fprintf(ctx.Stderr, "%s: bench: %s ready in %.1f s, %s precision, %s of device memory in use\n", ctx.Name, c.Shape,
+				r.LoadSeconds, r.Precision, cli.Bytes(max(r.PeakMemory, r.WorkspaceBytes)))
 		}
-		rows[r] = Row{IDs: ids, Labels: ids, Segments: []int{c.Seq}}
 	}
-	set := DefaultSettings()
-	set.Schedule, set.MaxSteps, set.Batch, set.Shuffle, set.LR = ScheduleConstant, c.Steps+1, c.Batch, false, 1e-4
-	tr, err := NewTrainer(model, rows, 0, set)
+	res, err := Bench(ctx, be, opt)
+	prog.done()
 	if err != nil {
-		return err
-	}
-	defer tr.Close()
-	res := BenchResult{Version: 1, Shape: c.Shape, Device: be.Name(), Params: params, Batch: c.Batch, Seq: c.Seq,
-		Steps: c.Steps, DType: c.DType, QLoRA: c.QLoRA, GradCheckpoint: c.GradCheckpoint, LoadSeconds: load.Seconds(),
-		Recipe: "LoRA r=16, alpha=32, q_proj,k_proj,v_proj,o_proj, dropout 0.05, AdamW", StepSecondsMin: math.Inf(1)}
-	for _, p := range model.Params() {
-		res.Trainable += int64(p.Value.Len())
-	}
-	prog := newProgress(ctx, c.Steps+1, 0)
-	var sum float64
-	var cpu0 time.Duration
-	for i := 0; i <= c.Steps; i++ {
-		if err := ctx.Err(); err != nil {
+		if ctx.Err() != nil {
 			return fmt.Errorf("%w: %w", cli.ErrInterrupted, err)
 		}
-		s0 := time.Now()
-		r, err := tr.Step()
-		if err != nil {
-			return err
-		}
-		el := time.Since(s0).Seconds()
-		prog.update(r)
-		res.Loss = r.Loss
-		if i == 0 {
-			cpu0 = cpuTime()
-			continue // warm-up: workspace allocation
-		}
-		sum += el
-		res.StepSecondsMin = min(res.StepSecondsMin, el)
+		return err
 	}
-	prog.done()
-	if cpu0 > 0 {
-		res.CPUSeconds = (cpuTime() - cpu0).Seconds()
-		res.TokensPerCPUS = float64(c.Steps*c.Batch*c.Seq) / res.CPUSeconds
-	}
-	res.StepSeconds = sum / float64(c.Steps)
-	res.TokensPerS = float64(c.Batch*c.Seq) / res.StepSeconds
-	res.FLOPPerStep = StepFLOP(cfg, ad.Specs, c.Batch, c.Seq, c.GradCheckpoint)
-	res.FLOPPerS = res.FLOPPerStep / res.StepSeconds
 	if c.JSON {
 		enc := json.NewEncoder(ctx.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	w := ctx.Stdout
-	fmt.Fprintf(w, "shape          %s (%s parameters; %s trainable)\n", c.Shape, thousands(res.Params), thousands(res.Trainable))
-	fmt.Fprintf(w, "recipe         %s\n", res.Recipe)
-	fmt.Fprintf(w, "device         %s, %s weights%s\n", res.Device, c.DType, map[bool]string{true: ", NF4 (dequantized)"}[c.QLoRA])
-	fmt.Fprintf(w, "batch x seq    %d x %d\n", c.Batch, c.Seq)
-	fmt.Fprintf(w, "step           %.3f s mean, %.3f s min over %d steps (load %.1f s)\n", res.StepSeconds, res.StepSecondsMin, c.Steps, res.LoadSeconds)
-	fmt.Fprintf(w, "tokens/s       %.1f (%.1f per CPU-second)\n", res.TokensPerS, res.TokensPerCPUS)
-	fmt.Fprintf(w, "model FLOP/s   %.3g GFLOP/s (%.3g GFLOP per step)\n", res.FLOPPerS/1e9, res.FLOPPerStep/1e9)
+	res.WriteText(ctx.Stdout)
 	return nil
 }

@@ -1,6 +1,7 @@
 package cuda_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/compute/cuda"
 	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/train"
 
 	"github.com/lorakit/lorakit/internal/plaintrain"
 )
@@ -357,4 +359,27 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 		t.Errorf("loss %v (cpu %v), worst gradient norm relative difference %.3g", loss, refLoss, worst)
 	}
 	t.Logf("QLoRA bf16: loss %.6f (cpu %.6f), gradient norms within %.3g", loss, refLoss, worst)
+}
+
+// TestBenchEmulated runs lora-train's bench (train.Bench) on the emulated
+// backend: random NF4 weights made on the device, bf16 mixed precision
+// (the host emulation claims sm_90), checkpointing, and the caching
+// allocator's peak memory in the result.
+func TestBenchEmulated(t *testing.T) {
+	be := cuda.NewEmulated(t, cuda.Options{})
+	cfg := llama.Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
+		RMSEps: 1e-5, RopeTheta: 10000}
+	res, err := train.Bench(context.Background(), be, train.BenchOptions{Shape: "tiny", Config: cfg, Batch: 2, Seq: 16,
+		Steps: 1, Warmup: 1, Precision: "auto", QLoRA: true, GradCheckpoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Precision != "bf16" || res.Backend != "cuda" || res.CC != 90 || res.TokensPerS <= 0 ||
+		res.WeightMemory <= 0 || res.PeakMemory < res.WeightMemory+res.WorkspaceBytes || res.PeakReserved < res.PeakMemory ||
+		math.Abs(res.Loss-math.Log(256)) > 0.2 {
+		t.Errorf("%+v", res)
+	}
+	var text strings.Builder
+	res.WriteText(&text)
+	t.Logf("\n%s", text.String())
 }
