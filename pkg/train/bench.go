@@ -25,7 +25,7 @@ type BenchCmd struct {
 	Shape          string `required:"" help:"Model shape: llama3-8b, llama3.2-1b, or a config.json path." placeholder:"SHAPE"`
 	Batch          int    `default:"1" help:"Rows per step."`
 	Seq            int    `default:"2048" help:"Tokens per row."`
-	Steps          int    `default:"10" help:"Timed steps (after one untimed warm-up step)."`
+	Steps          int    `default:"10" help:"Timed steps, after one untimed warm-up step (none with --steps 1: one cold step, for long sequences)."`
 	DType          string `name:"dtype" default:"bf16" enum:"bf16,f32" help:"Storage of the random base weights: bf16 (bf16 mixed precision on GPUs with bf16 tensor cores, else f32 arithmetic) or f32 (f32 arithmetic)."`
 	QLoRA          bool   `name:"qlora" help:"Hold the projections as NF4 with double quantization, dequantized before each use."`
 	GradCheckpoint bool   `name:"grad-checkpoint" help:"Recompute activations in the backward pass."`
@@ -337,7 +337,11 @@ func (c *BenchCmd) Run(ctx *cli.Context) error {
 		return fmt.Errorf("%w: %s has %s parameters: a CPU step at this size takes hours and %s of weights; run it with --force, or use a smaller shape (a config.json)",
 			cli.ErrRequirement, c.Shape, thousands(params), cli.Bytes(params*int64(map[string]int{"bf16": 2, "f32": 4}[c.DType])))
 	}
-	opt := BenchOptions{Shape: c.Shape, Config: cfg, Params: params, Batch: c.Batch, Seq: c.Seq, Steps: c.Steps, Warmup: 1,
+	warmup := 1
+	if c.Steps == 1 {
+		warmup = 0
+	}
+	opt := BenchOptions{Shape: c.Shape, Config: cfg, Params: params, Batch: c.Batch, Seq: c.Seq, Steps: c.Steps, Warmup: warmup,
 		Precision: "auto", WeightDType: compute.BF16, QLoRA: c.QLoRA, GradCheckpoint: c.GradCheckpoint}
 	if c.DType == "f32" {
 		opt.Precision, opt.WeightDType = "f32", compute.F32
