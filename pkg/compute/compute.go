@@ -272,7 +272,8 @@ type Backend interface {
 
 	// SwiGLU computes out = silu(gate)⊙up with silu(x) = x/(1+exp(−x)).
 	SwiGLU(out, gate, up Buffer)
-	// SwiGLUBackward computes dgate and dup (overwritten) from dout.
+	// SwiGLUBackward computes dgate and dup (overwritten) from dout; dgate
+	// may alias dout.
 	SwiGLUBackward(dgate, dup, dout, gate, up Buffer)
 
 	// CrossEntropy scores rows of logits [rows, vocab] against targets (I32,

@@ -8,6 +8,7 @@ import "github.com/lorakit/lorakit/pkg/compute"
 func (m *Model) backward(seed uint64) {
 	ws, c, be := m.ws, &m.cfg, m.be
 	N, D := ws.n, c.Hidden
+	eps := float32(c.RMSEps)
 	be.Zero(ws.dh)
 	be.RMSNormBackward(ws.dh, ws.dhf, ws.hFinal, m.finalNorm, ws.rstdF, N, D)
 	lowest := m.adapters[0].Layer
@@ -46,6 +47,9 @@ func (m *Model) backward(seed uint64) {
 		m.linearBackward(&L.proj[Down], a.act, ws.dh, orNil(needAct, ws.dact), false, &a.lora[Down], seed)
 		if needAct {
 			be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
+			if has(Gate, Up) && !ws.ckpt {
+				be.RMSNorm(a.x2, nil, a.hMid, L.mlpNorm, N, D, eps) // x2 is not kept
+			}
 			m.linearBackward(&L.proj[Gate], a.x2, ws.dgate, orNil(needMid, ws.dx), false, &a.lora[Gate], seed)
 			m.linearBackward(&L.proj[Up], a.x2, ws.dup, orNil(needMid, ws.dx), true, &a.lora[Up], seed)
 		}
@@ -60,6 +64,9 @@ func (m *Model) backward(seed uint64) {
 		be.AttentionBackward(m.attnParams(), ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse)
 		rope(ws.dq, c.Heads)
 		rope(ws.dk, c.KVHeads)
+		if has(Q, K, V) && !ws.ckpt {
+			be.RMSNorm(a.x1, nil, a.hIn, L.attnNorm, N, D, eps) // x1 is not kept
+		}
 		m.linearBackward(&L.proj[Q], a.x1, ws.dq, orNil(below, ws.dx), false, &a.lora[Q], seed)
 		m.linearBackward(&L.proj[K], a.x1, ws.dk, orNil(below, ws.dx), true, &a.lora[K], seed)
 		m.linearBackward(&L.proj[V], a.x1, ws.dv, orNil(below, ws.dx), true, &a.lora[V], seed)

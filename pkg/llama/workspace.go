@@ -83,6 +83,10 @@ func (ws *workspace) alloc(dt compute.DType, n int) compute.Buffer {
 	if ws.err != nil {
 		return nil
 	}
+	if ws.be == nil { // a plan (PlanMemory): count only
+		ws.bytes += int64(n) * int64(dt.Size())
+		return nil
+	}
 	b, err := ws.be.Alloc(dt, n)
 	if err != nil {
 		ws.err = err
@@ -147,6 +151,37 @@ func (m *Model) ropeTables(ws *workspace, n int) error {
 	return nil
 }
 
+// keep says which activations of a layer its backward pass reads, so that
+// a training workspace stores them per layer (the others share one
+// buffer): attention's inputs and outputs (q, k, v, lse and att), att as
+// o_proj's input, hMid (the MLP norm's input), gate and up (SwiGLU's
+// inputs), act (down_proj's input). The norms' outputs x1 and x2 are never
+// kept: the backward pass recomputes them from hIn and hMid when an adapter
+// needs them (recomputeNorm).
+type keep struct {
+	att, out, mid, mlp, down bool
+}
+
+// keeps mirrors what backward reads of layer l.
+func (m *Model) keeps(l int) keep {
+	if len(m.adapters) == 0 || l < m.adapters[0].Layer {
+		return keep{}
+	}
+	L := &m.layers[l]
+	has := func(ts ...Target) bool {
+		for _, t := range ts {
+			if L.proj[t].ad != nil {
+				return true
+			}
+		}
+		return false
+	}
+	att := l > m.adapters[0].Layer || has(Q, K, V)
+	mid := att || has(O)
+	mlp := mid || has(Gate, Up)
+	return keep{att: att, out: has(O), mid: mid, mlp: mlp, down: has(Down)}
+}
+
 // newWorkspace allocates the buffers for rows×seq tokens.
 func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	c := &m.cfg
@@ -180,14 +215,36 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 			dropIn = max(dropIn, ad.in) // the widest input a dropout masks
 		}
 	}
-	newActs := func(l int, shared bool) acts {
-		a := acts{
-			x1: ws.act(n * D), rstd1: ws.f32(n),
-			q: ws.act(n * hq), k: ws.act(n * hkv), v: ws.act(n * hkv),
-			att: ws.act(n * hq), lse: ws.f32(rows * c.Heads * seq),
-			hMid: ws.act(n * D), x2: ws.act(n * D), rstd2: ws.f32(n),
-			gate: ws.act(n * I), up: ws.act(n * I), act: ws.act(n * I),
+	// The activations of a layer: one buffer each, or in a training
+	// workspace kept per layer only where backward reads them (keep); a
+	// layer uses the shared scratch, allocated on first need, for the rest.
+	var scratch acts
+	made := map[*compute.Buffer]bool{} // (a plan's buffers are all nil)
+	get := func(b *compute.Buffer, alloc func() compute.Buffer) compute.Buffer {
+		if !made[b] {
+			*b, made[b] = alloc(), true
 		}
+		return *b
+	}
+	pick := func(kept bool, b *compute.Buffer, alloc func() compute.Buffer) compute.Buffer {
+		if kept {
+			return alloc()
+		}
+		return get(b, alloc)
+	}
+	hidden := func() compute.Buffer { return ws.act(n * D) }
+	inter := func() compute.Buffer { return ws.act(n * I) }
+	heads := func() compute.Buffer { return ws.act(n * hq) }
+	kvHeads := func() compute.Buffer { return ws.act(n * hkv) }
+	newActs := func(l int, shared bool, k keep) acts {
+		a := acts{rstd1: ws.f32(n), rstd2: ws.f32(n)}
+		a.x1, a.x2 = get(&scratch.x1, hidden), get(&scratch.x2, hidden)
+		a.q, a.k, a.v = pick(k.att, &scratch.q, heads), pick(k.att, &scratch.k, kvHeads), pick(k.att, &scratch.v, kvHeads)
+		a.lse = pick(k.att, &scratch.lse, func() compute.Buffer { return ws.f32(rows * c.Heads * seq) })
+		a.att = pick(k.att || k.out, &scratch.att, heads)
+		a.hMid = pick(k.mid, &scratch.hMid, hidden)
+		a.gate, a.up = pick(k.mlp, &scratch.gate, inter), pick(k.mlp, &scratch.up, inter)
+		a.act = pick(k.down, &scratch.act, inter)
 		for t := range numTargets {
 			if shared {
 				if maxRank > 0 {
@@ -213,10 +270,10 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	}
 	switch {
 	case !train:
-		ws.layers = []acts{newActs(0, true)}
+		ws.layers = []acts{newActs(0, true, keep{})}
 		ws.h0, ws.h1 = ws.act(n*D), ws.act(n*D)
 	case ws.ckpt:
-		ws.layers = []acts{newActs(0, true)}
+		ws.layers = []acts{newActs(0, true, keep{})}
 		ws.hIns = make([]compute.Buffer, c.Layers)
 		for l := range ws.hIns {
 			ws.hIns[l] = ws.act(n * D)
@@ -225,7 +282,7 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	default:
 		ws.layers = make([]acts, c.Layers)
 		for l := range ws.layers {
-			ws.layers[l] = newActs(l, false)
+			ws.layers[l] = newActs(l, false, m.keeps(l))
 			ws.layers[l].hIn = ws.act(n * D)
 		}
 	}
@@ -249,10 +306,14 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	if train {
 		// The residual stream's gradient and the input gradients that
 		// several products add into stay f32.
-		ws.dh, ws.dx, ws.dhf = ws.f32(n*D), ws.f32(n*D), ws.f32(n*D)
+		// dhf lives before the layers' backward, dx during it; dgate
+		// overwrites dact in SwiGLUBackward.
+		ws.dh, ws.dx = ws.f32(n*D), ws.f32(n*D)
+		ws.dhf = ws.dx
 		ws.datt, ws.dq = ws.act(n*hq), ws.act(n*hq)
 		ws.dk, ws.dv = ws.act(n*hkv), ws.act(n*hkv)
-		ws.dact, ws.dgate, ws.dup = ws.act(n*I), ws.act(n*I), ws.act(n*I)
+		ws.dact, ws.dup = ws.act(n*I), ws.act(n*I)
+		ws.dgate = ws.dact
 		if maxRank > 0 {
 			ws.du = ws.act(n * maxRank)
 		}
@@ -271,7 +332,7 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 		ws.bf[slotW] = ws.alloc(compute.BF16, maxW)
 		ws.bf[slotLogits] = ws.alloc(compute.BF16, ws.chunk*c.Vocab)
 	}
-	if ws.err == nil {
+	if ws.err == nil && ws.be != nil {
 		ws.err = m.ropeTables(ws, seq)
 	}
 	if ws.err != nil {

@@ -322,8 +322,12 @@ func testSwiGLUBackward(e *Env, dt compute.DType) {
 	dg, du := e.Alloc(dt, n), e.Alloc(dt, n)
 	e.BE.SwiGLUBackward(dg, du, db, gb, ub)
 	loss := func() float64 { return dot64(d, refSwiGLU(g, u)) }
-	e.Check("dgate", e.Get(dg), FD(g, loss))
+	wg := FD(g, loss)
+	e.Check("dgate", e.Get(dg), wg)
 	e.Check("dup", e.Get(du), FD(u, loss))
+	// dgate may alias dout.
+	e.BE.SwiGLUBackward(db, du, db, gb, ub)
+	e.Check("dgate over dout", e.Get(db), wg)
 }
 
 func testCrossEntropy(e *Env) {
