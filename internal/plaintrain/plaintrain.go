@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/llama"
@@ -18,7 +19,7 @@ import (
 )
 
 // Golden is the fixture's golden.json (PEFT's run).
-type Golden = testbin.TrainGolden
+type Golden = fixtureio.TrainGolden
 
 // Run is the record of one run.
 type Run struct {
@@ -36,7 +37,7 @@ func Dir(t testing.TB) string {
 // Load returns the fixture's golden record and its batch.
 func Load(t testing.TB) (Golden, llama.Batch) {
 	t.Helper()
-	g := testbin.LoadTrainGolden(t, Dir(t))
+	g := fixtureio.LoadTrainGolden(t, Dir(t))
 	b := llama.Batch{Rows: len(g.InputIDs), Seq: len(g.InputIDs[0])}
 	for r := range g.InputIDs {
 		b.IDs = append(b.IDs, g.InputIDs[r]...)
@@ -53,7 +54,7 @@ func Loader(t testing.TB, path, prefix string) llama.Loader {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return testbin.Tensors(f, prefix, llama.ErrNotFound)
+	return fixtureio.Tensors(f, prefix, llama.ErrNotFound)
 }
 
 // Model builds peft/tiny with the fixture's initial adapter (r 8 on q, k,

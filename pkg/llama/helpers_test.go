@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
@@ -32,7 +33,7 @@ func openST(t testing.TB, path string) *safetensors.File {
 
 // stLoader serves tensors of f, looked up as prefix+name.
 func stLoader(f *safetensors.File, prefix string) Loader {
-	return testbin.Tensors(f, prefix, ErrNotFound)
+	return fixtureio.Tensors(f, prefix, ErrNotFound)
 }
 
 func int64s(t testing.TB, f *safetensors.File, name string) []int32 {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
@@ -73,10 +73,10 @@ func TestLogitsBF16Storage(t *testing.T) {
 	}
 }
 
-type golden = testbin.TrainGolden
+type golden = fixtureio.TrainGolden
 
 func loadGolden(t testing.TB, dir string) (golden, Batch) {
-	g := testbin.LoadTrainGolden(t, dir)
+	g := fixtureio.LoadTrainGolden(t, dir)
 	b := Batch{Rows: len(g.InputIDs), Seq: len(g.InputIDs[0])}
 	for r := range g.InputIDs {
 		b.IDs = append(b.IDs, g.InputIDs[r]...)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
@@ -28,11 +29,11 @@ func fx(t testing.TB, parts ...string) string {
 	return filepath.Join(append([]string{fixtures(t)}, parts...)...)
 }
 
-type golden = testbin.TrainGolden
+type golden = fixtureio.TrainGolden
 
 func loadGolden(t testing.TB) golden {
 	t.Helper()
-	return testbin.LoadTrainGolden(t, fx(t, "peft", "train", "plain"))
+	return fixtureio.LoadTrainGolden(t, fx(t, "peft", "train", "plain"))
 }
 
 // goldenJSONL is golden.json's batch as input_ids/labels JSONL.

@@ -1,4 +1,8 @@
-package testbin
+// Package fixtureio reads the shared fixtures for tests: the golden record
+// of a training fixture and the tensors of a safetensors file in the shape
+// of llama.Loader. (It is apart from testbin, which the safetensors and
+// dtype tests import.)
+package fixtureio
 
 import (
 	"encoding/json"
