@@ -255,6 +255,10 @@ func TestTimings(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("attention backward: %.3f ms", d.Seconds()*1e3)
+	for _, b := range []compute.Buffer{q, k, v, out, dq, dk, dv} {
+		be.Free(b)
+	}
+	timeBF16(t, be)
 	const n = 1 << 26
 	x, y := upload(t, be, n, 4), upload(t, be, n, 5)
 	d, err = be.Time(func() { be.Axpy(y, x, 0.5) })
@@ -265,6 +269,67 @@ func TestTimings(t *testing.T) {
 	if err := be.Sync(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// timeBF16 logs the bf16 path's rates: a bf16 GEMM into a bf16 C, the
+// tensor-core attention at 2k and 16k tokens (causal FLOPs: forward
+// 4·T²·D·H/2, backward 2.5× that), and the NF4 → bf16 dequantization of an
+// 8B down_proj.
+func timeBF16(t *testing.T, be *cuda.Backend) {
+	bf := func(n int, seed uint64) compute.Buffer {
+		b, err := be.Alloc(compute.BF16, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		be.FillUniform(b, seed, -1, 1)
+		return b
+	}
+	timed := func(what string, flop float64, f func()) {
+		f() // warm-up
+		d, err := be.Time(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if flop > 0 {
+			t.Logf("%s: %.3f ms, %.1f TFLOP/s", what, d.Seconds()*1e3, flop/d.Seconds()/1e12)
+		} else {
+			t.Logf("%s: %.3f ms", what, d.Seconds()*1e3)
+		}
+	}
+	m, n, k := 8192, 4096, 4096
+	a, b, c := bf(m*k, 1), bf(n*k, 2), bf(m*n, 3)
+	timed("gemm 8192x4096x4096 bf16 → bf16", 2*float64(m*n*k), func() {
+		be.Gemm(compute.Gemm{M: m, N: n, K: k, TransB: true, Alpha: 1}, a, b, c)
+	})
+	for _, x := range []compute.Buffer{a, b, c} {
+		be.Free(x)
+	}
+	for _, seq := range []int{2048, 16384} {
+		at := compute.Attention{Batch: 1, Seq: seq, Heads: 32, KVHeads: 8, HeadDim: 128, Scale: 1 / float32(math.Sqrt(128))}
+		nq, nk := seq*32*128, seq*8*128
+		q, k, v, out, dq, dk, dv := bf(nq, 4), bf(nk, 5), bf(nk, 6), bf(nq, 7), bf(nq, 8), bf(nk, 9), bf(nk, 10)
+		lse := alloc(t, be, 32*seq)
+		fwd := 4 * float64(seq) * float64(seq) * 128 * 32 / 2
+		timed(fmt.Sprintf("bf16 attention forward, 8B layer, %d tokens", seq), fwd, func() { be.Attention(at, out, lse, q, k, v) })
+		timed(fmt.Sprintf("bf16 attention backward, %d tokens", seq), 2.5*fwd, func() {
+			be.AttentionBackward(at, dq, dk, dv, out, q, k, v, out, lse)
+		})
+		for _, x := range []compute.Buffer{q, k, v, out, dq, dk, dv, lse} {
+			be.Free(x)
+		}
+	}
+	const nw = 14336 * 4096
+	packed, err := be.Alloc(compute.U8, nw/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, _ := be.Alloc(compute.U8, nw/64)
+	be.FillUniform(packed, 11, 0, 0)
+	be.FillUniform(codes, 12, 0, 0)
+	q4 := compute.Quant4{N: nw, Blocksize: 64, Packed: packed, Code: upload(t, be, 16, 13), Absmax: codes,
+		NestedAbsmax: upload(t, be, nw/64/256, 14), NestedCode: upload(t, be, 256, 15), NestedBlocksize: 256, Offset: 0.03}
+	w := bf(nw, 16)
+	timed("NF4 → bf16 dequantization of 14336x4096 (read 30 MB, write 117 MB)", 0, func() { be.Dequantize4(w, q4) })
 }
 
 // BenchmarkGemm4096 times a 4096³ f32 GEMM on the GPU.
