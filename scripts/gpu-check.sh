@@ -19,19 +19,21 @@
 #
 # Correctness first, then speed:
 #   new          NVRTC compiles every kernel (cold), then loads them from the
-#                disk cache (warm); ptxas's report for sm_90 with CUDA 13
+#                disk cache (warm)
 #   tests        conformance suite, determinism, the train/plain fixture GPU
 #                vs CPU (f32, bf16 weights, bf16 mixed precision), timings
 #   bench        lora-train bench --json: 8B LoRA 1×2048, 8B LoRA 4×2048 with
 #                gradient checkpointing, 8B QLoRA 1×2048, 1B 4×2048, then the
 #                longest 8B sequence at batch 1 (32k, 64k, 128k, … until one
 #                fails or time runs out)
-#   sanitizers   compute-sanitizer memcheck and racecheck, if time remains
+#   at the end   if time remains: ptxas's report with the device's own NVRTC
+#                (registers, spills), compute-sanitizer memcheck and racecheck
 #
 # Results come back under $OUT (8 files): summary.txt (one line a step:
 # PASS/FAIL/SKIP, seconds), env.txt (GPU, driver, libraries, commit),
 # new.log, tests.log, bench.json (every benchmark: its command, status,
-# seconds and lora-train's JSON), bench.log (their stderr), sanitizers.log.
+# seconds, the "ready" line (a run that timed out after it fits in memory)
+# and lora-train's JSON), bench.log (their stderr), sanitizers.log.
 # Steps run in order of value; a failing step does not stop the next ones.
 # The exit status is the number of failed steps (the benchmarks excepted).
 set -u
@@ -150,7 +152,6 @@ t="$bin/cuda.test"
 step "new (cold: NVRTC compiles every kernel)" 120 "$out/new.log" "$t" -test.run '^TestNew$' -test.v -test.count=1
 step "new (warm: kernels from the disk cache)" 45 "$out/new.log" "$t" -test.run '^TestNew$' -test.v -test.count=1
 ls -la "$LORAKIT_CUDA_CACHE" >>"$out/new.log" 2>&1
-step "ptxas report (sm_80, sm_90: registers, spills)" 60 "$out/new.log" "$t" -test.run '^TestNVRTCCompile$' -test.v -test.count=1
 step "conformance + determinism" 120 "$out/tests.log" "$t" -test.run '^(TestConformance|TestDeterminism)$' -test.v -test.count=1
 step "train/plain GPU vs CPU (f32, bf16 weights, bf16 mixed)" 120 "$out/tests.log" "$t" -test.run '^TestTrainPlainMatchesCPU$' -test.v -test.count=1
 step "timings" 60 "$out/tests.log" "$t" -test.run '^TestTimings$' -test.v -test.count=1
@@ -169,7 +170,7 @@ printf '{\n "commit": "%s",\n "runs": [' "$(head -1 "$bin/commit.txt" 2>/dev/nul
 bench() {
 	local name=$1 limit=$2
 	shift 2
-	local l s e rc res status
+	local l s e rc res errs ready status
 	l=$(left)
 	[ "$limit" -gt $((l - 5)) ] && limit=$((l - 5))
 	if [ "$limit" -lt 20 ]; then
@@ -177,22 +178,27 @@ bench() {
 		return 1
 	fi
 	res=$(mktemp)
+	errs=$(mktemp)
 	s=$(date +%s)
-	echo "== $name ($limit s limit): lora-train bench $*" >>"$blog"
-	timeout -k 5 "$limit" "$bin/lora-train" bench --device cuda --json "$@" >"$res" 2>>"$blog"
+	timeout -k 5 "$limit" "$bin/lora-train" bench --device cuda --json "$@" >"$res" 2>"$errs"
 	rc=$?
 	e=$(date +%s)
+	{ echo "== $name ($limit s limit): lora-train bench $*"; cat "$errs"; } >>"$blog"
 	status=ok
 	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
 		status=timeout
 	elif [ $rc -ne 0 ]; then
 		status="fail (exit $rc)"
-		tail -5 "$blog" | grep -qi 'out of memory' && status="out of memory"
+		grep -qi 'out of memory' "$errs" && status="out of memory"
 	fi
+	# bench's line once the model and workspace are allocated: a run that
+	# timed out after it fits in memory.
+	ready=$(grep -o 'ready in .*' "$errs" | tail -1 | tr -d '"\\')
+	rm -f "$errs"
 	[ $first -eq 1 ] || printf ',' >>"$bjson"
 	first=0
-	printf '\n  {"name": "%s", "command": "lora-train bench --device cuda --json %s", "status": "%s", "seconds": %d, "result": ' \
-		"$name" "$*" "$status" $((e - s)) >>"$bjson"
+	printf '\n  {"name": "%s", "command": "lora-train bench --device cuda --json %s", "status": "%s", "seconds": %d, "ready": "%s", "result": ' \
+		"$name" "$*" "$status" $((e - s)) "$ready" >>"$bjson"
 	if [ "$status" = ok ] && [ -s "$res" ]; then cat "$res" >>"$bjson"; else printf 'null' >>"$bjson"; fi
 	printf '}' >>"$bjson"
 	local tps mfu mem
@@ -215,7 +221,10 @@ for seq in 32768 65536 131072 196608 262144; do
 done
 printf '\n ]\n}\n' >>"$bjson"
 
-# --- sanitizers, while time remains (they slow kernels down a lot) ---------------
+# --- while time remains: the device's own ptxas report, the sanitizers ----------
+if [ "$(left)" -gt 40 ]; then
+	step "ptxas report, CUDA 13 (sm_80, sm_90: registers, spills)" 60 "$out/new.log" "$t" -test.run '^TestNVRTCCompile$' -test.v -test.count=1
+fi
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$cs" ] && [ "$(left)" -gt 60 ]; then
 	step "memcheck (conformance)" 120 "$out/sanitizers.log" "$cs" --tool memcheck --error-exitcode 9 "$t" -test.run '^TestConformance$' -test.count=1
