@@ -19,7 +19,35 @@
 // Dynamic shared memory (floats): forward D + 2·LK_ATTN_THREADS, dq
 // 2·D + LK_ATTN_THREADS, dk/dv 2·D + 2·LK_ATTN_THREADS; the host
 // (cuda.attnShared) computes the same sizes.
+//
+// window > 0 limits query i to keys i−window+1..i; softcap > 0 maps each
+// scaled score s to softcap·tanh(s/softcap) (compute.Attention).
+//
+// The bf16 path (lk_attn_chunk_*) is the host's: cuBLAS computes a chunk of
+// queries' scores on the tensor cores, these kernels their softmax and its
+// gradient; see cuda/attention.go.
 #include "common.cuh"
+
+// lk_cap applies the soft cap (softcap > 0) and returns, in *dcap, the
+// derivative of the capped score with respect to the scaled one.
+__device__ __forceinline__ float lk_cap(float s, float softcap, float* dcap) {
+	if (softcap > 0.f) {
+		float t = tanhf(s / softcap);
+		*dcap = 1.f - t * t;
+		return softcap * t;
+	}
+	*dcap = 1.f;
+	return s;
+}
+
+// lk_key_lo returns the first key query i of sequence b sees.
+__device__ __forceinline__ int lk_key_lo(const int* start, int b, int T, int i, int window) {
+	int lo = start == 0 ? 0 : start[(long long)b * T + i];
+	if (window > 0) {
+		lo = max(lo, i - window + 1);
+	}
+	return lo;
+}
 
 __device__ __forceinline__ long long lk_qrow(int b, int t, int h, int T, int H, int D) {
 	return (((long long)b * T + t) * H + h) * D;
@@ -27,8 +55,9 @@ __device__ __forceinline__ long long lk_qrow(int b, int t, int h, int T, int H, 
 
 // lk_attn_fwd: grid (T, H, B). Shared: q row [D], p [LK_ATTN_THREADS],
 // reduction scratch [LK_ATTN_THREADS].
-extern "C" __global__ void lk_attn_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
-                                       const int* start, int B, int T, int H, int G, int D, float scale) {
+extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
+                                       const int* start, int B, int T, int H, int G, int D, float scale, int window,
+                                       float softcap) {
 	extern __shared__ float sm[];
 	float* qs = sm;
 	float* ps = sm + D;
@@ -48,12 +77,13 @@ extern "C" __global__ void lk_attn_fwd(float* out, float* lse, const float* q, c
 	}
 	float m = -LK_INF;
 	float l = 0.f;
-	int lo = start == 0 ? 0 : start[(long long)b * T + i];
+	int lo = lk_key_lo(start, b, T, i, window);
 	for (int j0 = lo; j0 <= i; j0 += LK_ATTN_THREADS) {
 		int j = j0 + tid;
 		float s = -LK_INF;
 		if (j <= i) {
-			s = lk_dot(qs, k + lk_qrow(b, j, g, T, G, D), D) * scale;
+			float dc;
+			s = lk_cap(lk_dot(qs, k + lk_qrow(b, j, g, T, G, D), D) * scale, softcap, &dc);
 		}
 		float mnew = fmaxf(m, lk_block_max(s, red));
 		float p = j <= i ? expf(s - mnew) : 0.f;
@@ -92,8 +122,10 @@ extern "C" __global__ void lk_attn_fwd(float* out, float* lse, const float* q, c
 }
 
 // lk_attn_bwd_delta: delta[b,h,i] = dout_i·out_i, one thread per row.
-extern "C" __global__ void lk_attn_bwd_delta(float* delta, const float* dout, const float* out, int B, int T, int H,
-                                             int D) {
+// dts bits: 1 dout, 2 out (f32 or bf16).
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_attn_bwd_delta(float* delta, const void* dout,
+                                                                               const void* out, int B, int T, int H,
+                                                                               int D, int dts) {
 	long long n = (long long)B * T * H;
 	for (long long e = lk_global_id(); e < n; e += lk_grid_stride()) {
 		// e enumerates rows in token-major order: e = (b·T + i)·H + h.
@@ -101,15 +133,19 @@ extern "C" __global__ void lk_attn_bwd_delta(float* delta, const float* dout, co
 		long long bt = e / H;
 		int i = (int)(bt % T);
 		int b = (int)(bt / T);
-		delta[((long long)b * H + h) * T + i] = lk_dot(dout + e * D, out + e * D, D);
+		float s = 0.f;
+		for (int d = 0; d < D; d++) {
+			s += lk_ld(dout, e * D + d, LK_BF(dts, 1)) * lk_ld(out, e * D + d, LK_BF(dts, 2));
+		}
+		delta[((long long)b * H + h) * T + i] = s;
 	}
 }
 
 // lk_attn_bwd_dq: grid (T, H, B); dq_i = scale·Σ_j p_ij(dout_i·v_j − δ_i)·k_j.
 // Shared: q row [D], dout row [D], ds [LK_ATTN_THREADS].
-extern "C" __global__ void lk_attn_bwd_dq(float* dq, const float* dout, const float* q, const float* k,
+extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dq(float* dq, const float* dout, const float* q, const float* k,
                                           const float* v, const float* lse, const float* delta, const int* start, int B,
-                                          int T, int H, int G, int D, float scale) {
+                                          int T, int H, int G, int D, float scale, int window, float softcap) {
 	extern __shared__ float sm[];
 	float* qs = sm;
 	float* dos = sm + D;
@@ -130,15 +166,16 @@ extern "C" __global__ void lk_attn_bwd_dq(float* dq, const float* dout, const fl
 	for (int r = 0; r < LK_ATTN_MAXR; r++) {
 		acc[r] = 0.f;
 	}
-	int lo = start == 0 ? 0 : start[(long long)b * T + i];
+	int lo = lk_key_lo(start, b, T, i, window);
 	for (int j0 = lo; j0 <= i; j0 += LK_ATTN_THREADS) {
 		int j = j0 + tid;
 		float ds = 0.f;
 		if (j <= i) {
 			long long ko = lk_qrow(b, j, g, T, G, D);
-			float p = expf(lk_dot(qs, k + ko, D) * scale - li);
+			float dc;
+			float p = expf(lk_cap(lk_dot(qs, k + ko, D) * scale, softcap, &dc) - li);
 			float dp = lk_dot(dos, v + ko, D);
-			ds = p * (dp - di);
+			ds = p * (dp - di) * dc;
 		}
 		dss[tid] = ds;
 		__syncthreads();
@@ -169,9 +206,9 @@ extern "C" __global__ void lk_attn_bwd_dq(float* dq, const float* dout, const fl
 // lk_attn_bwd_dkv: grid (T, G, B), one block per key j of key/value head g;
 // dk_j = scale·Σ_{h∈g, i≥j} ds_ij·q_i and dv_j = Σ p_ij·dout_i (overwritten).
 // Shared: k row [D], v row [D], p [LK_ATTN_THREADS], ds [LK_ATTN_THREADS].
-extern "C" __global__ void lk_attn_bwd_dkv(float* dk, float* dv, const float* dout, const float* q, const float* k,
+extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dkv(float* dk, float* dv, const float* dout, const float* q, const float* k,
                                            const float* v, const float* lse, const float* delta, const int* end, int B,
-                                           int T, int H, int G, int D, float scale) {
+                                           int T, int H, int G, int D, float scale, int window, float softcap) {
 	extern __shared__ float sm[];
 	float* ks = sm;
 	float* vs = sm + D;
@@ -193,6 +230,9 @@ extern "C" __global__ void lk_attn_bwd_dkv(float* dk, float* dv, const float* do
 		av[r] = 0.f;
 	}
 	int hi = end == 0 ? T : end[(long long)b * T + j];
+	if (window > 0 && j + window < hi) {
+		hi = j + window; // the queries whose window holds key j
+	}
 	for (int h = g * group; h < (g + 1) * group; h++) {
 		for (int i0 = j; i0 < hi; i0 += LK_ATTN_THREADS) {
 			int i = i0 + tid;
@@ -200,9 +240,10 @@ extern "C" __global__ void lk_attn_bwd_dkv(float* dk, float* dv, const float* do
 			if (i < hi) {
 				long long qo = lk_qrow(b, i, h, T, H, D);
 				long long li = ((long long)b * H + h) * T + i;
-				p = expf(lk_dot(q + qo, ks, D) * scale - lse[li]);
+				float dc;
+				p = expf(lk_cap(lk_dot(q + qo, ks, D) * scale, softcap, &dc) - lse[li]);
 				float dp = lk_dot(dout + qo, vs, D);
-				ds = p * (dp - delta[li]);
+				ds = p * (dp - delta[li]) * dc;
 			}
 			pp[tid] = p;
 			dss[tid] = ds;
@@ -239,7 +280,7 @@ extern "C" __global__ void lk_attn_bwd_dkv(float* dk, float* dv, const float* do
 // lk_seg_bounds: from document ids seg [B·T] (non-decreasing within a
 // sequence), start and end of every token's document; one thread per
 // sequence. Decreasing ids set LK_ERR_SEGMENTS.
-extern "C" __global__ void lk_seg_bounds(int* start, int* end, const int* seg, int B, int T, unsigned int* err) {
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_seg_bounds(int* start, int* end, const int* seg, int B, int T, unsigned int* err) {
 	for (long long b = lk_global_id(); b < B; b += lk_grid_stride()) {
 		const int* s = seg + b * T;
 		int st = 0;
@@ -258,5 +299,82 @@ extern "C" __global__ void lk_seg_bounds(int* start, int* end, const int* seg, i
 		for (int u = st; u < T; u++) {
 			end[b * T + u] = T;
 		}
+	}
+}
+
+// lk_attn_chunk_p: the softmax of one chunk of queries for the tensor-core
+// path. S holds, for kv head g < G (grid.y) and query row c < C (grid.x),
+// the scaled scores of queries i0..i0+C−1 of head g·group + jm of sequence
+// b against keys k0..k0+Tk−1: S[(g·C + c)·Tk + col]. With forward set it
+// computes each row's log-sum-exp over the visible keys and stores it in
+// lse[b, h, i]; otherwise it reads it. P (bf16, laid out as S) receives
+// exp(cap(s) − lse) for visible keys and 0 for the others.
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_attn_chunk_p(unsigned short* P, float* lse,
+                                                                            const float* S, const int* start, int b,
+                                                                            int T, int H, int group, int jm, int i0,
+                                                                            int C, int k0, int Tk, int window,
+                                                                            float softcap, int forward) {
+	__shared__ float red[LK_RED_THREADS];
+	int c = blockIdx.x, g = blockIdx.y;
+	int i = i0 + c, h = g * group + jm;
+	long long row = ((long long)g * C + c) * Tk;
+	int lo = lk_key_lo(start, b, T, i, window) - k0, hi = i - k0; // visible columns lo..hi
+	long long li = ((long long)b * H + h) * T + i;
+	float l;
+	float dc;
+	if (forward) {
+		float m = -LK_INF;
+		for (int col = threadIdx.x; col < Tk; col += blockDim.x) {
+			if (col >= lo && col <= hi) {
+				m = fmaxf(m, lk_cap(S[row + col], softcap, &dc));
+			}
+		}
+		m = lk_block_max(m, red);
+		float sum = 0.f;
+		for (int col = threadIdx.x; col < Tk; col += blockDim.x) {
+			if (col >= lo && col <= hi) {
+				sum += expf(lk_cap(S[row + col], softcap, &dc) - m);
+			}
+		}
+		sum = lk_block_sum(sum, red);
+		l = m + logf(sum);
+		if (threadIdx.x == 0) {
+			lse[li] = l;
+		}
+	} else {
+		l = lse[li];
+	}
+	for (int col = threadIdx.x; col < Tk; col += blockDim.x) {
+		float p = 0.f;
+		if (col >= lo && col <= hi) {
+			p = expf(lk_cap(S[row + col], softcap, &dc) - l);
+		}
+		P[row + col] = lk_round_bf16(p);
+	}
+}
+
+// lk_attn_chunk_ds: the gradient at the scaled scores of one chunk (layout
+// of lk_attn_chunk_p), dS = p·(dP − δ_i)·cap'(s) with p = exp(cap(s) −
+// lse_i) recomputed from S in f32, stored as bf16; 0 for hidden keys.
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_attn_chunk_ds(unsigned short* dS, const float* S,
+                                                                             const float* dP, const float* lse,
+                                                                             const float* delta, const int* start,
+                                                                             int b, int T, int H, int group, int jm,
+                                                                             int i0, int C, int k0, int Tk, int window,
+                                                                             float softcap) {
+	int c = blockIdx.x, g = blockIdx.y;
+	int i = i0 + c, h = g * group + jm;
+	long long row = ((long long)g * C + c) * Tk;
+	int lo = lk_key_lo(start, b, T, i, window) - k0, hi = i - k0;
+	long long li = ((long long)b * H + h) * T + i;
+	float l = lse[li], di = delta[li];
+	for (int col = threadIdx.x; col < Tk; col += blockDim.x) {
+		float ds = 0.f;
+		if (col >= lo && col <= hi) {
+			float dc;
+			float p = expf(lk_cap(S[row + col], softcap, &dc) - l);
+			ds = p * (dP[row + col] - di) * dc;
+		}
+		dS[row + col] = lk_round_bf16(ds);
 	}
 }

@@ -14,6 +14,9 @@
 //   - sizes that can exceed 2^31 elements are long long.
 #pragma once
 
+// Threads of a grid-stride elementwise block (cuda.elemThreads must match);
+// the kernels' __launch_bounds__ let ptxas budget registers for it.
+#define LK_ELEM_THREADS 256
 // Threads of a reduction block; the host launches reductions with exactly
 // this many threads (cuda.redThreads must match).
 #define LK_RED_THREADS 256
@@ -51,6 +54,24 @@ __device__ __forceinline__ unsigned short lk_round_bf16(float f) {
 	}
 	u += 0x7fffu + ((u >> 16) & 1u);
 	return (unsigned short)(u >> 16);
+}
+
+// Mixed precision: a float operand that may be f32 or bf16 is a void
+// pointer, with a bit of the kernel's dts argument set when it is bf16
+// (operand k: LK_BF(dts, k)). Loads widen to f32, stores round to nearest
+// even once; the arithmetic in between is the f32 kernel's.
+#define LK_BF(dts, k) (((dts) >> (k)) & 1)
+
+__device__ __forceinline__ float lk_ld(const void* p, long long i, int bf) {
+	return bf ? lk_widen_bf16(((const unsigned short*)p)[i]) : ((const float*)p)[i];
+}
+
+__device__ __forceinline__ void lk_st(void* p, long long i, float v, int bf) {
+	if (bf) {
+		((unsigned short*)p)[i] = lk_round_bf16(v);
+	} else {
+		((float*)p)[i] = v;
+	}
 }
 
 // lk_global_id returns the first element of this thread in a grid-stride loop

@@ -4,7 +4,7 @@
 // lk_dora_norm_*: norm[o] = ‖W[o,:] + scale·(B·A)[o,:]‖₂, one block of
 // LK_RED_THREADS per output row; (B·A)[o,i] is summed over the rank in order,
 // squares in double.
-extern "C" __global__ void lk_dora_norm_f32w(float* norm, const float* w, const float* a, const float* b, int out,
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_dora_norm_f32w(float* norm, const float* w, const float* a, const float* b, int out,
                                              int in, int rank, float scale) {
 	__shared__ double sh[LK_RED_THREADS];
 	int o = blockIdx.x;
@@ -26,7 +26,7 @@ extern "C" __global__ void lk_dora_norm_f32w(float* norm, const float* w, const 
 	}
 }
 
-extern "C" __global__ void lk_dora_norm_bf16w(float* norm, const unsigned short* w, const float* a, const float* b,
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_dora_norm_bf16w(float* norm, const unsigned short* w, const float* a, const float* b,
                                               int out, int in, int rank, float scale) {
 	__shared__ double sh[LK_RED_THREADS];
 	int o = blockIdx.x;
@@ -50,7 +50,7 @@ extern "C" __global__ void lk_dora_norm_bf16w(float* norm, const unsigned short*
 
 // lk_dora_fwd: with g = mag/norm (per column), y += (g−1)⊙base + g⊙lora·scale;
 // comb (may be null) = base + scale·lora. base may alias y.
-extern "C" __global__ void lk_dora_fwd(float* y, float* comb, const float* base, const float* lora, const float* mag,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_dora_fwd(float* y, float* comb, const float* base, const float* lora, const float* mag,
                                        const float* norm, int rows, int cols, float scale) {
 	long long n = (long long)rows * cols;
 	for (long long i = lk_global_id(); i < n; i += lk_grid_stride()) {
@@ -66,7 +66,7 @@ extern "C" __global__ void lk_dora_fwd(float* y, float* comb, const float* base,
 }
 
 // lk_dora_bwd_elem: dbase = (g−1)⊙dy, dlora = g·scale⊙dy.
-extern "C" __global__ void lk_dora_bwd_elem(float* dbase, float* dlora, const float* dy, const float* mag,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_dora_bwd_elem(float* dbase, float* dlora, const float* dy, const float* mag,
                                             const float* norm, int rows, int cols, float scale) {
 	long long n = (long long)rows * cols;
 	for (long long i = lk_global_id(); i < n; i += lk_grid_stride()) {
@@ -80,7 +80,7 @@ extern "C" __global__ void lk_dora_bwd_elem(float* dbase, float* dlora, const fl
 
 // lk_dora_bwd_dmag: dmag[c] += Σ_rows dy⊙comb / norm[c], one thread per
 // column, rows in order, in double.
-extern "C" __global__ void lk_dora_bwd_dmag(float* dmag, const float* dy, const float* comb, const float* norm,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_dora_bwd_dmag(float* dmag, const float* dy, const float* comb, const float* norm,
                                             int rows, int cols) {
 	for (long long c = lk_global_id(); c < cols; c += lk_grid_stride()) {
 		double acc = 0.0;

@@ -4,7 +4,7 @@
 // compute.DropoutThreshold(p) are computed on the host.
 #include "common.cuh"
 
-extern "C" __global__ void lk_dropout_mask(float* mask, long long n, unsigned long long key,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_dropout_mask(float* mask, long long n, unsigned long long key,
                                            unsigned int threshold, float keep) {
 	for (long long i = lk_global_id(); i < n; i += lk_grid_stride()) {
 		unsigned long long z = lk_mix64(key + (unsigned long long)(i + 1) * LK_GOLDEN);

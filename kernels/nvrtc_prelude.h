@@ -18,6 +18,7 @@
 #define __shared__ __attribute__((shared))
 #define __constant__ __attribute__((constant))
 #define __forceinline__ __inline__ __attribute__((always_inline))
+#define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
 
 extern "C" {
 __device__ float expf(float);
@@ -27,6 +28,7 @@ __device__ float rsqrtf(float);
 __device__ float fmaxf(float, float);
 __device__ float fminf(float, float);
 __device__ float fabsf(float);
+__device__ float tanhf(float);
 __device__ float rintf(float);
 __device__ double exp(double);
 __device__ double log(double);

@@ -5,7 +5,7 @@
 // compute/cpu does (float64 then rounded to f32). __fmul_rn/__fadd_rn keep
 // the compiler from contracting into fused multiply-adds, so the arithmetic is
 // the reference's, rounding for rounding.
-extern "C" __global__ void lk_adamw_step(float* p, const float* g, float* m, float* v, long long n, float decay,
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_adamw_step(float* p, const float* g, float* m, float* v, long long n, float decay,
                                          float w1, float b2, float w2, float stepSize, float bc2s, float eps,
                                          int wd) {
 	for (long long i = lk_global_id(); i < n; i += lk_grid_stride()) {
@@ -30,7 +30,7 @@ extern "C" __global__ void lk_adamw_step(float* p, const float* g, float* m, flo
 
 // lk_norm2_partial: part[c] = Σ x[i]² over chunk c of LK_NORM2_CHUNK
 // elements, in double; one block of LK_RED_THREADS per chunk.
-extern "C" __global__ void lk_norm2_partial(double* part, const float* x, long long n) {
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_norm2_partial(double* part, const float* x, long long n) {
 	__shared__ double sh[LK_RED_THREADS];
 	long long c = blockIdx.x;
 	long long lo = c * LK_NORM2_CHUNK;
@@ -51,7 +51,7 @@ extern "C" __global__ void lk_norm2_partial(double* part, const float* x, long l
 
 // lk_norm2_final: dst[0] = sqrt(Σ part[c]), the chunk sums added in order by
 // one thread (as the CPU reference).
-extern "C" __global__ void lk_norm2_final(float* dst, const double* part, long long chunks) {
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_norm2_final(float* dst, const double* part, long long chunks) {
 	if (blockIdx.x != 0 || threadIdx.x != 0) {
 		return;
 	}

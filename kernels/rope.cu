@@ -2,9 +2,13 @@
 // position outside the table sets LK_ERR_ROPE and leaves the token alone.
 #include "common.cuh"
 
-extern "C" __global__ void lk_rope(float* x, const int* pos, const float* cosT, const float* sinT, int tokens,
-                                   int heads, int headDim, int npos, int inverse, unsigned int* err) {
+// lk_rope: dts bit 0: x.
+extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_rope(void* x, const int* pos, const float* cosT,
+                                                                     const float* sinT, int tokens, int heads,
+                                                                     int headDim, int npos, int inverse,
+                                                                     unsigned int* err, int dts) {
 	int half = headDim / 2;
+	int bf = LK_BF(dts, 0);
 	long long n = (long long)tokens * heads * half;
 	for (long long e = lk_global_id(); e < n; e += lk_grid_stride()) {
 		int i = (int)(e % half);
@@ -18,15 +22,15 @@ extern "C" __global__ void lk_rope(float* x, const int* pos, const float* cosT, 
 		}
 		float c = cosT[(long long)p * half + i];
 		float s = sinT[(long long)p * half + i];
-		float* row = x + ((long long)t * heads + h) * headDim;
-		float a = row[i];
-		float b = row[i + half];
+		long long row = ((long long)t * heads + h) * headDim;
+		float a = lk_ld(x, row + i, bf);
+		float b = lk_ld(x, row + i + half, bf);
 		if (inverse) {
-			row[i] = a * c + b * s;
-			row[i + half] = b * c - a * s;
+			lk_st(x, row + i, a * c + b * s, bf);
+			lk_st(x, row + i + half, b * c - a * s, bf);
 		} else {
-			row[i] = a * c - b * s;
-			row[i + half] = b * c + a * s;
+			lk_st(x, row + i, a * c - b * s, bf);
+			lk_st(x, row + i + half, b * c + a * s, bf);
 		}
 	}
 }

@@ -4,7 +4,7 @@
 // is ignored (loss 0, zero gradient row).
 #include "common.cuh"
 
-extern "C" __global__ void lk_cross_entropy(float* loss, float* dlogits, const float* logits, const int* targets,
+extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_cross_entropy(float* loss, float* dlogits, const float* logits, const int* targets,
                                             int rows, int vocab, float gradScale, unsigned int* err) {
 	__shared__ double shd[LK_RED_THREADS];
 	__shared__ float shf[LK_RED_THREADS];

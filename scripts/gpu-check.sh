@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# gpu-check.sh: the prepared GPU check of pkg/compute/cuda, for a session
-# that has a device machine (an H100). It runs pre-built test binaries, so the
-# device machine needs no Go toolchain, and finishes in well under 10 minutes
-# (every step has its own timeout; a typical run takes 1 to 3 minutes).
+# gpu-check.sh: the prepared GPU check of lorakit's CUDA path, for a session
+# that has a device machine (an H200 or H100, CUDA 13). It runs pre-built
+# binaries, so the device machine needs no Go toolchain, and finishes within
+# one device call of 8 minutes: every step has its own time limit, capped by
+# what remains of the budget.
 #
 # 1. Here (the machine with Go and ../shared), build the binaries and copy the
-#    fixtures they need into the ignored folder bin/gpu (../shared does not
-#    travel to the device machine):
+#    fixtures they need into the ignored folder bin/gpu (about 19 MB; ../shared
+#    does not travel to the device machine):
 #
 #        scripts/gpu-check.sh build
 #
@@ -16,16 +17,25 @@
 #        carry:     ["bin/gpu"]
 #        timeout_s: 540
 #
-#    Results come back under $OUT (8 files at most): summary.txt (one line a
-#    step, PASS/FAIL/SKIP with seconds), env.txt (GPU, driver, the libraries
-#    found), new.log (backend start: cold NVRTC compile, then the disk
-#    cache), conformance.log (the conformance suite and a determinism check),
-#    train.log (shared/fixtures/peft/train/plain, 6 AdamW steps, GPU vs CPU,
-#    f32 and bf16 weights), timings.log (GEMM TFLOP/s, attention, axpy
-#    GB/s), memcheck.log and racecheck.log (compute-sanitizer on the suite).
+# Correctness first, then speed:
+#   new          NVRTC compiles every kernel (cold), then loads them from the
+#                disk cache (warm)
+#   tests        conformance suite, determinism, the train/plain fixture GPU
+#                vs CPU (f32, bf16 weights, bf16 mixed precision), timings
+#   bench        lora-train bench --json: 8B LoRA 1×2048, 8B LoRA 4×2048 with
+#                gradient checkpointing, 8B QLoRA 1×2048, 1B 4×2048, then the
+#                longest 8B sequence at batch 1 (32k, 64k, 128k, … until one
+#                fails or time runs out)
+#   at the end   if time remains: ptxas's report with the device's own NVRTC
+#                (registers, spills), compute-sanitizer memcheck and racecheck
 #
+# Results come back under $OUT (8 files): summary.txt (one line a step:
+# PASS/FAIL/SKIP, seconds), env.txt (GPU, driver, libraries, commit),
+# new.log, tests.log, bench.json (every benchmark: its command, status,
+# seconds, the "ready" line (a run that timed out after it fits in memory)
+# and lora-train's JSON), bench.log (their stderr), sanitizers.log.
 # Steps run in order of value; a failing step does not stop the next ones.
-# The exit status is the number of failed steps (0: all passed or skipped).
+# The exit status is the number of failed steps (the benchmarks excepted).
 set -u
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,16 +45,25 @@ if [ "${1:-}" = "build" ]; then
 	set -e
 	cd "$root"
 	mkdir -p "$bin"
-	# Plain build (no GOEXPERIMENT): the device machine needs nothing else.
+	# Plain builds (no GOEXPERIMENT, no cgo): the device machine needs nothing else.
 	CGO_ENABLED=0 GOEXPERIMENT= go test -c -o "$bin/cuda.test" ./pkg/compute/cuda
-	fx="$root/../shared/fixtures"
-	[ -d "$fx" ] || fx="$root/shared/fixtures"
+	CGO_ENABLED=0 GOEXPERIMENT= go build -trimpath -o "$bin/lora-train" ./cmd/lora-train
+	# The fixtures: $LORAKIT_FIXTURES, else shared/fixtures in the root or a
+	# folder above it (as the tests find them).
+	fx="${LORAKIT_FIXTURES:-}"
+	d="$root"
+	while [ -z "$fx" ] && [ "$d" != / ]; do
+		[ -d "$d/shared/fixtures" ] && fx="$d/shared/fixtures"
+		d="$(dirname "$d")"
+	done
+	[ -n "$fx" ] || { echo "shared/fixtures not found (set LORAKIT_FIXTURES)" >&2; exit 1; }
 	rm -rf "$bin/fixtures"
 	mkdir -p "$bin/fixtures/peft/train"
 	cp -r "$fx/peft/tiny" "$bin/fixtures/peft/"
 	cp -r "$fx/peft/train/plain" "$bin/fixtures/peft/train/"
+	{ git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown; git -C "$root" status --short 2>/dev/null | head -5; } >"$bin/commit.txt"
 	du -sh "$bin"
-	echo "built; now run on the device: bash scripts/gpu-check.sh (carry bin/gpu)"
+	echo "built; now run on the device: bash scripts/gpu-check.sh (carry bin/gpu, timeout_s 540)"
 	exit 0
 fi
 
@@ -54,25 +73,35 @@ summary="$out/summary.txt"
 : >"$summary"
 failed=0
 t0=$(date +%s)
+budget="${GPU_CHECK_SECONDS:-470}" # the whole run, seconds
+left() { echo $((budget - ($(date +%s) - t0))); }
 
-# step NAME TIMEOUT LOG CMD...: runs CMD with a timeout, appending to LOG, and
-# records the outcome in summary.txt.
+# step NAME LIMIT LOG CMD...: runs CMD with a time limit (capped by the
+# budget left), appending to LOG, and records the outcome in summary.txt.
 step() {
 	local name=$1 limit=$2 log=$3
 	shift 3
-	local s e rc
+	local l s e rc tmp verdict
+	l=$(left)
+	if [ "$l" -lt 15 ]; then
+		echo "$name: SKIP (no time left)" | tee -a "$summary"
+		return
+	fi
+	[ "$limit" -gt "$l" ] && limit=$l
+	tmp=$(mktemp)
 	s=$(date +%s)
-	echo "== $name: $*" >>"$log"
-	timeout -k 10 "$limit" "$@" >>"$log" 2>&1
+	timeout -k 5 "$limit" "$@" >"$tmp" 2>&1
 	rc=$?
 	e=$(date +%s)
-	local verdict=PASS
+	{ echo "== $name ($limit s limit): $*"; cat "$tmp"; } >>"$log"
+	verdict=PASS
 	if [ $rc -ne 0 ]; then
 		verdict="FAIL (exit $rc$([ $rc -eq 124 ] && echo ', timed out'))"
 		failed=$((failed + 1))
-	elif grep -q -- '--- SKIP' "$log" && ! grep -q -- '--- PASS' "$log"; then
+	elif grep -q -- '--- SKIP' "$tmp" && ! grep -q -- '--- PASS' "$tmp"; then
 		verdict=SKIP
 	fi
+	rm -f "$tmp"
 	echo "$name: $verdict, $((e - s)) s" | tee -a "$summary"
 }
 
@@ -80,11 +109,12 @@ step() {
 {
 	echo "date: $(date -u)"
 	echo "host: $(uname -a)"
-	nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1 || echo "nvidia-smi failed"
+	echo "commit: $(cat "$bin/commit.txt" 2>/dev/null)"
+	nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap,clocks.max.sm --format=csv 2>&1 || echo "nvidia-smi failed"
 	echo "ldconfig:"
 	ldconfig -p 2>/dev/null | grep -E 'libcuda\.so|libcublas(Lt)?\.so|libnvrtc' || echo "  (none in the linker cache)"
 	echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-	echo "test binary: $(sha256sum "$bin/cuda.test" 2>&1)"
+	sha256sum "$bin/cuda.test" "$bin/lora-train" 2>&1
 } >"$out/env.txt" 2>&1
 
 # Folders holding cuBLAS and NVRTC 13 (or 12), for the backend's search:
@@ -109,8 +139,8 @@ export LORAKIT_FIXTURES="$bin/fixtures"
 # dry run on a machine without a GPU).
 export LORAKIT_REQUIRE_CUDA="${LORAKIT_REQUIRE_CUDA:-1}"
 
-if [ ! -x "$bin/cuda.test" ]; then
-	echo "missing $bin/cuda.test: run 'scripts/gpu-check.sh build' first and carry bin/gpu" | tee -a "$summary"
+if [ ! -x "$bin/cuda.test" ] || [ ! -x "$bin/lora-train" ]; then
+	echo "missing binaries in $bin: run 'scripts/gpu-check.sh build' first and carry bin/gpu" | tee -a "$summary"
 	exit 1
 fi
 
@@ -118,21 +148,90 @@ fi
 cd "$root/pkg/compute/cuda"
 t="$bin/cuda.test"
 
+# --- correctness ------------------------------------------------------------
 step "new (cold: NVRTC compiles every kernel)" 120 "$out/new.log" "$t" -test.run '^TestNew$' -test.v -test.count=1
-step "new (warm: kernels from the disk cache)" 60 "$out/new.log" "$t" -test.run '^TestNew$' -test.v -test.count=1
+step "new (warm: kernels from the disk cache)" 45 "$out/new.log" "$t" -test.run '^TestNew$' -test.v -test.count=1
 ls -la "$LORAKIT_CUDA_CACHE" >>"$out/new.log" 2>&1
-step "conformance + determinism" 120 "$out/conformance.log" "$t" -test.run '^(TestConformance|TestDeterminism)$' -test.v -test.count=1 -test.timeout 110s
-step "train/plain GPU vs CPU (f32, bf16)" 120 "$out/train.log" "$t" -test.run '^TestTrainPlainMatchesCPU$' -test.v -test.count=1 -test.timeout 110s
-step "timings" 90 "$out/timings.log" "$t" -test.run '^TestTimings$' -test.v -test.count=1 -test.timeout 80s
+step "conformance + determinism" 120 "$out/tests.log" "$t" -test.run '^(TestConformance|TestDeterminism)$' -test.v -test.count=1
+step "train/plain GPU vs CPU (f32, bf16 weights, bf16 mixed)" 120 "$out/tests.log" "$t" -test.run '^TestTrainPlainMatchesCPU$' -test.v -test.count=1
+step "timings" 60 "$out/tests.log" "$t" -test.run '^TestTimings$' -test.v -test.count=1
+correctness_failed=$failed
 
-# compute-sanitizer, while time remains (it slows kernels down a lot).
+# --- benchmarks (shared/specs/baselines.md) ------------------------------------
+bjson="$out/bench.json"
+blog="$out/bench.log"
+: >"$blog"
+first=1
+printf '{\n "commit": "%s",\n "runs": [' "$(head -1 "$bin/commit.txt" 2>/dev/null)" >"$bjson"
+
+# bench NAME LIMIT ARGS...: one lora-train bench --json run, recorded in
+# bench.json as {name, command, status, seconds, result}. Returns 0 when it
+# produced a result.
+bench() {
+	local name=$1 limit=$2
+	shift 2
+	local l s e rc res errs ready status
+	l=$(left)
+	[ "$limit" -gt $((l - 5)) ] && limit=$((l - 5))
+	if [ "$limit" -lt 20 ]; then
+		echo "bench $name: SKIP (no time left)" | tee -a "$summary"
+		return 1
+	fi
+	res=$(mktemp)
+	errs=$(mktemp)
+	s=$(date +%s)
+	timeout -k 5 "$limit" "$bin/lora-train" bench --device cuda --json "$@" >"$res" 2>"$errs"
+	rc=$?
+	e=$(date +%s)
+	{ echo "== $name ($limit s limit): lora-train bench $*"; cat "$errs"; } >>"$blog"
+	status=ok
+	if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+		status=timeout
+	elif [ $rc -ne 0 ]; then
+		status="fail (exit $rc)"
+		grep -qi 'out of memory' "$errs" && status="out of memory"
+	fi
+	# bench's line once the model and workspace are allocated: a run that
+	# timed out after it fits in memory.
+	ready=$(grep -o 'ready in .*' "$errs" | tail -1 | tr -d '"\\')
+	rm -f "$errs"
+	[ $first -eq 1 ] || printf ',' >>"$bjson"
+	first=0
+	printf '\n  {"name": "%s", "command": "lora-train bench --device cuda --json %s", "status": "%s", "seconds": %d, "ready": "%s", "result": ' \
+		"$name" "$*" "$status" $((e - s)) "$ready" >>"$bjson"
+	if [ "$status" = ok ] && [ -s "$res" ]; then cat "$res" >>"$bjson"; else printf 'null' >>"$bjson"; fi
+	printf '}' >>"$bjson"
+	local tps mfu mem
+	tps=$(grep -o '"tokens_per_s": [0-9.e+-]*' "$res" | head -1 | awk '{printf "%.0f", $2}')
+	mfu=$(grep -o '"mfu": [0-9.e+-]*' "$res" | head -1 | awk '{printf "%.1f%%", 100*$2}')
+	mem=$(grep -o '"peak_memory_bytes": [0-9]*' "$res" | head -1 | awk '{printf "%.1f GiB", $2/1073741824}')
+	rm -f "$res"
+	echo "bench $name: $status, $((e - s)) s${tps:+, $tps tokens/s, MFU $mfu, peak $mem}" | tee -a "$summary"
+	[ "$status" = ok ]
+}
+
+bench "8B LoRA 1x2048" 75 --shape llama3-8b --batch 1 --seq 2048 --steps 6
+bench "8B LoRA 4x2048 grad-checkpoint" 90 --shape llama3-8b --batch 4 --seq 2048 --steps 4 --grad-checkpoint
+bench "8B QLoRA 1x2048" 75 --shape llama3-8b --batch 1 --seq 2048 --steps 6 --qlora
+bench "1B 4x2048" 60 --shape llama3.2-1b --batch 4 --seq 2048 --steps 6
+# The longest 8B sequence at batch 1 (checkpointing, one cold step each):
+# upward until one fails, times out or the budget runs out.
+for seq in 32768 65536 131072 196608 262144; do
+	bench "8B LoRA 1x$seq grad-checkpoint" 400 --shape llama3-8b --batch 1 --seq $seq --steps 1 --warmup 0 --grad-checkpoint || break
+done
+printf '\n ]\n}\n' >>"$bjson"
+
+# --- while time remains: the device's own ptxas report, the sanitizers ----------
+if [ "$(left)" -gt 40 ]; then
+	step "ptxas report, CUDA 13 (sm_80, sm_90: registers, spills)" 60 "$out/new.log" "$t" -test.run '^TestNVRTCCompile$' -test.v -test.count=1
+fi
 cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-if [ -n "$cs" ] && [ $(($(date +%s) - t0)) -lt 240 ]; then
-	step "memcheck (conformance)" 120 "$out/memcheck.log" "$cs" --tool memcheck --error-exitcode 9 "$t" -test.run '^TestConformance$' -test.count=1
-	step "racecheck (attention, reductions)" 90 "$out/racecheck.log" "$cs" --tool racecheck --error-exitcode 9 "$t" -test.run '^TestConformance$/(attention|rmsnorm|cross_entropy|norm2|dora_norm)' -test.count=1
+if [ -n "$cs" ] && [ "$(left)" -gt 60 ]; then
+	step "memcheck (conformance)" 120 "$out/sanitizers.log" "$cs" --tool memcheck --error-exitcode 9 "$t" -test.run '^TestConformance$' -test.count=1
+	step "racecheck (attention, reductions)" 90 "$out/sanitizers.log" "$cs" --tool racecheck --error-exitcode 9 "$t" -test.run '^TestConformance$/(attention|rmsnorm|cross_entropy|norm2|dora_norm)' -test.count=1
 else
-	echo "sanitizers: SKIP (compute-sanitizer ${cs:-not found}, $(($(date +%s) - t0)) s elapsed)" | tee -a "$summary"
+	echo "sanitizers: SKIP (compute-sanitizer ${cs:-not found}, $(left) s left)" | tee -a "$summary"
 fi
 
-echo "total: $(($(date +%s) - t0)) s, $failed failed" | tee -a "$summary"
+echo "total: $(($(date +%s) - t0)) s, $failed failed ($correctness_failed before the benchmarks)" | tee -a "$summary"
 exit $failed

@@ -10,12 +10,14 @@ import (
 
 // benchCmd is `lora-train bench`. Its defaults are train.DefaultBenchOptions.
 type benchCmd struct {
-	Shape          string `required:"" help:"Model shape: llama3-8b, llama3.2-1b, or a config.json path." placeholder:"SHAPE"`
+	Shape          string `required:"" help:"Model shape: a built-in shape (${shapes}) or a config.json path." placeholder:"SHAPE"`
 	Batch          int    `default:"${bench_batch}" help:"Rows per step."`
 	Seq            int    `default:"${bench_seq}" help:"Tokens per row."`
-	Steps          int    `default:"${bench_steps}" help:"Timed steps (after one untimed warm-up step)."`
-	DType          string `name:"dtype" default:"${bench_dtype}" enum:"bf16,f32" help:"Storage of the random base weights: bf16 or f32 (arithmetic is f32)."`
-	QLoRA          bool   `name:"qlora" help:"NF4-quantize the projections (on the CPU they are dequantized at load: the step costs the same)."`
+	Steps          int    `default:"${bench_steps}" help:"Timed steps."`
+	Warmup         int    `default:"${bench_warmup}" help:"Untimed steps before them (0: time one cold step, e.g. for very long sequences)."`
+	Precision      string `default:"${bench_precision}" enum:"auto,bf16,f32" help:"auto: bf16 mixed precision on a GPU with bf16 tensor cores, f32 elsewhere; bf16; f32 (the exact reference)."`
+	DType          string `name:"dtype" default:"${bench_dtype}" enum:"bf16,f32" help:"Storage of the random frozen weights (bf16 precision needs bf16)."`
+	QLoRA          bool   `name:"qlora" help:"Hold the projections as NF4 with double quantization, dequantized before each use."`
 	GradCheckpoint bool   `name:"grad-checkpoint" help:"Recompute activations in the backward pass."`
 	Force          bool   `help:"Run shapes above 3B parameters on the CPU anyway."`
 	JSON           bool   `help:"Print one JSON object."`
@@ -25,8 +27,15 @@ type benchCmd struct {
 // Run benchmarks and prints the timings.
 func (c *benchCmd) Run(ctx *cli.Context) error {
 	prog := newStepProgress(ctx)
-	res, err := train.Bench(ctx, train.BenchOptions{Env: ctx.Env(), Shape: c.Shape, Batch: c.Batch, Seq: c.Seq, Steps: c.Steps,
-		DType: c.DType, QLoRA: c.QLoRA, GradCheckpoint: c.GradCheckpoint, Force: c.Force, Device: c.Device, OnStep: prog.update})
+	res, err := train.Bench(ctx, train.BenchOptions{Env: ctx.Env(), Shape: c.Shape, Batch: c.Batch, Seq: c.Seq,
+		Steps: c.Steps, Warmup: c.Warmup, Precision: c.Precision, DType: c.DType, QLoRA: c.QLoRA,
+		GradCheckpoint: c.GradCheckpoint, Force: c.Force, Device: c.Device, OnStep: prog.update,
+		Ready: func(r *train.BenchResult) {
+			if !ctx.Quiet() { // scripts/gpu-check.sh records this line
+				fmt.Fprintf(ctx.Stderr, "%s: bench: %s ready in %.1f s, %s precision, %s of device memory in use\n", ctx.Name,
+					c.Shape, r.LoadSeconds, r.Precision, num.Bytes(max(r.PeakMemory, r.WorkspaceBytes), 1))
+			}
+		}})
 	prog.done()
 	if err != nil {
 		return err
@@ -34,13 +43,6 @@ func (c *benchCmd) Run(ctx *cli.Context) error {
 	if c.JSON {
 		return cli.PrintJSON(ctx.Stdout, res)
 	}
-	w := ctx.Stdout
-	fmt.Fprintf(w, "shape          %s (%s parameters; %s trainable)\n", c.Shape, num.Thousands(res.Params), num.Thousands(res.Trainable))
-	fmt.Fprintf(w, "recipe         %s\n", res.Recipe)
-	fmt.Fprintf(w, "device         %s, %s weights%s\n", res.Device, c.DType, map[bool]string{true: ", NF4 (dequantized)"}[c.QLoRA])
-	fmt.Fprintf(w, "batch x seq    %d x %d\n", c.Batch, c.Seq)
-	fmt.Fprintf(w, "step           %.3f s mean, %.3f s min over %d steps (load %.1f s)\n", res.StepSeconds, res.StepSecondsMin, c.Steps, res.LoadSeconds)
-	fmt.Fprintf(w, "tokens/s       %.1f (%.1f per CPU-second)\n", res.TokensPerS, res.TokensPerCPUS)
-	fmt.Fprintf(w, "model FLOP/s   %.3g GFLOP/s (%.3g GFLOP per step)\n", res.FLOPPerS/1e9, res.FLOPPerStep/1e9)
+	res.WriteText(ctx.Stdout)
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/lorakit/lorakit/internal/cli"
+	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
@@ -59,7 +60,8 @@ func vars() kong.Vars {
 		"grad_accum": strconv.Itoa(d.GradAccum), "seq": strconv.Itoa(d.Seq), "weight_decay": f(d.WeightDecay),
 		"max_grad_norm": f(d.MaxGradNorm), "seed": strconv.FormatUint(d.Seed, 10), "shuffle": strconv.FormatBool(d.Shuffle),
 		"device": d.Device, "bench_batch": strconv.Itoa(b.Batch), "bench_seq": strconv.Itoa(b.Seq),
-		"bench_steps": strconv.Itoa(b.Steps), "bench_dtype": b.DType,
+		"bench_steps": strconv.Itoa(b.Steps), "bench_dtype": b.DType, "bench_warmup": strconv.Itoa(b.Warmup),
+		"bench_precision": b.Precision, "shapes": strings.Join(checkpoint.Shapes(), ", "),
 	}
 }
 

@@ -13,8 +13,16 @@
 //
 // Conventions:
 //   - Matrices are row-major and contiguous; shapes are given as arguments.
-//   - Activations, gradients and optimizer state are F32. Weights may be BF16
-//     where an operation says so; arithmetic is always f32 or wider.
+//   - Float operands are F32 or BF16 (mixed precision: bf16 weights and
+//     activations), except where an operation says F32: the optimizer
+//     (AdamWStep, Norm2), CrossEntropy, the dropout mask, the rstd of
+//     RMSNorm, the lse of Attention and the RoPE tables. A BF16 operand is
+//     read widened to f32 (exact) and written rounded to nearest even; the
+//     arithmetic is the all-F32 operation's on the widened values, so a BF16
+//     output is the F32 result rounded once (GPU backends, whose f32
+//     arithmetic differs by rounding already, may also round intermediate
+//     products to bf16 for the tensor cores: the conformance suite states
+//     their tolerances). Arithmetic is always f32 or wider.
 //   - Operations may run asynchronously. Invalid arguments (lengths that do not
 //     match the shape, wrong dtypes) are programming errors and panic; device
 //     failures are sticky and reported by Sync and by the Download functions.
@@ -87,8 +95,9 @@ type Buffer interface {
 
 // Gemm describes C = Alpha·op(A)·op(B) + Beta·C where op(A) is M×K, op(B) is
 // K×N and C is M×N, all row-major. With TransA, A is stored K×M (op(A) = Aᵀ);
-// with TransB, B is stored N×K. A and B may be F32 or BF16; C is F32. When
-// Beta is 0, C is not read (NaNs in C do not propagate).
+// with TransB, B is stored N×K. A, B and C may each be F32 or BF16; the sum
+// is accumulated in f32 and a BF16 C receives it rounded once. When Beta is
+// 0, C is not read (NaNs in C do not propagate).
 type Gemm struct {
 	TransA, TransB bool
 	M, N, K        int
@@ -108,10 +117,24 @@ type Gemm struct {
 // of its sequence with Segments[j] = Segments[t]. A document then gets what
 // it gets run alone as a sequence of its own (bit for bit on the CPU
 // backend).
+//
+// Window > 0 limits query t to the keys t−Window+1 … t (sliding-window
+// attention, Mistral and Gemma; the other masks still apply). SoftCap > 0
+// caps the scaled scores, s ← SoftCap·tanh(s/SoftCap) before the softmax
+// (Gemma 2's attention-logit soft-capping); lse is then that of the capped
+// scores.
+//
+// Backends keep memory at O(Seq) per head for the f32 path and O(chunk·Seq)
+// for bf16 (scores of a chunk of queries at a time, recomputed in the
+// backward pass), never O(Seq²): 32k+ token sequences fit. A later prefix
+// segment (prefix tuning: keys every query sees) is one more set of visible
+// keys ahead of position 0.
 type Attention struct {
 	Batch, Seq, Heads, KVHeads, HeadDim int
 	Scale                               float32
 	Segments                            Buffer
+	Window                              int
+	SoftCap                             float32
 }
 
 // Rope describes rotary position embeddings applied in place to
@@ -250,7 +273,8 @@ type Backend interface {
 
 	// SwiGLU computes out = silu(gate)⊙up with silu(x) = x/(1+exp(−x)).
 	SwiGLU(out, gate, up Buffer)
-	// SwiGLUBackward computes dgate and dup (overwritten) from dout.
+	// SwiGLUBackward computes dgate and dup (overwritten) from dout; dgate
+	// may alias dout.
 	SwiGLUBackward(dgate, dup, dout, gate, up Buffer)
 
 	// CrossEntropy scores rows of logits [rows, vocab] against targets (I32,
@@ -259,6 +283,12 @@ type Backend interface {
 	// A row whose target is IgnoreIndex (any negative value) gets loss 0 and a zero
 	// gradient row. dlogits may alias logits.
 	CrossEntropy(loss, dlogits, logits, targets Buffer, rows, vocab int, gradScale float32)
+
+	// FillUniform fills dst with element i of the uniform stream of seed
+	// (compute.UniformBits): UniformValue(bits, lo, hi) for F32 and BF16
+	// (rounded), the low 8 bits for U8 (lo and hi unused). It builds random
+	// weights on the device (benchmarks) without host traffic.
+	FillUniform(dst Buffer, seed uint64, lo, hi float32)
 
 	// DropoutMask fills mask (F32) with the inverted-dropout mask of
 	// probability p for (seed, stream): element i is 0 when DropoutDrops reports

@@ -46,3 +46,21 @@ func DropoutDrops(key uint64, i int, threshold uint32) bool {
 func DropoutScale(p float32) float32 {
 	return float32(1 / (1 - float64(p)))
 }
+
+// UniformBits returns 24 uniform bits of element i of the stream of seed:
+// mix64(UniformKey(seed) + (i+1)·γ) >> 40 (FillUniform).
+func UniformBits(seed uint64, i int) uint32 {
+	return uint32(num.Mix64(UniformKey(seed)+uint64(i+1)*golden) >> 40)
+}
+
+// UniformKey returns mix64(seed), the key of UniformBits' stream.
+func UniformKey(seed uint64) uint64 { return num.Mix64(seed) }
+
+// UniformValue maps 24 uniform bits to [lo, hi): lo + (hi−lo)·(bits·2⁻²⁴),
+// each operation rounded to f32 (no fused multiply-add), so every backend
+// computes the same value.
+func UniformValue(bits uint32, lo, hi float32) float32 {
+	u := float32(bits) * (1.0 / (1 << 24))
+	d := hi - lo
+	return lo + float32(d*u)
+}

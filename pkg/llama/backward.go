@@ -8,6 +8,7 @@ import "github.com/lorakit/lorakit/pkg/compute"
 func (m *Model) backward(seed uint64) {
 	ws, c, be := m.ws, &m.cfg, m.be
 	N, D := ws.n, c.Hidden
+	eps := float32(c.RMSEps)
 	be.Zero(ws.dh)
 	be.RMSNormBackward(ws.dh, ws.dhf, ws.hFinal, m.finalNorm, ws.rstdF, N, D)
 	lowest := m.adapters[0].Layer
@@ -46,6 +47,9 @@ func (m *Model) backward(seed uint64) {
 		m.linearBackward(&L.proj[Down], a.act, ws.dh, orNil(needAct, ws.dact), false, &a.lora[Down], seed)
 		if needAct {
 			be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
+			if has(Gate, Up) && !ws.ckpt {
+				be.RMSNorm(a.x2, nil, a.hMid, L.mlpNorm, N, D, eps) // x2 is not kept
+			}
 			m.linearBackward(&L.proj[Gate], a.x2, ws.dgate, orNil(needMid, ws.dx), false, &a.lora[Gate], seed)
 			m.linearBackward(&L.proj[Up], a.x2, ws.dup, orNil(needMid, ws.dx), true, &a.lora[Up], seed)
 		}
@@ -60,6 +64,9 @@ func (m *Model) backward(seed uint64) {
 		be.AttentionBackward(m.attnParams(), ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse)
 		rope(ws.dq, c.Heads)
 		rope(ws.dk, c.KVHeads)
+		if has(Q, K, V) && !ws.ckpt {
+			be.RMSNorm(a.x1, nil, a.hIn, L.attnNorm, N, D, eps) // x1 is not kept
+		}
 		m.linearBackward(&L.proj[Q], a.x1, ws.dq, orNil(below, ws.dx), false, &a.lora[Q], seed)
 		m.linearBackward(&L.proj[K], a.x1, ws.dk, orNil(below, ws.dx), true, &a.lora[K], seed)
 		m.linearBackward(&L.proj[V], a.x1, ws.dv, orNil(below, ws.dx), true, &a.lora[V], seed)
@@ -110,20 +117,25 @@ func (m *Model) linearBackward(lin *linear, x, dy, dx compute.Buffer, accumulate
 	if dx != nil || ad.DoRA && drop {
 		w = m.weight(lin)
 	}
+	// dyl is dy itself, or (DoRA) an activation-typed buffer that needs no
+	// cast: only one f32 gradient ever occupies slotA here.
+	dylc := m.cast(dyl, slotA)
 	if dx != nil {
-		src := dy
+		src := dylc
 		if ad.DoRA && !drop {
 			src = dbase
+		} else if dyl != dy {
+			src = m.cast(dy, slotA)
 		}
-		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, m.cast(src, slotA), w, dx)
+		be.Gemm(compute.Gemm{M: N, N: lin.in, K: lin.out, Alpha: 1, Beta: beta}, src, w, dx)
 	}
+	// u and du are activations (bf16 with PrecisionBF16): no cast.
 	u, du := m.view(la.u, N*ad.Rank), m.view(ws.du, N*ad.Rank)
 	// dB += sl·dylᵀ·u; du = sl·dyl·B; dA += duᵀ·dropout(x).
-	dylc := m.cast(dyl, slotA)
-	be.Gemm(compute.Gemm{TransA: true, M: lin.out, N: ad.Rank, K: N, Alpha: sl, Beta: 1}, dylc, m.cast(u, slotB), ad.gb)
+	be.Gemm(compute.Gemm{TransA: true, M: lin.out, N: ad.Rank, K: N, Alpha: sl, Beta: 1}, dylc, u, ad.gb)
 	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.out, Alpha: sl}, dylc, m.cast(ad.b, slotW), du)
-	duc := m.cast(du, slotB)
-	be.Gemm(compute.Gemm{TransA: true, M: ad.Rank, N: lin.in, K: N, Alpha: 1, Beta: 1}, duc, m.cast(xd, slotA), ad.ga)
+	duc := du
+	be.Gemm(compute.Gemm{TransA: true, M: ad.Rank, N: lin.in, K: N, Alpha: 1, Beta: 1}, duc, xd, ad.ga)
 	if dx == nil {
 		return
 	}

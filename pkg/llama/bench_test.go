@@ -144,8 +144,8 @@ func BenchmarkTrainStep100MQLoRA(b *testing.B) {
 		Quantized: nf4Random(randomLoader(bench100M, 16))}, qkvo)
 }
 
-// BenchmarkTrainStep100MAutocast is BenchmarkTrainStep100M with bf16
-// autocast.
-func BenchmarkTrainStep100MAutocast(b *testing.B) {
-	benchTrainStep(b, bench100M, 1, 128, Options{AutocastBF16: true}, qkvo)
+// BenchmarkTrainStep100MMixed is BenchmarkTrainStep100M in bf16 mixed
+// precision.
+func BenchmarkTrainStep100MMixed(b *testing.B) {
+	benchTrainStep(b, bench100M, 1, 128, Options{Precision: PrecisionBF16}, qkvo)
 }

@@ -20,8 +20,12 @@
 //
 // Frozen projection weights may be held in bitsandbytes' 4-bit form
 // (Options.Quantized, QLoRA) and are then dequantized on the fly, bit for bit
-// as bitsandbytes does, by the backend's Dequantize4. Options.AutocastBF16
-// runs the matrix products on bfloat16-rounded operands, as torch.autocast.
+// as bitsandbytes does, by the backend's Dequantize4: one projection at a
+// time into a shared scratch buffer, never a dense copy of the model.
+// Options.Precision selects f32 (the reference) or bf16 mixed precision
+// (bf16 weights and activations, f32 statistics, loss and adapter state, as
+// torch.autocast with PEFT); Options.GradCheckpoint keeps only each layer's
+// input and recomputes the layer in the backward pass.
 package llama
 
 import (

@@ -227,6 +227,39 @@ func (m *Model) prepare(b *Batch, train, labels bool) error {
 	return nil
 }
 
+// Reserve allocates the training workspace for batches of rows×seq tokens
+// now, so that a device too small for them fails here rather than in the
+// first ForwardBackward (which otherwise allocates it).
+func (m *Model) Reserve(rows, seq int) error {
+	if rows <= 0 || seq <= 0 {
+		return fmt.Errorf("%w: shape %d×%d", ErrBatch, rows, seq)
+	}
+	ws := m.ws
+	if ws != nil && ws.rows == rows && ws.seq == seq && ws.train && ws.ckpt == m.opt.GradCheckpoint {
+		return nil
+	}
+	if ws != nil {
+		ws.free()
+		m.ws = nil
+	}
+	ws, err := m.newWorkspace(rows, seq, true)
+	if err != nil {
+		return err
+	}
+	m.ws = ws
+	return nil
+}
+
+// WorkspaceBytes returns the bytes of the current workspace: the
+// activations, gradients and scratch of the last batch shape (0 before the
+// first pass or Reserve).
+func (m *Model) WorkspaceBytes() int64 {
+	if m.ws == nil {
+		return 0
+	}
+	return m.ws.bytes
+}
+
 // Logits runs the model in evaluation mode (no dropout) and writes the f32
 // logits of every position, [Rows, Seq, Vocab], into dst.
 func (m *Model) Logits(b Batch, dst []float32) error {
@@ -348,11 +381,12 @@ func (m *Model) attnParams() compute.Attention {
 	return p
 }
 
-// cast returns x itself, or under AutocastBF16 x rounded to bfloat16 in the
-// workspace's scratch slot (see workspace.bf); the copy is valid until the
-// slot is used again.
+// cast returns the GEMM operand for x: x itself, or with PrecisionBF16 an
+// F32 x (an adapter weight, a gradient kept in f32) rounded to bfloat16 in
+// the workspace's scratch slot (see workspace.bf); the copy is valid until
+// the slot is used again.
 func (m *Model) cast(x compute.Buffer, slot int) compute.Buffer {
-	if !m.opt.AutocastBF16 || x.DType() == compute.BF16 {
+	if m.opt.Precision != PrecisionBF16 || x.DType() == compute.BF16 {
 		return x
 	}
 	d := m.be.View(m.ws.bf[slot], 0, x.Len())
@@ -424,7 +458,7 @@ func (m *Model) linearForward(lin *linear, x, y compute.Buffer, la *loraActs, tr
 	}
 	u := m.view(la.u, N*ad.Rank)
 	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.in, TransB: true, Alpha: 1}, xc, m.cast(ad.a, slotW), u)
-	uc := m.cast(u, slotB)
+	uc := u // an activation: bf16 with PrecisionBF16
 	if !ad.DoRA {
 		be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: ad.Scale, Beta: 1}, uc, m.cast(ad.b, slotW), y)
 		return

@@ -3,12 +3,12 @@ package llama
 import (
 	"encoding/binary"
 	"encoding/json"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
@@ -33,21 +33,7 @@ func openST(t testing.TB, path string) *safetensors.File {
 
 // stLoader serves tensors of f, looked up as prefix+name.
 func stLoader(f *safetensors.File, prefix string) Loader {
-	return func(name string) ([]float32, []int, error) {
-		info, ok := f.Info(prefix + name)
-		if !ok {
-			return nil, nil, fmt.Errorf("%s: %w", prefix+name, ErrNotFound)
-		}
-		data, err := f.Float32(prefix + name)
-		if err != nil {
-			return nil, nil, err
-		}
-		shape := make([]int, len(info.Shape))
-		for i, d := range info.Shape {
-			shape[i] = int(d)
-		}
-		return data, shape, nil
-	}
+	return fixtureio.Tensors(f, prefix, ErrNotFound)
 }
 
 func int64s(t testing.TB, f *safetensors.File, name string) []int32 {

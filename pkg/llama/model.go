@@ -34,14 +34,55 @@ type Options struct {
 	// BF16 when the weight's original dtype is bfloat16 or WeightDType is
 	// BF16, to F32 otherwise. The other tensors come from the Loader.
 	Quantized QuantLoader
-	// AutocastBF16 runs every matrix product of the projections, the
-	// adapters and lm_head, forward and backward, on operands rounded to
-	// bfloat16 with f32 accumulation, as torch.autocast rounds the inputs of
-	// linear layers; the products stay f32 (torch rounds them to bf16 too).
-	// Frozen weights are stored as BF16 (WeightDType must be 0 or BF16);
-	// adapter weights, gradients, DoRA norms, attention, the softmax and the
-	// loss stay f32.
-	AutocastBF16 bool
+	// Precision is the arithmetic of the passes: PrecisionF32 (the default,
+	// the exact reference) or PrecisionBF16 (mixed precision; frozen
+	// weights are then BF16: WeightDType must be 0 or BF16).
+	Precision Precision
+	// Synthetic, when set, fills the model with random weights on the
+	// backend instead of reading them (benchmarks; the Loader may be nil).
+	Synthetic *Synthetic
+}
+
+// Precision is the arithmetic of a model's forward and backward passes.
+type Precision string
+
+const (
+	// PrecisionF32 keeps activations, gradients and every product in f32
+	// (BF16 weights are widened exactly): the reference.
+	PrecisionF32 Precision = "f32"
+	// PrecisionBF16 is mixed precision as torch.autocast runs a bf16 model
+	// with PEFT's f32 adapters: frozen weights and activations (the
+	// residual stream, the norms' and projections' outputs, q, k, v,
+	// attention, the MLP) are stored in bf16 and every matrix product takes
+	// bf16 operands with f32 accumulation (the tensor cores). The RMSNorm
+	// statistics, the attention softmax and its log-sum-exp, the logits and
+	// the cross-entropy stay f32, and so do the adapters' master weights,
+	// their gradients and the optimizer state: an adapter weight is rounded
+	// to bf16 where it enters a product, as autocast rounds lora_A and
+	// lora_B. The gradient of the residual stream is accumulated in f32.
+	PrecisionBF16 Precision = "bf16"
+)
+
+// ParsePrecision parses "f32" or "bf16" ("" is f32).
+func ParsePrecision(s string) (Precision, error) {
+	switch Precision(s) {
+	case "", PrecisionF32:
+		return PrecisionF32, nil
+	case PrecisionBF16:
+		return PrecisionBF16, nil
+	}
+	return "", fmt.Errorf("%w: precision %q (f32 or bf16)", ErrConfig, s)
+}
+
+// Synthetic describes random weights made on the backend (FillUniform):
+// matrices uniform in [−Scale, Scale), norms 1. With NF4 the seven
+// projections are held as random bitsandbytes NF4 codes with double
+// quantization (blocks of 64, nested blocks of 256), dequantized like a
+// QLoRA checkpoint's.
+type Synthetic struct {
+	Seed  uint64
+	Scale float32
+	NF4   bool
 }
 
 // Adapter describes the adapter of one projection: LoRA, DoRA or (IA)³.
@@ -122,18 +163,26 @@ func New(be compute.Backend, cfg Config, load Loader, opt Options) (*Model, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var err error
+	if opt.Precision, err = ParsePrecision(string(opt.Precision)); err != nil {
+		return nil, err
+	}
+	bf16 := opt.Precision == PrecisionBF16
 	switch opt.WeightDType {
 	case 0:
 		opt.WeightDType = compute.F32
-		if opt.AutocastBF16 {
+		if bf16 {
 			opt.WeightDType = compute.BF16
 		}
 	case compute.F32, compute.BF16:
 	default:
 		return nil, fmt.Errorf("%w: weight dtype %v", ErrConfig, opt.WeightDType)
 	}
-	if opt.AutocastBF16 && opt.WeightDType != compute.BF16 {
-		return nil, fmt.Errorf("%w: bf16 autocast with %v weights", ErrConfig, opt.WeightDType)
+	if bf16 && opt.WeightDType != compute.BF16 {
+		return nil, fmt.Errorf("%w: bf16 precision with %v weights", ErrConfig, opt.WeightDType)
+	}
+	if load == nil && opt.Synthetic == nil {
+		return nil, fmt.Errorf("%w: no weights (a nil Loader without Synthetic)", ErrConfig)
 	}
 	m := &Model{be: be, cfg: cfg, opt: opt, hd: cfg.headDim(), invFreq: cfg.RopeInvFreq()}
 	if err := m.loadBase(load, opt.Quantized); err != nil {
@@ -145,6 +194,10 @@ func New(be compute.Backend, cfg Config, load Loader, opt Options) (*Model, erro
 
 // Config returns the model's configuration.
 func (m *Model) Config() Config { return m.cfg }
+
+// Options returns the model's options, with the defaults filled in
+// (Precision, WeightDType).
+func (m *Model) Options() Options { return m.opt }
 
 // Backend returns the backend the model runs on.
 func (m *Model) Backend() compute.Backend { return m.be }
@@ -194,28 +247,37 @@ func (m *Model) tensor(load Loader, name string, dt compute.DType, shape ...int)
 	return b, nil
 }
 
+// baseTensor is tensor for a base weight: made on the backend under
+// Options.Synthetic.
+func (m *Model) baseTensor(load Loader, name string, dt compute.DType, shape ...int) (compute.Buffer, error) {
+	if b, ok, err := m.syntheticTensor(name, dt, shape); ok || err != nil {
+		return b, err
+	}
+	return m.tensor(load, name, dt, shape...)
+}
+
 func (m *Model) loadBase(load Loader, qload QuantLoader) error {
 	c, wdt := &m.cfg, m.opt.WeightDType
 	var err error
-	if m.embed, err = m.tensor(load, "model.embed_tokens.weight", wdt, c.Vocab, c.Hidden); err != nil {
+	if m.embed, err = m.baseTensor(load, "model.embed_tokens.weight", wdt, c.Vocab, c.Hidden); err != nil {
 		return err
 	}
 	if c.TieEmbeddings {
 		m.lmHead = m.embed
-	} else if m.lmHead, err = m.tensor(load, "lm_head.weight", wdt, c.Vocab, c.Hidden); err != nil {
+	} else if m.lmHead, err = m.baseTensor(load, "lm_head.weight", wdt, c.Vocab, c.Hidden); err != nil {
 		return err
 	}
-	if m.finalNorm, err = m.tensor(load, "model.norm.weight", compute.F32, c.Hidden); err != nil {
+	if m.finalNorm, err = m.baseTensor(load, "model.norm.weight", compute.F32, c.Hidden); err != nil {
 		return err
 	}
 	m.layers = make([]layer, c.Layers)
 	for l := range m.layers {
 		L := &m.layers[l]
 		pre := fmt.Sprintf("model.layers.%d.", l)
-		if L.attnNorm, err = m.tensor(load, pre+"input_layernorm.weight", compute.F32, c.Hidden); err != nil {
+		if L.attnNorm, err = m.baseTensor(load, pre+"input_layernorm.weight", compute.F32, c.Hidden); err != nil {
 			return err
 		}
-		if L.mlpNorm, err = m.tensor(load, pre+"post_attention_layernorm.weight", compute.F32, c.Hidden); err != nil {
+		if L.mlpNorm, err = m.baseTensor(load, pre+"post_attention_layernorm.weight", compute.F32, c.Hidden); err != nil {
 			return err
 		}
 		for t := range numTargets {
@@ -228,7 +290,7 @@ func (m *Model) loadBase(load Loader, qload QuantLoader) error {
 			if L.proj[t].q != nil {
 				continue
 			}
-			if L.proj[t].w, err = m.tensor(load, name, wdt, out, in); err != nil {
+			if L.proj[t].w, err = m.baseTensor(load, name, wdt, out, in); err != nil {
 				return err
 			}
 		}

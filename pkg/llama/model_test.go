@@ -1,13 +1,12 @@
 package llama
 
 import (
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
@@ -74,28 +73,10 @@ func TestLogitsBF16Storage(t *testing.T) {
 	}
 }
 
-type golden struct {
-	LR          float64    `json:"lr"`
-	Steps       int        `json:"steps"`
-	Betas       [2]float64 `json:"betas"`
-	Eps         float64    `json:"eps"`
-	WeightDecay float64    `json:"weight_decay"`
-	InputIDs    [][]int32  `json:"input_ids"`
-	Labels      [][]int32  `json:"labels"`
-	Loss        []float64  `json:"loss"`
-	GradNorm    []float64  `json:"grad_norm"`
-	FinalLoss   float64    `json:"final_loss"`
-}
+type golden = fixtureio.TrainGolden
 
 func loadGolden(t testing.TB, dir string) (golden, Batch) {
-	raw, err := os.ReadFile(filepath.Join(dir, "golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
+	g := fixtureio.LoadTrainGolden(t, dir)
 	b := Batch{Rows: len(g.InputIDs), Seq: len(g.InputIDs[0])}
 	for r := range g.InputIDs {
 		b.IDs = append(b.IDs, g.InputIDs[r]...)

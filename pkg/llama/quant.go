@@ -53,6 +53,9 @@ func (m *Model) scratchDType(orig dtype.DType) compute.DType {
 // quantTensor loads the 4-bit weight name of shape [out, in] onto the
 // backend, or returns nil when qload does not have it quantized.
 func (m *Model) quantTensor(qload QuantLoader, name string, out, in int) (*quantWeight, error) {
+	if m.opt.Synthetic != nil {
+		return m.syntheticQuant(name, out, in)
+	}
 	if qload == nil {
 		return nil, nil
 	}

@@ -88,6 +88,27 @@ func qloraPair(t *testing.T, dir string, opt Options, be func() compute.Backend)
 	return q, dense
 }
 
+// sameStep runs one ForwardBackward of b on q and dense and requires the
+// same loss and gradients, bit for bit.
+func sameStep(t *testing.T, q, dense *Model, b Batch, st Step) {
+	t.Helper()
+	sq, _, err := q.ForwardBackward(b, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, _, err := dense.ForwardBackward(b, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sq != sd {
+		t.Errorf("loss sum %v, dense %v", sq, sd)
+	}
+	pd := dense.Params()
+	for i, p := range q.Params() {
+		sameBits(t, p.Name, download(t, q.be, p.Grad), download(t, dense.be, pd[i].Grad))
+	}
+}
+
 func sameBits(t *testing.T, what string, got, want []float32) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -276,21 +297,7 @@ func TestQLoRADTypes(t *testing.T) {
 				}
 				m.ZeroGrad()
 			}
-			sq, _, err := qm.ForwardBackward(b, Step{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sd, _, err := dm.ForwardBackward(b, Step{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if sq != sd {
-				t.Errorf("loss sum %v, dense %v", sq, sd)
-			}
-			pd := dm.Params()
-			for i, p := range qm.Params() {
-				sameBits(t, p.Name, download(t, qm.be, p.Grad), download(t, dm.be, pd[i].Grad))
-			}
+			sameStep(t, qm, dm, b, Step{})
 		})
 	}
 }

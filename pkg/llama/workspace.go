@@ -24,11 +24,10 @@ type acts struct {
 	lora          [numTargets]loraActs
 }
 
-// Scratch slots of workspace.bf (AutocastBF16): two activation operands of
-// one GEMM, an adapter weight, and a chunk of logit gradients.
+// Scratch slots of workspace.bf (PrecisionBF16): an f32 gradient that
+// enters a GEMM, an adapter weight, and a chunk of logit gradients.
 const (
 	slotA = iota
-	slotB
 	slotW
 	slotLogits
 	numSlots
@@ -38,7 +37,9 @@ const (
 // batch shape.
 type workspace struct {
 	be         compute.Backend
+	adt        compute.DType // activations: F32, or BF16 with PrecisionBF16
 	bufs       []compute.Buffer
+	bytes      int64 // of bufs
 	rows, seq  int
 	n          int  // rows·seq tokens
 	train      bool // allocated for training
@@ -53,7 +54,7 @@ type workspace struct {
 	active     int            // their number
 	cos, sin   compute.Buffer // RoPE tables for positions [0, ropeLen)
 	ropeLen    int
-	bf         [numSlots]compute.Buffer // AutocastBF16 scratch
+	bf         [numSlots]compute.Buffer // PrecisionBF16 scratch
 	layers     []acts                   // one per layer, or one shared
 	hIns       []compute.Buffer         // checkpointing: each layer's input
 	h0, h1     compute.Buffer           // eval: ping-pong residual streams
@@ -82,16 +83,24 @@ func (ws *workspace) alloc(dt compute.DType, n int) compute.Buffer {
 	if ws.err != nil {
 		return nil
 	}
+	if ws.be == nil { // a plan (PlanMemory): count only
+		ws.bytes += int64(n) * int64(dt.Size())
+		return nil
+	}
 	b, err := ws.be.Alloc(dt, n)
 	if err != nil {
 		ws.err = err
 		return nil
 	}
 	ws.bufs = append(ws.bufs, b)
+	ws.bytes += int64(n) * int64(dt.Size())
 	return b
 }
 
 func (ws *workspace) f32(n int) compute.Buffer { return ws.alloc(compute.F32, n) }
+
+// act allocates an activation: BF16 with PrecisionBF16, F32 otherwise.
+func (ws *workspace) act(n int) compute.Buffer { return ws.alloc(ws.adt, n) }
 
 func (ws *workspace) free() {
 	for _, b := range ws.bufs {
@@ -142,13 +151,49 @@ func (m *Model) ropeTables(ws *workspace, n int) error {
 	return nil
 }
 
+// keep says which activations of a layer its backward pass reads, so that
+// a training workspace stores them per layer (the others share one
+// buffer): attention's inputs and outputs (q, k, v, lse and att), att as
+// o_proj's input, hMid (the MLP norm's input), gate and up (SwiGLU's
+// inputs), act (down_proj's input). The norms' outputs x1 and x2 are never
+// kept: the backward pass recomputes them from hIn and hMid when an adapter
+// needs them (recomputeNorm).
+type keep struct {
+	att, out, mid, mlp, down bool
+}
+
+// keeps mirrors what backward reads of layer l.
+func (m *Model) keeps(l int) keep {
+	if len(m.adapters) == 0 || l < m.adapters[0].Layer {
+		return keep{}
+	}
+	L := &m.layers[l]
+	has := func(ts ...Target) bool {
+		for _, t := range ts {
+			if L.proj[t].ad != nil {
+				return true
+			}
+		}
+		return false
+	}
+	att := l > m.adapters[0].Layer || has(Q, K, V)
+	mid := att || has(O)
+	mlp := mid || has(Gate, Up)
+	return keep{att: att, out: has(O), mid: mid, mlp: mlp, down: has(Down)}
+}
+
 // newWorkspace allocates the buffers for rows×seq tokens.
 func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	c := &m.cfg
 	n := rows * seq
 	D, I, hq, hkv := c.Hidden, c.Intermediate, c.Heads*m.hd, c.KVHeads*m.hd
 	maxDim := max(D, I, hq)
-	ws := &workspace{be: m.be, rows: rows, seq: seq, n: n, train: train, ckpt: train && m.opt.GradCheckpoint}
+	ws := &workspace{be: m.be, rows: rows, seq: seq, n: n, train: train, ckpt: train && m.opt.GradCheckpoint,
+		adt: compute.F32}
+	bf16 := m.opt.Precision == PrecisionBF16
+	if bf16 {
+		ws.adt = compute.BF16
+	}
 	ws.chunk = m.opt.LossChunk
 	if ws.chunk <= 0 {
 		ws.chunk = max(1, (16<<20)/c.Vocab)
@@ -160,29 +205,53 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	ws.targets = ws.alloc(compute.I32, n)
 	ws.ctargets = ws.alloc(compute.I32, n)
 
-	maxRank, dora, dropout, ia3, ia3Out := 0, false, false, false, false
+	maxRank, dora, ia3, ia3Out, dropIn := 0, false, false, false, 0
 	for _, ad := range m.adapters {
 		maxRank = max(maxRank, ad.Rank)
 		dora = dora || ad.DoRA
-		dropout = dropout || ad.Dropout > 0
 		ia3 = ia3 || ad.IA3
 		ia3Out = ia3Out || ad.IA3 && !ad.FeedForward
-	}
-	newActs := func(l int, shared bool) acts {
-		a := acts{
-			x1: ws.f32(n * D), rstd1: ws.f32(n),
-			q: ws.f32(n * hq), k: ws.f32(n * hkv), v: ws.f32(n * hkv),
-			att: ws.f32(n * hq), lse: ws.f32(rows * c.Heads * seq),
-			hMid: ws.f32(n * D), x2: ws.f32(n * D), rstd2: ws.f32(n),
-			gate: ws.f32(n * I), up: ws.f32(n * I), act: ws.f32(n * I),
+		if ad.Dropout > 0 {
+			dropIn = max(dropIn, ad.in) // the widest input a dropout masks
 		}
+	}
+	// The activations of a layer: one buffer each, or in a training
+	// workspace kept per layer only where backward reads them (keep); a
+	// layer uses the shared scratch, allocated on first need, for the rest.
+	var scratch acts
+	made := map[*compute.Buffer]bool{} // (a plan's buffers are all nil)
+	get := func(b *compute.Buffer, alloc func() compute.Buffer) compute.Buffer {
+		if !made[b] {
+			*b, made[b] = alloc(), true
+		}
+		return *b
+	}
+	pick := func(kept bool, b *compute.Buffer, alloc func() compute.Buffer) compute.Buffer {
+		if kept {
+			return alloc()
+		}
+		return get(b, alloc)
+	}
+	hidden := func() compute.Buffer { return ws.act(n * D) }
+	inter := func() compute.Buffer { return ws.act(n * I) }
+	heads := func() compute.Buffer { return ws.act(n * hq) }
+	kvHeads := func() compute.Buffer { return ws.act(n * hkv) }
+	newActs := func(l int, shared bool, k keep) acts {
+		a := acts{rstd1: ws.f32(n), rstd2: ws.f32(n)}
+		a.x1, a.x2 = get(&scratch.x1, hidden), get(&scratch.x2, hidden)
+		a.q, a.k, a.v = pick(k.att, &scratch.q, heads), pick(k.att, &scratch.k, kvHeads), pick(k.att, &scratch.v, kvHeads)
+		a.lse = pick(k.att, &scratch.lse, func() compute.Buffer { return ws.f32(rows * c.Heads * seq) })
+		a.att = pick(k.att || k.out, &scratch.att, heads)
+		a.hMid = pick(k.mid, &scratch.hMid, hidden)
+		a.gate, a.up = pick(k.mlp, &scratch.gate, inter), pick(k.mlp, &scratch.up, inter)
+		a.act = pick(k.down, &scratch.act, inter)
 		for t := range numTargets {
 			if shared {
 				if maxRank > 0 {
-					a.lora[t].u = ws.f32(n * maxRank)
+					a.lora[t].u = ws.act(n * maxRank)
 				}
 				if train && (dora || ia3Out) {
-					a.lora[t].comb = ws.f32(n * maxDim)
+					a.lora[t].comb = ws.act(n * maxDim)
 				}
 				continue
 			}
@@ -191,72 +260,79 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 				continue
 			}
 			if ad.Rank > 0 {
-				a.lora[t].u = ws.f32(n * ad.Rank)
+				a.lora[t].u = ws.act(n * ad.Rank)
 			}
 			if train && (ad.DoRA || ad.IA3 && !ad.FeedForward) {
-				a.lora[t].comb = ws.f32(n * ad.out)
+				a.lora[t].comb = ws.act(n * ad.out)
 			}
 		}
 		return a
 	}
 	switch {
 	case !train:
-		ws.layers = []acts{newActs(0, true)}
-		ws.h0, ws.h1 = ws.f32(n*D), ws.f32(n*D)
+		ws.layers = []acts{newActs(0, true, keep{})}
+		ws.h0, ws.h1 = ws.act(n*D), ws.act(n*D)
 	case ws.ckpt:
-		ws.layers = []acts{newActs(0, true)}
+		ws.layers = []acts{newActs(0, true, keep{})}
 		ws.hIns = make([]compute.Buffer, c.Layers)
 		for l := range ws.hIns {
-			ws.hIns[l] = ws.f32(n * D)
+			ws.hIns[l] = ws.act(n * D)
 		}
-		ws.hScratch = ws.f32(n * D)
+		ws.hScratch = ws.act(n * D)
 	default:
 		ws.layers = make([]acts, c.Layers)
 		for l := range ws.layers {
-			ws.layers[l] = newActs(l, false)
-			ws.layers[l].hIn = ws.f32(n * D)
+			ws.layers[l] = newActs(l, false, m.keeps(l))
+			ws.layers[l].hIn = ws.act(n * D)
 		}
 	}
-	ws.hFinal = ws.f32(n * D)
-	ws.hf, ws.rstdF = ws.f32(n*D), ws.f32(n)
+	ws.hFinal = ws.act(n * D)
+	ws.hf, ws.rstdF = ws.act(n*D), ws.f32(n)
 	ws.loss = ws.f32(n)
 	ws.logits = ws.f32(ws.chunk * c.Vocab)
-	ws.yD = ws.f32(n * D)
-	if dropout && train {
-		ws.mask, ws.xdrop, ws.tIn = ws.f32(n*maxDim), ws.f32(n*maxDim), ws.f32(n*maxDim)
+	ws.yD = ws.act(n * D)
+	if dropIn > 0 && train {
+		ws.mask, ws.xdrop, ws.tIn = ws.f32(n*dropIn), ws.act(n*dropIn), ws.f32(n*dropIn)
 	}
 	if ia3 {
-		ws.ia3 = ws.f32(n * maxDim)
+		ws.ia3 = ws.act(n * maxDim)
 	}
 	if dora {
-		ws.lora = ws.f32(n * maxDim)
-		if dropout && train {
-			ws.base = ws.f32(n * maxDim)
+		ws.lora = ws.act(n * maxDim)
+		if dropIn > 0 && train {
+			ws.base = ws.act(n * maxDim)
 		}
 	}
 	if train {
-		ws.dh, ws.dx, ws.dhf = ws.f32(n*D), ws.f32(n*D), ws.f32(n*D)
-		ws.datt, ws.dq = ws.f32(n*hq), ws.f32(n*hq)
-		ws.dk, ws.dv = ws.f32(n*hkv), ws.f32(n*hkv)
-		ws.dact, ws.dgate, ws.dup = ws.f32(n*I), ws.f32(n*I), ws.f32(n*I)
+		// The residual stream's gradient and the input gradients that
+		// several products add into stay f32.
+		// dhf lives before the layers' backward, dx during it; dgate
+		// overwrites dact in SwiGLUBackward.
+		ws.dh, ws.dx = ws.f32(n*D), ws.f32(n*D)
+		ws.dhf = ws.dx
+		ws.datt, ws.dq = ws.act(n*hq), ws.act(n*hq)
+		ws.dk, ws.dv = ws.act(n*hkv), ws.act(n*hkv)
+		ws.dact, ws.dup = ws.act(n*I), ws.act(n*I)
+		ws.dgate = ws.dact
 		if maxRank > 0 {
-			ws.du = ws.f32(n * maxRank)
+			ws.du = ws.act(n * maxRank)
 		}
 		if dora {
-			ws.dbase, ws.dlora = ws.f32(n*maxDim), ws.f32(n*maxDim)
+			ws.dbase, ws.dlora = ws.act(n*maxDim), ws.act(n*maxDim)
 		}
 	}
-	if m.opt.AutocastBF16 {
+	if bf16 {
 		maxW := 0
 		for _, ad := range m.adapters {
 			maxW = max(maxW, ad.Rank*max(ad.in, ad.out))
 		}
-		ws.bf[slotA] = ws.alloc(compute.BF16, n*max(maxDim, maxRank))
-		ws.bf[slotB] = ws.alloc(compute.BF16, n*max(maxDim, maxRank))
+		if train {
+			ws.bf[slotA] = ws.alloc(compute.BF16, n*D) // dh
+		}
 		ws.bf[slotW] = ws.alloc(compute.BF16, maxW)
 		ws.bf[slotLogits] = ws.alloc(compute.BF16, ws.chunk*c.Vocab)
 	}
-	if ws.err == nil {
+	if ws.err == nil && ws.be != nil {
 		ws.err = m.ropeTables(ws, seq)
 	}
 	if ws.err != nil {

@@ -203,10 +203,21 @@ func shapeInts(s []int64) []int {
 	return out
 }
 
-// NewModel builds the model on be with the base weights.
+// NewModel builds the model on be with the base weights. An unset
+// opt.Precision is "auto" (ResolvePrecision): bf16 mixed precision on a GPU
+// with bf16 tensor cores, f32 elsewhere.
 func (b *Base) NewModel(be compute.Backend, opt llama.Options) (*llama.Model, error) {
+	if opt.Precision == "" {
+		var err error
+		if opt.Precision, err = ResolvePrecision(be, "auto"); err != nil {
+			return nil, err
+		}
+	}
 	if opt.WeightDType == 0 {
 		opt.WeightDType = b.WeightDType
+		if opt.Precision == llama.PrecisionBF16 {
+			opt.WeightDType = compute.BF16 // autocast rounds the weights of an f32 base too
+		}
 	}
 	if b.Quantized && opt.Quantized == nil {
 		// QLoRA: projections stay 4-bit on the backend and are dequantized

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
@@ -28,31 +29,11 @@ func fx(t testing.TB, parts ...string) string {
 	return filepath.Join(append([]string{fixtures(t)}, parts...)...)
 }
 
-type golden struct {
-	LR        float64    `json:"lr"`
-	Steps     int        `json:"steps"`
-	Betas     [2]float64 `json:"betas"`
-	Eps       float64    `json:"eps"`
-	WD        float64    `json:"weight_decay"`
-	InputIDs  [][]int32  `json:"input_ids"`
-	Labels    [][]int32  `json:"labels"`
-	Loss      []float64  `json:"loss"`
-	GradNorm  []float64  `json:"grad_norm"`
-	LRUsed    []float64  `json:"lr_used"`
-	FinalLoss float64    `json:"final_loss"`
-}
+type golden = fixtureio.TrainGolden
 
 func loadGolden(t testing.TB) golden {
 	t.Helper()
-	raw, err := os.ReadFile(fx(t, "peft", "train", "plain", "golden.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g golden
-	if err := json.Unmarshal(raw, &g); err != nil {
-		t.Fatal(err)
-	}
-	return g
+	return fixtureio.LoadTrainGolden(t, fx(t, "peft", "train", "plain"))
 }
 
 // goldenJSONL is golden.json's batch as input_ids/labels JSONL.
@@ -111,7 +92,7 @@ func tinyConfig(t testing.TB) llama.Config {
 func plainSettings(g golden) Settings {
 	s := DefaultSettings()
 	s.LR, s.Schedule, s.MaxSteps, s.Batch, s.MaxGradNorm, s.Shuffle = g.LR, ScheduleConstant, g.Steps, 2, 0, false
-	s.Beta1, s.Beta2, s.Eps, s.WeightDecay = g.Betas[0], g.Betas[1], g.Eps, g.WD
+	s.Beta1, s.Beta2, s.Eps, s.WeightDecay = g.Betas[0], g.Betas[1], g.Eps, g.WeightDecay
 	return s
 }
 

@@ -34,16 +34,16 @@ var Cases = append(gemmCases(), []Case{
 	{"elementwise", tolElem, testElementwise},
 	{"embedding_f32", tolExact, func(e *Env) { testEmbedding(e, compute.F32) }},
 	{"embedding_bf16", tolExact, func(e *Env) { testEmbedding(e, compute.BF16) }},
-	{"rmsnorm", tolElem * 4, testRMSNorm},
-	{"rmsnorm_backward", tolGrad, testRMSNormBackward},
-	{"rope", tolElem, testRope},
+	{"rmsnorm", tolElem * 4, func(e *Env) { testRMSNorm(e, compute.F32) }},
+	{"rmsnorm_backward", tolGrad, func(e *Env) { testRMSNormBackward(e, compute.F32) }},
+	{"rope", tolElem, func(e *Env) { testRope(e, compute.F32) }},
 	{"attention", tolSum, testAttention},
 	{"attention_backward", tolGrad, testAttentionBackward},
 	{"attention_packed", tolSum, testAttentionPacked},
 	{"attention_packed_rows", tolSum, testAttentionPackedRows},
 	{"attention_backward_packed", tolGrad, testAttentionPackedBackward},
-	{"swiglu", tolElem * 4, testSwiGLU},
-	{"swiglu_backward", tolGrad, testSwiGLUBackward},
+	{"swiglu", tolElem * 4, func(e *Env) { testSwiGLU(e, compute.F32) }},
+	{"swiglu_backward", tolGrad, func(e *Env) { testSwiGLUBackward(e, compute.F32) }},
 	{"cross_entropy", tolSum, testCrossEntropy},
 	{"dropout_mask", tolExact, testDropout},
 	{"dora_norm_f32", tolSum, func(e *Env) { testDoRANorm(e, compute.F32) }},
@@ -55,6 +55,8 @@ var Cases = append(gemmCases(), []Case{
 	{"adamw", tolElem * 4, testAdamW},
 	{"norm2", tolElem, testNorm2},
 }...)
+
+func init() { Cases = append(Cases, bf16Cases...) }
 
 func gemmCases() []Case {
 	var cs []Case
@@ -203,38 +205,51 @@ func testEmbedding(e *Env, dt compute.DType) {
 	e.Check("rows", e.Get(out), want)
 }
 
-func testRMSNorm(e *Env) {
+// testRMSNorm runs RMSNorm on activations of dtype dt (weight and rstd
+// F32), and with an F32 output and no rstd.
+func testRMSNorm(e *Env, dt compute.DType) {
 	rows, dim := 7, 48
 	x, w := e.Rand(rows*dim, 2), e.Rand(dim, 1)
 	for i := range w {
 		w[i] += 1
 	}
-	y, rstd := e.Alloc(compute.F32, rows*dim), e.Alloc(compute.F32, rows)
-	e.BE.RMSNorm(y, rstd, e.F32(x), e.F32(w), rows, dim, 1e-5)
+	xb := e.Up(x, dt)
+	y, rstd := e.Alloc(dt, rows*dim), e.Alloc(compute.F32, rows)
+	e.BE.RMSNorm(y, rstd, xb, e.F32(w), rows, dim, 1e-5)
 	wy, wr := refRMSNorm(x, w, rows, dim, float64(float32(1e-5)))
 	e.Check("y", e.Get(y), wy)
-	e.Check("rstd", e.Get(rstd), wr)
+	e.CheckTol("rstd", e.Get(rstd), wr, tolElem*4)
 	y2 := e.Alloc(compute.F32, rows*dim)
-	e.BE.RMSNorm(y2, nil, e.F32(x), e.F32(w), rows, dim, 1e-5)
-	e.Check("y without rstd", e.Get(y2), wy)
+	e.BE.RMSNorm(y2, nil, xb, e.F32(w), rows, dim, 1e-5)
+	e.CheckTol("F32 y without rstd", e.Get(y2), wy, tolElem*4)
 }
 
-func testRMSNormBackward(e *Env) {
+// testRMSNormBackward takes x and dy of dtype dt and accumulates into an
+// F32 dx, and for BF16 also into a BF16 dx.
+func testRMSNormBackward(e *Env, dt compute.DType) {
 	rows, dim := 5, 24
 	x, w, dy := e.Rand(rows*dim, 2), e.Rand(dim, 1), e.Rand(rows*dim, 1)
+	xb, dyb := e.Up(x, dt), e.Up(dy, dt)
 	eps := float64(float32(1e-5))
 	_, rstd := refRMSNorm(x, w, rows, dim, eps)
-	acc := e.Rand(rows*dim, 1)
-	dx := e.F32(acc)
-	e.BE.RMSNormBackward(dx, e.F32(dy), e.F32(x), e.F32(w), e.F32(rstd), rows, dim)
 	g := FD(x, func() float64 { y, _ := refRMSNorm(x, w, rows, dim, eps); return dot64(dy, y) })
-	for i := range g {
-		g[i] += acc[i]
+	dxTypes := []compute.DType{compute.F32}
+	if dt == compute.BF16 {
+		dxTypes = append(dxTypes, compute.BF16)
 	}
-	e.Check("dx (accumulated)", e.Get(dx), g)
+	for _, dxt := range dxTypes {
+		acc := e.Rand(rows*dim, 1)
+		dx := e.Up(acc, dxt)
+		e.BE.RMSNormBackward(dx, dyb, xb, e.F32(w), e.F32(rstd), rows, dim)
+		want := make([]float64, len(g))
+		for i := range g {
+			want[i] = g[i] + acc[i]
+		}
+		e.Check("dx (accumulated) "+dxt.String(), e.Get(dx), want)
+	}
 }
 
-func testRope(e *Env) {
+func testRope(e *Env, dt compute.DType) {
 	p := compute.Rope{Tokens: 6, Heads: 3, HeadDim: 8}
 	maxPos, half := 10, p.HeadDim/2
 	cos, sin := make([]float64, maxPos*half), make([]float64, maxPos*half)
@@ -244,18 +259,18 @@ func testRope(e *Env) {
 	}
 	pos := []int32{0, 3, 9, 3, 1, 5}
 	x := e.Rand(p.Tokens*p.Heads*p.HeadDim, 2)
-	xb := e.F32(x)
+	xb := e.Up(x, dt)
 	posb, cb, sb := e.I32(pos), e.F32(cos), e.F32(sin)
 	e.BE.Rope(p, xb, posb, cb, sb)
 	y := refRope(p, x, pos, cos, sin)
 	e.Check("forward", e.Get(xb), y)
 	// The inverse is the transpose: <rope(x), d> = <x, rope⁻¹(d)>.
 	d := e.Rand(len(x), 1)
-	db := e.F32(d)
+	db := e.Up(d, dt)
 	p.Inverse = true
 	e.BE.Rope(p, db, posb, cb, sb)
 	g := FD(x, func() float64 { p.Inverse = false; return dot64(d, refRope(p, x, pos, cos, sin)) })
-	e.CheckTol("inverse (backward)", e.Get(db), g, tolGrad)
+	e.CheckTol("inverse (backward)", e.Get(db), g, max(tolGrad, e.Tol))
 }
 
 func attnShape() compute.Attention {
@@ -292,22 +307,27 @@ func testAttentionBackward(e *Env) {
 	e.Check("dv", e.Get(dv), FD(v, loss))
 }
 
-func testSwiGLU(e *Env) {
+func testSwiGLU(e *Env, dt compute.DType) {
 	n := 500
 	g, u := e.Rand(n, 8), e.Rand(n, 2)
-	out := e.Alloc(compute.F32, n)
-	e.BE.SwiGLU(out, e.F32(g), e.F32(u))
+	out := e.Alloc(dt, n)
+	e.BE.SwiGLU(out, e.Up(g, dt), e.Up(u, dt))
 	e.Check("out", e.Get(out), refSwiGLU(g, u))
 }
 
-func testSwiGLUBackward(e *Env) {
+func testSwiGLUBackward(e *Env, dt compute.DType) {
 	n := 300
 	g, u, d := e.Rand(n, 8), e.Rand(n, 2), e.Rand(n, 1)
-	dg, du := e.Alloc(compute.F32, n), e.Alloc(compute.F32, n)
-	e.BE.SwiGLUBackward(dg, du, e.F32(d), e.F32(g), e.F32(u))
+	gb, ub, db := e.Up(g, dt), e.Up(u, dt), e.Up(d, dt)
+	dg, du := e.Alloc(dt, n), e.Alloc(dt, n)
+	e.BE.SwiGLUBackward(dg, du, db, gb, ub)
 	loss := func() float64 { return dot64(d, refSwiGLU(g, u)) }
-	e.Check("dgate", e.Get(dg), FD(g, loss))
+	wg := FD(g, loss)
+	e.Check("dgate", e.Get(dg), wg)
 	e.Check("dup", e.Get(du), FD(u, loss))
+	// dgate may alias dout.
+	e.BE.SwiGLUBackward(db, du, db, gb, ub)
+	e.Check("dgate over dout", e.Get(db), wg)
 }
 
 func testCrossEntropy(e *Env) {

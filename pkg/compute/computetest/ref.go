@@ -83,7 +83,9 @@ func refAttention(p compute.Attention, q, k, v []float64) (out, lse []float64) {
 // i sees key j ≤ i of its sequence when seg[j] = seg[i].
 func refAttentionSeg(p compute.Attention, q, k, v []float64, seg []int32) (out, lse []float64) {
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
-	visible := func(b, i, j int) bool { return seg == nil || seg[b*T+i] == seg[b*T+j] }
+	visible := func(b, i, j int) bool {
+		return (seg == nil || seg[b*T+i] == seg[b*T+j]) && (p.Window <= 0 || j > i-p.Window)
+	}
 	out = make([]float64, B*T*H*D)
 	lse = make([]float64, B*H*T)
 	s := make([]float64, T)
@@ -101,6 +103,9 @@ func refAttentionSeg(p compute.Attention, q, k, v []float64, seg []int32) (out, 
 						d += q[((b*T+i)*H+h)*D+e] * k[((b*T+j)*G+g)*D+e]
 					}
 					s[j] = d * float64(p.Scale)
+					if c := float64(p.SoftCap); c > 0 {
+						s[j] = c * math.Tanh(s[j]/c)
+					}
 					m = max(m, s[j])
 				}
 				var sum float64
@@ -198,4 +203,44 @@ func refAdamW(h compute.AdamW, p, g, m, v []float64) {
 		denom := math.Sqrt(v[i])/math.Sqrt(1-math.Pow(h.Beta2, t)) + h.Eps
 		p[i] -= h.LR / (1 - math.Pow(h.Beta1, t)) * m[i] / denom
 	}
+}
+
+// refAttentionGrad returns the gradients of dot(dout, out) with respect to
+// q, k and v for refAttentionSeg (analytic, in float64; the cases check it
+// against finite differences on small shapes).
+func refAttentionGrad(p compute.Attention, q, k, v, dout []float64, seg []int32) (dq, dk, dv []float64) {
+	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	out, lse := refAttentionSeg(p, q, k, v, seg)
+	dq, dk, dv = make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
+	c := float64(p.SoftCap)
+	for b := range B {
+		for h := range H {
+			g := h / (H / G)
+			for i := range T {
+				qo := ((b*T+i)*H + h) * D
+				delta := dot64(dout[qo:qo+D], out[qo:qo+D])
+				for j := 0; j <= i; j++ {
+					if seg != nil && seg[b*T+i] != seg[b*T+j] || p.Window > 0 && j <= i-p.Window {
+						continue
+					}
+					ko := ((b*T+j)*G + g) * D
+					s := dot64(q[qo:qo+D], k[ko:ko+D]) * float64(p.Scale)
+					dcap := 1.0
+					if c > 0 {
+						t := math.Tanh(s / c)
+						s, dcap = c*t, 1-t*t
+					}
+					pij := math.Exp(s - lse[(b*H+h)*T+i])
+					dp := dot64(dout[qo:qo+D], v[ko:ko+D])
+					ds := pij * (dp - delta) * dcap * float64(p.Scale)
+					for e := range D {
+						dv[ko+e] += pij * dout[qo+e]
+						dq[qo+e] += ds * k[ko+e]
+						dk[ko+e] += ds * q[qo+e]
+					}
+				}
+			}
+		}
+	}
+	return dq, dk, dv
 }

@@ -12,9 +12,28 @@ import (
 const attnQueryBlock = 32
 
 func checkAttention(p compute.Attention) {
-	if p.Batch < 0 || p.Seq < 0 || p.Heads <= 0 || p.KVHeads <= 0 || p.HeadDim <= 0 || p.Heads%p.KVHeads != 0 {
+	if p.Batch < 0 || p.Seq < 0 || p.Heads <= 0 || p.KVHeads <= 0 || p.HeadDim <= 0 || p.Heads%p.KVHeads != 0 ||
+		p.Window < 0 || !(p.SoftCap >= 0) {
 		panic(fmt.Sprintf("cpu: invalid attention shape %+v", p))
 	}
+}
+
+// keyStart returns the first key query i of sequence b sees: its
+// document's start, and with a window i−Window+1.
+func keyStart(p compute.Attention, starts []int32, b, i int) int {
+	lo := 0
+	if starts != nil {
+		lo = int(starts[b*p.Seq+i])
+	}
+	if p.Window > 0 {
+		lo = max(lo, i-p.Window+1)
+	}
+	return lo
+}
+
+// softCap returns cap·tanh(x/cap) (Attention.SoftCap).
+func softCap(x, c float32) float32 {
+	return float32(float64(c) * math.Tanh(float64(x)/float64(c)))
 }
 
 // segStarts returns, for every token of a packed batch, the index within
@@ -46,6 +65,11 @@ func segStarts(p compute.Attention) []int32 {
 // Attention implements compute.Backend.
 func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buffer) {
 	checkAttention(p)
+	if w := be.mixed(out, lse, q, k, v); w != nil {
+		be.Attention(p, w.out(out), w.out(lse), w.in(q), w.in(k), w.in(v))
+		w.done()
+		return
+	}
 	ov, lv, qv, kv, vv := f32(out), f32(lse), f32(q), f32(k), f32(v)
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
 	need("attention q", len(qv), B*T*H*D)
@@ -67,10 +91,7 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 		for i := blk * attnQueryBlock; i < min(T, (blk+1)*attnQueryBlock); i++ {
 			// Keys lo..i are visible; scores are kept from s[0] so that a
 			// document computes the same as when it starts its sequence.
-			lo := 0
-			if starts != nil {
-				lo = int(starts[b*T+i])
-			}
+			lo := keyStart(p, starts, b, i)
 			qi := qv[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
 			kvOff := ((b*T+lo)*G + g) * D // key/value row lo; rows G·D apart
 			sj := s[:i+1-lo]
@@ -78,6 +99,9 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 			m := float32(math.Inf(-1))
 			for j, x := range sj {
 				x *= p.Scale
+				if p.SoftCap > 0 {
+					x = softCap(x, p.SoftCap)
+				}
 				sj[j] = x
 				m = max(m, x)
 			}
@@ -106,6 +130,11 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 // and dv run in a fixed order.
 func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k, v, out, lse compute.Buffer) {
 	checkAttention(p)
+	if w := be.mixed(dq, dk, dv, dout, q, k, v, out, lse); w != nil {
+		be.AttentionBackward(p, w.out(dq), w.out(dk), w.out(dv), w.in(dout), w.in(q), w.in(k), w.in(v), w.in(out), w.in(lse))
+		w.done()
+		return
+	}
 	dqv, dkv, dvv, dov := f32(dq), f32(dk), f32(dv), f32(dout)
 	qv, kv, vv, ov, lv := f32(q), f32(k), f32(v), f32(out), f32(lse)
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
@@ -127,9 +156,9 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 	scratch := make([][]float32, be.threads)
 	be.tasks(B*G, func(w, task int) {
 		if scratch[w] == nil {
-			scratch[w] = make([]float32, 2*T)
+			scratch[w] = make([]float32, 3*T) // scores, dp, and ∂capped/∂score with SoftCap
 		}
-		ds, dps := scratch[w][:T], scratch[w][T:]
+		ds, dps, dcs := scratch[w][:T], scratch[w][T:2*T], scratch[w][2*T:]
 		b, g := task/G, task%G
 		for j := range T {
 			off := ((b*T+j)*G + g) * D
@@ -143,20 +172,27 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 				dqi := dqv[qo : qo+D]
 				l := lv[(b*H+h)*T+i]
 				di := vec.Dot(doi, oi)
-				lo := 0
-				if starts != nil {
-					lo = int(starts[b*T+i])
-				}
+				lo := keyStart(p, starts, b, i)
 				kvOff := ((b*T+lo)*G + g) * D // key/value row lo; rows G·D apart
-				d, dp := ds[:i+1-lo], dps[:i+1-lo]
+				d, dp, dc := ds[:i+1-lo], dps[:i+1-lo], dcs[:i+1-lo]
 				vec.DotN(qi, kv[kvOff:], G*D, d)
 				for j := range d {
-					d[j] = d[j]*p.Scale - l
+					x := d[j] * p.Scale
+					if p.SoftCap > 0 {
+						x = softCap(x, p.SoftCap)
+						t := x / p.SoftCap
+						dc[j] = 1 - t*t
+					}
+					d[j] = x - l
 				}
 				vec.Exps(d) // the probabilities p_ij
 				vec.DotN(doi, vv[kvOff:], G*D, dp)
 				vec.AxpyN(dvv[kvOff:], G*D, doi, d)
 				for j := range d {
+					if p.SoftCap > 0 {
+						d[j] = d[j] * (dp[j] - di) * dc[j] * p.Scale
+						continue
+					}
 					d[j] = d[j] * (dp[j] - di) * p.Scale
 				}
 				clear(dqi)

@@ -56,6 +56,10 @@ func (be *Backend) Gemm(p compute.Gemm, a, b, c compute.Buffer) {
 	if p.M < 0 || p.N < 0 || p.K < 0 {
 		panic("cpu: gemm with negative dimensions")
 	}
+	if get(c).dt == compute.BF16 {
+		be.gemmBF16(p, a, b, c) // ops_bf16.go
+		return
+	}
 	C := f32(c)
 	need("gemm C", len(C), p.M*p.N)
 	A := newMatrix(a, "gemm A", p.M, p.K, p.TransA)

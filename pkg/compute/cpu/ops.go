@@ -16,6 +16,11 @@ func rowGrain(dim int) int { return max(1, elemGrain/max(dim, 1)) }
 
 // Scale implements compute.Backend.
 func (be *Backend) Scale(x compute.Buffer, alpha float32) {
+	if w := be.mixed(x); w != nil {
+		be.Scale(w.out(x), alpha)
+		w.done()
+		return
+	}
 	v := f32(x)
 	be.parallel(len(v), elemGrain, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
@@ -26,6 +31,11 @@ func (be *Backend) Scale(x compute.Buffer, alpha float32) {
 
 // Axpy implements compute.Backend.
 func (be *Backend) Axpy(y, x compute.Buffer, alpha float32) {
+	if w := be.mixed(y, x); w != nil {
+		be.Axpy(w.out(y), w.in(x), alpha)
+		w.done()
+		return
+	}
 	yv, xv := f32(y), f32(x)
 	need("axpy x", len(xv), len(yv))
 	be.parallel(len(yv), elemGrain, func(lo, hi int) {
@@ -35,6 +45,11 @@ func (be *Backend) Axpy(y, x compute.Buffer, alpha float32) {
 
 // Mul implements compute.Backend.
 func (be *Backend) Mul(dst, a, b compute.Buffer) {
+	if w := be.mixed(dst, a, b); w != nil {
+		be.Mul(w.out(dst), w.in(a), w.in(b))
+		w.done()
+		return
+	}
 	d, av, bv := f32(dst), f32(a), f32(b)
 	need("mul a", len(av), len(d))
 	need("mul b", len(bv), len(d))
@@ -47,6 +62,11 @@ func (be *Backend) Mul(dst, a, b compute.Buffer) {
 
 // AddMul implements compute.Backend.
 func (be *Backend) AddMul(dst, a, b compute.Buffer) {
+	if w := be.mixed(dst, a, b); w != nil {
+		be.AddMul(w.out(dst), w.in(a), w.in(b))
+		w.done()
+		return
+	}
 	d, av, bv := f32(dst), f32(a), f32(b)
 	need("addmul a", len(av), len(d))
 	need("addmul b", len(bv), len(d))
@@ -59,6 +79,11 @@ func (be *Backend) AddMul(dst, a, b compute.Buffer) {
 
 // Embedding implements compute.Backend.
 func (be *Backend) Embedding(out, table, ids compute.Buffer, dim int) {
+	if w := be.mixed(out); w != nil { // the table is read as it is
+		be.Embedding(w.out(out), table, ids, dim)
+		w.done()
+		return
+	}
 	o, id, t := f32(out), i32(ids), get(table)
 	need("embedding out", len(o), len(id)*dim)
 	rows := t.Len() / max(dim, 1)
@@ -85,6 +110,11 @@ func (be *Backend) Embedding(out, table, ids compute.Buffer, dim int) {
 
 // RMSNorm implements compute.Backend.
 func (be *Backend) RMSNorm(y, rstd, x, w compute.Buffer, rows, dim int, eps float32) {
+	if m := be.mixed(y, rstd, x, w); m != nil {
+		be.RMSNorm(m.out(y), m.out(rstd), m.in(x), m.in(w), rows, dim, eps)
+		m.done()
+		return
+	}
 	yv, xv, wv := f32(y), f32(x), f32(w)
 	need("rmsnorm x", len(xv), rows*dim)
 	need("rmsnorm y", len(yv), rows*dim)
@@ -112,6 +142,11 @@ func (be *Backend) RMSNorm(y, rstd, x, w compute.Buffer, rows, dim int, eps floa
 
 // RMSNormBackward implements compute.Backend.
 func (be *Backend) RMSNormBackward(dx, dy, x, w, rstd compute.Buffer, rows, dim int) {
+	if m := be.mixed(dx, dy, x, w, rstd); m != nil {
+		be.RMSNormBackward(m.out(dx), m.in(dy), m.in(x), m.in(w), m.in(rstd), rows, dim)
+		m.done()
+		return
+	}
 	dxv, dyv, xv, wv, rs := f32(dx), f32(dy), f32(x), f32(w), f32(rstd)
 	need("rmsnorm dx", len(dxv), rows*dim)
 	need("rmsnorm dy", len(dyv), rows*dim)
@@ -139,6 +174,11 @@ func (be *Backend) RMSNormBackward(dx, dy, x, w, rstd compute.Buffer, rows, dim 
 
 // Rope implements compute.Backend.
 func (be *Backend) Rope(p compute.Rope, x, pos, cos, sin compute.Buffer) {
+	if w := be.mixed(x); w != nil {
+		be.Rope(p, w.out(x), pos, cos, sin)
+		w.done()
+		return
+	}
 	xv, pv, cv, sv := f32(x), i32(pos), f32(cos), f32(sin)
 	if p.HeadDim%2 != 0 {
 		panic("cpu: rope with an odd head dimension")
@@ -183,6 +223,11 @@ const swiBlock = 256
 
 // SwiGLU implements compute.Backend.
 func (be *Backend) SwiGLU(out, gate, up compute.Buffer) {
+	if w := be.mixed(out, gate, up); w != nil {
+		be.SwiGLU(w.out(out), w.in(gate), w.in(up))
+		w.done()
+		return
+	}
 	o, g, u := f32(out), f32(gate), f32(up)
 	need("swiglu gate", len(g), len(o))
 	need("swiglu up", len(u), len(o))
@@ -204,6 +249,11 @@ func (be *Backend) SwiGLU(out, gate, up compute.Buffer) {
 
 // SwiGLUBackward implements compute.Backend.
 func (be *Backend) SwiGLUBackward(dgate, dup, dout, gate, up compute.Buffer) {
+	if w := be.mixed(dgate, dup, dout, gate, up); w != nil {
+		be.SwiGLUBackward(w.out(dgate), w.out(dup), w.in(dout), w.in(gate), w.in(up))
+		w.done()
+		return
+	}
 	dg, du, do, g, u := f32(dgate), f32(dup), f32(dout), f32(gate), f32(up)
 	n := len(do)
 	need("swiglu dgate", len(dg), n)
@@ -314,6 +364,11 @@ func (be *Backend) DropoutMask(mask compute.Buffer, p float32, seed, stream uint
 
 // DoRANorm implements compute.Backend.
 func (be *Backend) DoRANorm(norm, w, a, b compute.Buffer, out, in, rank int, scale float32) {
+	if m := be.mixed(norm, a, b); m != nil { // W is read as it is
+		be.DoRANorm(m.out(norm), w, m.in(a), m.in(b), out, in, rank, scale)
+		m.done()
+		return
+	}
 	nv, av, bv, wb := f32(norm), f32(a), f32(b), get(w)
 	need("dora norm", len(nv), out)
 	need("dora W", wb.Len(), out*in)
@@ -348,6 +403,11 @@ func (be *Backend) DoRANorm(norm, w, a, b compute.Buffer, out, in, rank int, sca
 
 // DoRAForward implements compute.Backend.
 func (be *Backend) DoRAForward(y, comb, base, lora, mag, norm compute.Buffer, rows, cols int, scale float32) {
+	if w := be.mixed(y, comb, base, lora, mag, norm); w != nil {
+		be.DoRAForward(w.out(y), w.out(comb), w.in(base), w.in(lora), w.in(mag), w.in(norm), rows, cols, scale)
+		w.done()
+		return
+	}
 	yv, bv, lv, mv, nv := f32(y), f32(base), f32(lora), f32(mag), f32(norm)
 	need("dora y", len(yv), rows*cols)
 	need("dora base", len(bv), rows*cols)
@@ -376,6 +436,11 @@ func (be *Backend) DoRAForward(y, comb, base, lora, mag, norm compute.Buffer, ro
 
 // DoRABackward implements compute.Backend.
 func (be *Backend) DoRABackward(dbase, dlora, dmag, dy, comb, mag, norm compute.Buffer, rows, cols int, scale float32) {
+	if w := be.mixed(dbase, dlora, dmag, dy, comb, mag, norm); w != nil {
+		be.DoRABackward(w.out(dbase), w.out(dlora), w.out(dmag), w.in(dy), w.in(comb), w.in(mag), w.in(norm), rows, cols, scale)
+		w.done()
+		return
+	}
 	dbv, dlv, dmv, dyv, cv, mv, nv := f32(dbase), f32(dlora), f32(dmag), f32(dy), f32(comb), f32(mag), f32(norm)
 	for _, s := range []struct {
 		name string
@@ -481,6 +546,11 @@ func (be *Backend) Norm2(dst, x compute.Buffer) {
 
 // ScaleCols implements compute.Backend.
 func (be *Backend) ScaleCols(dst, x, v compute.Buffer, rows, cols int, accumulate bool) {
+	if w := be.mixed(dst, x, v); w != nil {
+		be.ScaleCols(w.out(dst), w.in(x), w.in(v), rows, cols, accumulate)
+		w.done()
+		return
+	}
 	dv, xv, vv := f32(dst), f32(x), f32(v)
 	need("scalecols dst", len(dv), rows*cols)
 	need("scalecols x", len(xv), rows*cols)
@@ -504,6 +574,11 @@ func (be *Backend) ScaleCols(dst, x, v compute.Buffer, rows, cols int, accumulat
 // ColDot implements compute.Backend. Columns are split across workers; each
 // column's sum runs over all rows in order, in float64.
 func (be *Backend) ColDot(out, a, b compute.Buffer, rows, cols int) {
+	if w := be.mixed(out, a, b); w != nil {
+		be.ColDot(w.out(out), w.in(a), w.in(b), rows, cols)
+		w.done()
+		return
+	}
 	ov, av, bv := f32(out), f32(a), f32(b)
 	need("coldot out", len(ov), cols)
 	need("coldot a", len(av), rows*cols)

@@ -97,8 +97,8 @@ func (l *launch) check(r *registry) {
 		}
 	}
 	threads := uint64(l.block[0]) * uint64(l.block[1]) * uint64(l.block[2])
-	if threads == 0 || threads > maxBlockThreads {
-		panic(fmt.Sprintf("cuda: kernel %s launched with a block of %d threads", l.kernel, threads))
+	if threads == 0 || threads > maxBlockThreads || sig.maxThreads > 0 && threads > uint64(sig.maxThreads) {
+		panic(fmt.Sprintf("cuda: kernel %s launched with a block of %d threads (launch bounds %d)", l.kernel, threads, sig.maxThreads))
 	}
 	if l.grid[0] == 0 || l.grid[1] == 0 || l.grid[2] == 0 || l.grid[0] > maxGridX || l.grid[1] > maxGridYZ || l.grid[2] > maxGridYZ {
 		panic(fmt.Sprintf("cuda: kernel %s launched with a grid of %v", l.kernel, l.grid))

@@ -9,15 +9,23 @@
 // and NVRTC versions. One device-worker goroutine, locked to its OS thread,
 // holds the device's primary context and makes every driver call; the
 // backend's methods marshal their work to it. All work runs in order on one
-// stream. Device memory comes from a caching pool.
+// stream.
 //
 // Semantics are those of compute/cpu, within the conformance suite's
-// tolerances: GEMMs run in f32 arithmetic through cuBLAS (CUBLAS_COMPUTE_32F,
-// no TF32; a BF16 operand is widened to f32 exactly, or both are BF16), the
-// other kernels mirror the reference's arithmetic, with double-precision
-// sums where it uses them and no floating-point atomics, so results are
-// deterministic. The dropout mask is bit-identical to compute.DropoutMask's.
-// Options.BF16Gemm trades that exactness for tensor-core speed.
+// tolerances: GEMMs run through cuBLAS with f32 accumulation
+// (CUBLAS_COMPUTE_32F, no TF32): F32 operands in f32 arithmetic, BF16 ones
+// on the tensor cores, a BF16 operand beside an F32 one widened exactly.
+// The other kernels mirror the reference's arithmetic, with
+// double-precision sums where it uses them and no floating-point atomics,
+// so results are deterministic. The hot kernels take F32 or BF16 operands
+// (mixed precision: widened on load, rounded once on store); attention on
+// BF16 runs on the tensor cores in chunks of queries (attention.go). The
+// dropout mask and FillUniform are bit-identical to compute's.
+// Options.BF16Gemm trades exactness for tensor-core speed in mixed
+// F32×BF16 products.
+//
+// Device memory comes from a caching allocator (pool.go) that reports its
+// peaks (compute.MemoryReporter).
 //
 // When the driver, a library or a device is missing, New returns an error
 // wrapping ErrUnavailable; it never panics and nothing happens at init.
@@ -52,6 +60,10 @@ type Options struct {
 	// but no longer the reference's arithmetic: the conformance suite's f32
 	// tolerances do not hold.
 	BF16Gemm bool
+	// AttentionChunk is the number of queries whose scores the bf16
+	// attention computes at a time (0: chosen from the sequence length and
+	// a 1 GiB budget for the scores; see Backend.Attention).
+	AttentionChunk int
 	// CacheDir holds compiled kernels. Empty: $LORAKIT_CUDA_CACHE, else
 	// os.UserCacheDir()/lorakit/cuda. "off" disables the cache.
 	CacheDir string
@@ -73,7 +85,11 @@ type Backend struct {
 	closed bool
 }
 
-var _ compute.Backend = (*Backend)(nil)
+var (
+	_ compute.Backend        = (*Backend)(nil)
+	_ compute.MemoryReporter = (*Backend)(nil)
+	_ compute.Describer      = (*Backend)(nil)
+)
 
 // Bits of the kernels' error word (common.cuh LK_ERR_*).
 const (
@@ -157,6 +173,21 @@ func (be *Backend) Close() error {
 // MemoryInUse returns the bytes of device memory held by live buffers and
 // the bytes cached by the pool for reuse.
 func (be *Backend) MemoryInUse() (inUse, cached int) { return be.pool.inUse, be.pool.cached }
+
+// MemoryStats implements compute.MemoryReporter: the caching allocator's
+// bytes in use (buffers and in-flight scratch, in size classes), reserved
+// from the driver, and their peaks. cuBLAS's own workspace is not counted.
+func (be *Backend) MemoryStats() compute.MemoryStats {
+	p := be.pool
+	return compute.MemoryStats{InUse: int64(p.inUse), Peak: int64(p.peak), Reserved: int64(p.inUse + p.cached),
+		PeakReserved: int64(p.peakReserved)}
+}
+
+// ResetPeakMemory implements compute.MemoryReporter.
+func (be *Backend) ResetPeakMemory() { be.pool.resetPeak() }
+
+// Device implements compute.Describer.
+func (be *Backend) Device() compute.Device { return be.dev.describe() }
 
 // TrimCache returns the pool's cached blocks to the driver.
 func (be *Backend) TrimCache() error {
@@ -295,6 +326,93 @@ func (be *Backend) f32(b compute.Buffer, what string, n int) *buffer {
 	c := be.typed(b, compute.F32, what)
 	need(what, c.n, n)
 	return c
+}
+
+// float returns b, which must be F32 or BF16.
+func (be *Backend) float(b compute.Buffer, what string) *buffer {
+	c := be.get(b)
+	if c.dt != compute.F32 && c.dt != compute.BF16 {
+		panic(fmt.Sprintf("cuda: %s is %v, want F32 or BF16", what, c.dt))
+	}
+	return c
+}
+
+// floatN is float with a length check.
+func (be *Backend) floatN(b compute.Buffer, what string, n int) *buffer {
+	c := be.float(b, what)
+	need(what, c.n, n)
+	return c
+}
+
+// dts returns the dts argument of the mixed-precision kernels: bit k set
+// when bs[k] is BF16 (nil ones clear).
+func dts(bs ...*buffer) arg {
+	v := 0
+	for k, b := range bs {
+		if b != nil && b.dt == compute.BF16 {
+			v |= 1 << k
+		}
+	}
+	return i32Arg(v)
+}
+
+// widening runs an operation that has f32 kernels only on BF16 operands:
+// F32 scratch copies in, rounded back out once (compute's meaning of BF16
+// operands). Cold paths use it (DoRA, (IA)³, mixed attention calls); the
+// hot operations have mixed-precision kernels.
+type widening struct {
+	be   *Backend
+	tmps []*buffer
+	back [][2]*buffer // BF16 output, its F32 stand-in
+}
+
+// mixed returns a widening when one of bs (nil ones skipped) is BF16, nil
+// otherwise.
+func (be *Backend) mixed(bs ...compute.Buffer) *widening {
+	for _, b := range bs {
+		if b != nil && be.get(b).dt == compute.BF16 {
+			return &widening{be: be}
+		}
+	}
+	return nil
+}
+
+// in returns b, or an F32 copy of a BF16 b (an empty one when scratch
+// memory ran out: the error is sticky and nothing runs).
+func (w *widening) in(b compute.Buffer) compute.Buffer {
+	if b == nil {
+		return nil
+	}
+	c := w.be.get(b)
+	if c.dt != compute.BF16 {
+		return b
+	}
+	t, ok := w.be.scratch(compute.F32, c.n)
+	if !ok {
+		t = &buffer{be: w.be, blk: &block{}, n: c.n, dt: compute.F32}
+	} else {
+		w.tmps = append(w.tmps, t)
+		w.be.Convert(t, c)
+	}
+	return t
+}
+
+// out is in for an operand the operation writes (and may read): done
+// rounds the stand-in back into it.
+func (w *widening) out(b compute.Buffer) compute.Buffer {
+	f := w.in(b)
+	if f != b {
+		w.back = append(w.back, [2]*buffer{w.be.get(b), w.be.get(f)})
+	}
+	return f
+}
+
+// done rounds the outputs back and releases the scratch copies.
+func (w *widening) done() {
+	for _, p := range w.back {
+		w.be.Convert(p[0], p[1])
+	}
+	w.be.releaseAll(w.tmps...)
 }
 
 func need(what string, have, want int) {

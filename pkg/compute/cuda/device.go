@@ -3,6 +3,8 @@ package cuda
 import (
 	"errors"
 	"time"
+
+	"github.com/lorakit/lorakit/pkg/compute"
 )
 
 // device is what the Backend needs from a GPU: raw memory, copies on the
@@ -16,6 +18,8 @@ type device interface {
 	// details describes the device, the libraries and the kernel build, one
 	// item a line.
 	details() string
+	// describe returns the device's properties.
+	describe() compute.Device
 	// memAlloc returns bytes of uninitialized device memory; an exhausted
 	// device returns an error wrapping compute.ErrOutOfMemory.
 	memAlloc(bytes int) (uintptr, error)
@@ -30,7 +34,7 @@ type device interface {
 	dtod(dst, src uintptr, bytes int) error
 	// launch runs a kernel of the embedded sources (stream-ordered).
 	launch(l *launch) error
-	// gemm runs one cuBLAS GemmEx (stream-ordered).
+	// gemm runs one cuBLAS GemmEx or GemmStridedBatchedEx (stream-ordered).
 	gemm(g *gemmCall) error
 	// sync waits for pending work.
 	sync() error

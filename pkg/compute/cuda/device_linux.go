@@ -136,31 +136,15 @@ func (d *driverAPI) symbols() map[*uintptr][]string {
 
 // cuBLAS entry points.
 type cublasAPI struct {
-	create, destroy, setStream, setMathMode, gemmEx, getVersion, statusString uintptr
+	create, destroy, setStream, setMathMode, gemmEx, gemmStridedBatchedEx, getVersion, statusString uintptr
 }
 
 func (b *cublasAPI) symbols() map[*uintptr][]string {
 	return map[*uintptr][]string{
 		&b.create: {"cublasCreate_v2"}, &b.destroy: {"cublasDestroy_v2"}, &b.setStream: {"cublasSetStream_v2"},
 		&b.setMathMode: {"cublasSetMathMode"}, &b.gemmEx: {"cublasGemmEx"},
-		&b.getVersion: {"?cublasGetVersion_v2"}, &b.statusString: {"?cublasGetStatusString"},
-	}
-}
-
-// NVRTC entry points.
-type nvrtcAPI struct {
-	version, errorString, createProgram, compileProgram, destroyProgram uintptr
-	logSize, log, cubinSize, cubin, ptxSize, ptx, numArchs, archs       uintptr
-}
-
-func (n *nvrtcAPI) symbols() map[*uintptr][]string {
-	return map[*uintptr][]string{
-		&n.version: {"nvrtcVersion"}, &n.errorString: {"nvrtcGetErrorString"},
-		&n.createProgram: {"nvrtcCreateProgram"}, &n.compileProgram: {"nvrtcCompileProgram"},
-		&n.destroyProgram: {"nvrtcDestroyProgram"}, &n.logSize: {"nvrtcGetProgramLogSize"},
-		&n.log: {"nvrtcGetProgramLog"}, &n.cubinSize: {"nvrtcGetCUBINSize"}, &n.cubin: {"nvrtcGetCUBIN"},
-		&n.ptxSize: {"nvrtcGetPTXSize"}, &n.ptx: {"nvrtcGetPTX"},
-		&n.numArchs: {"?nvrtcGetNumSupportedArchs"}, &n.archs: {"?nvrtcGetSupportedArchs"},
+		&b.gemmStridedBatchedEx: {"cublasGemmStridedBatchedEx"},
+		&b.getVersion:           {"?cublasGetVersion_v2"}, &b.statusString: {"?cublasGetStatusString"},
 	}
 }
 
@@ -246,7 +230,7 @@ type cudaDevice struct {
 	w    *worker
 	drv  driverAPI
 	blas cublasAPI
-	rtc  nvrtcAPI
+	rtc  *nvrtc
 	libs [3]*lib
 	reg  *registry
 
@@ -298,12 +282,10 @@ func openDevice(opt Options, reg *registry) (dev device, err error) {
 	if err := d.libs[1].bind(d.blas.symbols()); err != nil {
 		return nil, err
 	}
-	if d.libs[2], err = openLib(nvrtcLibs, dirs, []string{"libnvrtc-builtins.so.1[23]*"}); err != nil {
+	if d.rtc, err = openNVRTC(nvrtcLibs, dirs); err != nil {
 		return nil, err
 	}
-	if err := d.libs[2].bind(d.rtc.symbols()); err != nil {
-		return nil, err
-	}
+	d.libs[2] = d.rtc.lib
 	d.w.do(func() { err = d.openCublas() })
 	if err != nil {
 		return nil, err
@@ -420,36 +402,11 @@ func (d *cudaDevice) openCublas() error {
 	return nil
 }
 
-func (d *cudaDevice) rtcErr(op string, r uint32) error {
-	if r == 0 {
-		return nil
-	}
-	e := &cuError{lib: "NVRTC", op: op, code: r}
-	rs, _, _ := purego.SyscallN(d.rtc.errorString, uintptr(r))
-	e.msg = goString(rs)
-	return e
-}
-
 // loadKernels compiles (or reads from the cache) every kernel source and
 // loads the modules.
 func (d *cudaDevice) loadKernels() error {
-	var major, minor int32
-	if err := d.rtcErr("nvrtcVersion", call(d.rtc.version, uintptr(unsafe.Pointer(&major)), uintptr(unsafe.Pointer(&minor)))); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	d.nvrtcVer = fmt.Sprintf("%d.%d", major, minor)
-	var archs []int
-	if d.rtc.numArchs != 0 && d.rtc.archs != 0 {
-		var n int32
-		if call(d.rtc.numArchs, uintptr(unsafe.Pointer(&n))) == 0 && n > 0 && n < 1024 {
-			a := make([]int32, n)
-			if call(d.rtc.archs, uintptr(unsafe.Pointer(&a[0]))) == 0 {
-				for _, x := range a {
-					archs = append(archs, int(x))
-				}
-			}
-		}
-	}
+	d.nvrtcVer = d.rtc.version
+	archs := d.rtc.archs
 	cc := d.ccMajor*10 + d.ccMinor
 	var ok bool
 	if d.target, d.cubin, ok = chooseTarget(cc, archs); !ok {
@@ -476,9 +433,7 @@ func (d *cudaDevice) loadKernels() error {
 	return nil
 }
 
-func (d *cudaDevice) options() []string {
-	return []string{d.target, "--std=c++17"}
-}
+func (d *cudaDevice) options() []string { return nvrtcOptions(d.target) }
 
 func (d *cudaDevice) cachePath(file string) string {
 	ext := "ptx"
@@ -508,75 +463,11 @@ func (d *cudaDevice) image(file string) (img []byte, cached bool, err error) {
 	return b, false, nil
 }
 
-// compile runs NVRTC on file with every header of the registry available.
+// compile runs NVRTC on file with the options of d's target.
 func (d *cudaDevice) compile(file string) ([]byte, error) {
 	d.compiled++
-	headers := headerNames(d.reg)
-	var hsrc, hname [][]byte
-	var hsrcp, hnamep []uintptr
-	for _, h := range headers {
-		hsrc = append(hsrc, cstr(d.reg.sources[h]))
-		hname = append(hname, cstr(h))
-	}
-	for i := range headers {
-		hsrcp = append(hsrcp, uintptr(unsafe.Pointer(&hsrc[i][0])))
-		hnamep = append(hnamep, uintptr(unsafe.Pointer(&hname[i][0])))
-	}
-	src, name := cstr(d.reg.sources[file]), cstr(file)
-	var hs, hn uintptr
-	if len(headers) > 0 {
-		hs, hn = uintptr(unsafe.Pointer(&hsrcp[0])), uintptr(unsafe.Pointer(&hnamep[0]))
-	}
-	var prog uintptr
-	r := call(d.rtc.createProgram, uintptr(unsafe.Pointer(&prog)), uintptr(unsafe.Pointer(&src[0])),
-		uintptr(unsafe.Pointer(&name[0])), uintptr(len(headers)), hs, hn)
-	runtime.KeepAlive(hsrc)
-	runtime.KeepAlive(hname)
-	runtime.KeepAlive(hsrcp)
-	runtime.KeepAlive(hnamep)
-	if err := d.rtcErr("nvrtcCreateProgram", r); err != nil {
-		return nil, err
-	}
-	defer call(d.rtc.destroyProgram, uintptr(unsafe.Pointer(&prog)))
-	opts := d.options()
-	var ob [][]byte
-	var op []uintptr
-	for _, o := range opts {
-		ob = append(ob, cstr(o))
-	}
-	for i := range ob {
-		op = append(op, uintptr(unsafe.Pointer(&ob[i][0])))
-	}
-	r = call(d.rtc.compileProgram, prog, uintptr(len(op)), uintptr(unsafe.Pointer(&op[0])))
-	runtime.KeepAlive(ob)
-	runtime.KeepAlive(op)
-	if r != 0 {
-		err := d.rtcErr("nvrtcCompileProgram", r)
-		var n uintptr
-		if call(d.rtc.logSize, prog, uintptr(unsafe.Pointer(&n))) == 0 && n > 1 {
-			log := make([]byte, n)
-			if call(d.rtc.log, prog, uintptr(unsafe.Pointer(&log[0]))) == 0 {
-				err = fmt.Errorf("%w: %s (%s): %s", err, file, strings.Join(opts, " "), strings.TrimRight(string(log), "\x00\n"))
-			}
-		}
-		return nil, err
-	}
-	sizeFn, getFn, what := d.rtc.ptxSize, d.rtc.ptx, "PTX"
-	if d.cubin {
-		sizeFn, getFn, what = d.rtc.cubinSize, d.rtc.cubin, "CUBIN"
-	}
-	var n uintptr
-	if err := d.rtcErr("nvrtcGet"+what+"Size", call(sizeFn, prog, uintptr(unsafe.Pointer(&n)))); err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("cuda: NVRTC produced an empty %s for %s", what, file)
-	}
-	img := make([]byte, n)
-	if err := d.rtcErr("nvrtcGet"+what, call(getFn, prog, uintptr(unsafe.Pointer(&img[0])))); err != nil {
-		return nil, err
-	}
-	return img, nil
+	img, _, err := d.rtc.compile(d.reg, file, d.options(), d.cubin)
+	return img, err
 }
 
 // loadModule loads image and looks up the kernels of file. Worker only.
@@ -605,6 +496,12 @@ func (d *cudaDevice) loadModule(file string, image []byte) error {
 func (d *cudaDevice) info() string {
 	return fmt.Sprintf("%s, sm_%d%d, %d SMs, %.1f GiB, driver %d.%d", d.name, d.ccMajor, d.ccMinor, d.sms,
 		float64(d.totalMem)/(1<<30), d.driverVer/1000, d.driverVer%1000/10)
+}
+
+func (d *cudaDevice) describe() compute.Device {
+	cc := d.ccMajor*10 + d.ccMinor
+	return compute.Device{Name: d.name, ComputeCapability: cc, Multiprocessors: d.sms, Memory: int64(d.totalMem),
+		BF16TensorCores: cc >= 80}
 }
 
 // details lists the device, the libraries and the kernel build.
@@ -682,10 +579,21 @@ func (d *cudaDevice) launch(l *launch) (err error) {
 func (d *cudaDevice) gemm(g *gemmCall) (err error) {
 	d.w.do(func() {
 		*d.alpha, *d.beta = g.alpha, g.beta
-		r := call(d.blas.gemmEx, d.handle, uintptr(g.opA), uintptr(g.opB), uintptr(g.m), uintptr(g.n), uintptr(g.k),
-			uintptr(unsafe.Pointer(d.alpha)), g.a, uintptr(g.aType), uintptr(g.lda), g.b, uintptr(g.bType), uintptr(g.ldb),
-			uintptr(unsafe.Pointer(d.beta)), g.c, cudaR32F, uintptr(g.ldc), cublasCompute32F, gemmAlgoDefault)
-		if err = d.blasErr("cublasGemmEx", r); err != nil {
+		alpha, beta := uintptr(unsafe.Pointer(d.alpha)), uintptr(unsafe.Pointer(d.beta))
+		op := "cublasGemmEx"
+		var r uint32
+		if g.batch <= 1 {
+			r = call(d.blas.gemmEx, d.handle, uintptr(g.opA), uintptr(g.opB), uintptr(g.m), uintptr(g.n), uintptr(g.k),
+				alpha, g.a, uintptr(g.aType), uintptr(g.lda), g.b, uintptr(g.bType), uintptr(g.ldb),
+				beta, g.c, uintptr(g.cType), uintptr(g.ldc), cublasCompute32F, gemmAlgoDefault)
+		} else {
+			op = "cublasGemmStridedBatchedEx"
+			r = call(d.blas.gemmStridedBatchedEx, d.handle, uintptr(g.opA), uintptr(g.opB), uintptr(g.m), uintptr(g.n),
+				uintptr(g.k), alpha, g.a, uintptr(g.aType), uintptr(g.lda), uintptr(g.strideA), g.b, uintptr(g.bType),
+				uintptr(g.ldb), uintptr(g.strideB), beta, g.c, uintptr(g.cType), uintptr(g.ldc), uintptr(g.strideC),
+				uintptr(g.batch), cublasCompute32F, gemmAlgoDefault)
+		}
+		if err = d.blasErr(op, r); err != nil {
 			err = fmt.Errorf("%w: %v", err, g)
 		}
 	})

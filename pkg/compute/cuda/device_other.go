@@ -12,3 +12,8 @@ import (
 func openDevice(Options, *registry) (device, error) {
 	return nil, fmt.Errorf("%w: not supported on %s/%s", ErrUnavailable, runtime.GOOS, runtime.GOARCH)
 }
+
+// compileKernels: NVRTC is reached only on linux/amd64 and linux/arm64.
+func compileKernels(Options, []int) (*CompileReport, error) {
+	return nil, fmt.Errorf("%w: not supported on %s/%s", ErrUnavailable, runtime.GOOS, runtime.GOARCH)
+}

@@ -49,6 +49,7 @@ static unsigned lk_cur;
 #define __forceinline__ inline
 #define __shared__ static
 #define __restrict__ __restrict
+#define __launch_bounds__(...)
 
 // Switches between the scheduler and the threads are _setjmp/_longjmp (no
 // system call); a thread starts once on its own stack with setcontext.
@@ -239,9 +240,7 @@ func emuSource(r *registry) (string, []string) {
 }
 
 // needsBarrier reports whether a kernel synchronizes its block.
-func needsBarrier(s kernelSig) bool {
-	return strings.Contains(s.body, "__syncthreads") || strings.Contains(s.body, "lk_block_")
-}
+func needsBarrier(s kernelSig) bool { return s.barrier }
 
 // buildEmulatorLib compiles the emulator, followed by extra source, into
 // dir/name and returns the library's path; clang is the clang driver to

@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ebitengine/purego"
 
+	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/computetest"
 )
@@ -118,6 +120,43 @@ func TestFakeDriver(t *testing.T) {
 		t.Errorf("compile error: %v", err)
 	}
 	t.Setenv("FAKE_NVRTC_FAIL", "0")
+
+	// The lora-train binary over the fake libraries: the whole bench path
+	// (purego bindings, NVRTC, cuBLAS GemmEx and GemmStridedBatchedEx with
+	// bf16, the emulated kernels) in bf16 mixed precision with NF4 weights
+	// made on the device and checkpointing, MFU against the fake's name.
+	t.Run("lora-train bench", func(t *testing.T) {
+		if h, err := purego.Dlopen("libcuda.so.1", purego.RTLD_NOW|purego.RTLD_LOCAL); err == nil {
+			purego.Dlclose(h)
+			t.Skip("a real libcuda.so.1 is installed: lora-train would find it first")
+		}
+		lt := testbin.Build(t, "lora-train")
+		t.Setenv("LORAKIT_CUDA_LIBS", dir)
+		t.Setenv("LORAKIT_CUDA_CACHE", filepath.Join(t.TempDir(), "cache"))
+		cfg := filepath.Join(testbin.Fixtures(t), "peft", "tiny", "config.json")
+		r := testbin.Run(t, nil, lt, "bench", "--device", "cuda", "--shape", cfg, "--batch", "2", "--seq", "16",
+			"--steps", "1", "--qlora", "--grad-checkpoint", "--json")
+		if r.Code != 0 {
+			t.Fatalf("exit %d: %s", r.Code, r.Stderr)
+		}
+		var res struct {
+			Precision  string  `json:"precision"`
+			DeviceName string  `json:"device_name"`
+			CC         int     `json:"compute_capability"`
+			TokensPerS float64 `json:"tokens_per_s"`
+			PeakFLOPS  float64 `json:"peak_flops"`
+			MFU        float64 `json:"mfu"`
+			PeakMemory int64   `json:"peak_memory_bytes"`
+			QLoRA      bool    `json:"qlora"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+			t.Fatalf("%v: %s", err, r.Stdout)
+		}
+		if res.DeviceName != "Fake H100" || res.CC != 90 || res.TokensPerS <= 0 || res.PeakFLOPS != 989e12 || res.MFU <= 0 ||
+			res.PeakMemory <= 0 || !res.QLoRA || res.Precision != "bf16" {
+			t.Errorf("%+v\n%s", res, r.Stdout)
+		}
+	})
 
 	// No device: ErrUnavailable with the reason.
 	t.Setenv("FAKE_CUDA_NODEV", "1")

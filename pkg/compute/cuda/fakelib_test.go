@@ -135,6 +135,13 @@ int cublasSetStream_v2(void* h, void* s) { return s == (void*)0x5000 ? 0 : 7; }
 int cublasSetMathMode(void* h, int mode) { return mode == 0 ? 0 : 7; }
 int cublasGetVersion_v2(void* h, int* v) { *v = 130001; return 0; }
 const char* cublasGetStatusString(int s) { return "fake cuBLAS status"; }
+static unsigned short fake_round_bf16(float f) {
+	unsigned int u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (unsigned short)(u >> 16);
+}
 static double fake_load(const void* p, int type, long i) {
 	if (type == 0) return ((const float*)p)[i];
 	unsigned int u = ((unsigned int)((const unsigned short*)p)[i]) << 16;
@@ -142,29 +149,49 @@ static double fake_load(const void* p, int type, long i) {
 	memcpy(&f, &u, 4);
 	return f;
 }
-int cublasGemmEx(void* h, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int aType, int lda,
-                 const void* B, int bType, int ldb, const void* beta, void* C, int cType, int ldc, int compute, int algo) {
-	if (fake_check()) return 1;
-	if (h != (void*)0x6000 || cType != 0 || compute != 68 || algo != -1 || (aType != 0 && aType != 14) ||
-	    (bType != 0 && bType != 14) || (opA != 0 && opA != 1) || (opB != 0 && opB != 1) || m < 1 || n < 1 || k < 1) {
+// fake_gemm checks one GemmEx's arguments as cuBLAS does (A and B of one
+// type; a bf16 C only with bf16 A and B) and computes it in double.
+static int fake_gemm(int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int aType, int lda,
+                     long long sA, const void* B, int bType, int ldb, long long sB, const void* beta, void* C, int cType,
+                     int ldc, long long sC, int batch, int compute, int algo) {
+	if (compute != 68 || algo != -1 || (aType != 0 && aType != 14) || bType != aType || (cType != 0 && cType != 14) ||
+	    (cType == 14 && aType != 14) || (opA != 0 && opA != 1) || (opB != 0 && opB != 1) || m < 1 || n < 1 || k < 1 ||
+	    batch < 1) {
 		return 7; // CUBLAS_STATUS_INVALID_VALUE
 	}
 	if (lda < (opA == 0 ? m : k) || ldb < (opB == 0 ? k : n) || ldc < m) return 7;
 	float a = *(const float*)alpha, b = *(const float*)beta;
-	float* c = (float*)C;
+	for (int bi = 0; bi < batch; bi++)
 	for (int j = 0; j < n; j++)
 	for (int i = 0; i < m; i++) {
 		double s = 0;
 		for (int l = 0; l < k; l++) {
-			double x = fake_load(A, aType, opA == 0 ? i + (long)l * lda : l + (long)i * lda);
-			double y = fake_load(B, bType, opB == 0 ? l + (long)j * ldb : j + (long)l * ldb);
+			double x = fake_load(A, aType, bi * sA + (opA == 0 ? i + (long)l * lda : l + (long)i * lda));
+			double y = fake_load(B, bType, bi * sB + (opB == 0 ? l + (long)j * ldb : j + (long)l * ldb));
 			s += x * y;
 		}
+		long ci = bi * sC + i + (long)j * ldc;
 		double v = a * s;
-		if (b != 0) v += (double)b * c[i + (long)j * ldc];
-		c[i + (long)j * ldc] = (float)v;
+		if (b != 0) v += (double)b * fake_load(C, cType, ci);
+		if (cType == 0) {
+			((float*)C)[ci] = (float)v;
+		} else {
+			((unsigned short*)C)[ci] = fake_round_bf16((float)v);
+		}
 	}
 	return 0;
+}
+int cublasGemmEx(void* h, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int aType, int lda,
+                 const void* B, int bType, int ldb, const void* beta, void* C, int cType, int ldc, int compute, int algo) {
+	if (fake_check() || h != (void*)0x6000) return 1;
+	return fake_gemm(opA, opB, m, n, k, alpha, A, aType, lda, 0, B, bType, ldb, 0, beta, C, cType, ldc, 0, 1, compute, algo);
+}
+int cublasGemmStridedBatchedEx(void* h, int opA, int opB, int m, int n, int k, const void* alpha, const void* A, int aType,
+                               int lda, long long sA, const void* B, int bType, int ldb, long long sB, const void* beta,
+                               void* C, int cType, int ldc, long long sC, int batch, int compute, int algo) {
+	if (fake_check() || h != (void*)0x6000) return 1;
+	return fake_gemm(opA, opB, m, n, k, alpha, A, aType, lda, sA, B, bType, ldb, sB, beta, C, cType, ldc, sC, batch,
+	                 compute, algo);
 }
 
 // NVRTC

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -35,6 +36,31 @@ func TestEmulatedConformance(t *testing.T) {
 		}
 		if dev.launches[k] == 0 {
 			t.Errorf("kernel %s never launched by the conformance suite", k)
+		}
+	}
+}
+
+// TestEmulatedAttentionChunks runs the attention cases with small chunks of
+// queries, so that the bf16 path's chunking (several chunks per sequence, a
+// last partial one, keys from a window's start) is exercised.
+func TestEmulatedAttentionChunks(t *testing.T) {
+	emu, err := sharedEmulator()
+	if err != nil {
+		t.Skipf("no kernel emulator: %v", err)
+	}
+	for _, chunk := range []int{16, 7} {
+		be, dev := newHostBackend(t, emu)
+		be.opt.AttentionChunk = chunk
+		for _, c := range computetest.Cases {
+			if strings.HasPrefix(c.Name, "attention") {
+				t.Run(fmt.Sprintf("chunk%d/%s", chunk, c.Name), func(t *testing.T) { computetest.RunCase(t, be, c) })
+			}
+		}
+		if dev.launches["lk_attn_chunk_ds"] == 0 {
+			t.Error("the bf16 path did not run")
+		}
+		if err := be.Close(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

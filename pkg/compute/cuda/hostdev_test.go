@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/lorakit/lorakit/pkg/compute"
 )
 
 // hostDevice is a device in host memory for the tests. Memory operations
@@ -35,6 +37,9 @@ func newHostDevice(reg *registry, emu *emulator) *hostDevice {
 
 func (h *hostDevice) info() string    { return "host emulation" }
 func (h *hostDevice) details() string { return "host emulation\n" }
+func (h *hostDevice) describe() compute.Device {
+	return compute.Device{Name: "host emulation", ComputeCapability: 90, Multiprocessors: 1, BF16TensorCores: true}
+}
 
 func (h *hostDevice) memAlloc(n int) (uintptr, error) {
 	if err := h.failNext; err != nil {
@@ -132,13 +137,23 @@ var hostKernels = map[string]func(h *hostDevice, a []arg){
 		}
 	},
 	"lk_gemm_beta": func(h *hostDevice, a []arg) {
-		c, beta := h.f32s(a[0], int(a[1].bits)), math.Float32frombits(uint32(a[2].bits))
-		for i := range c {
+		n, beta := int(a[1].bits), math.Float32frombits(uint32(a[2].bits))
+		scale := func(x float32) float32 {
 			if beta == 0 {
-				c[i] = 0
-			} else {
-				c[i] *= beta
+				return 0
 			}
+			return x * beta
+		}
+		if a[3].bits&1 != 0 {
+			c := h.u16s(a[0], n)
+			for i := range c {
+				c[i] = toBF16(scale(fromBF16(c[i])))
+			}
+			return
+		}
+		c := h.f32s(a[0], n)
+		for i := range c {
+			c[i] = scale(c[i])
 		}
 	},
 }
@@ -157,12 +172,14 @@ func (h *hostDevice) u16s(a arg, n int) []uint16 {
 	return unsafe.Slice((*uint16)(unsafe.Pointer(&h.mem(uintptr(a.bits), 2*n)[0])), n)
 }
 
-// gemm is a column-major reference of cublasGemmEx (f64 accumulation):
+// gemm is a column-major reference of cublasGemmEx and
+// cublasGemmStridedBatchedEx (f64 accumulation): for each batch member,
 // C[i + j·ldc] = α·Σ_l opA(A)[i,l]·opB(B)[l,j] + β·C, with opA(A)[i,l] =
-// A[i + l·lda] (N) or A[l + i·lda] (T).
+// A[i + l·lda] (N) or A[l + i·lda] (T); a bf16 C is rounded once.
 func (h *hostDevice) gemm(g *gemmCall) error {
 	h.gemms++
-	load := func(p uintptr, typ, ld, op, rows, cols int) func(i, l int) float64 {
+	batch := max(g.batch, 1)
+	load := func(p uintptr, stride int64, typ, ld, op, rows, cols int) func(bi, i, l int) float64 {
 		// The stored matrix is rows×cols (column-major) for N, cols×rows for T.
 		sr, sc := rows, cols
 		if op == cublasOpT {
@@ -171,8 +188,8 @@ func (h *hostDevice) gemm(g *gemmCall) error {
 		if ld < max(1, sr) {
 			panic(fmt.Sprintf("host gemm: leading dimension %d < %d", ld, sr))
 		}
-		n := (sc-1)*ld + sr
-		at := func(k int) float64 { return 0 }
+		n := int(stride)*(batch-1) + (sc-1)*ld + sr
+		var at func(k int) float64
 		switch typ {
 		case cudaR32F:
 			v := h.f32s(arg{argPtr, uint64(p)}, n)
@@ -184,27 +201,43 @@ func (h *hostDevice) gemm(g *gemmCall) error {
 			panic(fmt.Sprintf("host gemm: type %d", typ))
 		}
 		if op == cublasOpT {
-			return func(i, l int) float64 { return at(l + i*ld) }
+			return func(bi, i, l int) float64 { return at(bi*int(stride) + l + i*ld) }
 		}
-		return func(i, l int) float64 { return at(i + l*ld) }
+		return func(bi, i, l int) float64 { return at(bi*int(stride) + i + l*ld) }
 	}
-	A := load(g.a, g.aType, g.lda, g.opA, g.m, g.k)
-	B := load(g.b, g.bType, g.ldb, g.opB, g.k, g.n)
+	A := load(g.a, g.strideA, g.aType, g.lda, g.opA, g.m, g.k)
+	B := load(g.b, g.strideB, g.bType, g.ldb, g.opB, g.k, g.n)
 	if g.ldc < max(1, g.m) {
 		panic("host gemm: ldc < m")
 	}
-	C := h.f32s(arg{argPtr, uint64(g.c)}, (g.n-1)*g.ldc+g.m)
-	for j := range g.n {
-		for i := range g.m {
-			var s float64
-			for l := range g.k {
-				s += A(i, l) * B(l, j)
+	nc := int(g.strideC)*(batch-1) + (g.n-1)*g.ldc + g.m
+	var getC func(k int) float64
+	var setC func(k int, v float64)
+	switch g.cType {
+	case cudaR32F:
+		C := h.f32s(arg{argPtr, uint64(g.c)}, nc)
+		getC, setC = func(k int) float64 { return float64(C[k]) }, func(k int, v float64) { C[k] = float32(v) }
+	case cudaR16BF:
+		C := h.u16s(arg{argPtr, uint64(g.c)}, nc)
+		getC = func(k int) float64 { return float64(fromBF16(C[k])) }
+		setC = func(k int, v float64) { C[k] = toBF16(float32(v)) }
+	default:
+		panic(fmt.Sprintf("host gemm: C type %d", g.cType))
+	}
+	for bi := range batch {
+		for j := range g.n {
+			for i := range g.m {
+				var s float64
+				for l := range g.k {
+					s += A(bi, i, l) * B(bi, l, j)
+				}
+				k := bi*int(g.strideC) + i + j*g.ldc
+				v := float64(g.alpha) * s
+				if g.beta != 0 {
+					v += float64(g.beta) * getC(k)
+				}
+				setC(k, v)
 			}
-			v := float64(g.alpha) * s
-			if g.beta != 0 {
-				v += float64(g.beta) * float64(C[i+j*g.ldc])
-			}
-			C[i+j*g.ldc] = float32(v)
 		}
 	}
 	return nil

@@ -121,7 +121,7 @@ func defines(t *testing.T) map[string]uint64 {
 func TestKernelConstants(t *testing.T) {
 	d := defines(t)
 	for name, want := range map[string]uint64{
-		"LK_RED_THREADS": redThreads, "LK_ATTN_THREADS": attnThreads, "LK_ATTN_MAXR": attnMaxR,
+		"LK_ELEM_THREADS": elemThreads, "LK_RED_THREADS": redThreads, "LK_ATTN_THREADS": attnThreads, "LK_ATTN_MAXR": attnMaxR,
 		"LK_NORM2_CHUNK": norm2Chunk, "LK_MAX_THREADS": maxBlockThreads,
 		"LK_ERR_EMBEDDING": errEmbedding, "LK_ERR_ROPE": errRope, "LK_ERR_TARGET": errTarget, "LK_ERR_SEGMENTS": errSegments,
 	} {

@@ -12,6 +12,9 @@ var (
 	driverLibs = []string{"libcuda.so.1", "libcuda.so"}
 	cublasLibs = []string{"libcublas.so.13", "libcublas.so.12"}
 	nvrtcLibs  = []string{"libnvrtc.so.13", "libnvrtc.so.12"}
+	// nvrtcCompileOnlyLibs are accepted by CompileKernels, which needs no
+	// driver: CUDA 11.8's NVRTC (soname 11.2), as Debian ships it.
+	nvrtcCompileOnlyLibs = []string{"libnvrtc.so.11.2"}
 )
 
 // libDirs returns the folders searched for the libraries after the dynamic

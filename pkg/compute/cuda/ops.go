@@ -7,37 +7,36 @@ import (
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
-// Gemm implements compute.Backend through cublasGemmEx in f32 arithmetic.
-// F32×F32 and BF16×BF16 run directly; a BF16 operand beside an F32 one is
-// widened to f32 in a scratch buffer first (exact), or, with
-// Options.BF16Gemm, the F32 operand is rounded to bf16 instead.
+// Gemm implements compute.Backend through cublasGemmEx with f32
+// accumulation: F32×F32 in f32 arithmetic, BF16×BF16 on the tensor cores;
+// a BF16 operand beside an F32 one is widened to f32 in a scratch buffer
+// first (exact), or, with Options.BF16Gemm, the F32 operand is rounded to
+// bf16 instead. C may be F32 or BF16 (an f32 product reaches a BF16 C
+// through an f32 scratch C, as cuBLAS pairs a bf16 C only with bf16 inputs).
 func (be *Backend) Gemm(gm compute.Gemm, a, b, c compute.Buffer) {
 	if gm.M < 0 || gm.N < 0 || gm.K < 0 {
 		panic("cuda: gemm with negative dimensions")
 	}
-	cb := be.f32(c, "gemm C", gm.M*gm.N)
-	ab, bb := be.get(a), be.get(b)
+	cb := be.float(c, "gemm C")
+	need("gemm C", cb.n, gm.M*gm.N)
+	ab, bb := be.float(a, "gemm A"), be.float(b, "gemm B")
 	need("gemm A", ab.n, gm.M*gm.K)
 	need("gemm B", bb.n, gm.K*gm.N)
-	for _, o := range []*buffer{ab, bb} {
-		if o.dt != compute.F32 && o.dt != compute.BF16 {
-			panic(fmt.Sprintf("cuda: gemm operand has dtype %v", o.dt))
-		}
-	}
 	if gm.M == 0 || gm.N == 0 {
 		return
 	}
 	if gm.K == 0 || gm.Alpha == 0 {
-		be.elementwise("lk_gemm_beta", gm.M*gm.N, p(cb), i64Arg(gm.M*gm.N), f32Arg(gm.Beta))
+		be.elementwise("lk_gemm_beta", gm.M*gm.N, p(cb), i64Arg(gm.M*gm.N), f32Arg(gm.Beta), dts(cb))
 		return
 	}
 	if !be.ok() {
 		return
 	}
 	ap, bp := ab.ptr(), bb.ptr()
-	at, bt := dataType(ab.dt), dataType(bb.dt)
-	var tmp *buffer
-	if ab.dt != bb.dt {
+	at, bt := ab.dt, bb.dt
+	var tmps []*buffer
+	defer func() { be.releaseAll(tmps...) }()
+	if at != bt {
 		// Convert the odd one out: the BF16 operand to f32 (exact), or with
 		// BF16Gemm the F32 operand to bf16.
 		to := compute.F32
@@ -48,99 +47,110 @@ func (be *Backend) Gemm(gm compute.Gemm, a, b, c compute.Buffer) {
 		if ab.dt == to {
 			from = bb
 		}
-		var ok bool
-		if tmp, ok = be.scratch(to, from.n); !ok {
+		tmp, ok := be.scratch(to, from.n)
+		if !ok {
 			return
 		}
-		kernel := "lk_bf16_to_f32"
-		if to == compute.BF16 {
-			kernel = "lk_f32_to_bf16"
-		}
-		be.elementwise(kernel, from.n, p(tmp), p(from), i64Arg(from.n))
+		tmps = append(tmps, tmp)
+		be.Convert(tmp, from)
 		if from == ab {
-			ap, at = tmp.ptr(), dataType(to)
+			ap, at = tmp.ptr(), to
 		} else {
-			bp, bt = tmp.ptr(), dataType(to)
+			bp, bt = tmp.ptr(), to
 		}
 	}
-	g := colMajor(gm, ap, bp, cb.ptr(), at, bt)
+	cp, ct := cb.ptr(), cb.dt
+	if ct == compute.BF16 && at == compute.F32 {
+		tmp, ok := be.scratch(compute.F32, cb.n)
+		if !ok {
+			return
+		}
+		tmps = append(tmps, tmp)
+		if gm.Beta != 0 {
+			be.Convert(tmp, cb)
+		}
+		cp, ct = tmp.ptr(), compute.F32
+		defer be.Convert(cb, tmp)
+	}
+	ao, bo, co := dense(gm, ap, bp, cp, at, bt, ct)
+	be.gemm(gm, ao, bo, co)
+}
+
+// gemm queues one GEMM of row-major operands (see colMajor).
+func (be *Backend) gemm(gm compute.Gemm, a, b, c operand) { be.gemmBatched(gm, a, b, c, 1) }
+
+// gemmBatched queues batch GEMMs whose operands lie stride elements apart.
+func (be *Backend) gemmBatched(gm compute.Gemm, a, b, c operand, batch int) {
+	g := colMajor(gm, a, b, c, batch)
 	if be.ok() {
 		be.fail(be.dev.gemm(&g))
 	}
-	if tmp != nil {
-		be.release(tmp)
-	}
-}
-
-func dataType(dt compute.DType) int {
-	if dt == compute.BF16 {
-		return cudaR16BF
-	}
-	return cudaR32F
 }
 
 // Scale implements compute.Backend.
 func (be *Backend) Scale(x compute.Buffer, alpha float32) {
-	xb := be.typed(x, compute.F32, "scale x")
-	be.elementwise("lk_scale_f32", xb.n, p(xb), i64Arg(xb.n), f32Arg(alpha))
+	xb := be.float(x, "scale x")
+	be.elementwise("lk_scale", xb.n, p(xb), i64Arg(xb.n), f32Arg(alpha), dts(xb))
 }
 
 // Axpy implements compute.Backend.
 func (be *Backend) Axpy(y, x compute.Buffer, alpha float32) {
-	yb := be.typed(y, compute.F32, "axpy y")
-	xb := be.f32(x, "axpy x", yb.n)
-	be.elementwise("lk_axpy_f32", yb.n, p(yb), p(xb), i64Arg(yb.n), f32Arg(alpha))
+	yb := be.float(y, "axpy y")
+	xb := be.floatN(x, "axpy x", yb.n)
+	be.elementwise("lk_axpy", yb.n, p(yb), p(xb), i64Arg(yb.n), f32Arg(alpha), dts(yb, xb))
 }
 
 // Mul implements compute.Backend.
 func (be *Backend) Mul(dst, a, b compute.Buffer) {
-	d := be.typed(dst, compute.F32, "mul dst")
-	ab, bb := be.f32(a, "mul a", d.n), be.f32(b, "mul b", d.n)
-	be.elementwise("lk_mul_f32", d.n, p(d), p(ab), p(bb), i64Arg(d.n))
+	d := be.float(dst, "mul dst")
+	ab, bb := be.floatN(a, "mul a", d.n), be.floatN(b, "mul b", d.n)
+	be.elementwise("lk_mul", d.n, p(d), p(ab), p(bb), i64Arg(d.n), dts(d, ab, bb))
 }
 
 // AddMul implements compute.Backend.
 func (be *Backend) AddMul(dst, a, b compute.Buffer) {
-	d := be.typed(dst, compute.F32, "addmul dst")
-	ab, bb := be.f32(a, "addmul a", d.n), be.f32(b, "addmul b", d.n)
-	be.elementwise("lk_addmul_f32", d.n, p(d), p(ab), p(bb), i64Arg(d.n))
+	d := be.float(dst, "addmul dst")
+	ab, bb := be.floatN(a, "addmul a", d.n), be.floatN(b, "addmul b", d.n)
+	be.elementwise("lk_addmul", d.n, p(d), p(ab), p(bb), i64Arg(d.n), dts(d, ab, bb))
 }
 
 // Embedding implements compute.Backend. An id outside the table is reported
 // by Sync (ErrDevice) and gives a zero row.
 func (be *Backend) Embedding(out, table, ids compute.Buffer, dim int) {
 	id := be.typed(ids, compute.I32, "embedding ids")
-	o := be.f32(out, "embedding out", id.n*dim)
-	t := be.get(table)
+	o := be.floatN(out, "embedding out", id.n*dim)
+	t := be.float(table, "embedding table")
 	rows := t.n / max(dim, 1)
 	need("embedding table", t.n, rows*dim)
-	kernel := "lk_embedding_f32"
-	switch t.dt {
-	case compute.F32:
-	case compute.BF16:
-		kernel = "lk_embedding_bf16"
-	default:
-		panic(fmt.Sprintf("cuda: embedding table has dtype %v", t.dt))
-	}
 	if id.n == 0 || dim == 0 {
 		return
 	}
-	be.run(kernel, [3]uint32{uint32(id.n), 1, 1}, [3]uint32{redThreads, 1, 1}, 0,
-		p(o), p(t), p(id), i32Arg(id.n), i32Arg(dim), i32Arg(rows), p(be.flags))
+	be.run("lk_embedding", [3]uint32{uint32(id.n), 1, 1}, [3]uint32{redThreads, 1, 1}, 0,
+		p(o), p(t), p(id), i32Arg(id.n), i32Arg(dim), i32Arg(rows), p(be.flags), dts(o, t))
 }
 
 // RMSNorm implements compute.Backend.
 func (be *Backend) RMSNorm(y, rstd, x, w compute.Buffer, rows, dim int, eps float32) {
-	xb, yb, wb := be.f32(x, "rmsnorm x", rows*dim), be.f32(y, "rmsnorm y", rows*dim), be.f32(w, "rmsnorm w", dim)
+	if m := be.mixed(w, rstd); m != nil { // the kernel takes an f32 weight and rstd
+		be.RMSNorm(y, m.out(rstd), x, m.in(w), rows, dim, eps)
+		m.done()
+		return
+	}
+	xb, yb, wb := be.floatN(x, "rmsnorm x", rows*dim), be.floatN(y, "rmsnorm y", rows*dim), be.f32(w, "rmsnorm w", dim)
 	rs := be.ptrOrNil(rstd, "rmsnorm rstd", rows)
-	be.rowwise("lk_rmsnorm_fwd", rows, p(yb), ptrArg(rs), p(xb), p(wb), i32Arg(rows), i32Arg(dim), f32Arg(eps))
+	be.rowwise("lk_rmsnorm_fwd", rows, p(yb), ptrArg(rs), p(xb), p(wb), i32Arg(rows), i32Arg(dim), f32Arg(eps), dts(yb, xb))
 }
 
 // RMSNormBackward implements compute.Backend.
 func (be *Backend) RMSNormBackward(dx, dy, x, w, rstd compute.Buffer, rows, dim int) {
-	dxb, dyb := be.f32(dx, "rmsnorm dx", rows*dim), be.f32(dy, "rmsnorm dy", rows*dim)
-	xb, wb, rs := be.f32(x, "rmsnorm x", rows*dim), be.f32(w, "rmsnorm w", dim), be.f32(rstd, "rmsnorm rstd", rows)
-	be.rowwise("lk_rmsnorm_bwd", rows, p(dxb), p(dyb), p(xb), p(wb), p(rs), i32Arg(rows), i32Arg(dim))
+	if m := be.mixed(w, rstd); m != nil {
+		be.RMSNormBackward(dx, dy, x, m.in(w), m.in(rstd), rows, dim)
+		m.done()
+		return
+	}
+	dxb, dyb := be.floatN(dx, "rmsnorm dx", rows*dim), be.floatN(dy, "rmsnorm dy", rows*dim)
+	xb, wb, rs := be.floatN(x, "rmsnorm x", rows*dim), be.f32(w, "rmsnorm w", dim), be.f32(rstd, "rmsnorm rstd", rows)
+	be.rowwise("lk_rmsnorm_bwd", rows, p(dxb), p(dyb), p(xb), p(wb), p(rs), i32Arg(rows), i32Arg(dim), dts(dxb, dyb, xb))
 }
 
 // Rope implements compute.Backend. A position outside the table is reported
@@ -150,7 +160,7 @@ func (be *Backend) Rope(r compute.Rope, x, pos, cos, sin compute.Buffer) {
 		panic("cuda: rope with an odd head dimension")
 	}
 	half := r.HeadDim / 2
-	xb := be.f32(x, "rope x", r.Tokens*r.Heads*r.HeadDim)
+	xb := be.floatN(x, "rope x", r.Tokens*r.Heads*r.HeadDim)
 	pb := be.typed(pos, compute.I32, "rope pos")
 	need("rope pos", pb.n, r.Tokens)
 	cb := be.typed(cos, compute.F32, "rope cos")
@@ -160,112 +170,23 @@ func (be *Backend) Rope(r compute.Rope, x, pos, cos, sin compute.Buffer) {
 		npos = cb.n / half
 	}
 	be.elementwise("lk_rope", r.Tokens*r.Heads*half, p(xb), p(pb), p(cb), p(sb), i32Arg(r.Tokens), i32Arg(r.Heads),
-		i32Arg(r.HeadDim), i32Arg(npos), boolArg(r.Inverse), p(be.flags))
-}
-
-func checkAttention(a compute.Attention) {
-	if a.Batch < 0 || a.Seq < 0 || a.Heads <= 0 || a.KVHeads <= 0 || a.HeadDim <= 0 || a.Heads%a.KVHeads != 0 {
-		panic(fmt.Sprintf("cuda: invalid attention shape %+v", a))
-	}
-	if a.HeadDim > attnThreads*attnMaxR {
-		panic(fmt.Sprintf("cuda: attention head dimension %d > %d", a.HeadDim, attnThreads*attnMaxR))
-	}
-	if a.Heads > maxGridYZ || a.Batch > maxGridYZ {
-		panic(fmt.Sprintf("cuda: attention shape %+v exceeds the grid", a))
-	}
-}
-
-func attnArgs(a compute.Attention) []arg {
-	return []arg{i32Arg(a.Batch), i32Arg(a.Seq), i32Arg(a.Heads), i32Arg(a.KVHeads), i32Arg(a.HeadDim)}
-}
-
-// Attention implements compute.Backend.
-func (be *Backend) Attention(a compute.Attention, out, lse, q, k, v compute.Buffer) {
-	checkAttention(a)
-	B, T, H, G, D := a.Batch, a.Seq, a.Heads, a.KVHeads, a.HeadDim
-	qb, ob := be.f32(q, "attention q", B*T*H*D), be.f32(out, "attention out", B*T*H*D)
-	kb, vb := be.f32(k, "attention k", B*T*G*D), be.f32(v, "attention v", B*T*G*D)
-	lb := be.f32(lse, "attention lse", B*H*T)
-	if B*T == 0 || !be.ok() {
-		return
-	}
-	start, end, ok := be.segBounds(a)
-	if !ok {
-		return
-	}
-	args := append([]arg{p(ob), p(lb), p(qb), p(kb), p(vb), ptrArg(start.addr())}, attnArgs(a)...)
-	be.run("lk_attn_fwd", [3]uint32{uint32(T), uint32(H), uint32(B)}, [3]uint32{attnThreads, 1, 1},
-		attnShared("fwd", D), append(args, f32Arg(a.Scale))...)
-	be.releaseAll(start, end)
-}
-
-// segBounds computes, for packed sequences, the first and one-past-last
-// token of every token's document (nil buffers without Segments).
-func (be *Backend) segBounds(a compute.Attention) (start, end *buffer, ok bool) {
-	if a.Segments == nil {
-		return nil, nil, true
-	}
-	seg := be.typed(a.Segments, compute.I32, "attention segments")
-	need("attention segments", seg.n, a.Batch*a.Seq)
-	if start, ok = be.scratch(compute.I32, seg.n); !ok {
-		return nil, nil, false
-	}
-	if end, ok = be.scratch(compute.I32, seg.n); !ok {
-		be.release(start)
-		return nil, nil, false
-	}
-	be.elementwise("lk_seg_bounds", a.Batch, p(start), p(end), p(seg), i32Arg(a.Batch), i32Arg(a.Seq), p(be.flags))
-	return start, end, true
-}
-
-// AttentionBackward implements compute.Backend: δ = rowsum(dout⊙out), then
-// one kernel for dq (a block per query) and one for dk, dv (a block per key).
-func (be *Backend) AttentionBackward(a compute.Attention, dq, dk, dv, dout, q, k, v, out, lse compute.Buffer) {
-	checkAttention(a)
-	B, T, H, G, D := a.Batch, a.Seq, a.Heads, a.KVHeads, a.HeadDim
-	nq, nk := B*T*H*D, B*T*G*D
-	dqb, dob, qb, ob := be.f32(dq, "attention dq", nq), be.f32(dout, "attention dout", nq),
-		be.f32(q, "attention q", nq), be.f32(out, "attention out", nq)
-	dkb, dvb, kb, vb := be.f32(dk, "attention dk", nk), be.f32(dv, "attention dv", nk),
-		be.f32(k, "attention k", nk), be.f32(v, "attention v", nk)
-	lb := be.f32(lse, "attention lse", B*H*T)
-	if B*T == 0 || !be.ok() {
-		return
-	}
-	start, end, ok := be.segBounds(a)
-	if !ok {
-		return
-	}
-	delta, ok := be.scratch(compute.F32, B*H*T)
-	if !ok {
-		be.releaseAll(start, end)
-		return
-	}
-	be.elementwise("lk_attn_bwd_delta", B*T*H, p(delta), p(dob), p(ob), i32Arg(B), i32Arg(T), i32Arg(H), i32Arg(D))
-	tail := append(attnArgs(a), f32Arg(a.Scale))
-	be.run("lk_attn_bwd_dq", [3]uint32{uint32(T), uint32(H), uint32(B)}, [3]uint32{attnThreads, 1, 1},
-		attnShared("dq", D), append([]arg{p(dqb), p(dob), p(qb), p(kb), p(vb), p(lb), p(delta), ptrArg(start.addr())},
-			tail...)...)
-	be.run("lk_attn_bwd_dkv", [3]uint32{uint32(T), uint32(G), uint32(B)}, [3]uint32{attnThreads, 1, 1},
-		attnShared("dkv", D), append([]arg{p(dkb), p(dvb), p(dob), p(qb), p(kb), p(vb), p(lb), p(delta),
-			ptrArg(end.addr())}, tail...)...)
-	be.releaseAll(delta, start, end)
+		i32Arg(r.HeadDim), i32Arg(npos), boolArg(r.Inverse), p(be.flags), dts(xb))
 }
 
 // SwiGLU implements compute.Backend.
 func (be *Backend) SwiGLU(out, gate, up compute.Buffer) {
-	o := be.typed(out, compute.F32, "swiglu out")
-	g, u := be.f32(gate, "swiglu gate", o.n), be.f32(up, "swiglu up", o.n)
-	be.elementwise("lk_swiglu_fwd", o.n, p(o), p(g), p(u), i64Arg(o.n))
+	o := be.float(out, "swiglu out")
+	g, u := be.floatN(gate, "swiglu gate", o.n), be.floatN(up, "swiglu up", o.n)
+	be.elementwise("lk_swiglu_fwd", o.n, p(o), p(g), p(u), i64Arg(o.n), dts(o, g, u))
 }
 
 // SwiGLUBackward implements compute.Backend.
 func (be *Backend) SwiGLUBackward(dgate, dup, dout, gate, up compute.Buffer) {
-	do := be.typed(dout, compute.F32, "swiglu dout")
+	do := be.float(dout, "swiglu dout")
 	n := do.n
-	dg, du := be.f32(dgate, "swiglu dgate", n), be.f32(dup, "swiglu dup", n)
-	g, u := be.f32(gate, "swiglu gate", n), be.f32(up, "swiglu up", n)
-	be.elementwise("lk_swiglu_bwd", n, p(dg), p(du), p(do), p(g), p(u), i64Arg(n))
+	dg, du := be.floatN(dgate, "swiglu dgate", n), be.floatN(dup, "swiglu dup", n)
+	g, u := be.floatN(gate, "swiglu gate", n), be.floatN(up, "swiglu up", n)
+	be.elementwise("lk_swiglu_bwd", n, p(dg), p(du), p(do), p(g), p(u), i64Arg(n), dts(dg, du, do, g, u))
 }
 
 // CrossEntropy implements compute.Backend. A target ≥ vocab is reported by
@@ -282,6 +203,23 @@ func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, r
 		f32Arg(gradScale), p(be.flags))
 }
 
+// FillUniform implements compute.Backend with compute's hash, bit for bit.
+func (be *Backend) FillUniform(dst compute.Buffer, seed uint64, lo, hi float32) {
+	d := be.get(dst)
+	kind := 0
+	switch d.dt {
+	case compute.F32:
+	case compute.BF16:
+		kind = 1
+	case compute.U8:
+		kind = 2
+	default:
+		panic(fmt.Sprintf("cuda: FillUniform of %v", d.dt))
+	}
+	key := compute.UniformKey(seed)
+	be.elementwise("lk_fill_uniform", d.n, p(d), i64Arg(d.n), u64Arg(key), f32Arg(lo), f32Arg(hi-lo), i32Arg(kind))
+}
+
 // DropoutMask implements compute.Backend with compute's hash, bit for bit.
 func (be *Backend) DropoutMask(mask compute.Buffer, pr float32, seed, stream uint64) {
 	m := be.typed(mask, compute.F32, "dropout mask")
@@ -291,6 +229,11 @@ func (be *Backend) DropoutMask(mask compute.Buffer, pr float32, seed, stream uin
 
 // DoRANorm implements compute.Backend.
 func (be *Backend) DoRANorm(norm, w, a, b compute.Buffer, out, in, rank int, scale float32) {
+	if m := be.mixed(norm, a, b); m != nil { // W is read as it is
+		be.DoRANorm(m.out(norm), w, m.in(a), m.in(b), out, in, rank, scale)
+		m.done()
+		return
+	}
 	nb, ab, bb := be.f32(norm, "dora norm", out), be.f32(a, "dora A", rank*in), be.f32(b, "dora B", out*rank)
 	wb := be.get(w)
 	need("dora W", wb.n, out*in)
@@ -307,6 +250,11 @@ func (be *Backend) DoRANorm(norm, w, a, b compute.Buffer, out, in, rank int, sca
 
 // DoRAForward implements compute.Backend.
 func (be *Backend) DoRAForward(y, comb, base, lora, mag, norm compute.Buffer, rows, cols int, scale float32) {
+	if w := be.mixed(y, comb, base, lora, mag, norm); w != nil {
+		be.DoRAForward(w.out(y), w.out(comb), w.in(base), w.in(lora), w.in(mag), w.in(norm), rows, cols, scale)
+		w.done()
+		return
+	}
 	n := rows * cols
 	yb, bb, lb := be.f32(y, "dora y", n), be.f32(base, "dora base", n), be.f32(lora, "dora lora", n)
 	mb, nb := be.f32(mag, "dora magnitude", cols), be.f32(norm, "dora norm", cols)
@@ -317,6 +265,11 @@ func (be *Backend) DoRAForward(y, comb, base, lora, mag, norm compute.Buffer, ro
 
 // DoRABackward implements compute.Backend.
 func (be *Backend) DoRABackward(dbase, dlora, dmag, dy, comb, mag, norm compute.Buffer, rows, cols int, scale float32) {
+	if w := be.mixed(dbase, dlora, dmag, dy, comb, mag, norm); w != nil {
+		be.DoRABackward(w.out(dbase), w.out(dlora), w.out(dmag), w.in(dy), w.in(comb), w.in(mag), w.in(norm), rows, cols, scale)
+		w.done()
+		return
+	}
 	n := rows * cols
 	dbb, dlb := be.f32(dbase, "dora dbase", n), be.f32(dlora, "dora dlora", n)
 	dyb, cb := be.f32(dy, "dora dy", n), be.f32(comb, "dora comb", n)
@@ -327,12 +280,22 @@ func (be *Backend) DoRABackward(dbase, dlora, dmag, dy, comb, mag, norm compute.
 
 // ScaleCols implements compute.Backend.
 func (be *Backend) ScaleCols(dst, x, v compute.Buffer, rows, cols int, accumulate bool) {
+	if w := be.mixed(dst, x, v); w != nil {
+		be.ScaleCols(w.out(dst), w.in(x), w.in(v), rows, cols, accumulate)
+		w.done()
+		return
+	}
 	d, xb, vb := be.f32(dst, "scalecols dst", rows*cols), be.f32(x, "scalecols x", rows*cols), be.f32(v, "scalecols v", cols)
 	be.elementwise("lk_scale_cols", rows*cols, p(d), p(xb), p(vb), i32Arg(rows), i32Arg(cols), boolArg(accumulate))
 }
 
 // ColDot implements compute.Backend.
 func (be *Backend) ColDot(out, a, b compute.Buffer, rows, cols int) {
+	if w := be.mixed(out, a, b); w != nil {
+		be.ColDot(w.out(out), w.in(a), w.in(b), rows, cols)
+		w.done()
+		return
+	}
 	o, ab, bb := be.f32(out, "coldot out", cols), be.f32(a, "coldot a", rows*cols), be.f32(b, "coldot b", rows*cols)
 	be.elementwise("lk_col_dot", cols, p(o), p(ab), p(bb), i32Arg(rows), i32Arg(cols))
 }

@@ -18,7 +18,19 @@ type pool struct {
 	free   map[int][]uintptr // class size → free blocks
 	cached int               // bytes on the free lists
 	inUse  int               // bytes handed out
+	// peak is the largest inUse, peakReserved the largest inUse + cached,
+	// since the last resetPeak.
+	peak, peakReserved int
 }
+
+// note updates the peaks after a change of inUse or cached.
+func (p *pool) note() {
+	p.peak = max(p.peak, p.inUse)
+	p.peakReserved = max(p.peakReserved, p.inUse+p.cached)
+}
+
+// resetPeak starts new peaks at the current use.
+func (p *pool) resetPeak() { p.peak, p.peakReserved = p.inUse, p.inUse+p.cached }
 
 // Size classes: 512 B at least, powers of two up to 1 MiB, then multiples
 // of 1 MiB (2 MiB for blocks over 64 MiB).
@@ -53,6 +65,7 @@ func (p *pool) get(n int) (uintptr, int, error) {
 		p.free[c] = l[:len(l)-1]
 		p.cached -= c
 		p.inUse += c
+		p.note()
 		return ptr, c, nil
 	}
 	ptr, err := p.dev.memAlloc(c)
@@ -66,6 +79,7 @@ func (p *pool) get(n int) (uintptr, int, error) {
 		return 0, 0, err
 	}
 	p.inUse += c
+	p.note()
 	return ptr, c, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -49,6 +50,11 @@ type kernelSig struct {
 	params []argKind
 	types  []string // the declared C types, e.g. "const float*"
 	body   string   // the source from the kernel's name to the next kernel
+	// maxThreads is the block size of its __launch_bounds__ (0: none).
+	maxThreads int
+	// barrier: the kernel synchronizes its block (__syncthreads), directly
+	// or through the device functions it calls.
+	barrier bool
 }
 
 // registry maps kernel names to their source file and parameters.
@@ -83,7 +89,7 @@ func kernelRegistry() (*registry, error) {
 }
 
 var (
-	kernelRE  = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)`)
+	kernelRE  = regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\(\s*(\w+)\s*(?:,[^)]*)?\)\s+)?(\w+)\s*\(([^)]*)\)`)
 	commentRE = regexp.MustCompile(`(?s)//[^\n]*|/\*.*?\*/`)
 	spaceRE   = regexp.MustCompile(`\s+`)
 )
@@ -92,11 +98,23 @@ var (
 // src) and the kinds of its parameters.
 func parseRegistry(files []string, src map[string]string) (*registry, error) {
 	r := &registry{kernels: map[string]kernelSig{}, files: files, sources: src, byFile: map[string][]string{}}
+	var all []string
+	for _, text := range src {
+		all = append(all, commentRE.ReplaceAllString(text, ""))
+	}
+	syncs := syncFuncs(all)
 	for _, f := range files {
 		text := commentRE.ReplaceAllString(src[f], "")
 		locs := kernelRE.FindAllStringSubmatchIndex(text, -1)
 		for li, loc := range locs {
-			m := []string{text[loc[2]:loc[3]], text[loc[2]:loc[3]], text[loc[4]:loc[5]]}
+			m := []string{"", text[loc[4]:loc[5]], text[loc[6]:loc[7]]}
+			bound := 0
+			if loc[2] >= 0 {
+				var err error
+				if bound, err = launchBound(text[loc[2]:loc[3]], src, f); err != nil {
+					return nil, fmt.Errorf("cuda: %s: kernel %s: %w", f, m[1], err)
+				}
+			}
 			end := len(text)
 			if li+1 < len(locs) {
 				end = locs[li+1][0]
@@ -118,11 +136,111 @@ func parseRegistry(files []string, src map[string]string) (*registry, error) {
 					types = append(types, paramType(decl))
 				}
 			}
-			r.kernels[name] = kernelSig{name: name, file: f, params: params, types: types, body: body}
+			r.kernels[name] = kernelSig{name: name, file: f, params: params, types: types, body: body, maxThreads: bound,
+				barrier: callsSync(body, syncs)}
 			r.byFile[f] = append(r.byFile[f], name)
 		}
 	}
 	return r, nil
+}
+
+var (
+	deviceRE = regexp.MustCompile(`__device__[^;{}()]*?\b(\w+)\s*\(`)
+	callRE   = regexp.MustCompile(`\b(\w+)\s*(?:<[^<>;]*>)?\s*\(`)
+)
+
+// syncFuncs returns the device functions of texts (sources without
+// comments) that synchronize their block: their body calls __syncthreads
+// or another such function.
+func syncFuncs(texts []string) map[string]bool {
+	bodies := map[string]string{}
+	for _, text := range texts {
+		for _, loc := range deviceRE.FindAllStringSubmatchIndex(text, -1) {
+			name := text[loc[2]:loc[3]]
+			if b, ok := braceBody(text, loc[1]-1); ok {
+				bodies[name] += b
+			}
+		}
+	}
+	syncs := map[string]bool{}
+	for changed := true; changed; {
+		changed = false
+		for name, b := range bodies {
+			if !syncs[name] && callsSync(b, syncs) {
+				syncs[name], changed = true, true
+			}
+		}
+	}
+	return syncs
+}
+
+// callsSync reports whether body calls __syncthreads or a function of
+// syncs.
+func callsSync(body string, syncs map[string]bool) bool {
+	if strings.Contains(body, "__syncthreads") {
+		return true
+	}
+	for _, m := range callRE.FindAllStringSubmatch(body, -1) {
+		if syncs[m[1]] {
+			return true
+		}
+	}
+	return false
+}
+
+// braceBody returns the {...} block that follows the parameter list whose
+// '(' is at open, or false for a declaration.
+func braceBody(text string, open int) (string, bool) {
+	depth, i := 0, open
+	for ; i < len(text); i++ {
+		if text[i] == '(' {
+			depth++
+		} else if text[i] == ')' {
+			if depth--; depth == 0 {
+				break
+			}
+		}
+	}
+	j := i + 1
+	for j < len(text) && text[j] != '{' && text[j] != ';' {
+		j++
+	}
+	if j >= len(text) || text[j] != '{' {
+		return "", false
+	}
+	depth = 0
+	for k := j; k < len(text); k++ {
+		switch text[k] {
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return text[j : k+1], true
+			}
+		}
+	}
+	return "", false
+}
+
+var defineRE = regexp.MustCompile(`(?m)^#define\s+(\w+)\s+(\d+)\s*$`)
+
+// launchBound returns the value of a __launch_bounds__ argument: a number,
+// or a macro #defined as one in file or in a header of src.
+func launchBound(v string, src map[string]string, file string) (int, error) {
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return n, nil
+	}
+	for name, text := range src {
+		if name != file && !strings.HasSuffix(name, ".cuh") {
+			continue
+		}
+		for _, m := range defineRE.FindAllStringSubmatch(text, -1) {
+			if m[1] == v {
+				return strconv.Atoi(m[2])
+			}
+		}
+	}
+	return 0, fmt.Errorf("__launch_bounds__(%s): not a number nor a #define of one", v)
 }
 
 // paramKind classifies one C parameter declaration such as

@@ -55,14 +55,19 @@ func TestParseRegistry(t *testing.T) {
 extern "C" __global__ void k1(float* x, long long n, float alpha) { }
 extern "C"  __global__  void
 k2(void) {}
-extern "C" __global__ void k3() { __syncthreads(); }`,
+extern "C" __global__ void k3() { __syncthreads(); }
+template <typename T> __device__ __forceinline__ T sync_sum(T v) { __syncthreads(); return v; }
+__device__ float indirect(float v) { return sync_sum<float>(v); }
+__device__ float plain(float v);
+extern "C" __global__ void __launch_bounds__(LK_T) k5(float* x) { x[0] = indirect(x[0]) + plain(1.f); }
+#define LK_T 64`,
 		"b.cu": `extern "C" __global__ void k4(const int* ids, unsigned long long key) {}`,
 	}
 	r, err := parseRegistry([]string{"a.cu", "b.cu"}, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(r.names(), " "); got != "k1 k2 k3 k4" {
+	if got := strings.Join(r.names(), " "); got != "k1 k2 k3 k4 k5" {
 		t.Fatalf("kernels %q", got)
 	}
 	if k := r.kernels["k1"]; k.file != "a.cu" || fmt.Sprint(k.params) != "[pointer long long float]" {
@@ -71,8 +76,11 @@ extern "C" __global__ void k3() { __syncthreads(); }`,
 	if len(r.kernels["k2"].params) != 0 || len(r.kernels["k3"].params) != 0 {
 		t.Error("k2/k3 have parameters")
 	}
-	if !needsBarrier(r.kernels["k3"]) || needsBarrier(r.kernels["k1"]) {
+	if !needsBarrier(r.kernels["k3"]) || needsBarrier(r.kernels["k1"]) || !needsBarrier(r.kernels["k5"]) {
 		t.Error("needsBarrier")
+	}
+	if k := r.kernels["k5"]; k.maxThreads != 64 || fmt.Sprint(k.params) != "[pointer]" {
+		t.Errorf("k5: %+v", k)
 	}
 	if fmt.Sprint(r.byFile["b.cu"]) != "[k4]" {
 		t.Errorf("byFile %v", r.byFile)
@@ -247,6 +255,15 @@ func TestPool(t *testing.T) {
 	}
 	c, _ := be.Alloc(compute.F32, 5000)
 	be.Free(c)
+	// Peaks: 4096 + 512 + 32768 in use at most, all of it still reserved.
+	if st := be.MemoryStats(); st.InUse != 4096+512 || st.Peak != 4096+512+32768 || st.Reserved != st.Peak ||
+		st.PeakReserved != st.Peak {
+		t.Errorf("memory stats %+v", st)
+	}
+	be.ResetPeakMemory()
+	if st := be.MemoryStats(); st.Peak != 4096+512 || st.PeakReserved != st.Reserved {
+		t.Errorf("after a reset: %+v", st)
+	}
 	// An exhausted device: the pool releases its cache and tries again.
 	dev.failNext = fmt.Errorf("cuMemAlloc: %w", compute.ErrOutOfMemory)
 	n := len(dev.allocs)
@@ -343,12 +360,23 @@ func TestColMajor(t *testing.T) {
 		{compute.Gemm{M: 2, N: 3, K: 4, TransB: true}, gemmCall{opA: cublasOpT, opB: cublasOpN, m: 3, n: 2, k: 4, lda: 4, ldb: 4, ldc: 3}},
 		{compute.Gemm{M: 2, N: 3, K: 4, TransA: true, TransB: true}, gemmCall{opA: cublasOpT, opB: cublasOpT, m: 3, n: 2, k: 4, lda: 4, ldb: 2, ldc: 3}},
 	} {
-		g := colMajor(c.p, 1, 2, 3, cudaR16BF, cudaR32F)
+		a, b, cc := dense(c.p, 1, 2, 3, compute.BF16, compute.F32, compute.F32)
+		g := colMajor(c.p, a, b, cc, 1)
 		w := c.want
-		w.a, w.b, w.c, w.aType, w.bType = 2, 1, 3, cudaR32F, cudaR16BF
+		w.a, w.b, w.c, w.aType, w.bType, w.cType, w.batch = 2, 1, 3, cudaR32F, cudaR16BF, cudaR32F, 1
 		if g != w {
 			t.Errorf("%+v:\n got %v\nwant %v", c.p, &g, &w)
 		}
+	}
+	// Strided operands (the attention chunks): leading dimensions and batch
+	// strides follow their matrix, B's to cuBLAS's A.
+	p := compute.Gemm{M: 5, N: 7, K: 16, TransB: true, Alpha: 0.5}
+	g := colMajor(p, operand{ptr: 10, dt: compute.BF16, ld: 128, stride: 64},
+		operand{ptr: 20, dt: compute.BF16, ld: 32, stride: 16}, operand{ptr: 30, dt: compute.F32, ld: 7, stride: 35}, 2)
+	w := gemmCall{opA: cublasOpT, opB: cublasOpN, m: 7, n: 5, k: 16, alpha: 0.5, a: 20, aType: cudaR16BF, lda: 32,
+		b: 10, bType: cudaR16BF, ldb: 128, c: 30, cType: cudaR32F, ldc: 7, batch: 2, strideA: 16, strideB: 64, strideC: 35}
+	if g != w {
+		t.Errorf("strided:\n got %v\nwant %v", &g, &w)
 	}
 }
 
