@@ -15,7 +15,6 @@ type benchCmd struct {
 	Seq            int    `default:"${bench_seq}" help:"Tokens per row."`
 	Steps          int    `default:"${bench_steps}" help:"Timed steps."`
 	Warmup         int    `default:"${bench_warmup}" help:"Untimed steps before them (0: time one cold step, e.g. for very long sequences)."`
-	Precision      string `default:"${bench_precision}" enum:"auto,bf16,f32" help:"auto: bf16 mixed precision on a GPU with bf16 tensor cores, f32 elsewhere; bf16; f32 (the exact reference)."`
 	DType          string `name:"dtype" default:"${bench_dtype}" enum:"bf16,f32" help:"Storage of the random frozen weights (bf16 precision needs bf16)."`
 	QLoRA          bool   `name:"qlora" help:"Hold the projections as NF4 with double quantization, dequantized before each use."`
 	GradCheckpoint bool   `name:"grad-checkpoint" help:"Recompute activations in the backward pass."`

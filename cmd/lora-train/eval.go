@@ -20,7 +20,7 @@ type evalCmd struct {
 // Run evaluates and prints the losses.
 func (c *evalCmd) Run(ctx *cli.Context) error {
 	res, err := train.Eval(ctx, train.EvalOptions{Env: ctx.Env(), Base: c.Base, Adapter: c.Adapter, Data: c.Data,
-		Seq: c.Seq, Device: c.Device})
+		Seq: c.Seq, Device: c.Device, Precision: c.Precision})
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func (c *trainCmd) options(ctx *cli.Context) train.Options {
 	o.LR, o.Schedule, o.Warmup, o.Epochs, o.MaxSteps = c.LR, c.Schedule, c.Warmup, c.Epochs, c.MaxSteps
 	o.Batch, o.GradAccum, o.WeightDecay, o.MaxGradNorm = c.Batch, c.GradAccum, c.WeightDecay, c.MaxGradNorm
 	o.Seed, o.Shuffle, o.UnshiftedCount = c.Seed, c.Shuffle, c.Unshifted
-	o.Seq, o.Pack, o.Device, o.GradCheckpoint = c.Seq, c.Pack, c.Device, c.GradCheckpoint
+	o.Seq, o.Pack, o.Device, o.Precision, o.GradCheckpoint = c.Seq, c.Pack, c.Device, c.Precision, c.GradCheckpoint
 	o.LogFile, o.SaveEvery, o.SaveDir, o.StopAfter, o.Resume = c.Log, c.SaveEvery, c.SaveDir, c.StopAfter, c.Resume
 	return o
 }

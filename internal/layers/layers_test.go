@@ -37,6 +37,7 @@ var layerOf = map[string]string{
 	"cmd/":         "cmd",
 
 	"tools/": "dev", "e2e": "dev", "internal/testbin": "dev", "internal/teststream": "dev", "internal/layers": "dev",
+	"internal/fixtureio": "dev", "internal/plaintrain": "dev",
 }
 
 // mayImport lists, for each layer, the layers its packages may import.

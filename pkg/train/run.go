@@ -59,9 +59,11 @@ type Options struct {
 	Seq  int
 	Pack bool
 
-	// Device is "auto", "cpu" or "cuda"; GradCheckpoint recomputes
-	// activations in the backward pass.
+	// Device is "auto", "cpu" or "cuda"; Precision "auto" (bf16 mixed
+	// precision on a GPU with bf16 tensor cores, f32 elsewhere), "bf16" or
+	// "f32"; GradCheckpoint recomputes activations in the backward pass.
 	Device         string
+	Precision      string
 	GradCheckpoint bool
 
 	// LogFile, when set, is a JSONL file of one StepResult per update.
@@ -179,7 +181,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		load = ckLoad
 	}
 
-	model, err := base.NewModel(be, llama.Options{GradCheckpoint: o.GradCheckpoint})
+	prec, err := ResolvePrecision(be, o.Precision)
+	if err != nil {
+		return nil, err
+	}
+	model, err := base.NewModel(be, llama.Options{Precision: prec, GradCheckpoint: o.GradCheckpoint})
 	if err != nil {
 		return nil, err
 	}
@@ -524,7 +530,8 @@ type EvalOptions struct {
 	// examples; Seq truncates them.
 	Base, Adapter, Data string
 	Seq                 int
-	Device              string
+	// Device and Precision as in Options.
+	Device, Precision string
 }
 
 // EvalReport is lora-train eval's --json object.
@@ -562,7 +569,11 @@ func Eval(ctx context.Context, o EvalOptions) (*EvalReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	model, err := base.NewModel(be, llama.Options{})
+	prec, err := ResolvePrecision(be, o.Precision)
+	if err != nil {
+		return nil, err
+	}
+	model, err := base.NewModel(be, llama.Options{Precision: prec})
 	if err != nil {
 		return nil, err
 	}
