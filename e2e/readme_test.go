@@ -74,6 +74,8 @@ var readmeExamples = []struct {
 	{line: "lora-train --base ./llama-nf4 --data chat.jsonl -o a --targets all-linear --pack  # QLoRA, packed rows"},
 	{line: "lora-train --base M --data d.jsonl -o A --method ia3                            # IA3 vectors on k, v, down_proj"},
 	{line: "lora-train --base M --data d.jsonl -o A --save-every 50 --log log.jsonl"},
+	{line: "lora-train plot log.jsonl -o loss.png --smooth 10                                # or loss.svg; --log-y for a log scale",
+		want: []string{"M (llama): LoRA r=16 α=32, 64 steps", "plot written to loss.png"}},
 	{line: "lora-train --base M --data d.jsonl -o A --resume A.checkpoints                   # continues bit for bit"},
 	{line: "lora-train eval --base M --adapter A --data test.jsonl --json", want: []string{"loss"}},
 	{line: "lora-train bench --shape llama3.2-1b --batch 1 --seq 512 --steps 3", skip: "times a 1B-parameter model: about 3 minutes on a 2-core CPU"},
@@ -216,7 +218,7 @@ func TestReadmeExamples(t *testing.T) {
 	for _, f := range []string{
 		"Llama-3.1-8B-nf4/model.safetensors", "model-fp4.safetensors", "Llama-3.1-8B-bf16/model.safetensors",
 		"merged/model.safetensors", "merged.safetensors", "out/model.safetensors", "merged.gguf", "llama.gguf",
-		"adapter.gguf", "my-adapter/adapter_model.safetensors", "a/adapter_model.safetensors", "log.jsonl",
+		"adapter.gguf", "my-adapter/adapter_model.safetensors", "a/adapter_model.safetensors", "log.jsonl", "loss.png",
 	} {
 		if st, err := os.Stat(filepath.Join(work, f)); err != nil || st.Size() == 0 {
 			t.Errorf("expected output %s: %v", f, err)

@@ -34,13 +34,15 @@ Examples:
   lora-train --base M --data d.jsonl -o A --save-every 50       # checkpoints in A.checkpoints/
   lora-train --base M --data d.jsonl -o A --resume A.checkpoints
   lora-train eval --base M --adapter A --data test.jsonl --json
-  lora-train bench --shape llama3.2-1b --batch 1 --seq 512 --steps 3`
+  lora-train bench --shape llama3.2-1b --batch 1 --seq 512 --steps 3
+  lora-train plot log.jsonl -o loss.png --smooth 20   # also loss.svg; --log-y for a log scale`
 
 type command struct {
 	cli.Globals
 	Train trainCmd `cmd:"" default:"withargs" help:"Train an adapter (the default command)."`
 	Eval  evalCmd  `cmd:"" help:"Mean loss of a model (and adapter) on JSONL data, without training."`
 	Bench benchCmd `cmd:"" help:"Time training steps of a model shape on random weights."`
+	Plot  plotCmd  `cmd:"" help:"Plot the loss curves of a --log file as a PNG or SVG image."`
 }
 
 // deviceFlags choose the compute backend (--threads is global).
@@ -52,7 +54,7 @@ type deviceFlags struct {
 // vars are the flag defaults, from the library's defaults: the one place
 // where they are written.
 func vars() kong.Vars {
-	d, b := train.DefaultOptions(), train.DefaultBenchOptions()
+	d, b, p := train.DefaultOptions(), train.DefaultBenchOptions(), train.DefaultPlotOptions()
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	return kong.Vars{
 		"method": d.Method, "rank": strconv.Itoa(d.Rank), "alpha": f(d.Alpha), "dropout": f(d.Dropout),
@@ -62,7 +64,7 @@ func vars() kong.Vars {
 		"max_grad_norm": f(d.MaxGradNorm), "seed": strconv.FormatUint(d.Seed, 10), "shuffle": strconv.FormatBool(d.Shuffle),
 		"device": d.Device, "bench_batch": strconv.Itoa(b.Batch), "bench_seq": strconv.Itoa(b.Seq),
 		"bench_steps": strconv.Itoa(b.Steps), "bench_dtype": b.DType, "bench_warmup": strconv.Itoa(b.Warmup),
-		"shapes": strings.Join(checkpoint.Shapes(), ", "),
+		"shapes": strings.Join(checkpoint.Shapes(), ", "), "plot_width": strconv.Itoa(p.Width), "plot_height": strconv.Itoa(p.Height),
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,13 +14,22 @@ import (
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
+// run runs lora-train in-process and fails the test unless it exits 0.
 func run(t *testing.T, stdin []byte, args ...string) (stdout, stderr string) {
 	t.Helper()
-	var so, se bytes.Buffer
-	if code := cli.Run(tool(), args, cli.Streams{Stdin: bytes.NewReader(stdin), Stdout: &so, Stderr: &se}); code != 0 {
-		t.Fatalf("%v: exit %d: %s", args, code, se.String())
+	code, stdout, stderr := runCode(t, stdin, args...)
+	if code != 0 {
+		t.Fatalf("%v: exit %d: %s", args, code, stderr)
 	}
-	return so.String(), se.String()
+	return stdout, stderr
+}
+
+// runCode runs lora-train in-process and returns its exit code and output.
+func runCode(t *testing.T, stdin []byte, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var so, se bytes.Buffer
+	code = cli.Run(tool(), args, cli.Streams{Stdin: bytes.NewReader(stdin), Stdout: &so, Stderr: &se})
+	return code, so.String(), se.String()
 }
 
 // TestStreams: data from the given stdin, the adapter to the given stdout
@@ -41,5 +51,94 @@ func TestStreams(t *testing.T) {
 	}
 	if out, _ = run(t, nil, "bench", "--shape", "../../examples/tiny-llama/config.json", "--seq", "16", "--steps", "1", "--json"); !testbin.StartsWithSchema(out) {
 		t.Errorf("bench: %s", out)
+	}
+}
+
+// TestPlot: lora-train plot writes a PNG or an SVG of the requested size
+// with the run's title and prints a summary; a bad log exits 3 naming its
+// line, an empty one exits 3 saying so, and nothing is written for either.
+func TestPlot(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log.jsonl")
+	os.WriteFile(log, []byte(`{"run":{"base":"Qwen2.5-0.5B","model_type":"qwen2","data":"d.jsonl","method":"dora","rank":8,"alpha":16,"targets":["q_proj"],"steps":3}}
+{"step":1,"loss":2.25}
+{"step":2,"loss":1.5,"eval_loss":1.75}
+{"step":3,"loss":1.0}
+`), 0o644)
+	image := filepath.Join(dir, "loss.png")
+	code, out, errs := runCode(t, nil, "plot", log, "-o", image, "--width", "500", "--height", "300", "--smooth", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"Qwen2.5-0.5B (qwen2): DoRA r=8 α=16, 3 steps", "loss 2.2500 ", " 1.0000 (lowest 1.0000 at step 3), eval loss 1.7500 at step 2",
+		"plot written to " + image} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout has no %q:\n%s", want, out)
+		}
+	}
+	f, err := os.Open(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := png.DecodeConfig(f)
+	f.Close()
+	if err != nil || cfg.Width != 500 || cfg.Height != 300 {
+		t.Errorf("PNG %+v %v, want 500x300", cfg, err)
+	}
+	svg := filepath.Join(dir, "loss.svg")
+	if code, _, errs = runCode(t, nil, "plot", log, "-o", svg, "--log-y", "--title", "rot13 <run>", "-q"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	b, _ := os.ReadFile(svg)
+	for _, want := range []string{`<svg width="720pt" height="405pt"`, ">rot13 &lt;run&gt;</text>", ">step</text>", ">loss (log scale)</text>",
+		">evaluation loss</text>", ">3</text>", ">2</text>"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the SVG has no %q", want)
+		}
+	}
+
+	bad := filepath.Join(dir, "bad.jsonl")
+	os.WriteFile(bad, []byte("{\"step\":1,\"loss\":2}\n{\"step\":2,\"loss\":\"high\"}\n"), 0o644)
+	empty := filepath.Join(dir, "empty.jsonl")
+	os.WriteFile(empty, nil, 0o644)
+	zero := filepath.Join(dir, "zero.jsonl")
+	os.WriteFile(zero, []byte("{\"step\":1,\"loss\":1}\n{\"step\":2,\"loss\":0}\n"), 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"plot", bad, "-o", filepath.Join(dir, "bad.png")}, 3, "bad.jsonl: line 2: train: invalid training log: json: cannot unmarshal string"},
+		{[]string{"plot", empty, "-o", filepath.Join(dir, "empty.png")}, 3, "empty.jsonl: train: invalid training log: no updates in it"},
+		{[]string{"plot", zero, "--log-y"}, 3, "zero.jsonl: plot: step 2 has a loss or an eval loss of 0 or below"},
+		{[]string{"plot", filepath.Join(dir, "missing.jsonl"), "-o", filepath.Join(dir, "m.png")}, 1, "no such file"},
+		{[]string{"plot", log, "-o", filepath.Join(dir, "loss.jpg")}, 2, "must end in .png or .svg"},
+		{[]string{"plot", log, "-o", filepath.Join(dir, "x.png"), "--format", "gif"}, 2, "--format"},
+		{[]string{"plot", log, "-o", filepath.Join(dir, "x.png"), "--width", "50"}, 2, "size 50x540"},
+	} {
+		code, _, errs := runCode(t, nil, c.args...)
+		if code != c.code || !strings.Contains(errs, c.msg) {
+			t.Errorf("%v: exit %d, want %d; stderr %q (want %q)", c.args, code, c.code, errs, c.msg)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 6 {
+		t.Errorf("files in the folder: %v", entries)
+	}
+}
+
+func TestSparkline(t *testing.T) {
+	loss := []float64{6, 5, 3, 2, 1, 0.5, 0.1}
+	if sp := []rune(sparkline(loss, 60)); len(sp) != len(loss) || sp[0] != '█' || sp[len(sp)-1] != '▁' {
+		t.Errorf("sparkline %q", string(sp))
+	}
+	long := make([]float64, 1000)
+	for i := range long {
+		long[i] = float64(1000 - i)
+	}
+	if sp := []rune(sparkline(long, 40)); len(sp) != 40 || sp[0] != '█' || sp[39] != '▁' {
+		t.Errorf("1000 values in 40 columns: %q", string(sp))
+	}
+	if sp := sparkline([]float64{2, 2}, 10); sp != "▁▁" {
+		t.Errorf("flat: %q", sp)
 	}
 }

@@ -45,7 +45,7 @@ type trainCmd struct {
 
 	Eval      string `help:"Evaluation data (JSONL): eval loss at the end and every --eval-every steps." placeholder:"FILE"`
 	EvalEvery int    `name:"eval-every" default:"0" help:"Evaluate every N updates (with --eval)."`
-	Log       string `help:"Write one JSON object per update: step, loss, lr, grad_norm, tokens, tokens_per_s (and epoch, targets, eval_loss)." placeholder:"FILE.jsonl"`
+	Log       string `help:"Write the run as JSONL: a first line {\"run\": ...} (base, method, rank, steps, settings), then one object per update: step, loss, lr, grad_norm, tokens, tokens_per_s (and epoch, targets, eval_loss). 'lora-train plot' draws it." placeholder:"FILE.jsonl"`
 	SaveEvery int    `name:"save-every" default:"0" help:"Save a checkpoint (adapter, optimizer state, position) every N updates."`
 	SaveDir   string `name:"save-dir" help:"Folder for checkpoint-N folders (default: the output path + '.checkpoints')." placeholder:"DIR"`
 	StopAfter int    `name:"stop-after" default:"0" help:"Stop after this update (the run keeps its planned length), saving a checkpoint to resume from."`

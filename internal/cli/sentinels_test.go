@@ -152,6 +152,7 @@ var sentinels = []struct {
 	{"train.ErrModel", train.ErrModel, ExitInvalid},
 	{"train.ErrAdapter", train.ErrAdapter, ExitInvalid},
 	{"train.ErrResume", train.ErrResume, ExitInvalid},
+	{"train.ErrLog", train.ErrLog, ExitInvalid},
 	{"train.ErrSettings", train.ErrSettings, ExitUsage},
 }
 

@@ -34,6 +34,9 @@ var (
 	// ErrResume reports a checkpoint that is damaged or does not belong to
 	// this run (other data or settings).
 	ErrResume = errclass.New(errclass.Invalid, "train: cannot resume")
+	// ErrLog reports a --log file that cannot be read back (see ReadLog);
+	// the error names the file and line.
+	ErrLog = errclass.New(errclass.Invalid, "train: invalid training log")
 	// ErrSettings reports invalid hyper-parameters.
 	ErrSettings = errclass.New(errclass.Usage, "train: invalid settings")
 )

@@ -87,10 +87,18 @@ func TestEndToEnd(t *testing.T) {
 		}
 		raw, _ := os.ReadFile(logf)
 		lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
-		if len(lines) != 6 {
+		if len(lines) != 7 {
 			t.Fatalf("%d log lines", len(lines))
 		}
-		for i, l := range lines {
+		l, err := ReadLogFile(logf, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := l.Run; r == nil || r.Method != MethodLoRA || r.Rank != 8 || r.Alpha != 16 || r.Steps != 6 || r.Base != tiny ||
+			r.Data != ids || len(r.Targets) != 4 || r.Settings.LR != 5e-3 || r.Precision != "f32" {
+			t.Errorf("run header %+v", l.Run)
+		}
+		for i, l := range lines[1:] {
 			var m map[string]any
 			if err := json.Unmarshal([]byte(l), &m); err != nil {
 				t.Fatal(err)
@@ -212,7 +220,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return out
 		}
-		if a, b := strip(fullLog), strip(partLog); strings.Join(a, "\n") != strings.Join(b, "\n") || len(a) != 6 {
+		if a, b := strip(fullLog), strip(partLog); strings.Join(a, "\n") != strings.Join(b, "\n") || len(a) != 1+6 {
 			t.Errorf("logs differ:\n%s\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
 		}
 		r = run(t, 3, nil, append(args, "-o", part, "--resume", filepath.Join(dir, "ck", "checkpoint-3"), "--seed", "7")...)

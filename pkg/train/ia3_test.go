@@ -89,17 +89,13 @@ func TestIA3EndToEnd(t *testing.T) {
 	run(t, 0, nil, append(common, "-o", out, "--eval", ids, "--log", logf)...)
 
 	// The loss decreases from the base model's: ones leave logits unchanged.
-	raw, _ := os.ReadFile(logf)
-	var steps []StepResult
-	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
-		var r StepResult
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
-			t.Fatal(err)
-		}
-		steps = append(steps, r)
+	l, err := ReadLogFile(logf, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(steps) != 6 || steps[5].EvalLoss == nil {
-		t.Fatalf("log:\n%s", raw)
+	steps := l.Steps
+	if len(steps) != 6 || steps[5].EvalLoss == nil || l.Run == nil || l.Run.Method != MethodIA3 || l.Run.Rank != 0 {
+		t.Fatalf("log: %+v", l)
 	}
 	baseLoss := evalLoss("--base", tiny)
 	if e := math.Abs(steps[0].Loss-baseLoss) / baseLoss; e > 1e-6 {

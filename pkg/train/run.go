@@ -209,12 +209,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	var logw io.Writer
 	if o.LogFile != "" {
-		f, err := openLog(o.LogFile, resume != "", tr.State().Step)
+		f, hasRun, err := openLog(o.LogFile, resume != "", tr.State().Step)
 		if err != nil {
 			return nil, err
 		}
 		defer f.Close()
 		logw = f
+		if !hasRun {
+			line, _ := json.Marshal(struct {
+				Run RunInfo `json:"run"`
+			}{o.runInfo(base, ad, tr, len(examples), be.Name(), string(prec))})
+			if _, err := logw.Write(append(line, '\n')); err != nil {
+				return nil, fmt.Errorf("%s: %w", o.LogFile, err)
+			}
+		}
 	}
 	saveDir := ""
 	if o.SaveEvery > 0 || o.StopAfter > 0 {
@@ -428,30 +436,6 @@ func (o *Options) saveDir() (string, error) {
 		out = strings.TrimSuffix(out, ext)
 	}
 	return out + ".checkpoints", nil
-}
-
-// openLog opens the --log file: truncated for a new run; for a resumed
-// one, cut back to the lines of the steps up to the checkpoint and
-// appended to, so that it reads as if the run had never stopped.
-func openLog(path string, resuming bool, step int) (*os.File, error) {
-	if !resuming {
-		return os.Create(path)
-	}
-	var kept []byte
-	if old, err := os.ReadFile(path); err == nil {
-		for _, line := range strings.SplitAfter(string(old), "\n") {
-			var r struct {
-				Step *int `json:"step"`
-			}
-			if json.Unmarshal([]byte(line), &r) == nil && r.Step != nil && *r.Step <= step && strings.HasSuffix(line, "\n") {
-				kept = append(kept, line...)
-			}
-		}
-	}
-	if err := os.WriteFile(path, kept, 0o644); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
 }
 
 // findCheckpoint accepts a checkpoint folder or a folder of checkpoint-N
