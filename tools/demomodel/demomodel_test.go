@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"image/png"
 	"os"
 	"path/filepath"
 	"slices"
@@ -228,45 +227,6 @@ func TestGenerator(t *testing.T) {
 	}
 	if s.Correct != 1 || s.Total != 2 {
 		t.Errorf("score %d/%d, want 1/2", s.Correct, s.Total)
-	}
-}
-
-func TestPlot(t *testing.T) {
-	loss := []float64{6, 5, 3, 2, 1, 0.5, 0.1}
-	sp := Sparkline(loss, 60)
-	if r := []rune(sp); len(r) != len(loss) || r[0] != '█' || r[len(r)-1] != '▁' {
-		t.Errorf("Sparkline = %q", sp)
-	}
-	long := make([]float64, 1000)
-	for i := range long {
-		long[i] = float64(1000 - i)
-	}
-	if n := len([]rune(Sparkline(long, 40))); n != 40 {
-		t.Errorf("sparkline of 1000 values in 40 columns has %d", n)
-	}
-	if sp := Sparkline([]float64{2, 2}, 10); sp != "▁▁" {
-		t.Errorf("flat sparkline %q", sp)
-	}
-	var buf bytes.Buffer
-	if err := PlotPNG(&buf, loss, 320, 200); err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := img.Bounds(); b.Dx() != 320 || b.Dy() != 200 {
-		t.Errorf("image %v", b)
-	}
-	log := filepath.Join(t.TempDir(), "log.jsonl")
-	os.WriteFile(log, []byte("{\"step\":1,\"loss\":2.5}\n{\"step\":2,\"loss\":1.5,\"eval_loss\":1}\n"), 0o644)
-	got, err := ReadLoss(log)
-	if err != nil || !slices.Equal(got, []float64{2.5, 1.5}) {
-		t.Errorf("ReadLoss = %v, %v", got, err)
-	}
-	os.WriteFile(log, []byte("{\"step\":1}\n"), 0o644)
-	if _, err := ReadLoss(log); err == nil {
-		t.Error("ReadLoss of a log without loss: no error")
 	}
 }
 

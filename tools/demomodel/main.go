@@ -4,7 +4,6 @@
 //	go run ./tools/demomodel init -seed 1 -o DIR      # a random Llama-shaped model with a byte-level tokenizer
 //	go run ./tools/demomodel data -seed 1 -o DIR      # the rot13 task: train.jsonl, test.jsonl
 //	go run ./tools/demomodel eval -model DIR [-adapter A] -data test.jsonl   # greedy generation, k/N correct
-//	go run ./tools/demomodel plot -log log.jsonl -o loss.png   # loss sparkline on stdout and a PNG
 //
 // The model (init) is a pure function of the seed and the shape flags: f32
 // weights from a PCG generator (embeddings N(0,1), projections N(0,1/fan_in),
@@ -31,8 +30,6 @@ func main() {
 		err = cmdData(os.Args[2:])
 	case "eval":
 		err = cmdEval(os.Args[2:])
-	case "plot":
-		err = cmdPlot(os.Args[2:])
 	default:
 		usage()
 	}
@@ -43,7 +40,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: demomodel init|data|eval|plot [flags] (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: demomodel init|data|eval [flags] (see -h of each)")
 	os.Exit(2)
 }
 
@@ -128,32 +125,4 @@ func cmdEval(args []string) error {
 	}
 	fmt.Printf("%s%d/%d correct\n", *label, s.Correct, s.Total)
 	return nil
-}
-
-func cmdPlot(args []string) error {
-	fs := flag.NewFlagSet("plot", flag.ExitOnError)
-	log := fs.String("log", "", "lora-train --log JSONL (required)")
-	out := fs.String("o", "", "PNG output")
-	width := fs.Int("width", 60, "sparkline width")
-	fs.Parse(args)
-	if *log == "" {
-		return fmt.Errorf("plot: -log is required")
-	}
-	loss, err := ReadLoss(*log)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("loss %.3f %s %.3f  (%d steps)\n", loss[0], Sparkline(loss, *width), loss[len(loss)-1], len(loss))
-	if *out == "" {
-		return nil
-	}
-	f, err := os.Create(*out)
-	if err != nil {
-		return err
-	}
-	if err := PlotPNG(f, loss, 640, 360); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
