@@ -14,13 +14,18 @@ type evalCmd struct {
 	Data    string `required:"" help:"Data (JSONL), in any training form." placeholder:"FILE"`
 	Seq     int    `default:"${seq}" help:"Truncate examples to this many tokens."`
 	JSON    bool   `help:"Print one JSON object."`
+	chatFlags
 	deviceFlags
 }
 
 // Run evaluates and prints the losses.
 func (c *evalCmd) Run(ctx *cli.Context) error {
+	kw, err := c.kwargs()
+	if err != nil {
+		return err
+	}
 	res, err := train.Eval(ctx, train.EvalOptions{Env: ctx.Env(), Base: c.Base, Adapter: c.Adapter, Data: c.Data,
-		Seq: c.Seq, Device: c.Device, Precision: c.Precision})
+		Seq: c.Seq, ChatTemplateKwargs: kw, Device: c.Device, Precision: c.Precision})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ Examples:
   lora-train --base M --data d.jsonl -o A --method ia3          # (IA)3 vectors on k, v, down_proj
   lora-train --base M --data d.jsonl -o A --save-every 50       # checkpoints in A.checkpoints/
   lora-train --base M --data d.jsonl -o A --resume A.checkpoints
+  lora-train --base ./Qwen3-1.7B --data chat.jsonl -o A --enable-thinking=false   # a template variable
   lora-train eval --base M --adapter A --data test.jsonl --json
   lora-train bench --shape llama3.2-1b --batch 1 --seq 512 --steps 3
   lora-train plot log.jsonl -o loss.png --smooth 20   # also loss.svg; --log-y for a log scale`

@@ -39,6 +39,7 @@ type trainCmd struct {
 	Seed        uint64  `default:"${seed}" help:"Seed of the initialisation, the shuffle and dropout."`
 	Shuffle     bool    `default:"${shuffle}" negatable:"" help:"Shuffle the examples each epoch (--shuffle=false keeps file order)."`
 	Unshifted   bool    `name:"unshifted-count" help:"Count the loss denominator on unshifted labels, as transformers before 2026-05 (for comparisons)."`
+	chatFlags
 
 	deviceFlags
 	GradCheckpoint bool `name:"grad-checkpoint" help:"Recompute activations in the backward pass (less memory, ~30% slower)."`
@@ -53,7 +54,7 @@ type trainCmd struct {
 }
 
 // options turns the flags into train.Options.
-func (c *trainCmd) options(ctx *cli.Context) train.Options {
+func (c *trainCmd) options(ctx *cli.Context) (train.Options, error) {
 	o := train.DefaultOptions()
 	o.Env = ctx.Env()
 	o.Base, o.Data, o.Output, o.Eval, o.EvalEvery = c.Base, c.Data, c.Output, c.Eval, c.EvalEvery
@@ -64,13 +65,18 @@ func (c *trainCmd) options(ctx *cli.Context) train.Options {
 	o.Seed, o.Shuffle, o.UnshiftedCount = c.Seed, c.Shuffle, c.Unshifted
 	o.Seq, o.Pack, o.Device, o.Precision, o.GradCheckpoint = c.Seq, c.Pack, c.Device, c.Precision, c.GradCheckpoint
 	o.LogFile, o.SaveEvery, o.SaveDir, o.StopAfter, o.Resume = c.Log, c.SaveEvery, c.SaveDir, c.StopAfter, c.Resume
-	return o
+	var err error
+	o.ChatTemplateKwargs, err = c.kwargs()
+	return o, err
 }
 
 // Run trains and prints a summary: on stdout, or on stderr when the
 // adapter goes to stdout.
 func (c *trainCmd) Run(ctx *cli.Context) error {
-	o := c.options(ctx)
+	o, err := c.options(ctx)
+	if err != nil {
+		return err
+	}
 	prog := newStepProgress(ctx)
 	o.OnStep = prog.update
 	res, err := train.Run(ctx, o)

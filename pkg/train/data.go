@@ -47,6 +47,11 @@ type DataOptions struct {
 	// ChatTemplate is used for messages when the tokenizer has no template
 	// of its own (the contents of chat_template.jinja); "" for none.
 	ChatTemplate string
+	// ChatTemplateKwargs are the chat template's variables, transformers'
+	// apply_chat_template(**kwargs): e.g. "enable_thinking": false for
+	// Qwen3 (see tokenizer.ParseTemplateKwargs). They shape the rendered
+	// text and the assistant header the loss mask leaves out.
+	ChatTemplateKwargs map[string]any
 	// Vocab bounds token ids and labels: each must be in [0, Vocab).
 	Vocab int
 	// Seq truncates longer examples to Seq tokens; 0 keeps them whole.
@@ -362,7 +367,7 @@ func conversationalPromptCompletion(pr, cr json.RawMessage, o DataOptions) (Exam
 	// Only the completion's turns are scored: render the prompt alone and
 	// mask its tokens.
 	pj, _ := json.Marshal(p)
-	chat, err := o.Tokenizer.ApplyChatTemplateJSON(pj, tokenizer.ChatOptions{Template: o.ChatTemplate})
+	chat, err := o.Tokenizer.ApplyChatTemplateJSON(pj, o.chatOptions())
 	if err != nil {
 		return Example{}, fmt.Errorf("%w: prompt: %w", ErrData, err)
 	}
@@ -398,7 +403,7 @@ func parseMessages(raw json.RawMessage, o DataOptions) (Example, error) {
 	if !assistant {
 		return Example{}, fmt.Errorf("%w: messages has no assistant turn to learn from", ErrData)
 	}
-	chat, err := o.Tokenizer.ApplyChatTemplateJSON(raw, tokenizer.ChatOptions{Template: o.ChatTemplate})
+	chat, err := o.Tokenizer.ApplyChatTemplateJSON(raw, o.chatOptions())
 	if err != nil {
 		return Example{}, fmt.Errorf("%w: %w", ErrData, err)
 	}
@@ -411,4 +416,9 @@ func parseMessages(raw json.RawMessage, o DataOptions) (Example, error) {
 		}
 	}
 	return ex, nil
+}
+
+// chatOptions are the options of every chat rendering of the data.
+func (o *DataOptions) chatOptions() tokenizer.ChatOptions {
+	return tokenizer.ChatOptions{Template: o.ChatTemplate, Vars: o.ChatTemplateKwargs}
 }

@@ -1,12 +1,16 @@
 package train
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/tokenizer"
 )
 
 const M = compute.IgnoreIndex
@@ -250,4 +254,105 @@ func FuzzParseExample(f *testing.F) {
 			t.Fatalf("targets %d vs %d", b.Targets(), ex.Targets())
 		}
 	})
+}
+
+// chatMLTokenizer is the test tokenizer with <|im_start|> (256) and
+// <|im_end|> (257, EOS) added, and the given chat template.
+func chatMLTokenizer(t *testing.T, template string) *tokenizer.Tokenizer {
+	t.Helper()
+	tj, _ := byteTokenizer(t)
+	var doc map[string]any
+	if err := json.Unmarshal(tj, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for id, tok := range []string{"<|im_start|>", "<|im_end|>"} {
+		doc["added_tokens"] = append(doc["added_tokens"].([]any), map[string]any{"id": 256 + id, "content": tok, "special": true})
+		doc["model"].(map[string]any)["vocab"].(map[string]any)[tok] = 256 + id
+	}
+	tj, _ = json.Marshal(doc)
+	cfg, _ := json.Marshal(map[string]any{"bos_token": nil, "eos_token": "<|im_end|>", "pad_token": "<|pad|>", "chat_template": template})
+	tk, err := tokenizer.New(tj, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
+}
+
+// scored decodes the scored tokens of an example.
+func scored(tk *tokenizer.Tokenizer, ex Example) string {
+	var ids []int
+	for _, l := range ex.Labels {
+		if l != M {
+			ids = append(ids, int(l))
+		}
+	}
+	return tk.Decode(ids, false)
+}
+
+// TestChatTemplateKwargs: the template variables reach both renderings,
+// the conversation's and, for conversational prompt/completion data, the
+// prompt's that masks it; with Qwen3's template, enable_thinking=false puts
+// the empty think block in the assistant header, out of the loss.
+func TestChatTemplateKwargs(t *testing.T) {
+	hint := "{% if hint is defined %}{{ '<|begin|>system\\n' + hint + '<|end|>' }}{% endif %}" + chatTemplate
+	o := DataOptions{Tokenizer: testTokenizer(t), ChatTemplate: hint, Vocab: 256, ChatTemplateKwargs: map[string]any{"hint": "rot13"}}
+	ex, err := ParseExample([]byte(`{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "uv"}]}`), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := o.Tokenizer.Decode(toInts(ex.IDs), false); got != "<|begin|>system\nrot13<|end|><|begin|>user\nhi<|end|><|begin|>assistant\nuv<|end|>" {
+		t.Errorf("rendered %q", got)
+	}
+	if got := scored(o.Tokenizer, ex); got != "uv<|end|>" {
+		t.Errorf("scored %q", got)
+	}
+	line := `{"prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "n"}, {"role": "user", "content": "b"}],` +
+		` "completion": [{"role": "assistant", "content": "o"}]}`
+	ex, err = ParseExample([]byte(line), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := scored(o.Tokenizer, ex); got != "o<|end|>" {
+		t.Errorf("conversational prompt/completion: scored %q, want only the completion", got)
+	}
+
+	qwen3, err := os.ReadFile(filepath.Join("..", "tokenizer", "testdata", "qwen3_chat_template.jinja"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk := chatMLTokenizer(t, string(qwen3))
+	msgs := []byte(`{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}`)
+	for _, c := range []struct {
+		kwargs string
+		scored string
+	}{
+		{``, "<think>\n\n</think>\n\nyo<|im_end|>"},
+		{`{"enable_thinking": true}`, "<think>\n\n</think>\n\nyo<|im_end|>"},
+		{`{"enable_thinking": false}`, "yo<|im_end|>"},
+	} {
+		o := DataOptions{Tokenizer: tk}
+		if c.kwargs != "" {
+			if o.ChatTemplateKwargs, err = tokenizer.ParseTemplateKwargs([]byte(c.kwargs)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ex, err := ParseExample(msgs, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tk.Decode(toInts(ex.IDs), false); got != "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nyo<|im_end|>\n" {
+			t.Errorf("%s: rendered %q", c.kwargs, got)
+		}
+		if got := scored(tk, ex); got != c.scored {
+			t.Errorf("%s: scored %q, want %q", c.kwargs, got, c.scored)
+		}
+	}
+}
+
+func toInts(ids []int32) []int {
+	out := make([]int, len(ids))
+	for i, id := range ids {
+		out[i] = int(id)
+	}
+	return out
 }

@@ -266,3 +266,64 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// TestChatTemplateFlags: --chat-template-kwargs and --enable-thinking reach
+// the chat template in eval and in training (and the run's log records
+// them); a bad or contradicting value is a usage error.
+func TestChatTemplateFlags(t *testing.T) {
+	base := tinyWithTokenizer(t)
+	think := "{% if enable_thinking is defined and not enable_thinking %}{{ '<think></think>' }}{% endif %}"
+	tmpl := "{% for m in messages %}{% if m['role'] == 'assistant' %}{{ '<|begin|>assistant\\n' }}" + think +
+		"{{ m['content'] + '<|end|>' }}{% else %}{{ '<|begin|>' + m['role'] + '\\n' + m['content'] + '<|end|>' }}{% endif %}{% endfor %}" +
+		"{% if add_generation_prompt %}{{ '<|begin|>assistant\\n' }}" + think + "{% endif %}"
+	cfg, _ := json.Marshal(map[string]any{"bos_token": "<|begin|>", "eos_token": "<|end|>", "pad_token": "<|pad|>", "chat_template": tmpl})
+	write(t, filepath.Join(base, "tokenizer_config.json"), string(cfg))
+	data := write(t, filepath.Join(t.TempDir(), "chat.jsonl"),
+		`{"messages": [{"role": "user", "content": "2 4 6"}, {"role": "assistant", "content": "8 10"}]}`+"\n")
+	eval := func(flags ...string) EvalResult {
+		t.Helper()
+		var rep EvalReport
+		r := run(t, 0, nil, append([]string{"eval", "--base", base, "--data", data, "--json"}, flags...)...)
+		if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep.EvalResult
+	}
+	plain, off := eval(), eval("--enable-thinking=false")
+	if plain.Targets != off.Targets || plain.Loss == off.Loss {
+		t.Errorf("--enable-thinking=false: loss %v over %d targets, without it %v over %d (want another loss, the same targets)",
+			off.Loss, off.Targets, plain.Loss, plain.Targets)
+	}
+	if kw := eval("--chat-template-kwargs", `{"enable_thinking": false}`); kw.Loss != off.Loss {
+		t.Errorf("--chat-template-kwargs: loss %v, --enable-thinking=false %v", kw.Loss, off.Loss)
+	}
+	if on := eval("--enable-thinking"); on.Loss != plain.Loss {
+		t.Errorf("--enable-thinking: loss %v, without it %v", on.Loss, plain.Loss)
+	}
+
+	logf := filepath.Join(t.TempDir(), "log.jsonl")
+	run(t, 0, nil, "--base", base, "--data", data, "-o", filepath.Join(t.TempDir(), "a"), "--max-steps", "1", "--log", logf,
+		"--chat-template-kwargs", `{"enable_thinking": false, "date_string": "1 Jan 2026"}`)
+	l, err := ReadLogFile(logf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Run == nil || l.Run.ChatTemplateKwargs["enable_thinking"] != false || l.Run.ChatTemplateKwargs["date_string"] != "1 Jan 2026" {
+		t.Errorf("run header %+v", l.Run)
+	}
+	if math.Abs(l.Steps[0].Loss-off.Loss) > 1e-5*off.Loss {
+		t.Errorf("first training loss %v, eval loss with the same template variables %v", l.Steps[0].Loss, off.Loss)
+	}
+
+	for _, c := range []struct{ flags []string }{
+		{[]string{"--chat-template-kwargs", `{"enable_thinking": false`}},
+		{[]string{"--chat-template-kwargs", `[]`}},
+		{[]string{"--chat-template-kwargs", `{"messages": []}`}},
+		{[]string{"--chat-template-kwargs", `{"enable_thinking": true}`, "--enable-thinking=false"}},
+	} {
+		r := run(t, 2, nil, append([]string{"eval", "--base", base, "--data", data}, c.flags...)...)
+		if !strings.Contains(r.Stderr, "--chat-template-kwargs") && !strings.Contains(r.Stderr, "--enable-thinking") {
+			t.Errorf("%v: %s", c.flags, r.Stderr)
+		}
+	}
+}

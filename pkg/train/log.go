@@ -26,6 +26,8 @@ type RunInfo struct {
 	Rank    int      `json:"rank,omitempty"`
 	Alpha   float64  `json:"alpha,omitempty"`
 	Targets []string `json:"targets"`
+	// ChatTemplateKwargs are the chat template's variables, when set.
+	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs,omitempty"`
 	// Steps is the run's planned number of updates.
 	Steps     int      `json:"steps"`
 	Examples  int      `json:"examples"`
@@ -162,8 +164,8 @@ func openLog(path string, resuming bool, step int) (f *os.File, hasRun bool, err
 
 // runInfo describes this run for the --log file.
 func (o *Options) runInfo(base *Base, ad *Adapter, tr *Trainer, examples int, device, precision string) RunInfo {
-	ri := RunInfo{Base: o.Base, Data: o.Data, Steps: tr.Total(), Examples: examples, Settings: o.Settings,
-		Device: device, Precision: precision, Method: MethodLoRA, Targets: []string{}}
+	ri := RunInfo{Base: o.Base, Data: o.Data, ChatTemplateKwargs: o.ChatTemplateKwargs, Steps: tr.Total(), Examples: examples,
+		Settings: o.Settings, Device: device, Precision: precision, Method: MethodLoRA, Targets: []string{}}
 	if base.Checkpoint != nil {
 		ri.ModelType = base.Checkpoint.ModelType
 	}

@@ -58,6 +58,9 @@ type Options struct {
 	// rows of Seq tokens.
 	Seq  int
 	Pack bool
+	// ChatTemplateKwargs are the chat template's variables for messages
+	// data, e.g. "enable_thinking": false (see DataOptions).
+	ChatTemplateKwargs map[string]any
 
 	// Device is "auto", "cpu" or "cuda"; Precision "auto" (bf16 mixed
 	// precision on a GPU with bf16 tensor cores, f32 elsewhere), "bf16" or
@@ -145,7 +148,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer base.Close()
-	do := DataOptions{Tokenizer: base.Tokenizer, ChatTemplate: base.ChatTemplate, Vocab: base.Config.Vocab, Seq: o.Seq}
+	do := DataOptions{Tokenizer: base.Tokenizer, ChatTemplate: base.ChatTemplate, ChatTemplateKwargs: o.ChatTemplateKwargs,
+		Vocab: base.Config.Vocab, Seq: o.Seq}
 	examples, err := readDataFile(&o.Env, o.Data, do)
 	if err != nil {
 		return nil, err
@@ -514,6 +518,8 @@ type EvalOptions struct {
 	// examples; Seq truncates them.
 	Base, Adapter, Data string
 	Seq                 int
+	// ChatTemplateKwargs are the chat template's variables, as in Options.
+	ChatTemplateKwargs map[string]any
 	// Device and Precision as in Options.
 	Device, Precision string
 }
@@ -549,7 +555,7 @@ func Eval(ctx context.Context, o EvalOptions) (*EvalReport, error) {
 	}
 	defer base.Close()
 	ex, err := readDataFile(&o.Env, o.Data, DataOptions{Tokenizer: base.Tokenizer, ChatTemplate: base.ChatTemplate,
-		Vocab: base.Config.Vocab, Seq: o.Seq})
+		ChatTemplateKwargs: o.ChatTemplateKwargs, Vocab: base.Config.Vocab, Seq: o.Seq})
 	if err != nil {
 		return nil, err
 	}
