@@ -58,13 +58,21 @@ type logLine struct {
 const maxLogLine = 1 << 20
 
 // ReadLog reads a --log file from r (name is used in errors). Blank lines
-// are skipped; a line that is neither the run header nor an update with a
-// step and a loss, or whose step does not follow the previous one, is an
-// ErrLog naming the line, and so is a log without updates.
+// are skipped, and so is a last line without its newline that is not JSON
+// (the run is still writing it); any other line that is neither the run
+// header nor an update with a step and a loss, or whose step does not
+// follow the previous one, is an ErrLog naming the line, and so is a log
+// without updates.
 func ReadLog(r io.Reader, name string) (*Log, error) {
 	l := &Log{}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4<<10), maxLogLine)
+	unterminated := false // the line just scanned ends the input without a newline
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		n, tok, err := bufio.ScanLines(data, atEOF)
+		unterminated = atEOF && tok != nil && n == len(data) && data[len(data)-1] != '\n'
+		return n, tok, err
+	})
 	line := 0
 	for sc.Scan() {
 		line++
@@ -80,6 +88,10 @@ func ReadLog(r io.Reader, name string) (*Log, error) {
 			return nil, bad("not a JSON object")
 		}
 		if err := json.Unmarshal(b, &rec); err != nil {
+			var syntax *json.SyntaxError
+			if unterminated && errors.As(err, &syntax) {
+				continue // the run is still writing its last line
+			}
 			return nil, bad("%v", err)
 		}
 		switch {

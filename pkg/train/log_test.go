@@ -40,6 +40,12 @@ func TestReadLog(t *testing.T) {
 		t.Errorf("IA3 title %q, want %q", got, want)
 	}
 
+	// The last line of a log still being written.
+	l, err = ReadLog(strings.NewReader(`{"step":1,"loss":3}`+"\n"+`{"step":2,"lo`), "log.jsonl")
+	if err != nil || len(l.Steps) != 1 {
+		t.Errorf("a log with a torn last line: %+v %v", l, err)
+	}
+
 	// A log written before the run header existed.
 	l, err = ReadLog(strings.NewReader(`{"step":1,"loss":3}`+"\n"), "runs/old.jsonl")
 	if err != nil || l.Run != nil || len(l.Steps) != 1 {
@@ -55,7 +61,8 @@ func TestReadLogErrors(t *testing.T) {
 	for _, c := range []struct{ log, msg string }{
 		{first + "\n" + `not json`, "line 3: train: invalid training log: not a JSON object"},
 		{first + `[1]`, "line 2: train: invalid training log: not a JSON object"},
-		{first + `{"step":2`, "line 2: train: invalid training log: unexpected end of JSON input"},
+		{first + `{"step":2` + "\n", "line 2: train: invalid training log: unexpected end of JSON input"},
+		{first + `{"step":2}`, "line 2: train: invalid training log: neither"},
 		{first + `{"step":2}`, "line 2: train: invalid training log: neither the run header nor an update"},
 		{first + `{"loss":2}`, "line 2: train: invalid training log: neither"},
 		{first + `{"step":"2","loss":1}`, "line 2: train: invalid training log: json: cannot unmarshal"},
