@@ -46,7 +46,7 @@ func (m *Model) backward(seed uint64) {
 		// MLP block: out = hMid + down(swiglu(gate(x2), up(x2))), x2 = norm(hMid).
 		m.linearBackward(&L.proj[Down], a.act, ws.dh, orNil(needAct, ws.dact), false, &a.lora[Down], seed)
 		if needAct {
-			be.SwiGLUBackward(ws.dgate, ws.dup, ws.dact, a.gate, a.up)
+			be.GLUBackward(compute.SiLU, ws.dgate, ws.dup, ws.dact, a.gate, a.up)
 			if has(Gate, Up) && !ws.ckpt {
 				be.RMSNorm(a.x2, nil, a.hMid, L.mlpNorm, N, D, eps) // x2 is not kept
 			}

@@ -412,7 +412,7 @@ func (m *Model) layerForward(l int, a *acts, out compute.Buffer, train bool, see
 	be.RMSNorm(a.x2, a.rstd2, a.hMid, L.mlpNorm, N, D, eps)
 	m.linearForward(&L.proj[Gate], a.x2, a.gate, &a.lora[Gate], train, seed)
 	m.linearForward(&L.proj[Up], a.x2, a.up, &a.lora[Up], train, seed)
-	be.SwiGLU(a.act, a.gate, a.up)
+	be.GLU(compute.SiLU, a.act, a.gate, a.up)
 	m.linearForward(&L.proj[Down], a.act, ws.yD, &a.lora[Down], train, seed)
 	be.Copy(out, a.hMid)
 	be.Axpy(out, ws.yD, 1)
@@ -506,9 +506,9 @@ func (m *Model) loss(grad bool, scale float32) (float64, error) {
 		}
 		lv, tg := be.View(ws.loss, done, rows), be.View(ws.ctargets, done, rows)
 		if !grad {
-			be.CrossEntropy(lv, nil, lg, tg, rows, V, 0)
+			be.CrossEntropy(lv, nil, lg, tg, rows, V, 0, 0)
 		} else {
-			be.CrossEntropy(lv, lg, lg, tg, rows, V, scale)
+			be.CrossEntropy(lv, lg, lg, tg, rows, V, scale, 0)
 			lc := m.cast(lg, slotLogits)
 			for _, r := range runs {
 				be.Gemm(compute.Gemm{M: r.n, N: D, K: V, Alpha: 1},
