@@ -7,30 +7,34 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 )
 
 // randomAdapters returns a loader of random non-zero adapter tensors (DoRA
 // magnitudes included) for specs on the tiny model.
-func randomAdapters(seed uint64) Loader {
+func randomAdapters(seed uint64) Loader { return randomAdaptersFor(tinyConfig(), seed) }
+
+// randomAdaptersFor is randomAdapters for a model of cfg: rank 4, (IA)³
+// vectors of the MLP's modules feed-forward, trainable biases.
+func randomAdaptersFor(cfg *arch.Config, seed uint64) Loader {
 	r := rand.New(rand.NewPCG(seed, 99))
-	cfg := tinyConfig()
 	return func(name string) ([]float32, []int, error) {
 		var shape []int
 		for l := range cfg.Layers {
-			for tg := range numTargets {
-				out, in := cfg.shape(tg)
-				p := ModulePath(l, tg)
+			for _, lin := range cfg.AllLinear() {
+				out, in := projShape(cfg, lin)
+				p := cfg.ModulePath(l, lin)
 				switch {
 				case !strings.HasPrefix(name, p+"."):
 				case strings.HasSuffix(name, SuffixA):
 					shape = []int{4, in}
 				case strings.HasSuffix(name, SuffixB):
 					shape = []int{out, 4}
-				case strings.HasSuffix(name, SuffixMagnitude):
+				case strings.HasSuffix(name, SuffixMagnitude), strings.HasSuffix(name, SuffixBias):
 					shape = []int{out}
-				case strings.HasSuffix(name, SuffixIA3) && tg >= Gate: // feed-forward in these tests
+				case strings.HasSuffix(name, SuffixIA3) && strings.Contains(p, ".mlp."): // feed-forward in these tests
 					shape = []int{1, in}
 				case strings.HasSuffix(name, SuffixIA3):
 					shape = []int{out, 1}
@@ -63,29 +67,29 @@ func gradSpecs(kind string) []Adapter {
 	var s []Adapter
 	switch kind {
 	case "mixed": // LoRA with dropout below, DoRA with dropout above
-		for _, tg := range []Target{V, Gate} {
-			s = append(s, Adapter{Layer: 0, Target: tg, Rank: 4, Scale: 1.7, Dropout: 0.2})
+		for _, tg := range []string{V, Gate} {
+			s = append(s, Adapter{Layer: 0, Module: tg, Rank: 4, Scale: 1.7, Dropout: 0.2})
 		}
-		for tg := range numTargets {
-			s = append(s, Adapter{Layer: 1, Target: tg, Rank: 4, Scale: 0.9, DoRA: true, Dropout: 0.15})
+		for _, tg := range allTargets {
+			s = append(s, Adapter{Layer: 1, Module: tg, Rank: 4, Scale: 0.9, DoRA: true, Dropout: 0.15})
 		}
 	case "lora":
 		for l := range 2 {
-			for tg := range numTargets {
-				s = append(s, Adapter{Layer: l, Target: tg, Rank: 4, Scale: 1.3, Dropout: 0.1 * float32(l)})
+			for _, tg := range allTargets {
+				s = append(s, Adapter{Layer: l, Module: tg, Rank: 4, Scale: 1.3, Dropout: 0.1 * float32(l)})
 			}
 		}
 	case "ia3": // PEFT's Llama defaults (k, v, down; down feed-forward) below, LoRA above
-		for _, tg := range []Target{K, V, Down} {
-			s = append(s, Adapter{Layer: 0, Target: tg, IA3: true, FeedForward: tg == Down})
+		for _, tg := range []string{K, V, Down} {
+			s = append(s, Adapter{Layer: 0, Module: tg, IA3: true, FeedForward: tg == Down})
 		}
-		s = append(s, Adapter{Layer: 1, Target: Q, Rank: 4, Scale: 1},
-			Adapter{Layer: 1, Target: Up, IA3: true, FeedForward: true},
-			Adapter{Layer: 1, Target: O, IA3: true})
+		s = append(s, Adapter{Layer: 1, Module: Q, Rank: 4, Scale: 1},
+			Adapter{Layer: 1, Module: Up, IA3: true, FeedForward: true},
+			Adapter{Layer: 1, Module: O, IA3: true})
 	case "mlp-only-below": // lowest layer adapted only at down_proj; DoRA without dropout
-		s = append(s, Adapter{Layer: 0, Target: Down, Rank: 4, Scale: 2})
-		for _, tg := range []Target{Q, K, O, Up} {
-			s = append(s, Adapter{Layer: 1, Target: tg, Rank: 4, Scale: 0.5, DoRA: true})
+		s = append(s, Adapter{Layer: 0, Module: Down, Rank: 4, Scale: 2})
+		for _, tg := range []string{Q, K, O, Up} {
+			s = append(s, Adapter{Layer: 1, Module: tg, Rank: 4, Scale: 0.5, DoRA: true})
 		}
 	}
 	return s
@@ -301,8 +305,8 @@ func TestIA3Forward(t *testing.T) {
 		t.Errorf("ones-initialised (IA)³ changes logits by %.3g", d)
 	}
 
-	specs := []Adapter{{Layer: 0, Target: K, IA3: true}, {Layer: 0, Target: Down, IA3: true, FeedForward: true},
-		{Layer: 1, Target: V, IA3: true}, {Layer: 1, Target: Gate, IA3: true, FeedForward: true}}
+	specs := []Adapter{{Layer: 0, Module: K, IA3: true}, {Layer: 0, Module: Down, IA3: true, FeedForward: true},
+		{Layer: 1, Module: V, IA3: true}, {Layer: 1, Module: Gate, IA3: true, FeedForward: true}}
 	vecs := randomAdapters(8)
 	m := loadTiny(t, newCPU(), "tiny", Options{})
 	if err := m.AddAdapters(specs, vecs); err != nil {
@@ -317,11 +321,11 @@ func TestIA3Forward(t *testing.T) {
 	vecs = randomAdapters(8)
 	scaled := map[string][]float32{}
 	for _, s := range specs {
-		l, _, err := vecs(ModulePath(s.Layer, s.Target) + SuffixIA3)
+		l, _, err := vecs(modulePath(s.Layer, s.Module) + SuffixIA3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		scaled[ModulePath(s.Layer, s.Target)+".weight"] = l
+		scaled[modulePath(s.Layer, s.Module)+".weight"] = l
 	}
 	merged := func(name string) ([]float32, []int, error) {
 		w, shape, err := plain(name)

@@ -1,6 +1,10 @@
 package llama
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/lorakit/lorakit/pkg/arch"
+)
 
 // ownedBytes returns the bytes of the model's own buffers.
 func ownedBytes(m *Model) int64 {
@@ -71,12 +75,14 @@ func TestPlanMemory(t *testing.T) {
 // bf16 mixed precision, with and without checkpointing, and the weights
 // dense and NF4 (docs/gpu.md quotes these figures).
 func TestPlanMemoryLlama38B(t *testing.T) {
-	cfg := Config{Hidden: 4096, Intermediate: 14336, Layers: 32, Heads: 32, KVHeads: 8, HeadDim: 128, Vocab: 128256,
-		RMSEps: 1e-5, RopeTheta: 5e5}
+	cfg, err := arch.Shape("llama3-8b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var specs []Adapter
 	for l := range cfg.Layers {
-		for _, tg := range []Target{Q, K, V, O} {
-			specs = append(specs, Adapter{Layer: l, Target: tg, Rank: 16, Scale: 2, Dropout: 0.05})
+		for _, tg := range []string{Q, K, V, O} {
+			specs = append(specs, Adapter{Layer: l, Module: tg, Rank: 16, Scale: 2, Dropout: 0.05})
 		}
 	}
 	for _, c := range []struct {

@@ -77,7 +77,7 @@ func TestBench(t *testing.T) {
 	} {
 		ready := false
 		var steps int
-		res, err := Bench(context.Background(), BenchOptions{Backend: c.be, Shape: "tiny", Config: &cfg, Params: 123, Batch: 2, Seq: 16,
+		res, err := Bench(context.Background(), BenchOptions{Backend: c.be, Shape: "tiny", Config: cfg, Params: 123, Batch: 2, Seq: 16,
 			Steps: 2, Warmup: 1, Precision: c.prec, QLoRA: c.qlora, GradCheckpoint: c.ckpt,
 			Ready: func(*BenchResult) { ready = true }, OnStep: func(StepResult, int) { steps++ }})
 		if err != nil {
@@ -101,7 +101,7 @@ func TestBench(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Bench(context.Background(), BenchOptions{Backend: cpu.New(1), Config: &cfg, Batch: 1, Seq: 1, Steps: 1}); err == nil {
+	if _, err := Bench(context.Background(), BenchOptions{Backend: cpu.New(1), Config: cfg, Batch: 1, Seq: 1, Steps: 1}); err == nil {
 		t.Error("a one-token sequence accepted")
 	}
 }

@@ -378,6 +378,7 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 	if load == nil {
 		load = InitLoader(base.Config, ad.Specs, o.Seed, base.AdapterDType)
 	}
+	ad.Rename = base.CheckpointName
 	if o.Base != "-" {
 		ad.Config.BaseModelNameOrPath = o.Base
 	}
@@ -490,7 +491,7 @@ func padID(b *Base) int32 {
 			}
 		}
 	}
-	if ids := b.Checkpoint.EOSTokenID; len(ids) > 0 && ids[0] >= 0 && ids[0] < b.Config.Vocab {
+	if ids := b.Config.EOS; len(ids) > 0 && ids[0] >= 0 && ids[0] < b.Config.Vocab {
 		return int32(ids[0])
 	}
 	return 0

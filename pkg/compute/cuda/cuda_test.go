@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/computetest"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
@@ -354,23 +355,27 @@ func BenchmarkGemm4096(b *testing.B) {
 // v, o. Loss and gradient norms agree within 1e-2.
 func TestQLoRAMixedEmulated(t *testing.T) {
 	cuda.NewEmulated(t, cuda.Options{}) // skips without clang
-	cfg := llama.Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
-		RMSEps: 1e-5, RopeTheta: 10000}
+	cfg, err := arch.ParseConfig([]byte(`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 256,
+		"rms_norm_eps": 1e-5, "rope_theta": 10000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	opt := llama.Options{Precision: llama.PrecisionBF16, GradCheckpoint: true,
 		Synthetic: &llama.Synthetic{Seed: 7, Scale: 0.05, NF4: true}}
 	var specs []llama.Adapter
 	for l := range cfg.Layers {
-		for _, tg := range []llama.Target{llama.Q, llama.K, llama.V, llama.O} {
-			specs = append(specs, llama.Adapter{Layer: l, Target: tg, Rank: 4, Scale: 2, Dropout: 0.1})
+		for _, tg := range []string{"q_proj", "k_proj", "v_proj", "o_proj"} {
+			specs = append(specs, llama.Adapter{Layer: l, Module: tg, Rank: 4, Scale: 2, Dropout: 0.1})
 		}
 	}
 	adapters := func(name string) ([]float32, []int, error) {
-		for _, s := range specs {
+		for k, s := range specs {
 			out, in := 64, 64 // q and o; k and v put out 32
-			if s.Target == llama.K || s.Target == llama.V {
+			if s.Module == "k_proj" || s.Module == "v_proj" {
 				out = 32
 			}
-			p := llama.ModulePath(s.Layer, s.Target)
+			p := cfg.ModulePath(s.Layer, s.Module)
 			shape := []int{s.Rank, in}
 			if name == p+llama.SuffixB {
 				shape = []int{out, s.Rank}
@@ -379,7 +384,7 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 			}
 			x := make([]float32, shape[0]*shape[1])
 			for i := range x {
-				x[i] = float32(math.Sin(float64(i*7+s.Layer*3+int(s.Target)))) * 0.1
+				x[i] = float32(math.Sin(float64(i*7+s.Layer*3+k%4))) * 0.1
 			}
 			return x, shape, nil
 		}
@@ -432,9 +437,13 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 // allocator's peak memory in the result.
 func TestBenchEmulated(t *testing.T) {
 	be := cuda.NewEmulated(t, cuda.Options{})
-	cfg := llama.Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
-		RMSEps: 1e-5, RopeTheta: 10000}
-	res, err := train.Bench(context.Background(), train.BenchOptions{Backend: be, Shape: "tiny", Config: &cfg, Batch: 2, Seq: 16,
+	cfg, err := arch.ParseConfig([]byte(`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 256,
+		"rms_norm_eps": 1e-5, "rope_theta": 10000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := train.Bench(context.Background(), train.BenchOptions{Backend: be, Shape: "tiny", Config: cfg, Batch: 2, Seq: 16,
 		Steps: 1, Warmup: 1, Precision: "auto", QLoRA: true, GradCheckpoint: true})
 	if err != nil {
 		t.Fatal(err)
