@@ -28,6 +28,16 @@ const (
 	MethodIA3  = "ia3"  // (IA)³: learned scaling vectors, PEFT's IA3Config defaults
 )
 
+// hasBias reports whether a module of the architecture's layers has a bias.
+func hasBias(cfg *arch.Config, module string) bool {
+	for _, t := range cfg.Tensors() {
+		if t.Layer == 0 && t.Bias && t.Module == module {
+			return true
+		}
+	}
+	return false
+}
+
 // IA3Targets returns the modules of PEFT's IA3Config defaults for an
 // architecture (TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING) and
 // which of them are feed-forward (input scaling, ia3_l (1, in)); the others
@@ -114,19 +124,13 @@ func NewAdapter(cfg *arch.Config, o AdapterOptions) (*Adapter, error) {
 		targeted[l.Module] = true
 		names = append(names, l.Module)
 	}
-	hasBias := map[string]bool{}
-	for _, t := range cfg.Tensors() {
-		if t.Layer == 0 && t.Bias {
-			hasBias[t.Module] = true
-		}
-	}
 	pc := peft.NewLoraConfig(o.Rank, o.Alpha, peft.Names(names...))
 	pc.UseDoRA, pc.UseRSLoRA, pc.LoraDropout, pc.Bias = o.DoRA, o.RSLoRA, o.Dropout, bias
 	scale := peft.Scaling(o.Alpha, o.Rank, o.RSLoRA)
 	a := &Adapter{Config: pc}
 	for l := range cfg.Layers {
 		for _, m := range cfg.AllLinear() {
-			trainBias := hasBias[m] && (bias == peft.BiasAll || bias == peft.BiasLoraOnly && targeted[m])
+			trainBias := hasBias(cfg, m) && (bias == peft.BiasAll || bias == peft.BiasLoraOnly && targeted[m])
 			switch {
 			case targeted[m]:
 				a.Specs = append(a.Specs, llama.Adapter{Layer: l, Module: m, Rank: o.Rank, Scale: scale, DoRA: o.DoRA,
@@ -333,11 +337,9 @@ func OpenAdapter(path string, stdin io.Reader, cfg *arch.Config, dropout float64
 			stored[mp+llama.SuffixMagnitude] = m.Magnitude
 		}
 	}
-	for _, o := range an.Others {
-		l, name, ok := module(o.Key.Module)
-		if o.Key.Role != peft.RoleBias || !ok || ia3 {
-			return nil, nil, fmt.Errorf("%s: %w: tensor %q is not an adapter tensor or a bias of an adapted model's projection (modules_to_save and token deltas are not supported)", path, ErrAdapter, o.Key.Name)
-		}
+	// trainBias marks the bias of a module trainable and returns the name
+	// the model asks the loader for.
+	trainBias := func(l int, name string) string {
 		i := slices.IndexFunc(a.Specs, func(s llama.Adapter) bool { return s.Layer == l && s.Module == name })
 		suffix := llama.SuffixBaseBias
 		if i < 0 {
@@ -345,7 +347,33 @@ func OpenAdapter(path string, stdin io.Reader, cfg *arch.Config, dropout float64
 			i, suffix = len(a.Specs)-1, llama.SuffixBias
 		}
 		a.Specs[i].Bias = true
-		stored[cfg.ModulePath(l, name)+suffix] = o.Key.Name
+		return cfg.ModulePath(l, name) + suffix
+	}
+	for _, o := range an.Others {
+		l, name, ok := module(o.Key.Module)
+		if o.Key.Role != peft.RoleBias || !ok || ia3 || !hasBias(cfg, name) {
+			return nil, nil, fmt.Errorf("%s: %w: tensor %q is not an adapter tensor or a bias of an adapted model's projection (modules_to_save and token deltas are not supported)", path, ErrAdapter, o.Key.Name)
+		}
+		stored[trainBias(l, name)] = o.Key.Name
+	}
+	if !ia3 && (pc.Bias == peft.BiasAll || pc.Bias == peft.BiasLoraOnly) {
+		// PEFT's _mark_only_adapters_as_trainable: every bias, or those of
+		// the adapted modules, train (from the base's values unless the file
+		// has them).
+		for _, s := range slices.Clone(a.Specs) {
+			if s.Rank > 0 && hasBias(cfg, s.Module) {
+				trainBias(s.Layer, s.Module)
+			}
+		}
+		if pc.Bias == peft.BiasAll {
+			for l := range cfg.Layers {
+				for _, name := range adaptable {
+					if hasBias(cfg, name) {
+						trainBias(l, name)
+					}
+				}
+			}
+		}
 	}
 	order := func(m string) int { return slices.Index(adaptable, m) }
 	slices.SortFunc(a.Specs, func(x, y llama.Adapter) int { // the model's order, as NewAdapter
