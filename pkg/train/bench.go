@@ -162,13 +162,9 @@ func StepFLOP(c *arch.Config, specs []llama.Adapter, rows, seq int, ckpt bool) f
 }
 
 // benchRecipe is the adapter bench trains: r 16, α 32 on the attention
-// projections (q, k, v, o; Phi-3's fused qkv and o), dropout 0.05.
+// projections, dropout 0.05.
 func benchRecipe(cfg *arch.Config) AdapterOptions {
-	targets := []string{"q_proj", "k_proj", "v_proj", "o_proj"}
-	if cfg.FusedQKV {
-		targets = []string{"qkv_proj", "o_proj"}
-	}
-	return AdapterOptions{Rank: 16, Alpha: 32, Targets: targets, Dropout: 0.05}
+	return AdapterOptions{Rank: 16, Alpha: 32, Targets: AttentionTargets(cfg), Dropout: 0.05}
 }
 
 // BenchConfig reads a bench shape: a built-in shape's name (arch.Shapes) or
