@@ -431,14 +431,26 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 	t.Logf("QLoRA bf16: loss %.6f (cpu %.6f), gradient norms within %.3g", loss, refLoss, worst)
 }
 
-// TestArchEmulated runs one training step and the logits of small models of
-// other architectures on the emulated backend and on the CPU: Gemma 2
-// (GeGLU, sandwich norms, soft-capped scores and logits, local and global
-// layers), Phi-3 (fused qkv and gate_up with DoRA, partial rotary,
-// LongRoPE, a window) and Qwen2 (trained q/k/v biases, tied embeddings, a
-// window), in f32 (within 1e-4) and bf16 mixed precision (within 5e-2).
+// TestArchMatchesCPU runs one training step and the logits of small models
+// of other architectures on the GPU and on the CPU (see compareArch).
+func TestArchMatchesCPU(t *testing.T) {
+	device(t) // skips without a device
+	compareArch(t, func(t *testing.T) compute.Backend { return device(t) })
+}
+
+// TestArchEmulated is TestArchMatchesCPU on the host emulation.
 func TestArchEmulated(t *testing.T) {
 	cuda.NewEmulated(t, cuda.Options{}) // skips without clang
+	compareArch(t, func(t *testing.T) compute.Backend { return cuda.NewEmulated(t, cuda.Options{}) })
+}
+
+// compareArch runs one training step and the logits of small models of
+// other architectures on a backend and on the CPU: Gemma 2 (GeGLU,
+// sandwich norms, soft-capped scores and logits, local and global layers),
+// Phi-3 (fused qkv and gate_up with DoRA, partial rotary, LongRoPE, a
+// window) and Qwen2 (trained q/k/v biases, tied embeddings, a window), in
+// f32 (within 1e-4) and bf16 mixed precision (within 5e-2).
+func compareArch(t *testing.T, backend func(*testing.T) compute.Backend) {
 	const small = `"hidden_size": 32, "intermediate_size": 48, "num_attention_heads": 4, "num_key_value_heads": 2,
 	  "vocab_size": 64, "num_hidden_layers": 2`
 	for _, c := range []struct{ name, js, bias string }{
@@ -494,7 +506,7 @@ func TestArchEmulated(t *testing.T) {
 				return sum / float64(n), norms, logits
 			}
 			refLoss, refNorms, refLogits := run(cpu.New(0))
-			loss, norms, logits := run(cuda.NewEmulated(t, cuda.Options{}))
+			loss, norms, logits := run(backend(t))
 			worst, worstLogit, scale := 0.0, 0.0, 0.0
 			for i := range norms {
 				worst = math.Max(worst, plaintrain.RelDiff(norms[i], refNorms[i]))
