@@ -1,11 +1,13 @@
-// Package compute declares the operations the Llama model and the training
-// tools need from a compute device, and the few host-side definitions every
-// backend shares.
+// Package compute declares the operations the decoder (pkg/llama) and the
+// training tools need from a compute device, and the few host-side
+// definitions every backend shares.
 //
 // A Backend owns device memory, handed out as opaque Buffer handles, and runs
 // operations on it: GEMM with transposes (f32 or bf16 inputs, f32
-// accumulation), the elementwise and reduction kernels of a Llama decoder
-// layer forward and backward, a softmax cross-entropy, the LoRA dropout mask,
+// accumulation), the elementwise and reduction kernels of a decoder layer
+// forward and backward (RMSNorm, partial rotary embeddings, windowed and
+// soft-capped attention, gated activations), a soft-capped softmax
+// cross-entropy, the LoRA dropout mask,
 // DoRA row norms, (IA)³ column scaling, the dequantization of bitsandbytes
 // 4-bit (NF4/FP4) weights and the AdamW step. The package compute/cpu is the pure-Go
 // reference that defines each operation's meaning; compute/computetest is a
