@@ -11,9 +11,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
-	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/dtype"
-	"github.com/lorakit/lorakit/pkg/nf4"
 )
 
 // The tests of this file run the model on small configs of the other
@@ -139,62 +137,7 @@ func TestArchDirectionalDerivative(t *testing.T) {
 			cfg := mustConfig(c.js)
 			be := newCPU()
 			m := archModel(t, be, cfg, Options{})
-			b := archBatch(cfg.Vocab)
-			st := Step{Seed: 11}
-			m.ZeroGrad()
-			if _, _, err := m.ForwardBackward(b, st); err != nil {
-				t.Fatal(err)
-			}
-			st.KeepDoRANorms = true
-			params := m.Params()
-			vals := make([][]float32, len(params))
-			grads := make([][]float32, len(params))
-			for i, p := range params {
-				vals[i], grads[i] = download(t, be, p.Value), download(t, be, p.Grad)
-			}
-			r := rand.New(rand.NewPCG(7, 8))
-			for _, suffix := range []string{SuffixA, SuffixB, SuffixMagnitude, SuffixIA3, "bias"} {
-				d := make([][]float32, len(params))
-				var want, dmax float64
-				for i, p := range params {
-					d[i] = make([]float32, len(vals[i]))
-					if !strings.HasSuffix(p.Name, suffix) {
-						continue
-					}
-					for j := range d[i] {
-						d[i][j] = grads[i][j] * float32(1+0.8*(2*r.Float64()-1))
-						want += float64(d[i][j]) * float64(grads[i][j])
-						dmax = math.Max(dmax, math.Abs(float64(d[i][j])))
-					}
-				}
-				if want == 0 {
-					continue
-				}
-				eps := 2e-3 / dmax
-				loss := func(sign float64) float64 {
-					for i, p := range params {
-						v := make([]float32, len(vals[i]))
-						for j := range v {
-							v[j] = vals[i][j] + float32(sign*eps)*d[i][j]
-						}
-						be.Upload(p.Value, v)
-					}
-					sum, n, err := m.ForwardBackward(b, st)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return sum / float64(n)
-				}
-				got := (loss(1) - loss(-1)) / (2 * eps)
-				for i, p := range params {
-					be.Upload(p.Value, vals[i])
-				}
-				e := math.Abs(got-want) / math.Abs(want)
-				t.Logf("%s: analytic %.6g, finite difference %.6g (rel %.2g)", suffix, want, got, e)
-				if e > 5e-3 {
-					t.Errorf("%s: analytic %.6g, finite difference %.6g", suffix, want, got)
-				}
-			}
+			checkDirectional(t, m, archBatch(cfg.Vocab), SuffixA, SuffixB, SuffixMagnitude, SuffixIA3, "bias")
 		})
 	}
 }
@@ -222,24 +165,7 @@ func TestArchDeterminism(t *testing.T) {
 					}
 					return gs, sum
 				}
-				ref, refSum := run(cpu.New(1), Options{})
-				for _, o := range []struct {
-					name string
-					be   compute.Backend
-					opt  Options
-				}{
-					{"threads=2", cpu.New(2), Options{}},
-					{"threads=3,checkpoint", cpu.New(3), Options{GradCheckpoint: true}},
-					{"chunk=5", cpu.New(2), Options{LossChunk: 5}},
-				} {
-					got, sum := run(o.be, o.opt)
-					if sum != refSum {
-						t.Errorf("%s: loss sum %v, want %v", o.name, sum, refSum)
-					}
-					for i := range ref {
-						sameBits(t, fmt.Sprintf("%s: gradient %d", o.name, i), got[i], ref[i])
-					}
-				}
+				sameAcrossRuns(t, run)
 			})
 		}
 	}
@@ -255,32 +181,7 @@ func TestArchPlanMemory(t *testing.T) {
 			if opt.Synthetic == nil {
 				opt.Synthetic = &Synthetic{Seed: 1, Scale: 0.02}
 			}
-			specs := archSpecs(cfg)
-			m, err := New(newCPU(), cfg, nil, opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			weights := ownedBytes(m)
-			if err := m.AddAdapters(specs, randomAdaptersFor(cfg, 1)); err != nil {
-				t.Fatal(err)
-			}
-			adapters := ownedBytes(m) - weights
-			if err := m.Reserve(2, 11); err != nil {
-				t.Fatal(err)
-			}
-			plan, err := PlanMemory(cfg, opt, specs, 2, 11)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var moments int64
-			for _, p := range m.Params() {
-				moments += 2 * 4 * int64(p.Value.Len())
-			}
-			if plan.Workspace != m.WorkspaceBytes() || plan.Weights != weights || plan.Adapters != adapters+moments {
-				t.Errorf("%s %+v: plan %+v; allocated: weights %d, adapters %d + moments %d, workspace %d", c.name, opt, plan,
-					weights, adapters, moments, m.WorkspaceBytes())
-			}
-			m.Close()
+			checkPlan(t, cfg, opt, archSpecs(cfg), randomAdaptersFor(cfg, 1), 2, 11)
 		}
 	}
 }
@@ -292,22 +193,7 @@ func TestArchQLoRA(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := mustConfig(c.js)
 			base := randomBase(cfg, 2)
-			quant := func(name string) (*nf4.QuantState, []byte, bool, error) {
-				if ti, ok := cfg.Tensor(name); !ok || !ti.Quantizable() {
-					return nil, nil, false, nil
-				}
-				w, shape, err := base(name)
-				if err != nil {
-					return nil, nil, false, err
-				}
-				opts := nf4.DefaultOptions()
-				opts.DType = dtype.BF16
-				q, err := nf4.QuantizeTensor(w, []int64{int64(shape[0]), int64(shape[1])}, opts)
-				if err != nil {
-					return nil, nil, false, err
-				}
-				return &q.State, q.Packed, true, nil
-			}
+			quant := nf4Random(base)
 			dequantized := func(name string) ([]float32, []int, error) {
 				qs, packed, ok, err := quant(name)
 				if err != nil || !ok {

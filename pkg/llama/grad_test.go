@@ -106,64 +106,72 @@ func TestDirectionalDerivative(t *testing.T) {
 			if err := m.AddAdapters(gradSpecs(kind), randomAdapters(5)); err != nil {
 				t.Fatal(err)
 			}
-			st := Step{Seed: 11}
-			m.ZeroGrad()
-			if _, _, err := m.ForwardBackward(b, st); err != nil {
+			checkDirectional(t, m, b, SuffixA, SuffixB, SuffixMagnitude, SuffixIA3)
+		})
+	}
+}
+
+// checkDirectional compares, for the parameters of each name suffix, the
+// loss's derivative along a random direction (leaning on the gradient, so
+// the loss changes well above f32 noise) with central finite differences;
+// dropout masks and DoRA norms are held fixed.
+func checkDirectional(t *testing.T, m *Model, b Batch, suffixes ...string) {
+	t.Helper()
+	be := m.be
+	st := Step{Seed: 11}
+	m.ZeroGrad()
+	if _, _, err := m.ForwardBackward(b, st); err != nil {
+		t.Fatal(err)
+	}
+	st.KeepDoRANorms = true // from here on: finite differences hold the norms fixed
+	params := m.Params()
+	vals := make([][]float32, len(params))
+	grads := make([][]float32, len(params))
+	for i, p := range params {
+		vals[i], grads[i] = download(t, be, p.Value), download(t, be, p.Grad)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, suffix := range suffixes {
+		d := make([][]float32, len(params))
+		var want, dmax float64
+		for i, p := range params {
+			d[i] = make([]float32, len(vals[i]))
+			if !strings.HasSuffix(p.Name, suffix) {
+				continue
+			}
+			for j := range d[i] {
+				d[i][j] = grads[i][j] * float32(1+0.8*(2*r.Float64()-1))
+				want += float64(d[i][j]) * float64(grads[i][j])
+				dmax = math.Max(dmax, math.Abs(float64(d[i][j])))
+			}
+		}
+		if want == 0 {
+			continue
+		}
+		eps := 2e-3 / dmax
+		loss := func(sign float64) float64 {
+			for i, p := range params {
+				v := make([]float32, len(vals[i]))
+				for j := range v {
+					v[j] = vals[i][j] + float32(sign*eps)*d[i][j]
+				}
+				be.Upload(p.Value, v)
+			}
+			sum, n, err := m.ForwardBackward(b, st)
+			if err != nil {
 				t.Fatal(err)
 			}
-			st.KeepDoRANorms = true // from here on: finite differences hold the norms fixed
-			params := m.Params()
-			vals := make([][]float32, len(params))
-			grads := make([][]float32, len(params))
-			for i, p := range params {
-				vals[i], grads[i] = download(t, be, p.Value), download(t, be, p.Grad)
-			}
-			r := rand.New(rand.NewPCG(7, 8))
-			for _, suffix := range []string{SuffixA, SuffixB, SuffixMagnitude, SuffixIA3} {
-				// A random direction leaning on the computed gradient, so the
-				// loss changes well above f32 noise.
-				d := make([][]float32, len(params))
-				var want, dmax float64
-				for i, p := range params {
-					d[i] = make([]float32, len(vals[i]))
-					if !strings.HasSuffix(p.Name, suffix) {
-						continue
-					}
-					for j := range d[i] {
-						d[i][j] = grads[i][j] * float32(1+0.8*(2*r.Float64()-1))
-						want += float64(d[i][j]) * float64(grads[i][j])
-						dmax = math.Max(dmax, math.Abs(float64(d[i][j])))
-					}
-				}
-				if want == 0 {
-					continue
-				}
-				eps := 2e-3 / dmax
-				loss := func(sign float64) float64 {
-					for i, p := range params {
-						v := make([]float32, len(vals[i]))
-						for j := range v {
-							v[j] = vals[i][j] + float32(sign*eps)*d[i][j]
-						}
-						be.Upload(p.Value, v)
-					}
-					sum, n, err := m.ForwardBackward(b, st)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return sum / float64(n)
-				}
-				got := (loss(1) - loss(-1)) / (2 * eps)
-				for i, p := range params {
-					be.Upload(p.Value, vals[i])
-				}
-				e := math.Abs(got-want) / math.Abs(want)
-				t.Logf("%s: analytic %.6g, finite difference %.6g (rel %.2g)", suffix, want, got, e)
-				if e > 5e-3 {
-					t.Errorf("%s: analytic %.6g, finite difference %.6g", suffix, want, got)
-				}
-			}
-		})
+			return sum / float64(n)
+		}
+		got := (loss(1) - loss(-1)) / (2 * eps)
+		for i, p := range params {
+			be.Upload(p.Value, vals[i])
+		}
+		e := math.Abs(got-want) / math.Abs(want)
+		t.Logf("%s: analytic %.6g, finite difference %.6g (rel %.2g)", suffix, want, got, e)
+		if e > 5e-3 {
+			t.Errorf("%s: analytic %.6g, finite difference %.6g", suffix, want, got)
+		}
 	}
 }
 
@@ -187,6 +195,13 @@ func TestCheckpointAndThreads(t *testing.T) {
 		}
 		return gs, sum
 	}
+	sameAcrossRuns(t, run)
+}
+
+// sameAcrossRuns requires run to give bit-identical gradients and losses
+// with other thread counts, gradient checkpointing and small loss chunks.
+func sameAcrossRuns(t *testing.T, run func(be compute.Backend, opt Options) ([][]float32, float64)) {
+	t.Helper()
 	ref, refSum := run(cpu.New(1), Options{})
 	for _, c := range []struct {
 		name string
@@ -202,11 +217,7 @@ func TestCheckpointAndThreads(t *testing.T) {
 			t.Errorf("%s: loss sum %v, want %v", c.name, sum, refSum)
 		}
 		for i := range ref {
-			for j := range ref[i] {
-				if math.Float32bits(got[i][j]) != math.Float32bits(ref[i][j]) {
-					t.Fatalf("%s: gradient %d differs at %d: %v vs %v", c.name, i, j, got[i][j], ref[i][j])
-				}
-			}
+			sameBits(t, fmt.Sprintf("%s: gradient %d", c.name, i), got[i], ref[i])
 		}
 	}
 }

@@ -409,15 +409,7 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var norms []float64
-		for _, p := range m.Params() {
-			var s float64
-			for _, v := range download(t, be, p.Grad) {
-				s += float64(v) * float64(v)
-			}
-			norms = append(norms, math.Sqrt(s))
-		}
-		return sum / float64(n), norms
+		return sum / float64(n), gradNorms(t, be, m)
 	}
 	refLoss, refNorms := run(cpu.New(0))
 	loss, norms := run(cuda.NewEmulated(t, cuda.Options{}))
@@ -429,6 +421,19 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 		t.Errorf("loss %v (cpu %v), worst gradient norm relative difference %.3g", loss, refLoss, worst)
 	}
 	t.Logf("QLoRA bf16: loss %.6f (cpu %.6f), gradient norms within %.3g", loss, refLoss, worst)
+}
+
+// gradNorms returns the norm of each parameter's gradient.
+func gradNorms(t *testing.T, be compute.Backend, m *llama.Model) []float64 {
+	var norms []float64
+	for _, p := range m.Params() {
+		var s float64
+		for _, v := range download(t, be, p.Grad) {
+			s += float64(v) * float64(v)
+		}
+		norms = append(norms, math.Sqrt(s))
+	}
+	return norms
 }
 
 // TestArchMatchesCPU runs one training step and the logits of small models
@@ -495,15 +500,7 @@ func compareArch(t *testing.T, backend func(*testing.T) compute.Backend) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var norms []float64
-				for _, p := range m.Params() {
-					var s float64
-					for _, v := range download(t, be, p.Grad) {
-						s += float64(v) * float64(v)
-					}
-					norms = append(norms, math.Sqrt(s))
-				}
-				return sum / float64(n), norms, logits
+				return sum / float64(n), gradNorms(t, be, m), logits
 			}
 			refLoss, refNorms, refLogits := run(cpu.New(0))
 			loss, norms, logits := run(backend(t))
