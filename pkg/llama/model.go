@@ -115,6 +115,38 @@ type Adapter struct {
 	Bias bool
 }
 
+// LoRASpecs lays out an adapter on every layer of cfg, in PEFT's
+// parameter order: lora (its Rank, Scale, DoRA and Dropout) on each of the
+// modules, and with PEFT's bias option the biases trained: with
+// adaptedBiases those of the adapted modules ("lora_only"), with allBiases
+// every bias of the layers' Linears ("all"; a module without an adapter
+// then gets a spec that trains its bias alone). It is what lora-train
+// trains and what a memory plan (PlanMemory) counts.
+func LoRASpecs(cfg *arch.Config, modules []string, lora Adapter, adaptedBiases, allBiases bool) []Adapter {
+	biased := map[string]bool{}
+	for _, t := range cfg.Tensors() {
+		if t.Layer == 0 && t.Bias {
+			biased[t.Module] = true
+		}
+	}
+	var specs []Adapter
+	for l := range cfg.Layers {
+		for _, m := range cfg.AllLinear() {
+			adapted := slices.Contains(modules, m)
+			bias := biased[m] && (allBiases || adaptedBiases && adapted)
+			switch {
+			case adapted:
+				s := lora
+				s.Layer, s.Module, s.Bias = l, m, bias
+				specs = append(specs, s)
+			case bias:
+				specs = append(specs, Adapter{Layer: l, Module: m, Bias: true})
+			}
+		}
+	}
+	return specs
+}
+
 // lora reports a LoRA or DoRA adapter.
 func (s *Adapter) lora() bool { return s.Rank > 0 }
 

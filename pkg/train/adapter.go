@@ -124,33 +124,19 @@ func NewAdapter(cfg *arch.Config, o AdapterOptions) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: --targets: %w", ErrSettings, err)
 	}
-	targeted := map[string]bool{}
 	names = names[:0]
 	for _, l := range lins {
 		if l.Module == "lm_head" || l.Embedding {
 			return nil, fmt.Errorf("%w: --targets: %s adapters are not supported (the layers' projections are: %s)",
 				ErrSettings, l.Module, strings.Join(cfg.AllLinear(), ", "))
 		}
-		targeted[l.Module] = true
 		names = append(names, l.Module)
 	}
 	pc := peft.NewLoraConfig(o.Rank, o.Alpha, peft.Names(names...))
 	pc.UseDoRA, pc.UseRSLoRA, pc.LoraDropout, pc.Bias = o.DoRA, o.RSLoRA, o.Dropout, bias
 	scale := peft.Scaling(o.Alpha, o.Rank, o.RSLoRA)
-	a := &Adapter{Config: pc}
-	for l := range cfg.Layers {
-		for _, m := range cfg.AllLinear() {
-			trainBias := hasBias(cfg, m) && (bias == peft.BiasAll || bias == peft.BiasLoraOnly && targeted[m])
-			switch {
-			case targeted[m]:
-				a.Specs = append(a.Specs, llama.Adapter{Layer: l, Module: m, Rank: o.Rank, Scale: scale, DoRA: o.DoRA,
-					Dropout: float32(o.Dropout), Bias: trainBias})
-			case trainBias:
-				a.Specs = append(a.Specs, llama.Adapter{Layer: l, Module: m, Bias: true})
-			}
-		}
-	}
-	return a, nil
+	lora := llama.Adapter{Rank: o.Rank, Scale: scale, DoRA: o.DoRA, Dropout: float32(o.Dropout)}
+	return &Adapter{Config: pc, Specs: llama.LoRASpecs(cfg, names, lora, bias != peft.BiasNone, bias == peft.BiasAll)}, nil
 }
 
 // NewIA3Adapter describes a fresh (IA)³ adapter on every layer of a model,
