@@ -29,6 +29,7 @@ __device__ float fmaxf(float, float);
 __device__ float fminf(float, float);
 __device__ float fabsf(float);
 __device__ float tanhf(float);
+__device__ float erff(float);
 __device__ float rintf(float);
 __device__ double exp(double);
 __device__ double log(double);

@@ -1,13 +1,14 @@
-// rope.cu: rotary position embeddings in place, "rotate half" layout. A
-// position outside the table sets LK_ERR_ROPE and leaves the token alone.
+// rope.cu: rotary position embeddings in place, "rotate half" layout, over
+// the first `rotary` values of each head (the rest pass through). A position
+// outside the table sets LK_ERR_ROPE and leaves the token alone.
 #include "common.cuh"
 
 // lk_rope: dts bit 0: x.
 extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_rope(void* x, const int* pos, const float* cosT,
                                                                      const float* sinT, int tokens, int heads,
-                                                                     int headDim, int npos, int inverse,
-                                                                     unsigned int* err, int dts) {
-	int half = headDim / 2;
+                                                                     int headDim, int rotary, int npos,
+                                                                     int inverse, unsigned int* err, int dts) {
+	int half = rotary / 2;
 	int bf = LK_BF(dts, 0);
 	long long n = (long long)tokens * heads * half;
 	for (long long e = lk_global_id(); e < n; e += lk_grid_stride()) {

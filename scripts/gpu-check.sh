@@ -21,11 +21,12 @@
 #   new          NVRTC compiles every kernel (cold), then loads them from the
 #                disk cache (warm)
 #   tests        conformance suite, determinism, the train/plain fixture GPU
-#                vs CPU (f32, bf16 weights, bf16 mixed precision), timings
+#                vs CPU (f32, bf16 weights, bf16 mixed precision), Gemma 2,
+#                Phi-3 and Qwen2 steps GPU vs CPU, timings
 #   bench        lora-train bench --json: 8B LoRA 1×2048, 8B LoRA 4×2048 with
-#                gradient checkpointing, 8B QLoRA 1×2048, 1B 4×2048, then the
-#                longest 8B sequence at batch 1 (32k, 64k, 128k, … until one
-#                fails or time runs out)
+#                gradient checkpointing, 8B QLoRA 1×2048, 1B 4×2048, Qwen2.5-7B
+#                and Gemma-2-9B LoRA 1×2048, then the longest 8B sequence at
+#                batch 1 (32k, 64k, 128k, … until one fails or time runs out)
 #   at the end   if time remains: ptxas's report with the device's own NVRTC
 #                (registers, spills), compute-sanitizer memcheck and racecheck
 #
@@ -154,6 +155,7 @@ step "new (warm: kernels from the disk cache)" 45 "$out/new.log" "$t" -test.run 
 ls -la "$LORAKIT_CUDA_CACHE" >>"$out/new.log" 2>&1
 step "conformance + determinism" 120 "$out/tests.log" "$t" -test.run '^(TestConformance|TestDeterminism)$' -test.v -test.count=1
 step "train/plain GPU vs CPU (f32, bf16 weights, bf16 mixed)" 120 "$out/tests.log" "$t" -test.run '^TestTrainPlainMatchesCPU$' -test.v -test.count=1
+step "architectures GPU vs CPU (Gemma 2, Phi-3, Qwen2; f32, bf16 mixed)" 60 "$out/tests.log" "$t" -test.run '^TestArchMatchesCPU$' -test.v -test.count=1
 step "timings" 60 "$out/tests.log" "$t" -test.run '^TestTimings$' -test.v -test.count=1
 correctness_failed=$failed
 
@@ -214,6 +216,8 @@ bench "8B LoRA 1x2048" 75 --shape llama3-8b --batch 1 --seq 2048 --steps 6
 bench "8B LoRA 4x2048 grad-checkpoint" 90 --shape llama3-8b --batch 4 --seq 2048 --steps 4 --grad-checkpoint
 bench "8B QLoRA 1x2048" 75 --shape llama3-8b --batch 1 --seq 2048 --steps 6 --qlora
 bench "1B 4x2048" 60 --shape llama3.2-1b --batch 4 --seq 2048 --steps 6
+bench "Qwen2.5-7B LoRA 1x2048" 75 --shape qwen2.5-7b --batch 1 --seq 2048 --steps 6
+bench "Gemma-2-9B LoRA 1x2048" 75 --shape gemma2-9b --batch 1 --seq 2048 --steps 6
 # The longest 8B sequence at batch 1 (checkpointing, one cold step each):
 # upward until one fails, times out or the budget runs out.
 for seq in 32768 65536 131072 196608 262144; do

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -62,9 +63,16 @@ func Loader(t testing.TB, path, prefix string) llama.Loader {
 func Model(t testing.TB, be compute.Backend, opt llama.Options) *llama.Model {
 	t.Helper()
 	dir := Dir(t)
-	cfg := llama.Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
-		RMSEps: 1e-5, RopeTheta: 10000}
-	m, err := llama.New(be, cfg, Loader(t, filepath.Join(testbin.Fixtures(t), "peft", "tiny", "model.safetensors"), ""), opt)
+	tiny := filepath.Join(testbin.Fixtures(t), "peft", "tiny")
+	raw, err := os.ReadFile(filepath.Join(tiny, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := arch.ParseConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := llama.New(be, cfg, Loader(t, filepath.Join(tiny, "model.safetensors"), ""), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +82,7 @@ func Model(t testing.TB, be compute.Backend, opt llama.Options) *llama.Model {
 		Alpha   float64  `json:"lora_alpha"`
 		Targets []string `json:"target_modules"`
 	}
-	raw, err := os.ReadFile(filepath.Join(dir, "init", "adapter_config.json"))
+	raw, err = os.ReadFile(filepath.Join(dir, "init", "adapter_config.json"))
 	if err == nil {
 		err = json.Unmarshal(raw, &ac)
 	}
@@ -84,11 +92,7 @@ func Model(t testing.TB, be compute.Backend, opt llama.Options) *llama.Model {
 	var specs []llama.Adapter
 	for l := range cfg.Layers {
 		for _, name := range ac.Targets {
-			tg, err := llama.ParseTarget(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			specs = append(specs, llama.Adapter{Layer: l, Target: tg, Rank: ac.R, Scale: float32(ac.Alpha / float64(ac.R))})
+			specs = append(specs, llama.Adapter{Layer: l, Module: name, Rank: ac.R, Scale: float32(ac.Alpha / float64(ac.R))})
 		}
 	}
 	if err := m.AddAdapters(specs, Loader(t, filepath.Join(dir, "init", "adapter_model.safetensors"), "base_model.model.")); err != nil {

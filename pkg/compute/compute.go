@@ -1,11 +1,13 @@
-// Package compute declares the operations the Llama model and the training
-// tools need from a compute device, and the few host-side definitions every
-// backend shares.
+// Package compute declares the operations the decoder (pkg/llama) and the
+// training tools need from a compute device, and the few host-side
+// definitions every backend shares.
 //
 // A Backend owns device memory, handed out as opaque Buffer handles, and runs
 // operations on it: GEMM with transposes (f32 or bf16 inputs, f32
-// accumulation), the elementwise and reduction kernels of a Llama decoder
-// layer forward and backward, a softmax cross-entropy, the LoRA dropout mask,
+// accumulation), the elementwise and reduction kernels of a decoder layer
+// forward and backward (RMSNorm, partial rotary embeddings, windowed and
+// soft-capped attention, gated activations), a soft-capped softmax
+// cross-entropy, the LoRA dropout mask,
 // DoRA row norms, (IA)³ column scaling, the dequantization of bitsandbytes
 // 4-bit (NF4/FP4) weights and the AdamW step. The package compute/cpu is the pure-Go
 // reference that defines each operation's meaning; compute/computetest is a
@@ -139,17 +141,56 @@ type Attention struct {
 
 // Rope describes rotary position embeddings applied in place to
 // [Tokens, Heads·HeadDim] activations, in the "rotate half" layout of Hugging
-// Face Llama: element i < HeadDim/2 of a head pairs with element i+HeadDim/2.
-// For token t at position p = pos[t], with c = cos[p·HeadDim/2 + i] and
-// s = sin[p·HeadDim/2 + i]:
+// Face Llama. The first R = Rotary values of each head rotate (Rotary 0
+// means HeadDim; partial rotary embeddings such as Phi-3's rotate fewer) and
+// the others pass through: element i < R/2 pairs with element i+R/2. For
+// token t at position p = pos[t], with c = cos[p·R/2 + i] and
+// s = sin[p·R/2 + i]:
 //
-//	x[i]      ← x[i]·c − x[i+HeadDim/2]·s
-//	x[i+HD/2] ← x[i+HeadDim/2]·c + x[i]·s
+//	x[i]     ← x[i]·c − x[i+R/2]·s
+//	x[i+R/2] ← x[i+R/2]·c + x[i]·s
 //
 // Inverse applies the transposed rotation (s → −s), which is the backward pass.
 type Rope struct {
 	Tokens, Heads, HeadDim int
-	Inverse                bool
+	// Rotary is the number of rotated values per head: even, at most
+	// HeadDim; 0 means HeadDim.
+	Rotary  int
+	Inverse bool
+}
+
+// Dims returns the number of rotated values per head (Rotary, or HeadDim
+// when Rotary is 0).
+func (r Rope) Dims() int {
+	if r.Rotary == 0 {
+		return r.HeadDim
+	}
+	return r.Rotary
+}
+
+// Activation is the gate activation of a gated MLP (GLU).
+type Activation uint8
+
+const (
+	// SiLU is x·sigmoid(x) = x/(1+exp(−x)) (SwiGLU).
+	SiLU Activation = iota
+	// GELUTanh is PyTorch's gelu(approximate="tanh"):
+	// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (GeGLU, Gemma).
+	GELUTanh
+	// GELU is the exact 0.5·x·(1 + erf(x/√2)).
+	GELU
+)
+
+func (a Activation) String() string {
+	switch a {
+	case SiLU:
+		return "silu"
+	case GELUTanh:
+		return "gelu_tanh"
+	case GELU:
+		return "gelu"
+	}
+	return fmt.Sprintf("Activation(%d)", uint8(a))
 }
 
 // AdamW holds the hyper-parameters of one AdamW update with PyTorch
@@ -271,18 +312,26 @@ type Backend interface {
 	// forward's q, k, v, out and lse.
 	AttentionBackward(p Attention, dq, dk, dv, dout, q, k, v, out, lse Buffer)
 
-	// SwiGLU computes out = silu(gate)⊙up with silu(x) = x/(1+exp(−x)).
-	SwiGLU(out, gate, up Buffer)
-	// SwiGLUBackward computes dgate and dup (overwritten) from dout; dgate
-	// may alias dout.
-	SwiGLUBackward(dgate, dup, dout, gate, up Buffer)
+	// GLU computes the gated activation out = act(gate)⊙up (SwiGLU with
+	// SiLU, GeGLU with GELUTanh), act in f32.
+	GLU(act Activation, out, gate, up Buffer)
+	// GLUBackward computes dgate and dup (overwritten) from dout; dgate may
+	// alias dout.
+	GLUBackward(act Activation, dgate, dup, dout, gate, up Buffer)
 
-	// CrossEntropy scores rows of logits [rows, vocab] against targets (I32,
-	// length rows). For a row with target t ≥ 0, loss[r] = logsumexp(logits[r]) −
-	// logits[r, t] and, if dlogits is not nil, dlogits[r] = gradScale·(softmax(logits[r]) − onehot(t)).
-	// A row whose target is IgnoreIndex (any negative value) gets loss 0 and a zero
-	// gradient row. dlogits may alias logits.
-	CrossEntropy(loss, dlogits, logits, targets Buffer, rows, vocab int, gradScale float32)
+	// CrossEntropy scores rows of logits [rows, vocab] (F32) against targets
+	// (I32, length rows). With softCap > 0 the logits are first capped,
+	// z = softCap·tanh(x/softCap) (in f32, in that order: divide, tanh,
+	// multiply; Gemma 2's final_logit_softcapping), else z = x. For a row
+	// with target t ≥ 0, loss[r] = logsumexp(z[r]) − z[r, t] and, if dlogits
+	// is not nil, dlogits[r] = gradScale·(softmax(z[r]) − onehot(t))⊙∂z/∂x,
+	// the gradient with respect to the uncapped logits. A row whose target
+	// is IgnoreIndex (any negative value) gets loss 0 and a zero gradient
+	// row. dlogits may alias logits.
+	CrossEntropy(loss, dlogits, logits, targets Buffer, rows, vocab int, gradScale, softCap float32)
+	// SoftCap caps x in place (F32 or BF16): x ← c·tanh(x/c), computed as
+	// CrossEntropy caps its logits (c > 0).
+	SoftCap(x Buffer, c float32)
 
 	// FillUniform fills dst with element i of the uniform stream of seed
 	// (compute.UniformBits): UniformValue(bits, lo, hi) for F32 and BF16

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -12,11 +13,12 @@ import (
 )
 
 // bench100M is a ~100M-parameter Llama shape (tied embeddings).
-var bench100M = Config{Hidden: 768, Intermediate: 2048, Layers: 12, Heads: 12, KVHeads: 4, HeadDim: 64,
-	Vocab: 32000, RMSEps: 1e-5, RopeTheta: 500000, TieEmbeddings: true}
+var bench100M = mustConfig(`{"model_type": "llama", "hidden_size": 768, "intermediate_size": 2048,
+  "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 4, "head_dim": 64,
+  "vocab_size": 32000, "rms_norm_eps": 1e-5, "rope_theta": 500000, "tie_word_embeddings": true}`)
 
 // randomLoader serves N(0, 0.02²)-ish weights (norms: 1) of the right shapes.
-func randomLoader(cfg Config, rank int) Loader {
+func randomLoader(cfg *arch.Config, rank int) Loader {
 	r := rand.New(rand.NewPCG(1, 2))
 	return func(name string) ([]float32, []int, error) {
 		var shape []int
@@ -26,11 +28,11 @@ func randomLoader(cfg Config, rank int) Loader {
 		case name == "model.embed_tokens.weight" || name == "lm_head.weight":
 			shape = []int{cfg.Vocab, cfg.Hidden}
 		default:
-			for tg := range numTargets {
-				if !strings.Contains(name, tg.String()) {
+			for _, tg := range allTargets {
+				if !strings.Contains(name, tg) {
 					continue
 				}
-				o, i := cfg.shape(tg)
+				o, i := projShape(cfg, tg)
 				switch {
 				case strings.HasSuffix(name, SuffixA):
 					shape = []int{rank, i}
@@ -57,7 +59,7 @@ func randomLoader(cfg Config, rank int) Loader {
 	}
 }
 
-func benchTrainStep(b *testing.B, cfg Config, rows, seq int, opt Options, targets []Target) {
+func benchTrainStep(b *testing.B, cfg *arch.Config, rows, seq int, opt Options, targets []string) {
 	be := cpu.New(0)
 	load := randomLoader(cfg, 16)
 	m, err := New(be, cfg, load, opt)
@@ -68,7 +70,7 @@ func benchTrainStep(b *testing.B, cfg Config, rows, seq int, opt Options, target
 	var specs []Adapter
 	for l := range cfg.Layers {
 		for _, tg := range targets {
-			specs = append(specs, Adapter{Layer: l, Target: tg, Rank: 16, Scale: 2})
+			specs = append(specs, Adapter{Layer: l, Module: tg, Rank: 16, Scale: 2})
 		}
 	}
 	if err := m.AddAdapters(specs, load); err != nil {
@@ -97,7 +99,7 @@ func benchTrainStep(b *testing.B, cfg Config, rows, seq int, opt Options, target
 	}
 }
 
-var qkvo = []Target{Q, K, V, O}
+var qkvo = []string{Q, K, V, O}
 
 // BenchmarkTrainStep100M is one LoRA training step (forward + backward,
 // r=16 on q,k,v,o) of a ~100M-parameter Llama at 1×128 tokens.
@@ -112,7 +114,7 @@ func BenchmarkTrainStep100MBF16(b *testing.B) {
 
 // BenchmarkTrainStep100MAllLinear adapts all seven projections.
 func BenchmarkTrainStep100MAllLinear(b *testing.B) {
-	benchTrainStep(b, bench100M, 1, 128, Options{}, []Target{Q, K, V, O, Gate, Up, Down})
+	benchTrainStep(b, bench100M, 1, 128, Options{}, []string{Q, K, V, O, Gate, Up, Down})
 }
 
 // nf4Random quantizes the projections of load (QLoRA's defaults, bf16

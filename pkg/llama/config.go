@@ -1,15 +1,30 @@
-// Package llama is the Llama-family decoder (Llama 2/3.x, Mistral-style GQA)
-// with LoRA, DoRA and (IA)³ adapters, forward and hand-written backward, over
-// a compute.Backend.
+// Package llama is lorakit's decoder: one implementation of every
+// architecture of the registry (pkg/arch: Llama, Mistral, Qwen2/2.5, Qwen3,
+// Gemma 1/2/3, Phi-3), with LoRA, DoRA and (IA)³ adapters and trainable
+// biases, forward and hand-written backward, over a compute.Backend.
 //
-// The model knows nothing of files: its configuration is a plain Config and
-// its weights come through a Loader by their Hugging Face names
-// ("model.layers.0.self_attn.q_proj.weight"); adapter tensors use PEFT's names
-// without the "base_model.model." prefix. The base weights are frozen; only
-// adapter tensors receive gradients. The numerics follow transformers'
-// LlamaForCausalLM with eager attention and PEFT's adapter layers: the
-// reference fixtures' logits are reproduced to ~5e-7 and gradients to ~5e-7
-// relative.
+// The model knows nothing of files: it is built from an *arch.Config, whose
+// Features and per-layer Attention select what each layer computes (see
+// plan), and its weights come through a Loader by the text model's Hugging
+// Face names (Config.Tensors: "model.layers.0.self_attn.q_proj.weight");
+// adapter tensors use PEFT's names without the "base_model.model." prefix.
+// Adapters are keyed by the registry's module names ("q_proj", "qkv_proj",
+// "gate_up_proj", ...). The base weights are frozen; only adapter tensors
+// (and biases made trainable, PEFT's bias option) receive gradients. The
+// numerics follow transformers' *ForCausalLM with eager attention and
+// PEFT's adapter layers: the reference fixtures' Llama logits are
+// reproduced to ~5e-7 and gradients to ~5e-7 relative, and tools/torchref's
+// plain-torch transcription of every architecture to ~1e-6 (testdata).
+//
+// A decoder layer computes, with x the residual stream (arch.Features):
+//
+//	h  = x + PostAttnNorm?(o(Attn(Rope(QKNorm?(q(n)+b), …), …)))   n = InputNorm(x)
+//	x' = h + PostFFNorm?(down(act(gate(m)) ⊙ up(m)))                m = PreFFNorm(h)
+//
+// where the norms are RMSNorm (Gemma: × (1 + w)), fused projections (Phi-3
+// qkv_proj, gate_up_proj) are row slices of one weight, attention is causal
+// with grouped KV heads, a per-layer sliding window, optional score
+// soft-capping and the registry's scale, and the logits may be soft-capped.
 //
 // Batches are rows of equal length; shorter sequences must be right-padded
 // (causal attention keeps real tokens from seeing the padding) with their
@@ -30,8 +45,9 @@ package llama
 
 import (
 	"fmt"
-	"math"
 
+	"github.com/lorakit/lorakit/pkg/arch"
+	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/errclass"
 )
 
@@ -49,178 +65,179 @@ var (
 	ErrBatch = errclass.New(errclass.Invalid, "llama: invalid batch")
 )
 
-// Config is the architecture of a Llama-family model, as in config.json.
-type Config struct {
-	Hidden        int // hidden_size
-	Intermediate  int // intermediate_size
-	Layers        int // num_hidden_layers
-	Heads         int // num_attention_heads
-	KVHeads       int // num_key_value_heads
-	HeadDim       int // head_dim; 0 means Hidden/Heads
-	Vocab         int // vocab_size
-	RMSEps        float64
-	RopeTheta     float64
-	RopeScaling   *RopeScaling // nil: plain RoPE ("default")
-	TieEmbeddings bool         // tie_word_embeddings: lm_head shares embed_tokens
-}
+// proj is one of the seven projections a decoder layer computes; fused
+// modules provide several (qkv_proj: q, k, v; gate_up_proj: gate, up).
+type proj uint8
 
-// RopeScaling is the Llama 3.1 "llama3" frequency scaling of RoPE.
-type RopeScaling struct {
-	Type                 string // "llama3"
-	Factor               float64
-	LowFreqFactor        float64
-	HighFreqFactor       float64
-	OriginalMaxPositions int // original_max_position_embeddings
-}
-
-// headDim returns the effective head dimension.
-func (c *Config) headDim() int {
-	if c.HeadDim > 0 {
-		return c.HeadDim
-	}
-	if c.Heads > 0 {
-		return c.Hidden / c.Heads
-	}
-	return 0
-}
-
-// Validate checks that the configuration describes a model this package runs.
-func (c *Config) Validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, a...))
-	}
-	const maxDim = 1 << 20
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"hidden_size", c.Hidden}, {"intermediate_size", c.Intermediate}, {"num_hidden_layers", c.Layers},
-		{"num_attention_heads", c.Heads}, {"num_key_value_heads", c.KVHeads}, {"vocab_size", c.Vocab}} {
-		if f.v <= 0 || f.v > maxDim*8 {
-			return bad("%s = %d", f.name, f.v)
-		}
-	}
-	hd := c.headDim()
-	if hd <= 0 || hd%2 != 0 || hd > 4096 {
-		return bad("head_dim = %d (must be even and positive)", hd)
-	}
-	if c.HeadDim == 0 && c.Hidden%c.Heads != 0 {
-		return bad("hidden_size %d is not a multiple of num_attention_heads %d", c.Hidden, c.Heads)
-	}
-	if c.Heads%c.KVHeads != 0 {
-		return bad("num_attention_heads %d is not a multiple of num_key_value_heads %d", c.Heads, c.KVHeads)
-	}
-	if !(c.RMSEps > 0) || !(c.RopeTheta > 0) || math.IsInf(c.RopeTheta, 0) {
-		return bad("rms_norm_eps %g, rope_theta %g", c.RMSEps, c.RopeTheta)
-	}
-	if s := c.RopeScaling; s != nil {
-		if s.Type != "llama3" {
-			return bad("rope scaling type %q is not supported", s.Type)
-		}
-		if !(s.Factor > 0) || !(s.LowFreqFactor > 0) || !(s.HighFreqFactor > s.LowFreqFactor) || s.OriginalMaxPositions <= 0 {
-			return bad("llama3 rope scaling %+v", *s)
-		}
-	}
-	return nil
-}
-
-// RopeInvFreq returns the HeadDim/2 inverse frequencies of the rotary
-// embedding, computed in float32 as transformers does
-// (_compute_default_rope_parameters, then _compute_llama3_parameters when
-// the llama3 scaling is set).
-func (c *Config) RopeInvFreq() []float32 {
-	hd := c.headDim()
-	inv := make([]float32, hd/2)
-	for i := range inv {
-		e := float32(2*i) / float32(hd)
-		inv[i] = 1 / float32(math.Pow(c.RopeTheta, float64(e)))
-	}
-	s := c.RopeScaling
-	if s == nil {
-		return inv
-	}
-	factor := float32(s.Factor)
-	lowWave := float32(float64(s.OriginalMaxPositions) / s.LowFreqFactor)
-	highWave := float32(float64(s.OriginalMaxPositions) / s.HighFreqFactor)
-	old := float32(s.OriginalMaxPositions)
-	lf, hf := float32(s.LowFreqFactor), float32(s.HighFreqFactor)
-	for i, f := range inv {
-		wave := float32(2*math.Pi) / f
-		scaled := f
-		if wave > lowWave {
-			scaled = f / factor
-		}
-		if !(wave < highWave) && !(wave > lowWave) {
-			smooth := (old/wave - lf) / (hf - lf)
-			scaled = (1-smooth)*scaled/factor + smooth*scaled
-		}
-		inv[i] = scaled
-	}
-	return inv
-}
-
-// Target is one of the seven linear projections of a decoder layer.
-type Target uint8
-
-// The projections, in the order PEFT lists a layer's modules.
 const (
-	Q Target = iota
-	K
-	V
-	O
-	Gate
-	Up
-	Down
-	numTargets
+	pQ proj = iota
+	pK
+	pV
+	pO
+	pGate
+	pUp
+	pDown
+	numProj
 )
 
-// AllTargets lists the seven projections in order ("all-linear").
-var AllTargets = [...]Target{Q, K, V, O, Gate, Up, Down}
+// maxModules bounds the Linear modules of a layer (7 unfused); the dropout
+// stream of a module is layer·maxModules + its index.
+const maxModules = int(numProj)
 
-var targetNames = [numTargets]string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+// group is the set of projections that read one input.
+type group uint8
 
-// String returns the Hugging Face module name, e.g. "q_proj".
-func (t Target) String() string {
-	if t < numTargets {
-		return targetNames[t]
+const (
+	gQKV    group = iota // input_layernorm's output
+	gO                   // attention's output
+	gGateUp              // the pre-feed-forward norm's output
+	gDown                // the gated activation
+)
+
+func (p proj) group() group {
+	switch p {
+	case pQ, pK, pV:
+		return gQKV
+	case pO:
+		return gO
+	case pGate, pUp:
+		return gGateUp
 	}
-	return fmt.Sprintf("Target(%d)", uint8(t))
+	return gDown
 }
 
-// ParseTarget parses a module name such as "q_proj".
-func ParseTarget(s string) (Target, error) {
-	for i, n := range targetNames {
-		if n == s {
-			return Target(i), nil
+// part is the rows [off, off+rows) of a module's output that form a
+// projection.
+type part struct {
+	p         proj
+	off, rows int
+}
+
+// modulePlan is one Linear module of a layer as the registry lays it out.
+type modulePlan struct {
+	name    string // "q_proj", "qkv_proj", ...
+	out, in int
+	hasBias bool
+	parts   []part
+}
+
+// plan is what the model computes, derived from the registry's config in
+// this one place.
+type plan struct {
+	cfg     *arch.Config
+	hd      int // head_dim
+	eps     float32
+	act     compute.Activation
+	modules []modulePlan // a layer's Linears in PEFT's module order
+	ropes   []*arch.Rope // distinct rotary embeddings (cfg.Ropes)
+	ropeOf  []int        // layer → index in ropes
+	offset  float32      // added to every norm weight (Gemma: 1)
+}
+
+// newPlan checks that the model implements cfg and derives its plan.
+func newPlan(cfg *arch.Config) (*plan, error) {
+	if cfg == nil || cfg.Arch == nil {
+		return nil, fmt.Errorf("%w: no architecture config", ErrConfig)
+	}
+	if len(cfg.Attention) != cfg.Layers || cfg.Layers <= 0 || cfg.Hidden <= 0 || cfg.Intermediate <= 0 ||
+		cfg.Heads <= 0 || cfg.KVHeads <= 0 || cfg.Heads%cfg.KVHeads != 0 || cfg.HeadDim <= 0 || cfg.Vocab <= 0 {
+		return nil, fmt.Errorf("%w: %s: sizes out of range (%s)", ErrConfig, cfg.ModelType, cfg.Describe())
+	}
+	pl := &plan{cfg: cfg, hd: cfg.HeadDim, eps: float32(cfg.NormEps), offset: cfg.Norm.Offset()}
+	switch cfg.Act {
+	case arch.ActSiLU:
+		pl.act = compute.SiLU
+	case arch.ActGELUTanh:
+		pl.act = compute.GELUTanh
+	case arch.ActGELU:
+		pl.act = compute.GELU
+	default:
+		return nil, fmt.Errorf("%w: activation %v", ErrConfig, cfg.Act)
+	}
+	if !(cfg.NormEps > 0) || !(cfg.AttnScale > 0) || cfg.AttnSoftcap < 0 || cfg.FinalSoftcap < 0 {
+		return nil, fmt.Errorf("%w: rms_norm_eps %g, attention scale %g, soft-caps %g/%g", ErrConfig, cfg.NormEps,
+			cfg.AttnScale, cfg.AttnSoftcap, cfg.FinalSoftcap)
+	}
+	pl.ropes = cfg.Ropes()
+	pl.ropeOf = make([]int, cfg.Layers)
+	for l, a := range cfg.Attention {
+		for i, r := range pl.ropes {
+			if r == a.Rope {
+				pl.ropeOf[l] = i
+			}
+		}
+		if a.Rope.Dims <= 0 || a.Rope.Dims%2 != 0 || a.Rope.Dims > cfg.HeadDim {
+			return nil, fmt.Errorf("%w: layer %d rotates %d of %d dimensions", ErrConfig, l, a.Rope.Dims, cfg.HeadDim)
+		}
+		if a.Sliding && a.Window < 1 {
+			return nil, fmt.Errorf("%w: layer %d: sliding window %d", ErrConfig, l, a.Window)
 		}
 	}
-	return 0, fmt.Errorf("%w: unknown projection %q", ErrAdapter, s)
+	hq, hkv, inter := cfg.Heads*cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, cfg.Intermediate
+	parts := map[string][]part{
+		"q_proj":       {{pQ, 0, hq}},
+		"k_proj":       {{pK, 0, hkv}},
+		"v_proj":       {{pV, 0, hkv}},
+		"o_proj":       {{pO, 0, cfg.Hidden}},
+		"qkv_proj":     {{pQ, 0, hq}, {pK, hq, hkv}, {pV, hq + hkv, hkv}},
+		"gate_proj":    {{pGate, 0, inter}},
+		"up_proj":      {{pUp, 0, inter}},
+		"gate_up_proj": {{pGate, 0, inter}, {pUp, inter, inter}},
+		"down_proj":    {{pDown, 0, cfg.Hidden}},
+	}
+	var have [numProj]bool
+	for _, t := range cfg.Tensors() {
+		if t.Layer != 0 || t.Role != arch.RoleAttention && t.Role != arch.RoleMLP {
+			continue
+		}
+		if t.Bias {
+			pl.modules[len(pl.modules)-1].hasBias = true
+			continue
+		}
+		ps, ok := parts[t.Module]
+		if !ok || len(t.Shape) != 2 {
+			return nil, fmt.Errorf("%w: %s: module %s is not implemented", ErrConfig, cfg.ModelType, t.Module)
+		}
+		mp := modulePlan{name: t.Module, out: int(t.Shape[0]), in: int(t.Shape[1]), parts: ps}
+		rows := 0
+		for _, p := range ps {
+			rows += p.rows
+			if have[p.p] {
+				return nil, fmt.Errorf("%w: %s computes a projection twice", ErrConfig, t.Module)
+			}
+			have[p.p] = true
+		}
+		if rows != mp.out {
+			return nil, fmt.Errorf("%w: %s has %d output rows, want %d", ErrConfig, t.Module, mp.out, rows)
+		}
+		pl.modules = append(pl.modules, mp)
+	}
+	for p, ok := range have {
+		if !ok {
+			return nil, fmt.Errorf("%w: %s: a layer lacks a projection (%d)", ErrConfig, cfg.ModelType, p)
+		}
+	}
+	if len(pl.modules) > maxModules {
+		return nil, fmt.Errorf("%w: %d modules per layer", ErrConfig, len(pl.modules))
+	}
+	return pl, nil
 }
 
-// ModulePath returns the Hugging Face path of projection t in layer l,
-// e.g. "model.layers.3.self_attn.q_proj".
-func ModulePath(l int, t Target) string {
-	block := "self_attn"
-	if t >= Gate {
-		block = "mlp"
+// module returns the index of a module by name in a layer, or −1.
+func (pl *plan) module(name string) int {
+	for i, mp := range pl.modules {
+		if mp.name == name {
+			return i
+		}
 	}
-	return fmt.Sprintf("model.layers.%d.%s.%s", l, block, t)
+	return -1
 }
 
-// ProjShape returns (out, in) of projection t.
-func (c Config) ProjShape(t Target) (out, in int) { return c.shape(t) }
-
-// shape returns (out, in) of projection t.
-func (c *Config) shape(t Target) (out, in int) {
-	hd := c.headDim()
-	switch t {
-	case Q:
-		return c.Heads * hd, c.Hidden
-	case K, V:
-		return c.KVHeads * hd, c.Hidden
-	case O:
-		return c.Hidden, c.Heads * hd
-	case Gate, Up:
-		return c.Intermediate, c.Hidden
+// moduleNames lists the modules of a layer, for messages.
+func (pl *plan) moduleNames() []string {
+	var out []string
+	for _, mp := range pl.modules {
+		out = append(out, mp.name)
 	}
-	return c.Hidden, c.Intermediate
+	return out
 }

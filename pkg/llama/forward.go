@@ -261,7 +261,8 @@ func (m *Model) WorkspaceBytes() int64 {
 }
 
 // Logits runs the model in evaluation mode (no dropout) and writes the f32
-// logits of every position, [Rows, Seq, Vocab], into dst.
+// logits of every position, [Rows, Seq, Vocab], into dst (soft-capped when
+// the architecture caps them).
 func (m *Model) Logits(b Batch, dst []float32) error {
 	if len(dst) != b.Rows*b.Seq*m.cfg.Vocab {
 		return fmt.Errorf("%w: logits destination of %d values", ErrBatch, len(dst))
@@ -276,6 +277,9 @@ func (m *Model) Logits(b Batch, dst []float32) error {
 		c := min(ws.chunk, ws.n-r0)
 		lg := m.be.View(ws.logits, 0, c*V)
 		m.be.Gemm(compute.Gemm{M: c, N: V, K: D, TransB: true, Alpha: 1}, m.be.View(hf, r0*D, c*D), m.lmHead, lg)
+		if m.cfg.FinalSoftcap > 0 {
+			m.be.SoftCap(lg, float32(m.cfg.FinalSoftcap))
+		}
 		if err := m.be.Download(dst[r0*V:(r0+c)*V], lg); err != nil {
 			return err
 		}
@@ -330,7 +334,7 @@ func (m *Model) ForwardBackward(b Batch, st Step) (sum float64, n int, err error
 // enables adapter dropout and saves what DoRA's backward needs; the buffers
 // used depend on how the workspace was laid out, not on train.
 func (m *Model) forward(train bool, seed uint64) {
-	ws, c := m.ws, &m.cfg
+	ws, c := m.ws, m.cfg
 	be := m.be
 	N, D := ws.n, c.Hidden
 	var h compute.Buffer
@@ -343,6 +347,9 @@ func (m *Model) forward(train bool, seed uint64) {
 		h = ws.layers[0].hIn
 	}
 	be.Embedding(h, m.embed, ws.ids, D)
+	if m.embedScale != 0 {
+		be.Scale(h, m.embedScale) // hidden · normalizer, in the activations' dtype
+	}
 	for l := range c.Layers {
 		a := &ws.layers[0]
 		var out compute.Buffer
@@ -368,17 +375,31 @@ func (m *Model) forward(train bool, seed uint64) {
 		m.layerForward(l, a, out, train, seed)
 		h = out
 	}
-	be.RMSNorm(ws.hf, ws.rstdF, ws.hFinal, m.finalNorm, N, D, float32(c.RMSEps))
+	be.RMSNorm(ws.hf, ws.rstdF, ws.hFinal, m.finalNorm, N, D, m.pl.eps)
 }
 
-func (m *Model) attnParams() compute.Attention {
-	c := &m.cfg
+// attnParams returns layer l's attention: its window, the soft-cap and the
+// registry's score scale.
+func (m *Model) attnParams(l int) compute.Attention {
+	c := m.cfg
 	p := compute.Attention{Batch: m.ws.rows, Seq: m.ws.seq, Heads: c.Heads, KVHeads: c.KVHeads,
-		HeadDim: m.hd, Scale: float32(math.Pow(float64(m.hd), -0.5))}
+		HeadDim: c.HeadDim, Scale: float32(c.AttnScale), SoftCap: float32(c.AttnSoftcap)}
+	if a := c.Attention[l]; a.Sliding {
+		p.Window = a.Window
+	}
 	if m.ws.packed {
 		p.Segments = m.ws.seg
 	}
 	return p
+}
+
+// rope rotates x (heads per token) with layer l's embedding; inverse is the
+// backward pass.
+func (m *Model) rope(l int, x compute.Buffer, heads int, inverse bool) {
+	ws := m.ws
+	t := &ws.ropes[m.pl.ropeOf[l]]
+	m.be.Rope(compute.Rope{Tokens: ws.n, Heads: heads, HeadDim: m.cfg.HeadDim, Rotary: m.pl.ropes[m.pl.ropeOf[l]].Dims,
+		Inverse: inverse}, x, ws.pos, t.cos, t.sin)
 }
 
 // cast returns the GEMM operand for x: x itself, or with PrecisionBF16 an
@@ -394,26 +415,80 @@ func (m *Model) cast(x compute.Buffer, slot int) compute.Buffer {
 	return d
 }
 
+// output returns the buffer projection p writes in the forward pass.
+func (m *Model) output(a *acts, p proj) compute.Buffer {
+	switch p {
+	case pQ:
+		if m.cfg.QKNorm {
+			return a.qPre
+		}
+		return a.q
+	case pK:
+		if m.cfg.QKNorm {
+			return a.kPre
+		}
+		return a.k
+	case pV:
+		return a.v
+	case pO:
+		if m.cfg.SandwichNorms {
+			return a.oPre
+		}
+	case pGate:
+		return a.gate
+	case pUp:
+		return a.up
+	case pDown:
+		if m.cfg.SandwichNorms {
+			return a.dPre
+		}
+	}
+	return m.ws.yD
+}
+
+// groupForward runs the modules of L that read x (group g), writing each
+// projection's output.
+func (m *Model) groupForward(L *layer, g group, x compute.Buffer, a *acts, train bool, seed uint64) {
+	for i := range L.mods {
+		mod := &L.mods[i]
+		if mod.parts[0].p.group() != g {
+			continue
+		}
+		ys := make([]compute.Buffer, len(mod.parts))
+		for j, pt := range mod.parts {
+			ys[j] = m.output(a, pt.p)
+		}
+		m.moduleForward(mod, x, ys, &a.lora[i], train, seed)
+	}
+}
+
 func (m *Model) layerForward(l int, a *acts, out compute.Buffer, train bool, seed uint64) {
-	ws, c, be := m.ws, &m.cfg, m.be
-	N, D := ws.n, c.Hidden
+	ws, c, be := m.ws, m.cfg, m.be
+	N, D, hd := ws.n, c.Hidden, c.HeadDim
 	L := &m.layers[l]
-	eps := float32(c.RMSEps)
-	be.RMSNorm(a.x1, a.rstd1, a.hIn, L.attnNorm, N, D, eps)
-	m.linearForward(&L.proj[Q], a.x1, a.q, &a.lora[Q], train, seed)
-	m.linearForward(&L.proj[K], a.x1, a.k, &a.lora[K], train, seed)
-	m.linearForward(&L.proj[V], a.x1, a.v, &a.lora[V], train, seed)
-	be.Rope(compute.Rope{Tokens: N, Heads: c.Heads, HeadDim: m.hd}, a.q, ws.pos, ws.cos, ws.sin)
-	be.Rope(compute.Rope{Tokens: N, Heads: c.KVHeads, HeadDim: m.hd}, a.k, ws.pos, ws.cos, ws.sin)
-	be.Attention(m.attnParams(), a.att, a.lse, a.q, a.k, a.v)
-	m.linearForward(&L.proj[O], a.att, ws.yD, &a.lora[O], train, seed)
+	eps := m.pl.eps
+	be.RMSNorm(a.x1, a.rstd1, a.hIn, L.inNorm, N, D, eps)
+	m.groupForward(L, gQKV, a.x1, a, train, seed)
+	if c.QKNorm { // per head, over head_dim, before RoPE
+		be.RMSNorm(a.q, a.rstdQ, a.qPre, L.qNorm, N*c.Heads, hd, eps)
+		be.RMSNorm(a.k, a.rstdK, a.kPre, L.kNorm, N*c.KVHeads, hd, eps)
+	}
+	m.rope(l, a.q, c.Heads, false)
+	m.rope(l, a.k, c.KVHeads, false)
+	be.Attention(m.attnParams(l), a.att, a.lse, a.q, a.k, a.v)
+	m.groupForward(L, gO, a.att, a, train, seed)
+	if c.SandwichNorms {
+		be.RMSNorm(ws.yD, a.rstdO, a.oPre, L.attnOutNorm, N, D, eps)
+	}
 	be.Copy(a.hMid, a.hIn)
 	be.Axpy(a.hMid, ws.yD, 1)
-	be.RMSNorm(a.x2, a.rstd2, a.hMid, L.mlpNorm, N, D, eps)
-	m.linearForward(&L.proj[Gate], a.x2, a.gate, &a.lora[Gate], train, seed)
-	m.linearForward(&L.proj[Up], a.x2, a.up, &a.lora[Up], train, seed)
-	be.SwiGLU(a.act, a.gate, a.up)
-	m.linearForward(&L.proj[Down], a.act, ws.yD, &a.lora[Down], train, seed)
+	be.RMSNorm(a.x2, a.rstd2, a.hMid, L.ffInNorm, N, D, eps)
+	m.groupForward(L, gGateUp, a.x2, a, train, seed)
+	be.GLU(m.pl.act, a.act, a.gate, a.up)
+	m.groupForward(L, gDown, a.act, a, train, seed)
+	if c.SandwichNorms {
+		be.RMSNorm(ws.yD, a.rstdD, a.dPre, L.ffOutNorm, N, D, eps)
+	}
 	be.Copy(out, a.hMid)
 	be.Axpy(out, ws.yD, 1)
 }
@@ -421,72 +496,121 @@ func (m *Model) layerForward(l int, a *acts, out compute.Buffer, train bool, see
 // view returns the first n elements of b.
 func (m *Model) view(b compute.Buffer, n int) compute.Buffer { return m.be.View(b, 0, n) }
 
-// linearForward computes y = x·Wᵀ plus the adapter's term:
-// LoRA: + s·B·A·dropout(x); DoRA: PEFT's DoraLinearLayer.forward; (IA)³:
-// PEFT's ia3 Linear.forward.
-func (m *Model) linearForward(lin *linear, x, y compute.Buffer, la *loraActs, train bool, seed uint64) {
+// partView returns the rows of part j of a module's [N, out] output held
+// part after part in b (each part's rows contiguous): [N, rows] at N·off.
+func (m *Model) partView(b compute.Buffer, pt part) compute.Buffer {
+	return m.be.View(b, m.ws.n*pt.off, m.ws.n*pt.rows)
+}
+
+// rowsView returns rows [pt.off, pt.off+pt.rows) of a row-major [out, k]
+// matrix (a weight, lora_B, or a vector with k = 1).
+func (m *Model) rowsView(b compute.Buffer, pt part, k int) compute.Buffer {
+	return m.be.View(b, pt.off*k, pt.rows*k)
+}
+
+// addBias adds the bias (rows of it for part pt) to y [N, rows]: as a rank-1
+// product ones·biasᵀ accumulated into y, which is the addmm of nn.Linear.
+func (m *Model) addBias(y, bias compute.Buffer, pt part) {
+	N := m.ws.n
+	b := m.cast(m.rowsView(bias, pt, 1), slotW)
+	m.be.Gemm(compute.Gemm{M: N, N: pt.rows, K: 1, Alpha: 1, Beta: 1}, m.ws.ones, b, y)
+}
+
+// moduleForward computes each part j of y = x·Wᵀ + b into ys[j], plus the
+// adapter's term: LoRA: + s·B·A·dropout(x) (one A, the rows of B of each
+// part); DoRA: PEFT's DoraLinearLayer.forward, the magnitude scaling W·x
+// but not the bias; (IA)³: PEFT's ia3 Linear.forward, bias included in the
+// scaled output.
+func (m *Model) moduleForward(mod *module, x compute.Buffer, ys []compute.Buffer, la *loraActs, train bool, seed uint64) {
 	be, N := m.be, m.ws.n
-	ad := lin.ad
+	ad := mod.ad
 	if ad != nil && ad.IA3 && ad.FeedForward { // y = (x⊙l)·Wᵀ
-		xs := m.view(m.ws.ia3, N*lin.in)
-		be.ScaleCols(xs, x, ad.l, N, lin.in, false)
+		xs := m.view(m.ws.ia3, N*mod.in)
+		be.ScaleCols(xs, x, ad.l, N, mod.in, false)
 		x = xs
 	}
-	w := m.weight(lin)
+	w := m.weight(mod)
 	xc := m.cast(x, slotA)
-	be.Gemm(compute.Gemm{M: N, N: lin.out, K: lin.in, TransB: true, Alpha: 1}, xc, w, y)
+	bias := mod.biasBuf()
+	dora := ad != nil && ad.DoRA
+	drop := train && ad != nil && ad.lora() && ad.Dropout > 0
+	for j, pt := range mod.parts {
+		be.Gemm(compute.Gemm{M: N, N: pt.rows, K: mod.in, TransB: true, Alpha: 1}, xc, m.rowsView(w, pt, mod.in), ys[j])
+		if bias != nil && !(dora && !drop) { // DoRA without dropout adds it after its terms
+			m.addBias(ys[j], bias, pt)
+		}
+	}
 	if ad == nil {
 		return
 	}
 	if ad.IA3 {
-		if !ad.FeedForward { // y = (x·Wᵀ)⊙l
-			if train {
-				be.Copy(m.view(la.comb, N*lin.out), y)
+		if !ad.FeedForward { // y = (x·Wᵀ + b)⊙l
+			for j, pt := range mod.parts {
+				if train {
+					be.Copy(m.partView(la.comb, pt), ys[j])
+				}
+				be.ScaleCols(ys[j], ys[j], m.rowsView(ad.l, pt, 1), N, pt.rows, false)
 			}
-			be.ScaleCols(y, y, ad.l, N, lin.out, false)
 		}
 		return
 	}
+	if !ad.lora() {
+		return
+	}
 	xd := x
-	drop := train && ad.Dropout > 0
 	if drop {
-		mask, xdrop := m.view(m.ws.mask, N*lin.in), m.view(m.ws.xdrop, N*lin.in)
+		mask, xdrop := m.view(m.ws.mask, N*mod.in), m.view(m.ws.xdrop, N*mod.in)
 		be.DropoutMask(mask, ad.Dropout, seed, ad.stream)
 		be.Mul(xdrop, x, mask)
 		xd = xdrop
 		xc = m.cast(xd, slotA)
 	}
 	u := m.view(la.u, N*ad.Rank)
-	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: lin.in, TransB: true, Alpha: 1}, xc, m.cast(ad.a, slotW), u)
+	be.Gemm(compute.Gemm{M: N, N: ad.Rank, K: mod.in, TransB: true, Alpha: 1}, xc, m.cast(ad.a, slotW), u)
 	uc := u // an activation: bf16 with PrecisionBF16
-	if !ad.DoRA {
-		be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: ad.Scale, Beta: 1}, uc, m.cast(ad.b, slotW), y)
+	if !dora {
+		bc := m.cast(ad.b, slotW)
+		for j, pt := range mod.parts {
+			be.Gemm(compute.Gemm{M: N, N: pt.rows, K: ad.Rank, TransB: true, Alpha: ad.Scale, Beta: 1}, uc,
+				m.rowsView(bc, pt, ad.Rank), ys[j])
+		}
 		return
 	}
 	if !m.keepNorms {
-		be.DoRANorm(ad.norm, w, ad.a, ad.b, lin.out, lin.in, ad.Rank, ad.Scale)
+		be.DoRANorm(ad.norm, w, ad.a, ad.b, mod.out, mod.in, ad.Rank, ad.Scale)
 	}
-	lora := m.view(m.ws.lora, N*lin.out)
-	be.Gemm(compute.Gemm{M: N, N: lin.out, K: ad.Rank, TransB: true, Alpha: 1}, uc, m.cast(ad.b, slotW), lora)
-	base := y
-	if drop {
-		base = m.view(m.ws.base, N*lin.out)
-		be.Gemm(compute.Gemm{M: N, N: lin.out, K: lin.in, TransB: true, Alpha: 1}, xc, w, base)
+	lora := m.view(m.ws.lora, N*mod.out)
+	bc := m.cast(ad.b, slotW)
+	for _, pt := range mod.parts {
+		be.Gemm(compute.Gemm{M: N, N: pt.rows, K: ad.Rank, TransB: true, Alpha: 1}, uc, m.rowsView(bc, pt, ad.Rank),
+			m.partView(lora, pt))
 	}
-	var comb compute.Buffer
-	if train {
-		comb = m.view(la.comb, N*lin.out)
+	for j, pt := range mod.parts {
+		base := ys[j]
+		if drop {
+			base = m.partView(m.view(m.ws.base, N*mod.out), pt)
+			be.Gemm(compute.Gemm{M: N, N: pt.rows, K: mod.in, TransB: true, Alpha: 1}, xc, m.rowsView(w, pt, mod.in), base)
+		}
+		var comb compute.Buffer
+		if train {
+			comb = m.partView(la.comb, pt)
+		}
+		be.DoRAForward(ys[j], comb, base, m.partView(lora, pt), m.rowsView(ad.mag, pt, 1), m.rowsView(ad.norm, pt, 1),
+			N, pt.rows, ad.Scale)
+		if bias != nil && !drop {
+			m.addBias(ys[j], bias, pt)
+		}
 	}
-	be.DoRAForward(y, comb, base, lora, ad.mag, ad.norm, N, lin.out, ad.Scale)
 }
 
-// loss computes the cross-entropy of ws.hf·lm_headᵀ against the targets
-// and, with grad, ws.dhf = ∂(Σ loss·scale)/∂hf. Logits exist only for the
-// positions that have a target, at most ws.chunk rows at a time; the others
-// get a zero gradient.
+// loss computes the cross-entropy of ws.hf·lm_headᵀ (soft-capped when the
+// architecture caps its logits) against the targets and, with grad, ws.dhf
+// = ∂(Σ loss·scale)/∂hf. Logits exist only for the positions that have a
+// target, at most ws.chunk rows at a time; the others get a zero gradient.
 func (m *Model) loss(grad bool, scale float32) (float64, error) {
 	ws, be := m.ws, m.be
 	V, D := m.cfg.Vocab, m.cfg.Hidden
+	softCap := float32(m.cfg.FinalSoftcap)
 	if grad {
 		be.Zero(ws.dhf)
 	}
@@ -506,9 +630,9 @@ func (m *Model) loss(grad bool, scale float32) (float64, error) {
 		}
 		lv, tg := be.View(ws.loss, done, rows), be.View(ws.ctargets, done, rows)
 		if !grad {
-			be.CrossEntropy(lv, nil, lg, tg, rows, V, 0)
+			be.CrossEntropy(lv, nil, lg, tg, rows, V, 0, softCap)
 		} else {
-			be.CrossEntropy(lv, lg, lg, tg, rows, V, scale)
+			be.CrossEntropy(lv, lg, lg, tg, rows, V, scale, softCap)
 			lc := m.cast(lg, slotLogits)
 			for _, r := range runs {
 				be.Gemm(compute.Gemm{M: r.n, N: D, K: V, Alpha: 1},

@@ -7,30 +7,34 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 )
 
 // randomAdapters returns a loader of random non-zero adapter tensors (DoRA
 // magnitudes included) for specs on the tiny model.
-func randomAdapters(seed uint64) Loader {
+func randomAdapters(seed uint64) Loader { return randomAdaptersFor(tinyConfig(), seed) }
+
+// randomAdaptersFor is randomAdapters for a model of cfg: rank 4, (IA)³
+// vectors of the MLP's modules feed-forward, trainable biases.
+func randomAdaptersFor(cfg *arch.Config, seed uint64) Loader {
 	r := rand.New(rand.NewPCG(seed, 99))
-	cfg := tinyConfig()
 	return func(name string) ([]float32, []int, error) {
 		var shape []int
 		for l := range cfg.Layers {
-			for tg := range numTargets {
-				out, in := cfg.shape(tg)
-				p := ModulePath(l, tg)
+			for _, lin := range cfg.AllLinear() {
+				out, in := projShape(cfg, lin)
+				p := cfg.ModulePath(l, lin)
 				switch {
 				case !strings.HasPrefix(name, p+"."):
 				case strings.HasSuffix(name, SuffixA):
 					shape = []int{4, in}
 				case strings.HasSuffix(name, SuffixB):
 					shape = []int{out, 4}
-				case strings.HasSuffix(name, SuffixMagnitude):
+				case strings.HasSuffix(name, SuffixMagnitude), strings.HasSuffix(name, SuffixBias):
 					shape = []int{out}
-				case strings.HasSuffix(name, SuffixIA3) && tg >= Gate: // feed-forward in these tests
+				case strings.HasSuffix(name, SuffixIA3) && strings.Contains(p, ".mlp."): // feed-forward in these tests
 					shape = []int{1, in}
 				case strings.HasSuffix(name, SuffixIA3):
 					shape = []int{out, 1}
@@ -63,29 +67,29 @@ func gradSpecs(kind string) []Adapter {
 	var s []Adapter
 	switch kind {
 	case "mixed": // LoRA with dropout below, DoRA with dropout above
-		for _, tg := range []Target{V, Gate} {
-			s = append(s, Adapter{Layer: 0, Target: tg, Rank: 4, Scale: 1.7, Dropout: 0.2})
+		for _, tg := range []string{V, Gate} {
+			s = append(s, Adapter{Layer: 0, Module: tg, Rank: 4, Scale: 1.7, Dropout: 0.2})
 		}
-		for tg := range numTargets {
-			s = append(s, Adapter{Layer: 1, Target: tg, Rank: 4, Scale: 0.9, DoRA: true, Dropout: 0.15})
+		for _, tg := range allTargets {
+			s = append(s, Adapter{Layer: 1, Module: tg, Rank: 4, Scale: 0.9, DoRA: true, Dropout: 0.15})
 		}
 	case "lora":
 		for l := range 2 {
-			for tg := range numTargets {
-				s = append(s, Adapter{Layer: l, Target: tg, Rank: 4, Scale: 1.3, Dropout: 0.1 * float32(l)})
+			for _, tg := range allTargets {
+				s = append(s, Adapter{Layer: l, Module: tg, Rank: 4, Scale: 1.3, Dropout: 0.1 * float32(l)})
 			}
 		}
 	case "ia3": // PEFT's Llama defaults (k, v, down; down feed-forward) below, LoRA above
-		for _, tg := range []Target{K, V, Down} {
-			s = append(s, Adapter{Layer: 0, Target: tg, IA3: true, FeedForward: tg == Down})
+		for _, tg := range []string{K, V, Down} {
+			s = append(s, Adapter{Layer: 0, Module: tg, IA3: true, FeedForward: tg == Down})
 		}
-		s = append(s, Adapter{Layer: 1, Target: Q, Rank: 4, Scale: 1},
-			Adapter{Layer: 1, Target: Up, IA3: true, FeedForward: true},
-			Adapter{Layer: 1, Target: O, IA3: true})
+		s = append(s, Adapter{Layer: 1, Module: Q, Rank: 4, Scale: 1},
+			Adapter{Layer: 1, Module: Up, IA3: true, FeedForward: true},
+			Adapter{Layer: 1, Module: O, IA3: true})
 	case "mlp-only-below": // lowest layer adapted only at down_proj; DoRA without dropout
-		s = append(s, Adapter{Layer: 0, Target: Down, Rank: 4, Scale: 2})
-		for _, tg := range []Target{Q, K, O, Up} {
-			s = append(s, Adapter{Layer: 1, Target: tg, Rank: 4, Scale: 0.5, DoRA: true})
+		s = append(s, Adapter{Layer: 0, Module: Down, Rank: 4, Scale: 2})
+		for _, tg := range []string{Q, K, O, Up} {
+			s = append(s, Adapter{Layer: 1, Module: tg, Rank: 4, Scale: 0.5, DoRA: true})
 		}
 	}
 	return s
@@ -102,64 +106,72 @@ func TestDirectionalDerivative(t *testing.T) {
 			if err := m.AddAdapters(gradSpecs(kind), randomAdapters(5)); err != nil {
 				t.Fatal(err)
 			}
-			st := Step{Seed: 11}
-			m.ZeroGrad()
-			if _, _, err := m.ForwardBackward(b, st); err != nil {
+			checkDirectional(t, m, b, SuffixA, SuffixB, SuffixMagnitude, SuffixIA3)
+		})
+	}
+}
+
+// checkDirectional compares, for the parameters of each name suffix, the
+// loss's derivative along a random direction (leaning on the gradient, so
+// the loss changes well above f32 noise) with central finite differences;
+// dropout masks and DoRA norms are held fixed.
+func checkDirectional(t *testing.T, m *Model, b Batch, suffixes ...string) {
+	t.Helper()
+	be := m.be
+	st := Step{Seed: 11}
+	m.ZeroGrad()
+	if _, _, err := m.ForwardBackward(b, st); err != nil {
+		t.Fatal(err)
+	}
+	st.KeepDoRANorms = true // from here on: finite differences hold the norms fixed
+	params := m.Params()
+	vals := make([][]float32, len(params))
+	grads := make([][]float32, len(params))
+	for i, p := range params {
+		vals[i], grads[i] = download(t, be, p.Value), download(t, be, p.Grad)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, suffix := range suffixes {
+		d := make([][]float32, len(params))
+		var want, dmax float64
+		for i, p := range params {
+			d[i] = make([]float32, len(vals[i]))
+			if !strings.HasSuffix(p.Name, suffix) {
+				continue
+			}
+			for j := range d[i] {
+				d[i][j] = grads[i][j] * float32(1+0.8*(2*r.Float64()-1))
+				want += float64(d[i][j]) * float64(grads[i][j])
+				dmax = math.Max(dmax, math.Abs(float64(d[i][j])))
+			}
+		}
+		if want == 0 {
+			continue
+		}
+		eps := 2e-3 / dmax
+		loss := func(sign float64) float64 {
+			for i, p := range params {
+				v := make([]float32, len(vals[i]))
+				for j := range v {
+					v[j] = vals[i][j] + float32(sign*eps)*d[i][j]
+				}
+				be.Upload(p.Value, v)
+			}
+			sum, n, err := m.ForwardBackward(b, st)
+			if err != nil {
 				t.Fatal(err)
 			}
-			st.KeepDoRANorms = true // from here on: finite differences hold the norms fixed
-			params := m.Params()
-			vals := make([][]float32, len(params))
-			grads := make([][]float32, len(params))
-			for i, p := range params {
-				vals[i], grads[i] = download(t, be, p.Value), download(t, be, p.Grad)
-			}
-			r := rand.New(rand.NewPCG(7, 8))
-			for _, suffix := range []string{SuffixA, SuffixB, SuffixMagnitude, SuffixIA3} {
-				// A random direction leaning on the computed gradient, so the
-				// loss changes well above f32 noise.
-				d := make([][]float32, len(params))
-				var want, dmax float64
-				for i, p := range params {
-					d[i] = make([]float32, len(vals[i]))
-					if !strings.HasSuffix(p.Name, suffix) {
-						continue
-					}
-					for j := range d[i] {
-						d[i][j] = grads[i][j] * float32(1+0.8*(2*r.Float64()-1))
-						want += float64(d[i][j]) * float64(grads[i][j])
-						dmax = math.Max(dmax, math.Abs(float64(d[i][j])))
-					}
-				}
-				if want == 0 {
-					continue
-				}
-				eps := 2e-3 / dmax
-				loss := func(sign float64) float64 {
-					for i, p := range params {
-						v := make([]float32, len(vals[i]))
-						for j := range v {
-							v[j] = vals[i][j] + float32(sign*eps)*d[i][j]
-						}
-						be.Upload(p.Value, v)
-					}
-					sum, n, err := m.ForwardBackward(b, st)
-					if err != nil {
-						t.Fatal(err)
-					}
-					return sum / float64(n)
-				}
-				got := (loss(1) - loss(-1)) / (2 * eps)
-				for i, p := range params {
-					be.Upload(p.Value, vals[i])
-				}
-				e := math.Abs(got-want) / math.Abs(want)
-				t.Logf("%s: analytic %.6g, finite difference %.6g (rel %.2g)", suffix, want, got, e)
-				if e > 5e-3 {
-					t.Errorf("%s: analytic %.6g, finite difference %.6g", suffix, want, got)
-				}
-			}
-		})
+			return sum / float64(n)
+		}
+		got := (loss(1) - loss(-1)) / (2 * eps)
+		for i, p := range params {
+			be.Upload(p.Value, vals[i])
+		}
+		e := math.Abs(got-want) / math.Abs(want)
+		t.Logf("%s: analytic %.6g, finite difference %.6g (rel %.2g)", suffix, want, got, e)
+		if e > 5e-3 {
+			t.Errorf("%s: analytic %.6g, finite difference %.6g", suffix, want, got)
+		}
 	}
 }
 
@@ -183,6 +195,13 @@ func TestCheckpointAndThreads(t *testing.T) {
 		}
 		return gs, sum
 	}
+	sameAcrossRuns(t, run)
+}
+
+// sameAcrossRuns requires run to give bit-identical gradients and losses
+// with other thread counts, gradient checkpointing and small loss chunks.
+func sameAcrossRuns(t *testing.T, run func(be compute.Backend, opt Options) ([][]float32, float64)) {
+	t.Helper()
 	ref, refSum := run(cpu.New(1), Options{})
 	for _, c := range []struct {
 		name string
@@ -198,11 +217,7 @@ func TestCheckpointAndThreads(t *testing.T) {
 			t.Errorf("%s: loss sum %v, want %v", c.name, sum, refSum)
 		}
 		for i := range ref {
-			for j := range ref[i] {
-				if math.Float32bits(got[i][j]) != math.Float32bits(ref[i][j]) {
-					t.Fatalf("%s: gradient %d differs at %d: %v vs %v", c.name, i, j, got[i][j], ref[i][j])
-				}
-			}
+			sameBits(t, fmt.Sprintf("%s: gradient %d", c.name, i), got[i], ref[i])
 		}
 	}
 }
@@ -301,8 +316,8 @@ func TestIA3Forward(t *testing.T) {
 		t.Errorf("ones-initialised (IA)³ changes logits by %.3g", d)
 	}
 
-	specs := []Adapter{{Layer: 0, Target: K, IA3: true}, {Layer: 0, Target: Down, IA3: true, FeedForward: true},
-		{Layer: 1, Target: V, IA3: true}, {Layer: 1, Target: Gate, IA3: true, FeedForward: true}}
+	specs := []Adapter{{Layer: 0, Module: K, IA3: true}, {Layer: 0, Module: Down, IA3: true, FeedForward: true},
+		{Layer: 1, Module: V, IA3: true}, {Layer: 1, Module: Gate, IA3: true, FeedForward: true}}
 	vecs := randomAdapters(8)
 	m := loadTiny(t, newCPU(), "tiny", Options{})
 	if err := m.AddAdapters(specs, vecs); err != nil {
@@ -317,11 +332,11 @@ func TestIA3Forward(t *testing.T) {
 	vecs = randomAdapters(8)
 	scaled := map[string][]float32{}
 	for _, s := range specs {
-		l, _, err := vecs(ModulePath(s.Layer, s.Target) + SuffixIA3)
+		l, _, err := vecs(modulePath(s.Layer, s.Module) + SuffixIA3)
 		if err != nil {
 			t.Fatal(err)
 		}
-		scaled[ModulePath(s.Layer, s.Target)+".weight"] = l
+		scaled[modulePath(s.Layer, s.Module)+".weight"] = l
 	}
 	merged := func(name string) ([]float32, []int, error) {
 		w, shape, err := plain(name)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -58,11 +59,50 @@ func float32s(t testing.TB, f *safetensors.File, name string) []float32 {
 	return v
 }
 
+// tinyJSON is fixtures/peft/tiny's config.json (the fields that matter).
+const tinyJSON = `{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
+  "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+  "head_dim": 16, "vocab_size": 256, "rms_norm_eps": 1e-05, "max_position_embeddings": 128,
+  "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}, "tie_word_embeddings": false,
+  "dtype": "float32"}`
+
 // tinyConfig is the configuration of fixtures/peft/tiny (see its config.json).
-func tinyConfig() Config {
-	return Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
-		RMSEps: 1e-5, RopeTheta: 10000}
+func tinyConfig() *arch.Config { return mustConfig(tinyJSON) }
+
+// mustConfig parses a config.json or panics.
+func mustConfig(js string) *arch.Config {
+	c, err := arch.ParseConfig([]byte(js))
+	if err != nil {
+		panic(err)
+	}
+	return c
 }
+
+// The Llama modules, in PEFT's order.
+const (
+	Q    = "q_proj"
+	K    = "k_proj"
+	V    = "v_proj"
+	O    = "o_proj"
+	Gate = "gate_proj"
+	Up   = "up_proj"
+	Down = "down_proj"
+)
+
+var allTargets = []string{Q, K, V, O, Gate, Up, Down}
+
+// projShape returns (out, in) of a module of cfg.
+func projShape(cfg *arch.Config, module string) (out, in int) {
+	for _, l := range cfg.Linears() {
+		if l.Module == module {
+			return int(l.Out), int(l.In)
+		}
+	}
+	panic("no module " + module)
+}
+
+// modulePath is the tiny model's path of a module.
+func modulePath(l int, module string) string { return tinyConfig().ModulePath(l, module) }
 
 func loadTiny(t testing.TB, be compute.Backend, folder string, opt Options) *Model {
 	t.Helper()
@@ -108,11 +148,7 @@ func addFixtureAdapter(t testing.TB, m *Model, folder string) []Adapter {
 	var specs []Adapter
 	for l := range m.Config().Layers {
 		for _, name := range ac.Targets {
-			tg, err := ParseTarget(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			specs = append(specs, Adapter{Layer: l, Target: tg, Rank: ac.R, Scale: float32(scale), DoRA: ac.DoRA,
+			specs = append(specs, Adapter{Layer: l, Module: name, Rank: ac.R, Scale: float32(scale), DoRA: ac.DoRA,
 				Dropout: float32(ac.Dropout)})
 		}
 	}

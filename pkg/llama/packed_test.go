@@ -221,7 +221,7 @@ func TestLossSkipsUnscored(t *testing.T) {
 	_, segs := b.layout()
 	be.UploadInt32(tg, b.shifted(segs))
 	loss, _ := be.Alloc(compute.F32, b.Rows*b.Seq)
-	be.CrossEntropy(loss, nil, cpu.NewBuffer(logits), tg, b.Rows*b.Seq, 256, 0)
+	be.CrossEntropy(loss, nil, cpu.NewBuffer(logits), tg, b.Rows*b.Seq, 256, 0, 0)
 	var want float64
 	for _, v := range cpu.Float32s(loss) {
 		want += float64(v)

@@ -1,6 +1,10 @@
 package llama
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/lorakit/lorakit/pkg/arch"
+)
 
 // ownedBytes returns the bytes of the model's own buffers.
 func ownedBytes(m *Model) int64 {
@@ -9,6 +13,40 @@ func ownedBytes(m *Model) int64 {
 		n += int64(b.Len()) * int64(b.DType().Size())
 	}
 	return n
+}
+
+// checkPlan builds the model of cfg and opt with the adapter specs, reserves
+// rows×seq tokens, and requires the plan to be the allocation: the
+// workspace byte for byte, the weights and adapters likewise (their
+// gradients and values; the plan adds AdamW's two moments).
+func checkPlan(t *testing.T, cfg *arch.Config, opt Options, specs []Adapter, load Loader, rows, seq int) MemoryPlan {
+	t.Helper()
+	m, err := New(newCPU(), cfg, nil, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	weights := ownedBytes(m)
+	if err := m.AddAdapters(specs, load); err != nil {
+		t.Fatal(err)
+	}
+	adapters := ownedBytes(m) - weights
+	if err := m.Reserve(rows, seq); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := PlanMemory(cfg, opt, specs, rows, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var moments int64
+	for _, p := range m.Params() {
+		moments += 2 * 4 * int64(p.Value.Len())
+	}
+	if plan.Workspace != m.WorkspaceBytes() || plan.Weights != weights || plan.Adapters != adapters+moments {
+		t.Errorf("%s %+v: plan %+v; allocated: weights %d, adapters %d + moments %d, workspace %d", cfg.ModelType, opt, plan,
+			weights, adapters, moments, m.WorkspaceBytes())
+	}
+	return plan
 }
 
 // TestPlanMemory checks the plan against what a model allocates: the
@@ -30,32 +68,7 @@ func TestPlanMemory(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			opt := c.opt
 			opt.Synthetic = &Synthetic{Seed: 1, Scale: 0.02, NF4: c.nf4}
-			specs := gradSpecs(c.kind)
-			m, err := New(newCPU(), tinyConfig(), nil, opt)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			weights := ownedBytes(m)
-			if err := m.AddAdapters(specs, randomAdapters(1)); err != nil {
-				t.Fatal(err)
-			}
-			adapters := ownedBytes(m) - weights
-			if err := m.Reserve(3, 9); err != nil {
-				t.Fatal(err)
-			}
-			plan, err := PlanMemory(tinyConfig(), opt, specs, 3, 9)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var moments int64
-			for _, p := range m.Params() {
-				moments += 2 * 4 * int64(p.Value.Len())
-			}
-			if plan.Workspace != m.WorkspaceBytes() || plan.Weights != weights || plan.Adapters != adapters+moments {
-				t.Errorf("plan %+v; allocated: weights %d, adapters %d + moments %d, workspace %d", plan, weights, adapters,
-					moments, m.WorkspaceBytes())
-			}
+			plan := checkPlan(t, tinyConfig(), opt, gradSpecs(c.kind), randomAdapters(1), 3, 9)
 			if plan.PerToken != float64(plan.Workspace)/27 || plan.Total() != plan.Weights+plan.Adapters+plan.Workspace {
 				t.Errorf("per token %v", plan.PerToken)
 			}
@@ -71,12 +84,14 @@ func TestPlanMemory(t *testing.T) {
 // bf16 mixed precision, with and without checkpointing, and the weights
 // dense and NF4 (docs/gpu.md quotes these figures).
 func TestPlanMemoryLlama38B(t *testing.T) {
-	cfg := Config{Hidden: 4096, Intermediate: 14336, Layers: 32, Heads: 32, KVHeads: 8, HeadDim: 128, Vocab: 128256,
-		RMSEps: 1e-5, RopeTheta: 5e5}
+	cfg, err := arch.Shape("llama3-8b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var specs []Adapter
 	for l := range cfg.Layers {
-		for _, tg := range []Target{Q, K, V, O} {
-			specs = append(specs, Adapter{Layer: l, Target: tg, Rank: 16, Scale: 2, Dropout: 0.05})
+		for _, tg := range []string{Q, K, V, O} {
+			specs = append(specs, Adapter{Layer: l, Module: tg, Rank: 16, Scale: 2, Dropout: 0.05})
 		}
 	}
 	for _, c := range []struct {

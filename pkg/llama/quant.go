@@ -121,9 +121,9 @@ func (m *Model) quantTensor(qload QuantLoader, name string, out, in int) (*quant
 func (m *Model) allocDequantScratch() error {
 	size := map[compute.DType]int{}
 	for l := range m.layers {
-		for _, lin := range m.layers[l].proj {
-			if lin.q != nil {
-				size[lin.q.dt] = max(size[lin.q.dt], lin.out*lin.in)
+		for _, mod := range m.layers[l].mods {
+			if mod.q != nil {
+				size[mod.q.dt] = max(size[mod.q.dt], mod.out*mod.in)
 			}
 		}
 	}
@@ -143,14 +143,14 @@ func (m *Model) allocDequantScratch() error {
 	return nil
 }
 
-// weight returns the frozen weight of lin: its dense buffer, or its 4-bit
+// weight returns the frozen weight of mod: its dense buffer, or its 4-bit
 // form dequantized into the shared scratch buffer, valid until the next
-// call for another projection.
-func (m *Model) weight(lin *linear) compute.Buffer {
-	if lin.q == nil {
-		return lin.w
+// call for another module.
+func (m *Model) weight(mod *module) compute.Buffer {
+	if mod.q == nil {
+		return mod.w
 	}
-	w := m.be.View(m.dq[lin.q.dt], 0, lin.out*lin.in)
-	m.be.Dequantize4(w, lin.q.q)
+	w := m.be.View(m.dq[mod.q.dt], 0, mod.out*mod.in)
+	m.be.Dequantize4(w, mod.q.q)
 	return w
 }

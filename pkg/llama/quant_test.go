@@ -200,8 +200,8 @@ func TestQLoRAResident(t *testing.T) {
 	_ = dense
 	c := tinyConfig()
 	dq, quant, largest := 0, 0, 0
-	for tg := range numTargets {
-		out, in := c.shape(tg)
+	for _, tg := range allTargets {
+		out, in := projShape(c, tg)
 		n := out * in
 		dq += c.Layers * 4 * n
 		nb := nf4.NumBlocks(n, 64)

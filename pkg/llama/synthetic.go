@@ -3,7 +3,6 @@ package llama
 import (
 	"hash/fnv"
 	"io"
-	"strings"
 
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -18,7 +17,7 @@ func (s *Synthetic) seed(name string) uint64 {
 }
 
 // syntheticTensor makes tensor name on the backend under Options.Synthetic
-// (ok false otherwise): norms 1, the rest uniform in ±Scale.
+// (ok false otherwise), uniform in ±Scale (norms are normTensor's).
 func (m *Model) syntheticTensor(name string, dt compute.DType, shape []int) (compute.Buffer, bool, error) {
 	s := m.opt.Synthetic
 	if s == nil {
@@ -31,14 +30,6 @@ func (m *Model) syntheticTensor(name string, dt compute.DType, shape []int) (com
 	b, err := m.alloc(dt, n)
 	if err != nil {
 		return nil, true, err
-	}
-	if strings.HasSuffix(name, "norm.weight") {
-		ones := make([]float32, n)
-		for i := range ones {
-			ones[i] = 1
-		}
-		m.be.Upload(b, ones)
-		return b, true, nil
 	}
 	m.be.FillUniform(b, s.seed(name), -s.Scale, s.Scale)
 	return b, true, nil

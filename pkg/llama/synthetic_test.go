@@ -40,7 +40,7 @@ func TestSynthetic(t *testing.T) {
 			t.Errorf("%+v: loss %v, want about ln 256", opt.Synthetic, l)
 		}
 		if opt.Synthetic.NF4 {
-			lin := &m.layers[1].proj[Down]
+			lin := &m.layers[1].mods[m.pl.module(Down)]
 			if lin.q == nil {
 				t.Fatal("NF4 synthetic weights are dense")
 			}

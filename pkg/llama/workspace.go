@@ -1,37 +1,47 @@
 package llama
 
 import (
-	"math"
-
 	"github.com/lorakit/lorakit/pkg/compute"
 )
 
 // loraActs are the saved intermediates of one adapter in one layer.
 type loraActs struct {
 	u    compute.Buffer // [N, rank]: dropout(x)·Aᵀ
-	comb compute.Buffer // training: DoRA base + s·lora, (IA)³ x·Wᵀ [N, out]
+	comb compute.Buffer // training: DoRA base + s·lora, (IA)³ x·Wᵀ + b [N, out], part after part
 }
 
 // acts are the activations of one layer that the backward pass reads.
 type acts struct {
 	hIn           compute.Buffer // layer input [N, D] (not owned by acts in shared mode)
 	x1, rstd1     compute.Buffer // input_layernorm output [N, D] and factors [N]
-	q, k, v       compute.Buffer // after RoPE
+	qPre, kPre    compute.Buffer // QKNorm: q and k before their norms
+	rstdQ, rstdK  compute.Buffer // QKNorm: their factors [N·heads], [N·kv heads]
+	q, k, v       compute.Buffer // after the q/k norms and RoPE
 	att, lse      compute.Buffer // attention output [N, H·hd] and log-sum-exp
+	oPre, rstdO   compute.Buffer // sandwich norms: o_proj's output before its norm, factors
 	hMid          compute.Buffer // residual after attention [N, D]
-	x2, rstd2     compute.Buffer // post_attention_layernorm output and factors
-	gate, up, act compute.Buffer // [N, I]; act = silu(gate)⊙up
-	lora          [numTargets]loraActs
+	x2, rstd2     compute.Buffer // the pre-feed-forward norm's output and factors
+	gate, up, act compute.Buffer // [N, I]; act = act(gate)⊙up
+	dPre, rstdD   compute.Buffer // sandwich norms: down_proj's output before its norm, factors
+	lora          []loraActs     // per module of the layer
 }
 
 // Scratch slots of workspace.bf (PrecisionBF16): an f32 gradient that
-// enters a GEMM, an adapter weight, and a chunk of logit gradients.
+// enters a GEMM, an adapter weight or bias, and a chunk of logit gradients.
 const (
 	slotA = iota
 	slotW
 	slotLogits
 	numSlots
 )
+
+// ropeTable is the cos and sin table of one rotary embedding for
+// positions [0, n), with LongRoPE's choice of factors.
+type ropeTable struct {
+	cos, sin compute.Buffer
+	n        int
+	long     bool
+}
 
 // workspace holds every buffer of a forward (and backward) pass for one
 // batch shape.
@@ -46,14 +56,14 @@ type workspace struct {
 	ckpt       bool // gradient checkpointing: layers share one acts
 	chunk      int  // loss rows per lm_head chunk
 	ids, pos   compute.Buffer
-	seg        compute.Buffer // document ids [N] of a packed batch
-	packed     bool           // the current batch uses seg
-	targets    compute.Buffer // [N]: shifted labels, IgnoreIndex where none
-	tgt        []int32        // host copy of targets
-	ctargets   compute.Buffer // the targets ≠ IgnoreIndex, in order
-	active     int            // their number
-	cos, sin   compute.Buffer // RoPE tables for positions [0, ropeLen)
-	ropeLen    int
+	seg        compute.Buffer           // document ids [N] of a packed batch
+	packed     bool                     // the current batch uses seg
+	targets    compute.Buffer           // [N]: shifted labels, IgnoreIndex where none
+	tgt        []int32                  // host copy of targets
+	ctargets   compute.Buffer           // the targets ≠ IgnoreIndex, in order
+	active     int                      // their number
+	ropes      []ropeTable              // per distinct rotary embedding (plan.ropes)
+	ones       compute.Buffer           // [N] ones: biases are added and summed through it
 	bf         [numSlots]compute.Buffer // PrecisionBF16 scratch
 	layers     []acts                   // one per layer, or one shared
 	hIns       []compute.Buffer         // checkpointing: each layer's input
@@ -63,7 +73,7 @@ type workspace struct {
 	hf, rstdF  compute.Buffer           // final norm output and factors
 	loss       compute.Buffer           // [N]
 	logits     compute.Buffer           // [chunk, V]
-	yD         compute.Buffer           // o_proj / down_proj output [N, D]
+	yD         compute.Buffer           // o_proj / down_proj output (after a sandwich norm) [N, D]
 	mask       compute.Buffer           // dropout [N, maxIn]
 	xdrop, tIn compute.Buffer           // [N, maxIn]
 	base, lora compute.Buffer           // DoRA forward [N, maxOut]
@@ -72,6 +82,8 @@ type workspace struct {
 	dh, dx, dhf  compute.Buffer
 	datt, dq     compute.Buffer
 	dk, dv       compute.Buffer
+	dqPre, dkPre compute.Buffer // QKNorm: gradients before the q/k norms
+	dpre         compute.Buffer // sandwich norms: gradient before a post norm [N, D]
 	dact, dgate  compute.Buffer
 	dup          compute.Buffer
 	dbase, dlora compute.Buffer
@@ -107,59 +119,77 @@ func (ws *workspace) free() {
 		ws.be.Free(b)
 	}
 	ws.bufs = nil
-	ws.freeRope()
+	ws.freeRopes()
 }
 
-func (ws *workspace) freeRope() {
-	if ws.cos != nil {
-		ws.be.Free(ws.cos)
-		ws.be.Free(ws.sin)
-	}
-	ws.cos, ws.sin, ws.ropeLen = nil, nil, 0
-}
-
-// ropeTables makes the RoPE tables of ws cover positions [0, n): angle =
-// p·inv_freq in f32, as transformers' LlamaRotaryEmbedding.
-func (m *Model) ropeTables(ws *workspace, n int) error {
-	if n <= ws.ropeLen {
-		return nil
-	}
-	n = max(n, ws.seq)
-	ws.freeRope()
-	half := m.hd / 2
-	var err error
-	if ws.cos, err = m.be.Alloc(compute.F32, n*half); err != nil {
-		ws.cos = nil
-		return err
-	}
-	if ws.sin, err = m.be.Alloc(compute.F32, n*half); err != nil {
-		m.be.Free(ws.cos)
-		ws.cos, ws.sin = nil, nil
-		return err
-	}
-	cos, sin := make([]float32, n*half), make([]float32, n*half)
-	for p := range n {
-		for i, f := range m.invFreq {
-			a := float64(float32(p) * f)
-			cos[p*half+i] = float32(math.Cos(a))
-			sin[p*half+i] = float32(math.Sin(a))
+func (ws *workspace) freeRopes() {
+	for i := range ws.ropes {
+		t := &ws.ropes[i]
+		if t.cos != nil {
+			ws.be.Free(t.cos)
+			ws.be.Free(t.sin)
 		}
+		*t = ropeTable{}
 	}
-	m.be.Upload(ws.cos, cos)
-	m.be.Upload(ws.sin, sin)
-	ws.ropeLen = n
+}
+
+// ropeTables makes the RoPE tables of ws cover positions [0, n) for a batch
+// whose largest position is n−1: for each distinct rotary embedding, the
+// Dims/2 values of cos and sin per position as arch.Rope.CosSin computes
+// them (angle p·inv_freq in f32 as transformers' rotary embeddings, times
+// LongRoPE's attention factor; LongRoPE's factors chosen for n).
+func (m *Model) ropeTables(ws *workspace, n int) error {
+	for i, r := range m.pl.ropes {
+		t := &ws.ropes[i]
+		long := r.UsesLong(n)
+		if n <= t.n && long == t.long {
+			continue
+		}
+		size := max(n, ws.seq, t.n)
+		if t.cos != nil {
+			m.be.Free(t.cos)
+			m.be.Free(t.sin)
+			*t = ropeTable{}
+		}
+		half := r.Dims / 2
+		var err error
+		if t.cos, err = m.be.Alloc(compute.F32, size*half); err != nil {
+			t.cos = nil
+			return err
+		}
+		if t.sin, err = m.be.Alloc(compute.F32, size*half); err != nil {
+			m.be.Free(t.cos)
+			t.cos = nil
+			return err
+		}
+		pos := make([]int, size)
+		for p := range pos {
+			pos[p] = p
+		}
+		cos, sin := r.CosSin(pos, n) // Dims values per position: the half twice
+		hc, hs := make([]float32, size*half), make([]float32, size*half)
+		for p := range size {
+			copy(hc[p*half:(p+1)*half], cos[p*r.Dims:])
+			copy(hs[p*half:(p+1)*half], sin[p*r.Dims:])
+		}
+		m.be.Upload(t.cos, hc)
+		m.be.Upload(t.sin, hs)
+		t.n, t.long = size, long
+	}
 	return nil
 }
 
 // keep says which activations of a layer its backward pass reads, so that
 // a training workspace stores them per layer (the others share one
-// buffer): attention's inputs and outputs (q, k, v, lse and att), att as
-// o_proj's input, hMid (the MLP norm's input), gate and up (SwiGLU's
-// inputs), act (down_proj's input). The norms' outputs x1 and x2 are never
-// kept: the backward pass recomputes them from hIn and hMid when an adapter
-// needs them (recomputeNorm).
+// buffer): attention's inputs and outputs (q, k, v, lse and att, and the
+// q/k norms' inputs), att as o_proj's input, o_proj's output before a
+// sandwich norm, hMid (the MLP norm's input), gate and up (the gated
+// activation's inputs), act (down_proj's input) and down_proj's output
+// before a sandwich norm. The norms' outputs x1 and x2 are never kept: the
+// backward pass recomputes them from hIn and hMid when an adapter needs
+// them.
 type keep struct {
-	att, out, mid, mlp, down bool
+	att, out, oPre, mid, mlp, down, dPre bool
 }
 
 // keeps mirrors what backward reads of layer l.
@@ -168,28 +198,22 @@ func (m *Model) keeps(l int) keep {
 		return keep{}
 	}
 	L := &m.layers[l]
-	has := func(ts ...Target) bool {
-		for _, t := range ts {
-			if L.proj[t].ad != nil {
-				return true
-			}
-		}
-		return false
-	}
-	att := l > m.adapters[0].Layer || has(Q, K, V)
-	mid := att || has(O)
-	mlp := mid || has(Gate, Up)
-	return keep{att: att, out: has(O), mid: mid, mlp: mlp, down: has(Down)}
+	att := l > m.adapters[0].Layer || L.trains(pQ, pK, pV)
+	mid := att || L.trains(pO)
+	mlp := mid || L.trains(pGate, pUp)
+	sw := m.cfg.SandwichNorms
+	return keep{att: att, out: L.trains(pO), oPre: sw && mid, mid: mid, mlp: mlp, down: L.trains(pDown),
+		dPre: sw && (mlp || L.trains(pDown))}
 }
 
 // newWorkspace allocates the buffers for rows×seq tokens.
 func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
-	c := &m.cfg
+	c := m.cfg
 	n := rows * seq
-	D, I, hq, hkv := c.Hidden, c.Intermediate, c.Heads*m.hd, c.KVHeads*m.hd
+	D, I, hq, hkv := c.Hidden, c.Intermediate, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	maxDim := max(D, I, hq)
 	ws := &workspace{be: m.be, rows: rows, seq: seq, n: n, train: train, ckpt: train && m.opt.GradCheckpoint,
-		adt: compute.F32}
+		adt: compute.F32, ropes: make([]ropeTable, len(m.pl.ropes))}
 	bf16 := m.opt.Precision == PrecisionBF16
 	if bf16 {
 		ws.adt = compute.BF16
@@ -205,7 +229,7 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	ws.targets = ws.alloc(compute.I32, n)
 	ws.ctargets = ws.alloc(compute.I32, n)
 
-	maxRank, dora, ia3, ia3Out, dropIn := 0, false, false, false, 0
+	maxRank, dora, ia3, ia3Out, dropIn, maxW := 0, false, false, false, 0, 0
 	for _, ad := range m.adapters {
 		maxRank = max(maxRank, ad.Rank)
 		dora = dora || ad.DoRA
@@ -213,6 +237,15 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 		ia3Out = ia3Out || ad.IA3 && !ad.FeedForward
 		if ad.Dropout > 0 {
 			dropIn = max(dropIn, ad.in) // the widest input a dropout masks
+		}
+		maxW = max(maxW, ad.Rank*max(ad.in, ad.out))
+	}
+	maxOut, biases := 0, false
+	for _, mp := range m.pl.modules {
+		maxOut = max(maxOut, mp.out)
+		if mp.hasBias {
+			biases = true
+			maxW = max(maxW, mp.out) // a bias rounded for its product
 		}
 	}
 	// The activations of a layer: one buffer each, or in a training
@@ -236,34 +269,44 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	inter := func() compute.Buffer { return ws.act(n * I) }
 	heads := func() compute.Buffer { return ws.act(n * hq) }
 	kvHeads := func() compute.Buffer { return ws.act(n * hkv) }
+	f32s := func(k int) func() compute.Buffer { return func() compute.Buffer { return ws.f32(k) } }
 	newActs := func(l int, shared bool, k keep) acts {
 		a := acts{rstd1: ws.f32(n), rstd2: ws.f32(n)}
 		a.x1, a.x2 = get(&scratch.x1, hidden), get(&scratch.x2, hidden)
 		a.q, a.k, a.v = pick(k.att, &scratch.q, heads), pick(k.att, &scratch.k, kvHeads), pick(k.att, &scratch.v, kvHeads)
-		a.lse = pick(k.att, &scratch.lse, func() compute.Buffer { return ws.f32(rows * c.Heads * seq) })
+		if c.QKNorm {
+			a.qPre, a.kPre = pick(k.att, &scratch.qPre, heads), pick(k.att, &scratch.kPre, kvHeads)
+			a.rstdQ, a.rstdK = pick(k.att, &scratch.rstdQ, f32s(n*c.Heads)), pick(k.att, &scratch.rstdK, f32s(n*c.KVHeads))
+		}
+		a.lse = pick(k.att, &scratch.lse, f32s(rows*c.Heads*seq))
 		a.att = pick(k.att || k.out, &scratch.att, heads)
+		if c.SandwichNorms {
+			a.oPre, a.rstdO = pick(k.oPre, &scratch.oPre, hidden), pick(k.oPre, &scratch.rstdO, f32s(n))
+			a.dPre, a.rstdD = pick(k.dPre, &scratch.dPre, hidden), pick(k.dPre, &scratch.rstdD, f32s(n))
+		}
 		a.hMid = pick(k.mid, &scratch.hMid, hidden)
 		a.gate, a.up = pick(k.mlp, &scratch.gate, inter), pick(k.mlp, &scratch.up, inter)
 		a.act = pick(k.down, &scratch.act, inter)
-		for t := range numTargets {
+		a.lora = make([]loraActs, len(m.pl.modules))
+		for i, mp := range m.pl.modules {
 			if shared {
 				if maxRank > 0 {
-					a.lora[t].u = ws.act(n * maxRank)
+					a.lora[i].u = ws.act(n * maxRank)
 				}
 				if train && (dora || ia3Out) {
-					a.lora[t].comb = ws.act(n * maxDim)
+					a.lora[i].comb = ws.act(n * maxOut)
 				}
 				continue
 			}
-			ad := m.layers[l].proj[t].ad
+			ad := m.layers[l].mods[i].ad
 			if ad == nil {
 				continue
 			}
 			if ad.Rank > 0 {
-				a.lora[t].u = ws.act(n * ad.Rank)
+				a.lora[i].u = ws.act(n * ad.Rank)
 			}
 			if train && (ad.DoRA || ad.IA3 && !ad.FeedForward) {
-				a.lora[t].comb = ws.act(n * ad.out)
+				a.lora[i].comb = ws.act(n * mp.out)
 			}
 		}
 		return a
@@ -291,6 +334,9 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	ws.loss = ws.f32(n)
 	ws.logits = ws.f32(ws.chunk * c.Vocab)
 	ws.yD = ws.act(n * D)
+	if biases {
+		ws.ones = ws.act(n)
+	}
 	if dropIn > 0 && train {
 		ws.mask, ws.xdrop, ws.tIn = ws.f32(n*dropIn), ws.act(n*dropIn), ws.f32(n*dropIn)
 	}
@@ -298,34 +344,36 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 		ws.ia3 = ws.act(n * maxDim)
 	}
 	if dora {
-		ws.lora = ws.act(n * maxDim)
+		ws.lora = ws.act(n * maxOut)
 		if dropIn > 0 && train {
-			ws.base = ws.act(n * maxDim)
+			ws.base = ws.act(n * maxOut)
 		}
 	}
 	if train {
 		// The residual stream's gradient and the input gradients that
 		// several products add into stay f32.
 		// dhf lives before the layers' backward, dx during it; dgate
-		// overwrites dact in SwiGLUBackward.
+		// overwrites dact in GLUBackward.
 		ws.dh, ws.dx = ws.f32(n*D), ws.f32(n*D)
 		ws.dhf = ws.dx
 		ws.datt, ws.dq = ws.act(n*hq), ws.act(n*hq)
 		ws.dk, ws.dv = ws.act(n*hkv), ws.act(n*hkv)
+		if c.QKNorm {
+			ws.dqPre, ws.dkPre = ws.act(n*hq), ws.act(n*hkv)
+		}
+		if c.SandwichNorms {
+			ws.dpre = ws.act(n * D)
+		}
 		ws.dact, ws.dup = ws.act(n*I), ws.act(n*I)
 		ws.dgate = ws.dact
 		if maxRank > 0 {
 			ws.du = ws.act(n * maxRank)
 		}
 		if dora {
-			ws.dbase, ws.dlora = ws.act(n*maxDim), ws.act(n*maxDim)
+			ws.dbase, ws.dlora = ws.act(n*maxOut), ws.act(n*maxOut)
 		}
 	}
 	if bf16 {
-		maxW := 0
-		for _, ad := range m.adapters {
-			maxW = max(maxW, ad.Rank*max(ad.in, ad.out))
-		}
 		if train {
 			ws.bf[slotA] = ws.alloc(compute.BF16, n*D) // dh
 		}
@@ -333,6 +381,13 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 		ws.bf[slotLogits] = ws.alloc(compute.BF16, ws.chunk*c.Vocab)
 	}
 	if ws.err == nil && ws.be != nil {
+		if ws.ones != nil {
+			ones := make([]float32, n)
+			for i := range ones {
+				ones[i] = 1
+			}
+			ws.be.Upload(ws.ones, ones)
+		}
 		ws.err = m.ropeTables(ws, seq)
 	}
 	if ws.err != nil {

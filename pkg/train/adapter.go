@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/lorakit/lorakit/internal/num"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/llama"
@@ -27,62 +28,77 @@ const (
 	MethodIA3  = "ia3"  // (IA)³: learned scaling vectors, PEFT's IA3Config defaults
 )
 
-// IA3Targets are the projections of PEFT's IA3Config defaults for Llama:
-// k_proj and v_proj (output scaling, ia3_l (out, 1)) and down_proj, a
-// feedforward module (input scaling, ia3_l (1, in)).
-var IA3Targets = []llama.Target{llama.K, llama.V, llama.Down}
+// hasBias reports whether a module of the architecture's layers has a bias.
+func hasBias(cfg *arch.Config, module string) bool {
+	for _, t := range cfg.Tensors() {
+		if t.Layer == 0 && t.Bias && t.Module == module {
+			return true
+		}
+	}
+	return false
+}
+
+// AttentionTargets are an architecture's attention projections, lorakit's
+// default LoRA targets: q_proj, k_proj, v_proj and o_proj, or Phi-3's fused
+// qkv_proj and o_proj.
+func AttentionTargets(cfg *arch.Config) []string {
+	if cfg.FusedQKV {
+		return []string{"qkv_proj", "o_proj"}
+	}
+	return []string{"q_proj", "k_proj", "v_proj", "o_proj"}
+}
+
+// IA3Targets returns the modules of PEFT's IA3Config defaults for an
+// architecture (TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING) and
+// which of them are feed-forward (input scaling, ia3_l (1, in)); the others
+// scale their output (ia3_l (out, 1)). Llama and Mistral: k_proj, v_proj,
+// down_proj; Qwen2/3 and Gemma 1/2/3: q_proj, v_proj, down_proj. PEFT has
+// no default for Phi-3 (it asks for target_modules); lorakit takes the fused
+// qkv_proj and down_proj, the same attention-and-MLP pattern.
+func IA3Targets(cfg *arch.Config) (targets, feedForward []string) {
+	switch cfg.Arch.ModelType {
+	case "llama", "mistral":
+		return []string{"k_proj", "v_proj", "down_proj"}, []string{"down_proj"}
+	case "phi3":
+		return []string{"qkv_proj", "down_proj"}, []string{"down_proj"}
+	}
+	return []string{"q_proj", "v_proj", "down_proj"}, []string{"down_proj"}
+}
 
 // AdapterOptions describe a fresh LoRA or DoRA adapter.
 type AdapterOptions struct {
 	Rank    int
 	Alpha   float64
-	Targets []string // projection names ("q_proj", ...) or "all-linear"
+	Targets []string // module names ("q_proj", "qkv_proj", ...) or "all-linear"
 	DoRA    bool
 	RSLoRA  bool
 	Dropout float64
+	// Bias is PEFT's bias option: "none" (default: every bias frozen),
+	// "all" (every bias of the model's Linears trains), or "lora_only" (the
+	// biases of the adapted modules train). Trained biases are saved as
+	// PEFT saves them (Adapter.Specs' Bias; llama.SuffixBaseBias).
+	Bias string
 }
 
 // Adapter is the structure of an adapter on a model: its PEFT config and
-// one llama.Adapter per adapted projection.
+// one llama.Adapter per adapted module (a module whose bias alone trains
+// has a spec with Rank 0 and Bias set).
 type Adapter struct {
 	Config *peft.Config
 	Specs  []llama.Adapter
 	// Warnings are findings about a loaded adapter's keys and config.
 	Warnings []peft.Warning
+	// Rename maps the model's tensor and module names to the base
+	// checkpoint's layout (Base.CheckpointName: a multimodal wrapper's
+	// language model) when the adapter is written; nil keeps them.
+	Rename func(string) string
 }
 
-// ParseTargets resolves target names ("all-linear" selects all seven
-// projections) in the model's order, without duplicates.
-func ParseTargets(names []string) ([]llama.Target, error) {
-	seen := map[llama.Target]bool{}
-	for _, n := range names {
-		n = strings.TrimSpace(n)
-		if strings.EqualFold(n, "all-linear") {
-			for _, t := range llama.AllTargets {
-				seen[t] = true
-			}
-			continue
-		}
-		t, err := llama.ParseTarget(n)
-		if err != nil {
-			return nil, fmt.Errorf("%w: --targets: unknown module %q (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all-linear)", ErrSettings, n)
-		}
-		seen[t] = true
-	}
-	var out []llama.Target
-	for _, t := range llama.AllTargets {
-		if seen[t] {
-			out = append(out, t)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: --targets is empty", ErrSettings)
-	}
-	return out, nil
-}
-
-// NewAdapter describes a fresh adapter on every layer of a model.
-func NewAdapter(cfg llama.Config, o AdapterOptions) (*Adapter, error) {
+// NewAdapter describes a fresh adapter on every layer of a model of
+// configuration cfg: the targets are resolved by the registry
+// (cfg.ResolveTargets; "all-linear" is every Linear of a layer). Adapters
+// on lm_head and embed_tokens are not supported.
+func NewAdapter(cfg *arch.Config, o AdapterOptions) (*Adapter, error) {
 	if o.Rank <= 0 || o.Rank > 1<<16 {
 		return nil, fmt.Errorf("%w: rank %d", ErrSettings, o.Rank)
 	}
@@ -92,34 +108,45 @@ func NewAdapter(cfg llama.Config, o AdapterOptions) (*Adapter, error) {
 	if !(o.Dropout >= 0 && o.Dropout < 1) {
 		return nil, fmt.Errorf("%w: dropout %g must be in [0, 1)", ErrSettings, o.Dropout)
 	}
-	targets, err := ParseTargets(o.Targets)
-	if err != nil {
-		return nil, err
+	bias := o.Bias
+	switch bias {
+	case "":
+		bias = peft.BiasNone
+	case peft.BiasNone, peft.BiasAll, peft.BiasLoraOnly:
+	default:
+		return nil, fmt.Errorf("%w: bias %q (none, all, lora_only)", ErrSettings, o.Bias)
 	}
-	names := make([]string, len(targets))
-	for i, t := range targets {
-		names[i] = t.String()
+	var names []string
+	for _, t := range o.Targets {
+		names = append(names, strings.TrimSpace(t))
+	}
+	lins, err := cfg.ResolveTargets(names)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --targets: %w", ErrSettings, err)
+	}
+	names = names[:0]
+	for _, l := range lins {
+		if l.Module == "lm_head" || l.Embedding {
+			return nil, fmt.Errorf("%w: --targets: %s adapters are not supported (the layers' projections are: %s)",
+				ErrSettings, l.Module, strings.Join(cfg.AllLinear(), ", "))
+		}
+		names = append(names, l.Module)
 	}
 	pc := peft.NewLoraConfig(o.Rank, o.Alpha, peft.Names(names...))
-	pc.UseDoRA, pc.UseRSLoRA, pc.LoraDropout = o.DoRA, o.RSLoRA, o.Dropout
+	pc.UseDoRA, pc.UseRSLoRA, pc.LoraDropout, pc.Bias = o.DoRA, o.RSLoRA, o.Dropout, bias
 	scale := peft.Scaling(o.Alpha, o.Rank, o.RSLoRA)
-	a := &Adapter{Config: pc}
-	for l := range cfg.Layers {
-		for _, t := range targets {
-			a.Specs = append(a.Specs, llama.Adapter{Layer: l, Target: t, Rank: o.Rank, Scale: scale, DoRA: o.DoRA,
-				Dropout: float32(o.Dropout)})
-		}
-	}
-	return a, nil
+	lora := llama.Adapter{Rank: o.Rank, Scale: scale, DoRA: o.DoRA, Dropout: float32(o.Dropout)}
+	return &Adapter{Config: pc, Specs: llama.LoRASpecs(cfg, names, lora, bias != peft.BiasNone, bias == peft.BiasAll)}, nil
 }
 
 // NewIA3Adapter describes a fresh (IA)³ adapter on every layer of a model,
 // on IA3Targets as PEFT's IA3Config defaults (spec §7.4).
-func NewIA3Adapter(cfg llama.Config) (*Adapter, error) {
+func NewIA3Adapter(cfg *arch.Config) (*Adapter, error) {
+	targets, ff := IA3Targets(cfg)
 	a := &Adapter{}
 	for l := range cfg.Layers {
-		for _, t := range IA3Targets {
-			a.Specs = append(a.Specs, llama.Adapter{Layer: l, Target: t, IA3: true, FeedForward: t == llama.Down})
+		for _, m := range targets {
+			a.Specs = append(a.Specs, llama.Adapter{Layer: l, Module: m, IA3: true, FeedForward: slices.Contains(ff, m)})
 		}
 	}
 	raw, err := ia3ConfigJSON(a.Specs, "")
@@ -139,7 +166,7 @@ func NewIA3Adapter(cfg llama.Config) (*Adapter, error) {
 func ia3ConfigJSON(specs []llama.Adapter, base string) ([]byte, error) {
 	targets, ff := []string{}, []string{}
 	for _, s := range specs {
-		n := s.Target.String()
+		n := s.Module
 		if !slices.Contains(targets, n) {
 			targets = append(targets, n)
 		}
@@ -175,24 +202,29 @@ func (a *Adapter) IsIA3() bool { return a.Config != nil && a.Config.PeftType == 
 // adapters specs on a model of configuration cfg: lora_A ~ U(−1/√in, 1/√in),
 // lora_B = 0, rounded to round (the dtype PEFT moves a fresh adapter to and
 // back, §7.6). It has no DoRA magnitude, which the model then initialises
-// to the weight-row norms as PEFT does. (IA)³ vectors are ones
-// (init_ia3_weights). Each tensor draws from its own
-// stream of (seed, name), so the values do not depend on the order of
-// requests.
-func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtype.DType) llama.Loader {
+// to the weight-row norms as PEFT does, and no trainable bias, which starts
+// from the base's. (IA)³ vectors are ones (init_ia3_weights). Each tensor
+// draws from its own stream of (seed, name), so the values do not depend on
+// the order of requests.
+func InitLoader(cfg *arch.Config, specs []llama.Adapter, seed uint64, round dtype.DType) llama.Loader {
 	shapes := map[string][]int{}
+	lin := map[string]arch.Linear{}
+	for _, l := range cfg.Linears() {
+		lin[l.Module] = l
+	}
 	for _, s := range specs {
-		out, in := cfg.ProjShape(s.Target)
-		p := llama.ModulePath(s.Layer, s.Target)
-		if s.IA3 {
+		out, in := int(lin[s.Module].Out), int(lin[s.Module].In)
+		p := cfg.ModulePath(s.Layer, s.Module)
+		switch {
+		case s.IA3:
 			shapes[p+llama.SuffixIA3] = []int{out, 1}
 			if s.FeedForward {
 				shapes[p+llama.SuffixIA3] = []int{1, in}
 			}
-			continue
+		case s.Rank > 0:
+			shapes[p+llama.SuffixA] = []int{s.Rank, in}
+			shapes[p+llama.SuffixB] = []int{out, s.Rank}
 		}
-		shapes[p+llama.SuffixA] = []int{s.Rank, in}
-		shapes[p+llama.SuffixB] = []int{out, s.Rank}
 	}
 	return func(name string) ([]float32, []int, error) {
 		shape, ok := shapes[name]
@@ -227,8 +259,11 @@ func InitLoader(cfg llama.Config, specs []llama.Adapter, seed uint64, round dtyp
 
 // OpenAdapter reads a PEFT LoRA, DoRA or IA3 adapter (folder, file or "-")
 // for the model cfg: its structure and a loader of its tensors (held in
-// memory). dropout is the dropout to train a LoRA/DoRA adapter with.
-func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64) (*Adapter, llama.Loader, error) {
+// memory). Modules are matched by the registry's names (in a multimodal
+// wrapper's layout too, cfg.TextName); biases the adapter carries (PEFT's
+// bias "all" or "lora_only") replace the base's and train. dropout is the
+// dropout to train a LoRA/DoRA adapter with.
+func OpenAdapter(path string, stdin io.Reader, cfg *arch.Config, dropout float64) (*Adapter, llama.Loader, error) {
 	ma, err := model.OpenAdapter(path, stdin, model.AdapterOptions{Validate: peft.ValidateOptions{AllowIA3: true}})
 	if err != nil {
 		return nil, nil, err
@@ -251,11 +286,21 @@ func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64
 		return nil, nil, err
 	}
 	src := ma.Source
-	if len(an.Others) > 0 {
-		return nil, nil, fmt.Errorf("%s: %w: tensor %q is not an adapter tensor (modules_to_save, biases and token deltas are not supported)", path, ErrAdapter, an.Others[0].Key.Name)
-	}
 	if len(an.Modules) == 0 {
 		return nil, nil, fmt.Errorf("%s: %w: no adapter modules", path, ErrAdapter)
+	}
+	adaptable := cfg.AllLinear()
+	// module returns the layer and registry name of a stored module path.
+	module := func(p string) (int, string, bool) {
+		text, ok := cfg.TextName(p + ".weight")
+		if !ok {
+			return 0, "", false
+		}
+		t, ok := cfg.Tensor(text)
+		if !ok || !slices.Contains(adaptable, t.Module) || t.Layer < 0 {
+			return 0, "", false
+		}
+		return t.Layer, t.Module, true
 	}
 	a := &Adapter{Config: pc, Warnings: an.Warnings}
 	stored := map[string]string{} // llama tensor name → stored name
@@ -263,39 +308,76 @@ func OpenAdapter(path string, stdin io.Reader, cfg llama.Config, dropout float64
 		if (m.Kind == peft.KindIA3) != ia3 {
 			return nil, nil, fmt.Errorf("%s: %w: module %s is %s in a %s adapter", path, ErrAdapter, m.Path, m.Kind, pc.PeftType)
 		}
+		l, name, ok := module(m.Path)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: %w: module %s is not a projection of this %s model (%s)", path, ErrAdapter, m.Path,
+				cfg.Arch.ModelType, strings.Join(adaptable, ", "))
+		}
+		mp := cfg.ModulePath(l, name)
 		if ia3 {
-			t, err := llama.ParseTarget(m.Type)
-			if err != nil || m.Layer < 0 || m.Layer >= cfg.Layers || llama.ModulePath(m.Layer, t) != m.Path {
-				return nil, nil, fmt.Errorf("%s: %w: module %s is not a projection of this model", path, ErrAdapter, m.Path)
-			}
 			if mt.Feedforward(m.Path) != m.Feedforward {
 				return nil, nil, fmt.Errorf("%s: %w: IA3 module %s: feedforward_modules disagrees with the shape of %q", path, ErrAdapter, m.Path, m.IA3)
 			}
-			a.Specs = append(a.Specs, llama.Adapter{Layer: m.Layer, Target: t, IA3: true, FeedForward: m.Feedforward})
-			stored[m.Path+llama.SuffixIA3] = m.IA3
+			a.Specs = append(a.Specs, llama.Adapter{Layer: l, Module: name, IA3: true, FeedForward: m.Feedforward})
+			stored[mp+llama.SuffixIA3] = m.IA3
 			continue
 		}
 		if m.Kind != peft.KindLinear || m.Transposed || m.BBias != "" {
 			return nil, nil, fmt.Errorf("%s: %w: module %s (%s%s) is not a plain LoRA/DoRA linear", path, ErrAdapter, m.Path, m.Kind, map[bool]string{true: ", MLX layout"}[m.Transposed])
 		}
-		t, err := llama.ParseTarget(m.Type)
-		if err != nil || m.Layer < 0 || m.Layer >= cfg.Layers || llama.ModulePath(m.Layer, t) != m.Path {
-			return nil, nil, fmt.Errorf("%s: %w: module %s is not a projection of this model", path, ErrAdapter, m.Path)
-		}
-		a.Specs = append(a.Specs, llama.Adapter{Layer: m.Layer, Target: t, Rank: m.Rank, Scale: m.Scaling,
+		a.Specs = append(a.Specs, llama.Adapter{Layer: l, Module: name, Rank: m.Rank, Scale: m.Scaling,
 			DoRA: m.DoRA(), Dropout: float32(dropout)})
-		stored[m.Path+llama.SuffixA] = m.A
-		stored[m.Path+llama.SuffixB] = m.B
+		stored[mp+llama.SuffixA] = m.A
+		stored[mp+llama.SuffixB] = m.B
 		if m.Magnitude != "" {
-			stored[m.Path+llama.SuffixMagnitude] = m.Magnitude
+			stored[mp+llama.SuffixMagnitude] = m.Magnitude
 		}
 	}
+	// trainBias marks the bias of a module trainable and returns the name
+	// the model asks the loader for.
+	trainBias := func(l int, name string) string {
+		i := slices.IndexFunc(a.Specs, func(s llama.Adapter) bool { return s.Layer == l && s.Module == name })
+		suffix := llama.SuffixBaseBias
+		if i < 0 {
+			a.Specs = append(a.Specs, llama.Adapter{Layer: l, Module: name})
+			i, suffix = len(a.Specs)-1, llama.SuffixBias
+		}
+		a.Specs[i].Bias = true
+		return cfg.ModulePath(l, name) + suffix
+	}
+	for _, o := range an.Others {
+		l, name, ok := module(o.Key.Module)
+		if o.Key.Role != peft.RoleBias || !ok || ia3 || !hasBias(cfg, name) {
+			return nil, nil, fmt.Errorf("%s: %w: tensor %q is not an adapter tensor or a bias of an adapted model's projection (modules_to_save and token deltas are not supported)", path, ErrAdapter, o.Key.Name)
+		}
+		stored[trainBias(l, name)] = o.Key.Name
+	}
+	if !ia3 && (pc.Bias == peft.BiasAll || pc.Bias == peft.BiasLoraOnly) {
+		// PEFT's _mark_only_adapters_as_trainable: every bias, or those of
+		// the adapted modules, train (from the base's values unless the file
+		// has them).
+		for _, s := range slices.Clone(a.Specs) {
+			if s.Rank > 0 && hasBias(cfg, s.Module) {
+				trainBias(s.Layer, s.Module)
+			}
+		}
+		if pc.Bias == peft.BiasAll {
+			for l := range cfg.Layers {
+				for _, name := range adaptable {
+					if hasBias(cfg, name) {
+						trainBias(l, name)
+					}
+				}
+			}
+		}
+	}
+	order := func(m string) int { return slices.Index(adaptable, m) }
 	slices.SortFunc(a.Specs, func(x, y llama.Adapter) int { // the model's order, as NewAdapter
-		return cmp.Or(cmp.Compare(x.Layer, y.Layer), cmp.Compare(x.Target, y.Target))
+		return cmp.Or(cmp.Compare(x.Layer, y.Layer), cmp.Compare(order(x.Module), order(y.Module)))
 	})
-	dora := a.Specs[0].DoRA
+	first := slices.IndexFunc(a.Specs, func(s llama.Adapter) bool { return s.Rank > 0 })
 	for _, s := range a.Specs {
-		if s.DoRA != dora {
+		if first >= 0 && s.Rank > 0 && s.DoRA != a.Specs[first].DoRA {
 			return nil, nil, fmt.Errorf("%s: %w: some modules have a DoRA magnitude and some do not", path, ErrAdapter)
 		}
 	}
@@ -340,17 +422,36 @@ type namedTensor struct {
 	data  []float32
 }
 
-// adapterTensors downloads the model's adapter tensors under PEFT's names.
-func adapterTensors(m *llama.Model) ([]namedTensor, error) {
+// adapterTensors downloads the model's adapter tensors under PEFT's names,
+// in the base checkpoint's layout (rename: Adapter.Rename, or nil).
+func adapterTensors(m *llama.Model, rename func(string) string) ([]namedTensor, error) {
 	var out []namedTensor
 	for _, p := range m.Params() {
 		v := make([]float32, p.Value.Len())
 		if err := m.Backend().Download(v, p.Value); err != nil {
 			return nil, err
 		}
-		out = append(out, namedTensor{name: peft.Prefix + p.Name, shape: p.Shape, data: v})
+		name := p.Name
+		if rename != nil {
+			// The module path is renamed; the parameter's suffix stays.
+			mod, suffix := splitParam(name)
+			name = rename(mod) + suffix
+		}
+		out = append(out, namedTensor{name: peft.Prefix + name, shape: p.Shape, data: v})
 	}
 	return out, nil
+}
+
+// splitParam splits a parameter name into its module path and the suffix
+// after it (".lora_A.weight", ".base_layer.bias", ...).
+func splitParam(name string) (module, suffix string) {
+	for _, s := range []string{llama.SuffixA, llama.SuffixB, llama.SuffixMagnitude, llama.SuffixIA3, llama.SuffixBaseBias,
+		llama.SuffixBias} {
+		if m, ok := strings.CutSuffix(name, s); ok {
+			return m, s
+		}
+	}
+	return name, ""
 }
 
 // writeTensors writes tensors and files to path (folder, file or "-")
@@ -387,7 +488,7 @@ func WriteAdapter(path string, a *Adapter, m *llama.Model, o output.Options) err
 	if err != nil {
 		return err
 	}
-	ts, err := adapterTensors(m)
+	ts, err := adapterTensors(m, a.Rename)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -22,10 +23,11 @@ import (
 // Base is an opened base model: its configuration, its weights (read on
 // demand through Loader) and its tokenizer.
 type Base struct {
-	Path       string
-	Source     *checkpoint.Source
-	Checkpoint *checkpoint.Config
-	Config     llama.Config
+	Path   string
+	Source *checkpoint.Source
+	// Config is the registry's description of the model: arch.ParseConfig
+	// of its config.json (the language model of a multimodal wrapper).
+	Config *arch.Config
 	// Tokenizer is nil when the base carries no tokenizer.json.
 	Tokenizer *tokenizer.Tokenizer
 	// ChatTemplate is chat_template.jinja when tokenizer_config.json has no
@@ -42,6 +44,9 @@ type Base struct {
 	AdapterDType dtype.DType
 
 	in *pipeline.Input // the weights, read with pread or from a stream in any order
+	// stored maps a text-model tensor name to the checkpoint's, where they
+	// differ (a multimodal wrapper's language model); text is the inverse.
+	stored, text map[string]string
 }
 
 // OpenBase opens a base model: a folder, a .safetensors file, or "-"
@@ -54,11 +59,11 @@ func OpenBase(path string, stdin io.Reader) (*Base, error) {
 
 // openBaseIn is OpenBase with the spill file's folder.
 func openBaseIn(path string, stdin io.Reader, tempDir string) (*Base, error) {
-	mb, err := model.OpenBase(path, stdin, model.BaseOptions{Config: true})
+	mb, err := model.OpenBase(path, stdin, model.BaseOptions{})
 	if err != nil {
 		return nil, err
 	}
-	b := &Base{Path: path, Source: mb.Source, Checkpoint: mb.Config, Quantized: mb.Quantized,
+	b := &Base{Path: path, Source: mb.Source, Quantized: mb.Quantized,
 		in: pipeline.NewInput(mb.Source, pipeline.InputOptions{TempDir: tempDir})}
 	if err := b.init(); err != nil {
 		mb.Close()
@@ -67,30 +72,51 @@ func openBaseIn(path string, stdin io.Reader, tempDir string) (*Base, error) {
 	return b, nil
 }
 
-func (b *Base) init() error {
-	src, ck := b.Source, b.Checkpoint
-	var err error
-	if b.Config, err = LlamaConfig(ck); err != nil {
-		return fmt.Errorf("%s: %w", b.Path, err)
+// ArchConfig parses the config.json a checkpoint carries with the
+// architecture registry.
+func ArchConfig(src *checkpoint.Source) (*arch.Config, error) {
+	raw, ok := src.Files["config.json"]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w: no config.json", src.Path, ErrModel)
 	}
-	if len(ck.Quantization) > 0 && string(ck.Quantization) != "null" && !b.Quantized {
+	cfg, err := arch.ParseConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: config.json: %w", src.Path, err)
+	}
+	return cfg, nil
+}
+
+func (b *Base) init() error {
+	src := b.Source
+	var err error
+	if b.Config, err = ArchConfig(src); err != nil {
+		return err
+	}
+	cfg := b.Config
+	if len(cfg.Quantization) > 0 && string(cfg.Quantization) != "null" && !b.Quantized {
 		return fmt.Errorf("%s: %w: quantization_config without bitsandbytes 4-bit weights", b.Path, ErrModel)
 	}
+	b.stored, b.text = map[string]string{}, map[string]string{}
 	b.WeightDType = compute.BF16
 	for _, t := range src.Tensors {
-		if strings.HasSuffix(t.Name, "_proj.weight") || strings.HasSuffix(t.Name, "embed_tokens.weight") || t.Name == "lm_head.weight" {
-			if t.DType != dtype.BF16 {
-				b.WeightDType = compute.F32
-			}
+		name, ok := cfg.TextName(t.Name)
+		if !ok {
+			continue // a vision tower's or projector's
+		}
+		if name != t.Name {
+			b.stored[name], b.text[t.Name] = t.Name, name
+		}
+		if ti, ok := cfg.Tensor(name); ok && ti.Role != arch.RoleNorm && !ti.Bias && t.DType != dtype.BF16 {
+			b.WeightDType = compute.F32
 		}
 	}
-	b.AdapterDType = torchDType(ck.DType)
+	b.AdapterDType = torchDType(cfg.DTypeName)
 	if b.Quantized {
 		b.WeightDType = compute.F32
 		var q struct {
 			Compute string `json:"bnb_4bit_compute_dtype"`
 		}
-		json.Unmarshal(ck.Quantization, &q)
+		json.Unmarshal(cfg.Quantization, &q)
 		b.AdapterDType = torchDType(q.Compute)
 	}
 	if tj, ok := src.Files["tokenizer.json"]; ok {
@@ -111,6 +137,20 @@ func (b *Base) init() error {
 	return nil
 }
 
+// CheckpointName returns the checkpoint's name of a text-model tensor or
+// module path ("model.layers.0.self_attn.q_proj" may be
+// "model.language_model.layers.0.self_attn.q_proj" in a multimodal
+// wrapper), for writing adapters in the base's layout.
+func (b *Base) CheckpointName(name string) string {
+	if s, ok := b.stored[name]; ok {
+		return s
+	}
+	if s, ok := b.stored[name+".weight"]; ok {
+		return strings.TrimSuffix(s, ".weight")
+	}
+	return name
+}
+
 // torchDType maps a config dtype name to the dtype PEFT rounds to.
 func torchDType(s string) dtype.DType {
 	switch strings.TrimPrefix(s, "torch.") {
@@ -128,34 +168,27 @@ func (b *Base) Close() error {
 	return b.Source.Close()
 }
 
-// LlamaConfig converts a checkpoint configuration to the model's.
-func LlamaConfig(c *checkpoint.Config) (llama.Config, error) {
-	if c.AttentionBias || c.MLPBias {
-		return llama.Config{}, fmt.Errorf("%w: %s with attention or MLP biases is not supported", ErrModel, c.ModelType)
-	}
-	lc := llama.Config{Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumLayers,
-		Heads: c.NumHeads, KVHeads: c.NumKVHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize,
-		RMSEps: c.RMSNormEps, RopeTheta: c.RopeTheta, TieEmbeddings: c.TieWordEmbeddings}
-	if s := c.RopeScaling; s != nil {
-		lc.RopeScaling = &llama.RopeScaling{Type: s.Type, Factor: s.Factor, LowFreqFactor: s.LowFreqFactor,
-			HighFreqFactor: s.HighFreqFactor, OriginalMaxPositions: s.OriginalMaxPositionEmbeddings}
-	}
-	if err := lc.Validate(); err != nil {
-		return llama.Config{}, err
-	}
-	return lc, nil
+// info and data read a tensor of the source or of the in-memory stream, by
+// its text-model name.
+func (b *Base) info(name string) (safetensors.TensorInfo, bool) {
+	return b.Source.Info(b.storedName(name))
 }
 
-// info and data read a tensor of the source or of the in-memory stream.
-func (b *Base) info(name string) (safetensors.TensorInfo, bool) { return b.Source.Info(name) }
+func (b *Base) data(name string) ([]byte, error) { return b.in.Read(b.storedName(name)) }
 
-func (b *Base) data(name string) ([]byte, error) { return b.in.Read(name) }
+// storedName is the checkpoint's name of a text-model tensor.
+func (b *Base) storedName(name string) string {
+	if s, ok := b.stored[name]; ok {
+		return s
+	}
+	return name
+}
 
 // Loader returns the model's weights as float32, dequantizing 4-bit ones.
 func (b *Base) Loader() llama.Loader {
 	return func(name string) ([]float32, []int, error) {
 		if _, q := b.info(name + nf4.SuffixQuantStateNF4); q || b.has(name+nf4.SuffixQuantStateFP4) {
-			out, shape, err := b.in.Dequantize(name)
+			out, shape, err := b.in.Dequantize(b.storedName(name))
 			return out, shapeInts(shape), err
 		}
 		t, ok := b.info(name)

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/lorakit/lorakit/internal/num"
-	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -27,7 +29,7 @@ const cpuBenchLimit = 3e9
 type BenchOptions struct {
 	// Env gives the CPU threads and progress in steps.
 	tool.Env
-	// Shape is a built-in shape (checkpoint.Shapes) or a config.json path.
+	// Shape is a built-in shape (arch.Shapes) or a config.json path.
 	Shape string
 	// Batch rows of Seq tokens per step; Steps timed steps after Warmup
 	// untimed ones.
@@ -49,7 +51,7 @@ type BenchOptions struct {
 	// or a test with a backend and a model of its own); Params is then the
 	// base's parameter count for the record.
 	Backend compute.Backend
-	Config  *llama.Config
+	Config  *arch.Config
 	Params  int64
 	// Ready, when set, is called once the model and the training workspace
 	// are allocated, before the first step, with the result so far (memory
@@ -122,25 +124,34 @@ type BenchResult struct {
 // tokens: the frozen base needs its forward and the gradients with respect
 // to its inputs (2 × 2·P·T for the projections and lm_head, no weight
 // gradients: the 6·P·T of full fine-tuning does not apply), causal
-// attention 3 × 2·L·rows·H·hd·seq² (forward + two backward products), and
-// the adapters 3 × 2·r·(in+out)·T; gradient checkpointing adds one forward.
-func StepFLOP(c llama.Config, specs []llama.Adapter, rows, seq int, ckpt bool) float64 {
+// attention 3 × 4·rows·H·hd·K per layer (forward + two backward products)
+// with K the query-key pairs a sequence scores (seq²/2 causal, less with a
+// sliding window), and the adapters 3 × 2·r·(in+out)·T; gradient
+// checkpointing adds one forward.
+func StepFLOP(c *arch.Config, specs []llama.Adapter, rows, seq int, ckpt bool) float64 {
 	T := float64(rows * seq)
 	var lin float64
-	for _, t := range llama.AllTargets {
-		o, i := c.ProjShape(t)
-		lin += float64(o * i)
+	shape := map[string]arch.Linear{}
+	for _, l := range c.Linears() {
+		shape[l.Module] = l
+		if l.Module != "lm_head" && !l.Embedding {
+			lin += float64(l.Out * l.In)
+		}
 	}
 	lin = lin*float64(c.Layers) + float64(c.Vocab*c.Hidden)
-	hd := c.HeadDim
-	if hd == 0 {
-		hd = c.Hidden / c.Heads
+	var attn float64
+	s := float64(seq)
+	for _, a := range c.Attention {
+		pairs := s * s / 2
+		if w := float64(a.Window); a.Sliding && w < s {
+			pairs -= (s - w) * (s - w) / 2
+		}
+		attn += 4 * float64(rows) * float64(c.Heads*c.HeadDim) * pairs
 	}
-	attn := 2 * float64(c.Layers) * float64(rows) * float64(c.Heads*hd) * float64(seq) * float64(seq)
 	var lora float64
-	for _, s := range specs {
-		o, i := c.ProjShape(s.Target)
-		lora += 2 * float64(s.Rank*(o+i)) * T
+	for _, sp := range specs {
+		l := shape[sp.Module]
+		lora += 2 * float64(int64(sp.Rank)*(l.Out+l.In)) * T
 	}
 	fwd := 2*lin*T + attn + lora
 	total := 2*2*lin*T + 3*attn + 3*lora
@@ -150,8 +161,29 @@ func StepFLOP(c llama.Config, specs []llama.Adapter, rows, seq int, ckpt bool) f
 	return total
 }
 
-// benchRecipe is the adapter bench trains.
-var benchRecipe = AdapterOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Dropout: 0.05}
+// benchRecipe is the adapter bench trains: r 16, α 32 on the attention
+// projections, dropout 0.05.
+func benchRecipe(cfg *arch.Config) AdapterOptions {
+	return AdapterOptions{Rank: 16, Alpha: 32, Targets: AttentionTargets(cfg), Dropout: 0.05}
+}
+
+// BenchConfig reads a bench shape: a built-in shape's name (arch.Shapes) or
+// a config.json path.
+func BenchConfig(shape string) (*arch.Config, error) {
+	raw, err := arch.ShapeJSON(shape)
+	if err != nil {
+		var ferr error
+		if raw, ferr = os.ReadFile(shape); ferr != nil {
+			return nil, errclass.Usagef("--shape %q is neither a built-in shape (%s) nor a readable config.json: %v",
+				shape, strings.Join(arch.Shapes(), ", "), ferr)
+		}
+	}
+	cfg, err := arch.ParseConfig(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", shape, err)
+	}
+	return cfg, nil
+}
 
 // Bench is lora-train bench as a function: it times training steps of
 // opt's shape on the backend opt.Device names. The model is built from
@@ -164,19 +196,14 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchResult, error) {
 	if opt.Batch <= 0 || opt.Seq <= 1 || opt.Steps <= 0 || opt.Warmup < 0 {
 		return nil, errclass.Usagef("--batch, --seq (> 1) and --steps must be positive, --warmup not negative")
 	}
-	var cfg llama.Config
+	cfg := opt.Config
 	params := opt.Params
-	if opt.Config != nil {
-		cfg = *opt.Config
-	} else {
-		ck, err := checkpoint.LoadConfig(opt.Shape)
-		if err != nil {
+	if cfg == nil {
+		var err error
+		if cfg, err = BenchConfig(opt.Shape); err != nil {
 			return nil, err
 		}
-		if cfg, err = LlamaConfig(ck); err != nil {
-			return nil, err
-		}
-		params = ck.Params().Total()
+		params = cfg.Params().Total()
 	}
 	be := opt.Backend
 	if be == nil {
@@ -200,14 +227,16 @@ func Bench(ctx context.Context, opt BenchOptions) (*BenchResult, error) {
 		}
 		wdt = compute.F32
 	}
-	ad, err := NewAdapter(cfg, benchRecipe)
+	recipe := benchRecipe(cfg)
+	ad, err := NewAdapter(cfg, recipe)
 	if err != nil {
 		return nil, err
 	}
 	res := &BenchResult{Schema: 2, Version: 2, Shape: opt.Shape, Device: be.Name(), Backend: "cuda", Precision: string(prec),
 		Params: params, Batch: opt.Batch, Seq: opt.Seq, Steps: opt.Steps, DType: map[compute.DType]string{
 			compute.F32: "f32", compute.BF16: "bf16"}[wdt], QLoRA: opt.QLoRA, GradCheckpoint: opt.GradCheckpoint,
-		Recipe: "LoRA r=16, alpha=32, q_proj,k_proj,v_proj,o_proj, dropout 0.05, AdamW", StepSecondsMin: math.Inf(1)}
+		Recipe:         fmt.Sprintf("LoRA r=16, alpha=32, %s, dropout 0.05, AdamW", strings.Join(recipe.Targets, ",")),
+		StepSecondsMin: math.Inf(1)}
 	if _, ok := be.(*cpu.Backend); ok {
 		res.Backend = "cpu"
 	}

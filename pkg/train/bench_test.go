@@ -77,7 +77,7 @@ func TestBench(t *testing.T) {
 	} {
 		ready := false
 		var steps int
-		res, err := Bench(context.Background(), BenchOptions{Backend: c.be, Shape: "tiny", Config: &cfg, Params: 123, Batch: 2, Seq: 16,
+		res, err := Bench(context.Background(), BenchOptions{Backend: c.be, Shape: "tiny", Config: cfg, Params: 123, Batch: 2, Seq: 16,
 			Steps: 2, Warmup: 1, Precision: c.prec, QLoRA: c.qlora, GradCheckpoint: c.ckpt,
 			Ready: func(*BenchResult) { ready = true }, OnStep: func(StepResult, int) { steps++ }})
 		if err != nil {
@@ -101,7 +101,43 @@ func TestBench(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Bench(context.Background(), BenchOptions{Backend: cpu.New(1), Config: &cfg, Batch: 1, Seq: 1, Steps: 1}); err == nil {
+	if _, err := Bench(context.Background(), BenchOptions{Backend: cpu.New(1), Config: cfg, Batch: 1, Seq: 1, Steps: 1}); err == nil {
 		t.Error("a one-token sequence accepted")
+	}
+}
+
+// TestStepFLOPArch: a sliding window scores fewer query-key pairs (seq²/2 −
+// (seq−w)²/2 per layer), and the built-in shapes of every architecture
+// plan and count (Phi-3's recipe takes its fused qkv_proj).
+func TestStepFLOPArch(t *testing.T) {
+	cfg, err := BenchConfig("mistral-7b-v0.3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	global := StepFLOP(cfg, nil, 1, 8192, false)
+	cfg.Attention[0].Sliding, cfg.Attention[0].Window = true, 4096
+	windowed := StepFLOP(cfg, nil, 1, 8192, false)
+	attn := 3 * 4 * float64(cfg.Heads*cfg.HeadDim)
+	if d, want := global-windowed, attn*4096*4096/2; math.Abs(d-want) > 1e-9*want {
+		t.Errorf("a window of 4096 at 8192 saves %g FLOP, want %g", d, want)
+	}
+	for _, shape := range []string{"qwen2.5-7b", "gemma2-9b", "gemma3-4b", "phi3.5-mini", "qwen3-8b"} {
+		cfg, err := BenchConfig(shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, err := NewAdapter(cfg, benchRecipe(cfg))
+		if err != nil {
+			t.Fatalf("%s: %v", shape, err)
+		}
+		if f := StepFLOP(cfg, ad.Specs, 1, 2048, false); !(f > 6*float64(cfg.Params().Total())*2048/2) {
+			t.Errorf("%s: %g FLOP per step", shape, f)
+		}
+		if _, err := llama.PlanMemory(cfg, llama.Options{Precision: llama.PrecisionBF16}, ad.Specs, 1, 2048); err != nil {
+			t.Errorf("%s: %v", shape, err)
+		}
+	}
+	if _, err := BenchConfig("no-such-shape"); err == nil {
+		t.Error("an unknown shape accepted")
 	}
 }

@@ -59,7 +59,7 @@ func (t *Trainer) SaveCheckpoint(dir string, a *Adapter, c *output.Cleanup) erro
 	if err != nil {
 		return err
 	}
-	ts, err := adapterTensors(t.model)
+	ts, err := adapterTensors(t.model, a.Rename)
 	if err != nil {
 		return err
 	}

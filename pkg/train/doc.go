@@ -1,4 +1,6 @@
-// Package train trains LoRA, DoRA and (IA)³ adapters on a Llama-family model: JSONL
+// Package train trains LoRA, DoRA and (IA)³ adapters (and, with PEFT's bias
+// option, the biases) on a model of any architecture of the registry
+// (pkg/arch; the language model of a multimodal Gemma 3 checkpoint): JSONL
 // data in the forms of DESIGN.md, batching and packing, AdamW exactly as
 // torch.optim.AdamW, the learning-rate schedules of transformers with the
 // Trainer's one-step lag, clipping by global norm, gradient accumulation with

@@ -125,7 +125,7 @@ func TestInitAdapter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ad.Specs) != 4 || ad.Specs[1].Target != llama.Down || ad.Specs[0].Scale != 2 {
+	if len(ad.Specs) != 4 || ad.Specs[1].Module != "down_proj" || ad.Specs[0].Scale != 2 {
 		t.Fatalf("specs %+v", ad.Specs)
 	}
 	load := InitLoader(cfg, ad.Specs, 7, "F32")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/fixtureio"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/llama"
@@ -83,7 +84,7 @@ func newModel(t testing.TB, be compute.Backend, folder string, ad *Adapter, load
 	return m
 }
 
-func tinyConfig(t testing.TB) llama.Config {
+func tinyConfig(t testing.TB) *arch.Config {
 	return openBase(t, "peft", "tiny").Config
 }
 

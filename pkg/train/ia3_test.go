@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/lorakit/lorakit/internal/testbin"
-	"github.com/lorakit/lorakit/pkg/llama"
 )
 
 // ia3Config is the adapter_config.json PEFT 0.21 writes for a default
@@ -115,9 +114,9 @@ func TestIA3EndToEnd(t *testing.T) {
 	f := openST(t, filepath.Join(out, AdapterFile))
 	want := map[string][]int64{}
 	for l := range cfg.Layers {
-		want[llama.ModulePath(l, llama.K)+".ia3_l"] = []int64{32, 1}
-		want[llama.ModulePath(l, llama.V)+".ia3_l"] = []int64{32, 1}
-		want[llama.ModulePath(l, llama.Down)+".ia3_l"] = []int64{1, 128}
+		want[cfg.ModulePath(l, "k_proj")+".ia3_l"] = []int64{32, 1}
+		want[cfg.ModulePath(l, "v_proj")+".ia3_l"] = []int64{32, 1}
+		want[cfg.ModulePath(l, "down_proj")+".ia3_l"] = []int64{1, 128}
 	}
 	if len(f.Header.Tensors) != len(want) {
 		t.Errorf("%d tensors, want %d", len(f.Header.Tensors), len(want))

@@ -40,16 +40,20 @@ type Options struct {
 	Output string
 
 	// Method is MethodLoRA (LoRA; DoRA with DoRA) or MethodIA3. Rank,
-	// Alpha, Dropout, Targets, DoRA and RSLoRA describe a fresh LoRA
+	// Alpha, Dropout, Targets, DoRA, RSLoRA and Bias describe a fresh LoRA
 	// adapter; InitFrom starts from an existing adapter instead (its
 	// structure wins; Dropout applies to a LoRA one).
-	Method   string
-	Rank     int
-	Alpha    float64
-	Dropout  float64
-	Targets  []string // projection names or "all-linear"
+	Method  string
+	Rank    int
+	Alpha   float64
+	Dropout float64
+	// Targets are the registry's module names or "all-linear"; the default
+	// (q, k, v, o) means the architecture's attention projections
+	// (AttentionTargets: Phi-3's are qkv_proj and o_proj).
+	Targets  []string
 	DoRA     bool
 	RSLoRA   bool
+	Bias     string // PEFT's bias option: "none" (default), "all", "lora_only"
 	InitFrom string
 
 	// Settings are the hyper-parameters that decide the result.
@@ -341,6 +345,7 @@ func (o *Options) loraFlags() []string {
 	add("--dora", o.DoRA)
 	add("--rslora", o.RSLoRA)
 	add("--targets", !slices.Equal(o.Targets, d.Targets))
+	add("--bias", o.Bias != d.Bias && o.Bias != "none")
 	return set
 }
 
@@ -381,8 +386,12 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 	case o.Method == MethodIA3:
 		ad, err = NewIA3Adapter(base.Config)
 	default:
-		ad, err = NewAdapter(base.Config, AdapterOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: o.Targets,
-			DoRA: o.DoRA, RSLoRA: o.RSLoRA, Dropout: o.Dropout})
+		targets := o.Targets
+		if slices.Equal(targets, DefaultOptions().Targets) {
+			targets = AttentionTargets(base.Config)
+		}
+		ad, err = NewAdapter(base.Config, AdapterOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: targets,
+			DoRA: o.DoRA, RSLoRA: o.RSLoRA, Dropout: o.Dropout, Bias: o.Bias})
 	}
 	if err != nil {
 		return nil, nil, err
@@ -390,6 +399,7 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 	if load == nil {
 		load = InitLoader(base.Config, ad.Specs, o.Seed, base.AdapterDType)
 	}
+	ad.Rename = base.CheckpointName
 	if o.Base != "-" {
 		ad.Config.BaseModelNameOrPath = o.Base
 	}
@@ -478,7 +488,7 @@ func padID(b *Base) int32 {
 			}
 		}
 	}
-	if ids := b.Checkpoint.EOSTokenID; len(ids) > 0 && ids[0] >= 0 && ids[0] < b.Config.Vocab {
+	if ids := b.Config.EOS; len(ids) > 0 && ids[0] >= 0 && ids[0] < b.Config.Vocab {
 		return int32(ids[0])
 	}
 	return 0

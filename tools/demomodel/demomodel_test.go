@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tokenizer"
-	"github.com/lorakit/lorakit/pkg/train"
 )
 
 // small is a shape that keeps the tests fast.
@@ -81,7 +81,7 @@ func TestGenerateLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lc, err := train.LlamaConfig(cfg)
+	lc, err := arch.ParseConfig(cfg.Raw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,15 +36,22 @@ var Cases = append(gemmCases(), []Case{
 	{"embedding_bf16", tolExact, func(e *Env) { testEmbedding(e, compute.BF16) }},
 	{"rmsnorm", tolElem * 4, func(e *Env) { testRMSNorm(e, compute.F32) }},
 	{"rmsnorm_backward", tolGrad, func(e *Env) { testRMSNormBackward(e, compute.F32) }},
-	{"rope", tolElem, func(e *Env) { testRope(e, compute.F32) }},
+	{"rope", tolElem, func(e *Env) { testRope(e, compute.F32, 0) }},
+	{"rope_partial", tolElem, func(e *Env) { testRope(e, compute.F32, 6) }},
 	{"attention", tolSum, testAttention},
 	{"attention_backward", tolGrad, testAttentionBackward},
 	{"attention_packed", tolSum, testAttentionPacked},
 	{"attention_packed_rows", tolSum, testAttentionPackedRows},
 	{"attention_backward_packed", tolGrad, testAttentionPackedBackward},
-	{"swiglu", tolElem * 4, func(e *Env) { testSwiGLU(e, compute.F32) }},
-	{"swiglu_backward", tolGrad, func(e *Env) { testSwiGLUBackward(e, compute.F32) }},
-	{"cross_entropy", tolSum, testCrossEntropy},
+	{"glu_silu", tolElem * 4, func(e *Env) { testGLU(e, compute.F32, compute.SiLU) }},
+	{"glu_silu_backward", tolGrad, func(e *Env) { testGLUBackward(e, compute.F32, compute.SiLU) }},
+	{"glu_gelu_tanh", tolElem * 4, func(e *Env) { testGLU(e, compute.F32, compute.GELUTanh) }},
+	{"glu_gelu_tanh_backward", tolGrad, func(e *Env) { testGLUBackward(e, compute.F32, compute.GELUTanh) }},
+	{"glu_gelu", tolElem * 4, func(e *Env) { testGLU(e, compute.F32, compute.GELU) }},
+	{"glu_gelu_backward", tolGrad, func(e *Env) { testGLUBackward(e, compute.F32, compute.GELU) }},
+	{"cross_entropy", tolSum, func(e *Env) { testCrossEntropy(e, 0) }},
+	{"cross_entropy_softcap", tolSum, func(e *Env) { testCrossEntropy(e, 4.5) }},
+	{"softcap", tolElem * 4, func(e *Env) { testSoftCap(e, compute.F32) }},
 	{"dropout_mask", tolExact, testDropout},
 	{"dora_norm_f32", tolSum, func(e *Env) { testDoRANorm(e, compute.F32) }},
 	{"dora_norm_bf16", tolSum, func(e *Env) { testDoRANorm(e, compute.BF16) }},
@@ -249,9 +256,10 @@ func testRMSNormBackward(e *Env, dt compute.DType) {
 	}
 }
 
-func testRope(e *Env, dt compute.DType) {
-	p := compute.Rope{Tokens: 6, Heads: 3, HeadDim: 8}
-	maxPos, half := 10, p.HeadDim/2
+// testRope rotates heads of 10 values, all of them or the first rotary.
+func testRope(e *Env, dt compute.DType, rotary int) {
+	p := compute.Rope{Tokens: 6, Heads: 3, HeadDim: 10, Rotary: rotary}
+	maxPos, half := 10, p.Dims()/2
 	cos, sin := make([]float64, maxPos*half), make([]float64, maxPos*half)
 	for i := range cos {
 		a := 7 * e.rng.Float64()
@@ -307,42 +315,48 @@ func testAttentionBackward(e *Env) {
 	e.Check("dv", e.Get(dv), FD(v, loss))
 }
 
-func testSwiGLU(e *Env, dt compute.DType) {
+func testGLU(e *Env, dt compute.DType, act compute.Activation) {
 	n := 500
 	g, u := e.Rand(n, 8), e.Rand(n, 2)
 	out := e.Alloc(dt, n)
-	e.BE.SwiGLU(out, e.Up(g, dt), e.Up(u, dt))
-	e.Check("out", e.Get(out), refSwiGLU(g, u))
+	e.BE.GLU(act, out, e.Up(g, dt), e.Up(u, dt))
+	e.Check("out", e.Get(out), refGLU(act, g, u))
 }
 
-func testSwiGLUBackward(e *Env, dt compute.DType) {
+func testGLUBackward(e *Env, dt compute.DType, act compute.Activation) {
 	n := 300
 	g, u, d := e.Rand(n, 8), e.Rand(n, 2), e.Rand(n, 1)
 	gb, ub, db := e.Up(g, dt), e.Up(u, dt), e.Up(d, dt)
 	dg, du := e.Alloc(dt, n), e.Alloc(dt, n)
-	e.BE.SwiGLUBackward(dg, du, db, gb, ub)
-	loss := func() float64 { return dot64(d, refSwiGLU(g, u)) }
+	e.BE.GLUBackward(act, dg, du, db, gb, ub)
+	loss := func() float64 { return dot64(d, refGLU(act, g, u)) }
 	wg := FD(g, loss)
 	e.Check("dgate", e.Get(dg), wg)
 	e.Check("dup", e.Get(du), FD(u, loss))
 	// dgate may alias dout.
-	e.BE.SwiGLUBackward(db, du, db, gb, ub)
+	e.BE.GLUBackward(act, db, du, db, gb, ub)
 	e.Check("dgate over dout", e.Get(db), wg)
 }
 
-func testCrossEntropy(e *Env) {
+// testCrossEntropy checks the loss and its gradient with respect to the
+// logits, with the logits soft-capped at softCap when it is not 0.
+func testCrossEntropy(e *Env, softCap float64) {
 	rows, vocab := 6, 50
 	x := e.Rand(rows*vocab, 6)
+	if softCap > 0 {
+		x[3] = 40 // well into the cap's saturation
+	}
 	targets := []int32{4, compute.IgnoreIndex, 49, 0, -1, 17}
 	tb := e.I32(targets)
 	scale := 0.125
+	sc := float32(softCap)
 	loss, dl := e.Alloc(compute.F32, rows), e.Alloc(compute.F32, rows*vocab)
-	e.BE.CrossEntropy(loss, dl, e.F32(x), tb, rows, vocab, float32(scale))
-	want := refCrossEntropy(x, targets, rows, vocab)
+	e.BE.CrossEntropy(loss, dl, e.F32(x), tb, rows, vocab, float32(scale), sc)
+	want := refCrossEntropy(refSoftCap(x, softCap), targets, rows, vocab)
 	e.Check("loss", e.Get(loss), want)
 	g := FD(x, func() float64 {
 		var s float64
-		for _, l := range refCrossEntropy(x, targets, rows, vocab) {
+		for _, l := range refCrossEntropy(refSoftCap(x, softCap), targets, rows, vocab) {
 			s += l
 		}
 		return s * scale
@@ -350,11 +364,18 @@ func testCrossEntropy(e *Env) {
 	e.CheckTol("dlogits", e.Get(dl), g, tolGrad)
 	// In place, and loss only.
 	xb := e.F32(x)
-	e.BE.CrossEntropy(loss, xb, xb, tb, rows, vocab, float32(scale))
+	e.BE.CrossEntropy(loss, xb, xb, tb, rows, vocab, float32(scale), sc)
 	e.CheckTol("dlogits in place", e.Get(xb), g, tolGrad)
 	loss2 := e.Alloc(compute.F32, rows)
-	e.BE.CrossEntropy(loss2, nil, e.F32(x), tb, rows, vocab, 1)
+	e.BE.CrossEntropy(loss2, nil, e.F32(x), tb, rows, vocab, 1, sc)
 	e.Check("loss without gradient", e.Get(loss2), want)
+}
+
+func testSoftCap(e *Env, dt compute.DType) {
+	x := append(e.Rand(300, 80), 1e4, -1e4, 0)
+	xb := e.Up(x, dt)
+	e.BE.SoftCap(xb, 30)
+	e.Check("capped", e.Get(xb), refSoftCap(x, 30))
 }
 
 func testDropout(e *Env) {

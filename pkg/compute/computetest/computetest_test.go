@@ -90,8 +90,8 @@ func (f *faulty) Attention(p compute.Attention, out, lse, q, k, v compute.Buffer
 	}
 }
 
-func (f *faulty) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, rows, vocab int, gradScale float32) {
-	f.Backend.CrossEntropy(loss, dlogits, logits, targets, rows, vocab, gradScale)
+func (f *faulty) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, rows, vocab int, gradScale, softCap float32) {
+	f.Backend.CrossEntropy(loss, dlogits, logits, targets, rows, vocab, gradScale, softCap)
 	if f.op == "cross_entropy" {
 		f.bump(dlogits, 7, 1e-4)
 	}
@@ -122,6 +122,27 @@ func (f *faulty) Rope(p compute.Rope, x, pos, cos, sin compute.Buffer) {
 	f.Backend.Rope(p, x, pos, cos, sin)
 	if f.op == "rope" {
 		f.bump(x, 9, 1e-4)
+	}
+}
+
+func (f *faulty) GLUBackward(act compute.Activation, dgate, dup, dout, gate, up compute.Buffer) {
+	f.Backend.GLUBackward(act, dgate, dup, dout, gate, up)
+	if f.op == "glu" {
+		f.bump(dgate, 6, 1e-3)
+	}
+}
+
+func (f *faulty) GLU(act compute.Activation, out, gate, up compute.Buffer) {
+	f.Backend.GLU(act, out, gate, up)
+	if f.op == "glu" {
+		f.bump(out, 6, 1e-3)
+	}
+}
+
+func (f *faulty) SoftCap(x compute.Buffer, c float32) {
+	f.Backend.SoftCap(x, c)
+	if f.op == "softcap" {
+		f.bump(x, 2, 1e-3)
 	}
 }
 
@@ -162,7 +183,7 @@ func (f *faulty) ColDot(out, a, b compute.Buffer, rows, cols int) {
 // cases and that the unperturbed backend passes them.
 func TestSuiteCatchesFaults(t *testing.T) {
 	for _, op := range []string{"gemm", "rmsnorm_backward", "attention", "attention_backward", "cross_entropy",
-		"dora_backward", "adamw", "dropout_mask", "rope", "scale_cols", "col_dot", "dequant4", "convert"} {
+		"dora_backward", "adamw", "dropout_mask", "rope", "scale_cols", "col_dot", "dequant4", "convert", "glu", "softcap"} {
 		n := 0
 		for _, c := range computetest.Cases {
 			if c.Name != op && !strings.HasPrefix(c.Name, op+"_") {

@@ -57,7 +57,7 @@ func refRMSNorm(x, w []float64, rows, dim int, eps float64) (y, rstd []float64) 
 
 func refRope(p compute.Rope, x []float64, pos []int32, cos, sin []float64) []float64 {
 	y := append([]float64(nil), x...)
-	half := p.HeadDim / 2
+	half := p.Dims() / 2
 	for t := range p.Tokens {
 		for h := range p.Heads {
 			o := (t*p.Heads + h) * p.HeadDim
@@ -132,12 +132,32 @@ func refAttentionSeg(p compute.Attention, q, k, v []float64, seg []int32) (out, 
 
 func refSiLU(x float64) float64 { return x / (1 + math.Exp(-x)) }
 
-func refSwiGLU(g, u []float64) []float64 {
+func refGELUTanh(x float64) float64 {
+	return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+}
+
+func refGELU(x float64) float64 { return 0.5 * x * (1 + math.Erf(x/math.Sqrt2)) }
+
+func refGLU(act compute.Activation, g, u []float64) []float64 {
+	f := map[compute.Activation]func(float64) float64{compute.SiLU: refSiLU, compute.GELUTanh: refGELUTanh,
+		compute.GELU: refGELU}[act]
 	o := make([]float64, len(g))
 	for i := range g {
-		o[i] = refSiLU(g[i]) * u[i]
+		o[i] = f(g[i]) * u[i]
 	}
 	return o
+}
+
+// refSoftCap returns c·tanh(x/c) elementwise, or x when c is 0.
+func refSoftCap(x []float64, c float64) []float64 {
+	if c == 0 {
+		return x
+	}
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = c * math.Tanh(v/c)
+	}
+	return y
 }
 
 func refCrossEntropy(logits []float64, targets []int32, rows, vocab int) []float64 {

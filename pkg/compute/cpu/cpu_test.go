@@ -81,12 +81,14 @@ func TestDeterministic(t *testing.T) {
 		keep(dv)
 		sw := 100003
 		g, u, so := buf(sw), buf(sw), buf(sw)
-		be.SwiGLU(so, g, u)
-		keep(so)
-		dg, du := buf(sw), buf(sw)
-		be.SwiGLUBackward(dg, du, buf(sw), g, u)
-		keep(dg)
-		keep(du)
+		for _, act := range []compute.Activation{compute.SiLU, compute.GELUTanh} {
+			be.GLU(act, so, g, u)
+			keep(so)
+			dg, du := buf(sw), buf(sw)
+			be.GLUBackward(act, dg, du, buf(sw), g, u)
+			keep(dg)
+			keep(du)
+		}
 		ay := buf(sw)
 		be.Axpy(ay, buf(sw), 0.3)
 		keep(ay)
@@ -122,9 +124,14 @@ func TestDeterministic(t *testing.T) {
 		}
 		be.UploadInt32(tg, ids)
 		ls := buf(50)
-		be.CrossEntropy(ls, lg, lg, tg, 50, 1000, 0.5)
+		lg2 := buf(50 * 1000)
+		be.CrossEntropy(ls, lg, lg, tg, 50, 1000, 0.5, 0)
 		keep(ls)
 		keep(lg)
+		ls2 := buf(50)
+		be.CrossEntropy(ls2, lg2, lg2, tg, 50, 1000, 0.5, 30)
+		keep(ls2)
+		keep(lg2)
 		return outs
 	}
 	ref := run(1)

@@ -180,10 +180,11 @@ func (be *Backend) Rope(p compute.Rope, x, pos, cos, sin compute.Buffer) {
 		return
 	}
 	xv, pv, cv, sv := f32(x), i32(pos), f32(cos), f32(sin)
-	if p.HeadDim%2 != 0 {
-		panic("cpu: rope with an odd head dimension")
+	rot := p.Dims()
+	if rot%2 != 0 || rot <= 0 || rot > p.HeadDim {
+		panic(fmt.Sprintf("cpu: rope rotating %d of %d dimensions", rot, p.HeadDim))
 	}
-	half := p.HeadDim / 2
+	half := rot / 2
 	width := p.Heads * p.HeadDim
 	need("rope x", len(xv), p.Tokens*width)
 	need("rope pos", len(pv), p.Tokens)
@@ -199,7 +200,7 @@ func (be *Backend) Rope(p compute.Rope, x, pos, cos, sin compute.Buffer) {
 			c, s := cv[off:off+half], sv[off:off+half]
 			for h := range p.Heads {
 				row := xv[t*width+h*p.HeadDim : t*width+(h+1)*p.HeadDim]
-				x1, x2 := row[:half], row[half:]
+				x1, x2 := row[:half], row[half:rot]
 				if p.Inverse {
 					for i := range half {
 						a, b := x1[i], x2[i]
@@ -218,69 +219,166 @@ func (be *Backend) Rope(p compute.Rope, x, pos, cos, sin compute.Buffer) {
 	})
 }
 
-// swiBlock is the chunk of the SwiGLU loops (scratch for exp).
-const swiBlock = 256
+// gluBlock is the chunk of the GLU loops (scratch for exp).
+const gluBlock = 256
 
-// SwiGLU implements compute.Backend.
-func (be *Backend) SwiGLU(out, gate, up compute.Buffer) {
+// GELU constants as PyTorch writes them: kBeta = √2·(2/√π)·½ = √(2/π).
+const (
+	geluBeta  = float32(math.Sqrt2 * (2 / math.SqrtPi) * 0.5)
+	geluKappa = float32(0.044715)
+	invSqrt2  = float32(1 / math.Sqrt2)
+	invSqrt2π = 1 / 2.5066282746310002
+)
+
+// gateExps fills e with exp(−x) of the gate values x (SiLU), or with
+// tanh(√(2/π)·(x + 0.044715·x³)) (GELUTanh); nothing for GELU.
+func gateExps(act compute.Activation, e, x []float32) {
+	switch act {
+	case compute.SiLU:
+		for i, v := range x {
+			e[i] = -v
+		}
+		vec.Exps(e)
+	case compute.GELUTanh:
+		for i, v := range x {
+			e[i] = geluBeta * (v + geluKappa*(v*v*v))
+		}
+		tanhs(e)
+	case compute.GELU:
+	default:
+		panic(fmt.Sprintf("cpu: glu activation %v", act))
+	}
+}
+
+// tanhs sets t[i] = tanh(t[i]) from exp(−2|x|): (1−e)/(1+e) with x's sign.
+func tanhs(t []float32) {
+	var sign [gluBlock]bool
+	for i, x := range t {
+		sign[i] = x < 0
+		t[i] = -2 * float32(math.Abs(float64(x)))
+	}
+	vec.Exps(t)
+	for i, e := range t {
+		v := (1 - e) / (1 + e)
+		if sign[i] {
+			v = -v
+		}
+		t[i] = v
+	}
+}
+
+// GLU implements compute.Backend.
+func (be *Backend) GLU(act compute.Activation, out, gate, up compute.Buffer) {
 	if w := be.mixed(out, gate, up); w != nil {
-		be.SwiGLU(w.out(out), w.in(gate), w.in(up))
+		be.GLU(act, w.out(out), w.in(gate), w.in(up))
 		w.done()
 		return
 	}
 	o, g, u := f32(out), f32(gate), f32(up)
-	need("swiglu gate", len(g), len(o))
-	need("swiglu up", len(u), len(o))
+	need("glu gate", len(g), len(o))
+	need("glu up", len(u), len(o))
 	be.parallel(len(o), elemGrain/8, func(lo, hi int) {
-		var e [swiBlock]float32
-		for b := lo; b < hi; b += swiBlock {
-			n := min(swiBlock, hi-b)
-			for i := range n {
-				e[i] = -g[b+i]
-			}
-			vec.Exps(e[:n])
-			for i := range n {
-				x := g[b+i]
-				o[b+i] = x / (1 + e[i]) * u[b+i]
+		var e [gluBlock]float32
+		for b := lo; b < hi; b += gluBlock {
+			n := min(gluBlock, hi-b)
+			gb, ub, ob := g[b:b+n], u[b:b+n], o[b:b+n]
+			gateExps(act, e[:n], gb)
+			switch act {
+			case compute.SiLU:
+				for i, x := range gb {
+					ob[i] = x / (1 + e[i]) * ub[i]
+				}
+			case compute.GELUTanh:
+				for i, x := range gb {
+					ob[i] = 0.5 * x * (1 + e[i]) * ub[i]
+				}
+			case compute.GELU:
+				for i, x := range gb {
+					ob[i] = 0.5 * x * (1 + float32(math.Erf(float64(x*invSqrt2)))) * ub[i]
+				}
 			}
 		}
 	})
 }
 
-// SwiGLUBackward implements compute.Backend.
-func (be *Backend) SwiGLUBackward(dgate, dup, dout, gate, up compute.Buffer) {
+// GLUBackward implements compute.Backend.
+func (be *Backend) GLUBackward(act compute.Activation, dgate, dup, dout, gate, up compute.Buffer) {
 	if w := be.mixed(dgate, dup, dout, gate, up); w != nil {
-		be.SwiGLUBackward(w.out(dgate), w.out(dup), w.in(dout), w.in(gate), w.in(up))
+		be.GLUBackward(act, w.out(dgate), w.out(dup), w.in(dout), w.in(gate), w.in(up))
 		w.done()
 		return
 	}
 	dg, du, do, g, u := f32(dgate), f32(dup), f32(dout), f32(gate), f32(up)
 	n := len(do)
-	need("swiglu dgate", len(dg), n)
-	need("swiglu dup", len(du), n)
-	need("swiglu gate", len(g), n)
-	need("swiglu up", len(u), n)
+	need("glu dgate", len(dg), n)
+	need("glu dup", len(du), n)
+	need("glu gate", len(g), n)
+	need("glu up", len(u), n)
 	be.parallel(n, elemGrain/8, func(lo, hi int) {
-		var e [swiBlock]float32
-		for b := lo; b < hi; b += swiBlock {
-			m := min(swiBlock, hi-b)
-			for i := range m {
-				e[i] = -g[b+i]
-			}
-			vec.Exps(e[:m])
-			for i := range m {
-				x := g[b+i]
-				sig := 1 / (1 + e[i])
-				d := do[b+i]
-				du[b+i] = d * (x * sig)
-				dg[b+i] = d * u[b+i] * (sig * (1 + x*(1-sig)))
+		var e [gluBlock]float32
+		for b := lo; b < hi; b += gluBlock {
+			m := min(gluBlock, hi-b)
+			gb, ub, dob, dgb, dub := g[b:b+m], u[b:b+m], do[b:b+m], dg[b:b+m], du[b:b+m]
+			gateExps(act, e[:m], gb)
+			switch act {
+			case compute.SiLU:
+				for i, x := range gb {
+					sig := 1 / (1 + e[i])
+					d := dob[i]
+					dub[i] = d * (x * sig)
+					dgb[i] = d * ub[i] * (sig * (1 + x*(1-sig)))
+				}
+			case compute.GELUTanh:
+				for i, x := range gb {
+					t := e[i]
+					d := dob[i]
+					left := 0.5 * x
+					right := 1 + t
+					// PyTorch's GeluBackward (tanh): ½(1+t) + ½x·(1−t²)·β(1+3κx²).
+					dact := 0.5*right + left*(1-t*t)*(geluBeta*(1+3*geluKappa*(x*x)))
+					dub[i] = d * (left * right)
+					dgb[i] = d * ub[i] * dact
+				}
+			case compute.GELU:
+				for i, x := range gb {
+					cdf := 0.5 * (1 + float32(math.Erf(float64(x*invSqrt2))))
+					pdf := float32(math.Exp(-0.5*float64(x)*float64(x)) * invSqrt2π)
+					d := dob[i]
+					dub[i] = d * (x * cdf)
+					dgb[i] = d * ub[i] * (cdf + x*pdf)
+				}
 			}
 		}
 	})
 }
 
+// capLogit returns c·tanh(x/c) and tanh(x/c), in f32 in transformers'
+// order (divide, tanh, multiply).
+func capLogit(x, c float32) (z, t float32) {
+	t = float32(math.Tanh(float64(x / c)))
+	return t * c, t
+}
+
+// SoftCap implements compute.Backend.
+func (be *Backend) SoftCap(x compute.Buffer, c float32) {
+	if w := be.mixed(x); w != nil {
+		be.SoftCap(w.out(x), c)
+		w.done()
+		return
+	}
+	if !(c > 0) {
+		panic(fmt.Sprintf("cpu: soft cap %v", c))
+	}
+	v := f32(x)
+	be.parallel(len(v), elemGrain/8, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			v[i], _ = capLogit(v[i], c)
+		}
+	})
+}
+
 // CrossEntropy implements compute.Backend.
-func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, rows, vocab int, gradScale float32) {
+func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, rows, vocab int, gradScale, softCap float32) {
 	lv, xv, tv := f32(loss), f32(logits), i32(targets)
 	need("cross-entropy loss", len(lv), rows)
 	need("cross-entropy logits", len(xv), rows*vocab)
@@ -295,10 +393,24 @@ func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, r
 			panic(fmt.Sprintf("cpu: cross-entropy target %d outside [0, %d)", t, vocab))
 		}
 	}
+	if softCap < 0 || softCap != softCap {
+		panic(fmt.Sprintf("cpu: cross-entropy soft cap %v", softCap))
+	}
 	be.parallel(rows, rowGrain(vocab*8), func(lo, hi int) {
-		var scratch []float32
+		var scratch, capped, tanh []float32
 		for r := lo; r < hi; r++ {
 			x := xv[r*vocab : (r+1)*vocab]
+			if softCap > 0 && tv[r] >= 0 {
+				// The capped logits, and tanh for the gradient (dlogits may
+				// alias x).
+				if capped == nil {
+					capped, tanh = make([]float32, vocab), make([]float32, vocab)
+				}
+				for i, v := range x {
+					capped[i], tanh[i] = capLogit(v, softCap)
+				}
+				x = capped
+			}
 			var d []float32
 			if dv != nil {
 				d = dv[r*vocab : (r+1)*vocab]
@@ -341,6 +453,11 @@ func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, r
 				d[i] = gradScale * float32(float64(v)*inv)
 			}
 			d[t] -= gradScale
+			if softCap > 0 {
+				for i, th := range tanh {
+					d[i] *= 1 - th*th
+				}
+			}
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/compute/computetest"
 	"github.com/lorakit/lorakit/pkg/compute/cpu"
@@ -354,23 +355,27 @@ func BenchmarkGemm4096(b *testing.B) {
 // v, o. Loss and gradient norms agree within 1e-2.
 func TestQLoRAMixedEmulated(t *testing.T) {
 	cuda.NewEmulated(t, cuda.Options{}) // skips without clang
-	cfg := llama.Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
-		RMSEps: 1e-5, RopeTheta: 10000}
+	cfg, err := arch.ParseConfig([]byte(`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 256,
+		"rms_norm_eps": 1e-5, "rope_theta": 10000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	opt := llama.Options{Precision: llama.PrecisionBF16, GradCheckpoint: true,
 		Synthetic: &llama.Synthetic{Seed: 7, Scale: 0.05, NF4: true}}
 	var specs []llama.Adapter
 	for l := range cfg.Layers {
-		for _, tg := range []llama.Target{llama.Q, llama.K, llama.V, llama.O} {
-			specs = append(specs, llama.Adapter{Layer: l, Target: tg, Rank: 4, Scale: 2, Dropout: 0.1})
+		for _, tg := range []string{"q_proj", "k_proj", "v_proj", "o_proj"} {
+			specs = append(specs, llama.Adapter{Layer: l, Module: tg, Rank: 4, Scale: 2, Dropout: 0.1})
 		}
 	}
 	adapters := func(name string) ([]float32, []int, error) {
-		for _, s := range specs {
+		for k, s := range specs {
 			out, in := 64, 64 // q and o; k and v put out 32
-			if s.Target == llama.K || s.Target == llama.V {
+			if s.Module == "k_proj" || s.Module == "v_proj" {
 				out = 32
 			}
-			p := llama.ModulePath(s.Layer, s.Target)
+			p := cfg.ModulePath(s.Layer, s.Module)
 			shape := []int{s.Rank, in}
 			if name == p+llama.SuffixB {
 				shape = []int{out, s.Rank}
@@ -379,7 +384,7 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 			}
 			x := make([]float32, shape[0]*shape[1])
 			for i := range x {
-				x[i] = float32(math.Sin(float64(i*7+s.Layer*3+int(s.Target)))) * 0.1
+				x[i] = float32(math.Sin(float64(i*7+s.Layer*3+k%4))) * 0.1
 			}
 			return x, shape, nil
 		}
@@ -404,15 +409,7 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var norms []float64
-		for _, p := range m.Params() {
-			var s float64
-			for _, v := range download(t, be, p.Grad) {
-				s += float64(v) * float64(v)
-			}
-			norms = append(norms, math.Sqrt(s))
-		}
-		return sum / float64(n), norms
+		return sum / float64(n), gradNorms(t, be, m)
 	}
 	refLoss, refNorms := run(cpu.New(0))
 	loss, norms := run(cuda.NewEmulated(t, cuda.Options{}))
@@ -426,15 +423,122 @@ func TestQLoRAMixedEmulated(t *testing.T) {
 	t.Logf("QLoRA bf16: loss %.6f (cpu %.6f), gradient norms within %.3g", loss, refLoss, worst)
 }
 
+// gradNorms returns the norm of each parameter's gradient.
+func gradNorms(t *testing.T, be compute.Backend, m *llama.Model) []float64 {
+	var norms []float64
+	for _, p := range m.Params() {
+		var s float64
+		for _, v := range download(t, be, p.Grad) {
+			s += float64(v) * float64(v)
+		}
+		norms = append(norms, math.Sqrt(s))
+	}
+	return norms
+}
+
+// TestArchMatchesCPU runs one training step and the logits of small models
+// of other architectures on the GPU and on the CPU (see compareArch).
+func TestArchMatchesCPU(t *testing.T) {
+	device(t) // skips without a device
+	compareArch(t, func(t *testing.T) compute.Backend { return device(t) })
+}
+
+// TestArchEmulated is TestArchMatchesCPU on the host emulation.
+func TestArchEmulated(t *testing.T) {
+	cuda.NewEmulated(t, cuda.Options{}) // skips without clang
+	compareArch(t, func(t *testing.T) compute.Backend { return cuda.NewEmulated(t, cuda.Options{}) })
+}
+
+// compareArch runs one training step and the logits of small models of
+// other architectures on a backend and on the CPU: Gemma 2 (GeGLU,
+// sandwich norms, soft-capped scores and logits, local and global layers),
+// Phi-3 (fused qkv and gate_up with DoRA, partial rotary, LongRoPE, a
+// window) and Qwen2 (trained q/k/v biases, tied embeddings, a window), in
+// f32 (within 1e-4) and bf16 mixed precision (within 5e-2).
+func compareArch(t *testing.T, backend func(*testing.T) compute.Backend) {
+	const small = `"hidden_size": 32, "intermediate_size": 48, "num_attention_heads": 4, "num_key_value_heads": 2,
+	  "vocab_size": 64, "num_hidden_layers": 2`
+	for _, c := range []struct{ name, js, bias string }{
+		{"gemma2", `{"model_type": "gemma2", ` + small + `, "head_dim": 8, "query_pre_attn_scalar": 20, "sliding_window": 4,
+		  "attn_logit_softcapping": 3.0, "final_logit_softcapping": 5.0}`, "none"},
+		{"phi3", `{"model_type": "phi3", ` + small + `, "partial_rotary_factor": 0.75, "max_position_embeddings": 64,
+		  "original_max_position_embeddings": 8, "sliding_window": 6, "rope_scaling": {"type": "longrope",
+		  "short_factor": [1.0, 1.25, 1.5], "long_factor": [1.5, 3.0, 6.0]}}`, "none"},
+		{"qwen2", `{"model_type": "qwen2", ` + small + `, "tie_word_embeddings": true, "use_sliding_window": true,
+		  "sliding_window": 5, "max_window_layers": 1}`, "all"},
+	} {
+		cfg, err := arch.ParseConfig([]byte(c.js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ad, err := train.NewAdapter(cfg, train.AdapterOptions{Rank: 4, Alpha: 8, Targets: []string{"all-linear"},
+			DoRA: c.name == "phi3", Dropout: 0.1, Bias: c.bias})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := llama.Batch{Rows: 2, Seq: 12}
+		for i := range b.Rows * b.Seq {
+			b.IDs = append(b.IDs, int32(i*37%cfg.Vocab))
+		}
+		b.Labels = b.IDs
+		for _, prec := range []llama.Precision{llama.PrecisionF32, llama.PrecisionBF16} {
+			run := func(be compute.Backend) (float64, []float64, []float32) {
+				m, err := llama.New(be, cfg, nil, llama.Options{Precision: prec, Synthetic: &llama.Synthetic{Seed: 5, Scale: 0.3}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				if err := m.AddAdapters(ad.Specs, train.InitLoader(cfg, ad.Specs, 2, "F32")); err != nil {
+					t.Fatal(err)
+				}
+				logits := make([]float32, b.Rows*b.Seq*cfg.Vocab)
+				if err := m.Logits(b, logits); err != nil {
+					t.Fatal(err)
+				}
+				m.ZeroGrad()
+				sum, n, err := m.ForwardBackward(b, llama.Step{Seed: 3})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return sum / float64(n), gradNorms(t, be, m), logits
+			}
+			refLoss, refNorms, refLogits := run(cpu.New(0))
+			loss, norms, logits := run(backend(t))
+			worst, worstLogit, scale := 0.0, 0.0, 0.0
+			for i := range norms {
+				worst = math.Max(worst, plaintrain.RelDiff(norms[i], refNorms[i]))
+			}
+			for i := range logits {
+				worstLogit = math.Max(worstLogit, math.Abs(float64(logits[i]-refLogits[i])))
+				scale = math.Max(scale, math.Abs(float64(refLogits[i])))
+			}
+			tol := 1e-4
+			if prec == llama.PrecisionBF16 {
+				tol = 5e-2 // the tensor-core path rounds scores and products the CPU widens
+			}
+			if e := plaintrain.RelDiff(loss, refLoss); e > tol || worst > tol || worstLogit > tol*scale {
+				t.Errorf("%s %s: loss %v (cpu %v), worst gradient norm relative difference %.3g, logits %.3g of %.3g",
+					c.name, prec, loss, refLoss, worst, worstLogit, scale)
+			}
+			t.Logf("%s %s: loss %.6f (cpu %.6f), gradient norms within %.3g, logits within %.3g of %.3g", c.name, prec,
+				loss, refLoss, worst, worstLogit, scale)
+		}
+	}
+}
+
 // TestBenchEmulated runs lora-train's bench (train.Bench) on the emulated
 // backend: random NF4 weights made on the device, bf16 mixed precision
 // (the host emulation claims sm_90), checkpointing, and the caching
 // allocator's peak memory in the result.
 func TestBenchEmulated(t *testing.T) {
 	be := cuda.NewEmulated(t, cuda.Options{})
-	cfg := llama.Config{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256,
-		RMSEps: 1e-5, RopeTheta: 10000}
-	res, err := train.Bench(context.Background(), train.BenchOptions{Backend: be, Shape: "tiny", Config: &cfg, Batch: 2, Seq: 16,
+	cfg, err := arch.ParseConfig([]byte(`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 256,
+		"rms_norm_eps": 1e-5, "rope_theta": 10000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := train.Bench(context.Background(), train.BenchOptions{Backend: be, Shape: "tiny", Config: cfg, Batch: 2, Seq: 16,
 		Steps: 1, Warmup: 1, Precision: "auto", QLoRA: true, GradCheckpoint: true})
 	if err != nil {
 		t.Fatal(err)

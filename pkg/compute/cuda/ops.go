@@ -156,10 +156,11 @@ func (be *Backend) RMSNormBackward(dx, dy, x, w, rstd compute.Buffer, rows, dim 
 // Rope implements compute.Backend. A position outside the table is reported
 // by Sync (ErrDevice) and leaves its token unchanged.
 func (be *Backend) Rope(r compute.Rope, x, pos, cos, sin compute.Buffer) {
-	if r.HeadDim%2 != 0 {
-		panic("cuda: rope with an odd head dimension")
+	rot := r.Dims()
+	if rot%2 != 0 || rot <= 0 || rot > r.HeadDim {
+		panic(fmt.Sprintf("cuda: rope rotating %d of %d dimensions", rot, r.HeadDim))
 	}
-	half := r.HeadDim / 2
+	half := rot / 2
 	xb := be.floatN(x, "rope x", r.Tokens*r.Heads*r.HeadDim)
 	pb := be.typed(pos, compute.I32, "rope pos")
 	need("rope pos", pb.n, r.Tokens)
@@ -170,37 +171,55 @@ func (be *Backend) Rope(r compute.Rope, x, pos, cos, sin compute.Buffer) {
 		npos = cb.n / half
 	}
 	be.elementwise("lk_rope", r.Tokens*r.Heads*half, p(xb), p(pb), p(cb), p(sb), i32Arg(r.Tokens), i32Arg(r.Heads),
-		i32Arg(r.HeadDim), i32Arg(npos), boolArg(r.Inverse), p(be.flags), dts(xb))
+		i32Arg(r.HeadDim), i32Arg(rot), i32Arg(npos), boolArg(r.Inverse), p(be.flags), dts(xb))
 }
 
-// SwiGLU implements compute.Backend.
-func (be *Backend) SwiGLU(out, gate, up compute.Buffer) {
-	o := be.float(out, "swiglu out")
-	g, u := be.floatN(gate, "swiglu gate", o.n), be.floatN(up, "swiglu up", o.n)
-	be.elementwise("lk_swiglu_fwd", o.n, p(o), p(g), p(u), i64Arg(o.n), dts(o, g, u))
+// GLU implements compute.Backend.
+func (be *Backend) GLU(act compute.Activation, out, gate, up compute.Buffer) {
+	o := be.float(out, "glu out")
+	g, u := be.floatN(gate, "glu gate", o.n), be.floatN(up, "glu up", o.n)
+	be.elementwise("lk_glu_fwd", o.n, p(o), p(g), p(u), i64Arg(o.n), i32Arg(actArg(act)), dts(o, g, u))
 }
 
-// SwiGLUBackward implements compute.Backend.
-func (be *Backend) SwiGLUBackward(dgate, dup, dout, gate, up compute.Buffer) {
-	do := be.float(dout, "swiglu dout")
+// GLUBackward implements compute.Backend.
+func (be *Backend) GLUBackward(act compute.Activation, dgate, dup, dout, gate, up compute.Buffer) {
+	do := be.float(dout, "glu dout")
 	n := do.n
-	dg, du := be.floatN(dgate, "swiglu dgate", n), be.floatN(dup, "swiglu dup", n)
-	g, u := be.floatN(gate, "swiglu gate", n), be.floatN(up, "swiglu up", n)
-	be.elementwise("lk_swiglu_bwd", n, p(dg), p(du), p(do), p(g), p(u), i64Arg(n), dts(dg, du, do, g, u))
+	dg, du := be.floatN(dgate, "glu dgate", n), be.floatN(dup, "glu dup", n)
+	g, u := be.floatN(gate, "glu gate", n), be.floatN(up, "glu up", n)
+	be.elementwise("lk_glu_bwd", n, p(dg), p(du), p(do), p(g), p(u), i64Arg(n), i32Arg(actArg(act)), dts(dg, du, do, g, u))
+}
+
+// actArg is the kernels' number of an activation (glu.cu).
+func actArg(a compute.Activation) int {
+	switch a {
+	case compute.SiLU, compute.GELUTanh, compute.GELU:
+		return int(a)
+	}
+	panic(fmt.Sprintf("cuda: glu activation %v", a))
+}
+
+// SoftCap implements compute.Backend.
+func (be *Backend) SoftCap(x compute.Buffer, c float32) {
+	if !(c > 0) {
+		panic(fmt.Sprintf("cuda: soft cap %v", c))
+	}
+	xb := be.float(x, "softcap x")
+	be.elementwise("lk_softcap", xb.n, p(xb), i64Arg(xb.n), f32Arg(c), dts(xb))
 }
 
 // CrossEntropy implements compute.Backend. A target ≥ vocab is reported by
 // Sync (ErrDevice); its row gets a NaN loss and a zero gradient.
-func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, rows, vocab int, gradScale float32) {
+func (be *Backend) CrossEntropy(loss, dlogits, logits, targets compute.Buffer, rows, vocab int, gradScale, softCap float32) {
 	lb, xb := be.f32(loss, "cross-entropy loss", rows), be.f32(logits, "cross-entropy logits", rows*vocab)
 	tb := be.typed(targets, compute.I32, "cross-entropy targets")
 	need("cross-entropy targets", tb.n, rows)
 	dl := be.ptrOrNil(dlogits, "cross-entropy dlogits", rows*vocab)
-	if vocab <= 0 {
-		panic("cuda: cross-entropy with an empty vocabulary")
+	if vocab <= 0 || softCap < 0 || softCap != softCap {
+		panic(fmt.Sprintf("cuda: cross-entropy with vocabulary %d, soft cap %v", vocab, softCap))
 	}
 	be.rowwise("lk_cross_entropy", rows, p(lb), ptrArg(dl), p(xb), p(tb), i32Arg(rows), i32Arg(vocab),
-		f32Arg(gradScale), p(be.flags))
+		f32Arg(gradScale), f32Arg(softCap), p(be.flags))
 }
 
 // FillUniform implements compute.Backend with compute's hash, bit for bit.
