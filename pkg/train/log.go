@@ -178,12 +178,12 @@ func openLog(path string, resuming bool, step int) (f *os.File, hasRun bool, err
 func (o *Options) runInfo(base *Base, ad *Adapter, tr *Trainer, examples int, device, precision string) RunInfo {
 	ri := RunInfo{Base: o.Base, Data: o.Data, ChatTemplateKwargs: o.ChatTemplateKwargs, Steps: tr.Total(), Examples: examples,
 		Settings: o.Settings, Device: device, Precision: precision, Method: MethodLoRA, Targets: []string{}}
-	if base.Checkpoint != nil {
-		ri.ModelType = base.Checkpoint.ModelType
+	if base.Config != nil {
+		ri.ModelType = base.Config.ModelType
 	}
 	seen := map[string]bool{}
 	for _, s := range ad.Specs {
-		if t := s.Target.String(); !seen[t] {
+		if t := s.Module; !seen[t] {
 			seen[t] = true
 			ri.Targets = append(ri.Targets, t)
 		}
