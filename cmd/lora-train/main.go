@@ -10,7 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/lorakit/lorakit/internal/cli"
-	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
@@ -62,7 +62,7 @@ func vars() kong.Vars {
 		"max_grad_norm": f(d.MaxGradNorm), "seed": strconv.FormatUint(d.Seed, 10), "shuffle": strconv.FormatBool(d.Shuffle),
 		"device": d.Device, "bench_batch": strconv.Itoa(b.Batch), "bench_seq": strconv.Itoa(b.Seq),
 		"bench_steps": strconv.Itoa(b.Steps), "bench_dtype": b.DType, "bench_warmup": strconv.Itoa(b.Warmup),
-		"shapes": strings.Join(checkpoint.Shapes(), ", "),
+		"shapes": strings.Join(arch.Shapes(), ", "),
 	}
 }
 

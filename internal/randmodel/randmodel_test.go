@@ -47,8 +47,8 @@ func TestWrite(t *testing.T) {
 	if n != c.Bytes() {
 		t.Errorf("data %d bytes, Bytes() = %d", n, c.Bytes())
 	}
-	if cfg := base.Config; cfg.HeadDim != 8 || cfg.NumKVHeads != 2 || cfg.MaxPositionEmbeddings != 2048 {
-		t.Errorf("config: head_dim %d, kv heads %d, max positions %d", cfg.HeadDim, cfg.NumKVHeads, cfg.MaxPositionEmbeddings)
+	if cfg := base.Config; cfg.HeadDim != 8 || cfg.KVHeads != 2 || cfg.MaxPositions != 2048 {
+		t.Errorf("config: head_dim %d, kv heads %d, max positions %d", cfg.HeadDim, cfg.KVHeads, cfg.MaxPositions)
 	}
 	ad := filepath.Join(dir, "adapter")
 	if err := c.Adapter(ad, 4, 1, "q_proj", "down_proj"); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/compute"
 	"github.com/lorakit/lorakit/pkg/dtype"
@@ -24,7 +25,7 @@ import (
 type Base struct {
 	Path       string
 	Source     *checkpoint.Source
-	Checkpoint *checkpoint.Config
+	Checkpoint *arch.Config
 	Config     llama.Config
 	// Tokenizer is nil when the base carries no tokenizer.json.
 	Tokenizer *tokenizer.Tokenizer
@@ -84,7 +85,7 @@ func (b *Base) init() error {
 			}
 		}
 	}
-	b.AdapterDType = torchDType(ck.DType)
+	b.AdapterDType = torchDType(ck.DTypeName)
 	if b.Quantized {
 		b.WeightDType = compute.F32
 		var q struct {
@@ -128,22 +129,38 @@ func (b *Base) Close() error {
 	return b.Source.Close()
 }
 
-// LlamaConfig converts a checkpoint configuration to the model's.
-func LlamaConfig(c *checkpoint.Config) (llama.Config, error) {
-	if c.AttentionBias || c.MLPBias {
-		return llama.Config{}, fmt.Errorf("%w: %s with attention or MLP biases is not supported", ErrModel, c.ModelType)
+// LlamaConfig converts the registry's description of a checkpoint to the
+// model's. Architectures whose forward pass needs more than the Llama decoder
+// (biases, q/k norms, sliding windows, Gemma's or Phi-3's specifics) are
+// refused with an error wrapping arch.ErrUnsupported that names them.
+func LlamaConfig(c *arch.Config) (llama.Config, error) {
+	if missing := llamaMissing(c); len(missing) > 0 {
+		return llama.Config{}, fmt.Errorf("%w: %w: %s (%s): lorakit's model does not compute %s yet",
+			ErrModel, arch.ErrUnsupported, c.Arch.ModelType, c.Arch.Name, strings.Join(missing, ", "))
 	}
-	lc := llama.Config{Hidden: c.HiddenSize, Intermediate: c.IntermediateSize, Layers: c.NumLayers,
-		Heads: c.NumHeads, KVHeads: c.NumKVHeads, HeadDim: c.HeadDim, Vocab: c.VocabSize,
-		RMSEps: c.RMSNormEps, RopeTheta: c.RopeTheta, TieEmbeddings: c.TieWordEmbeddings}
-	if s := c.RopeScaling; s != nil {
-		lc.RopeScaling = &llama.RopeScaling{Type: s.Type, Factor: s.Factor, LowFreqFactor: s.LowFreqFactor,
-			HighFreqFactor: s.HighFreqFactor, OriginalMaxPositions: s.OriginalMaxPositionEmbeddings}
+	r := c.Attention[0].Rope
+	lc := llama.Config{Hidden: c.Hidden, Intermediate: c.Intermediate, Layers: c.Layers,
+		Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Vocab: c.Vocab,
+		RMSEps: c.NormEps, RopeTheta: r.Theta, TieEmbeddings: c.TiedEmbeddings}
+	if r.Type == arch.RopeLlama3 {
+		lc.RopeScaling = &llama.RopeScaling{Type: "llama3", Factor: r.Factor, LowFreqFactor: r.LowFreqFactor,
+			HighFreqFactor: r.HighFreqFactor, OriginalMaxPositions: r.OriginalMaxPositions}
 	}
 	if err := lc.Validate(); err != nil {
 		return llama.Config{}, err
 	}
 	return lc, nil
+}
+
+// llamaMissing lists what the config needs beyond the Llama decoder.
+func llamaMissing(c *arch.Config) []string {
+	out := c.Specifics()
+	for _, r := range c.Ropes() {
+		if r.Type != arch.RopeDefault && r.Type != arch.RopeLlama3 {
+			out = append(out, "rope "+r.String())
+		}
+	}
+	return out
 }
 
 // info and data read a tensor of the source or of the in-memory stream.

@@ -490,7 +490,7 @@ func padID(b *Base) int32 {
 			}
 		}
 	}
-	if ids := b.Checkpoint.EOSTokenID; len(ids) > 0 && ids[0] >= 0 && ids[0] < b.Config.Vocab {
+	if ids := b.Checkpoint.EOS; len(ids) > 0 && ids[0] >= 0 && ids[0] < b.Config.Vocab {
 		return int32(ids[0])
 	}
 	return 0
