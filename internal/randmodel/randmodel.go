@@ -530,6 +530,16 @@ func (c Config) AdapterWith(out string, o AdapterOptions) error {
 	return w.Commit()
 }
 
+// ModelTypes lists the model_type values Tiny takes: every architecture of
+// the registry, then Gemma 3's multimodal wrapper (gemma3).
+func ModelTypes() []string {
+	var out []string
+	for _, a := range arch.All() {
+		out = append(out, a.ModelType)
+	}
+	return append(out, "gemma3")
+}
+
 // Tiny is a small model of an architecture for tests (hidden 64, 4 heads of
 // 16, 2 KV heads, 2 layers, a 320-token tokenizer, 64 positions), with what
 // sets the architecture apart switched on where a config can switch it:

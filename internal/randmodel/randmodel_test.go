@@ -71,22 +71,12 @@ func TestWrite(t *testing.T) {
 	}
 }
 
-// tinyTypes are the architectures of the registry, and Gemma 3's multimodal
-// wrapper.
-func tinyTypes() []string {
-	var out []string
-	for _, a := range arch.All() {
-		out = append(out, a.ModelType)
-	}
-	return append(out, "gemma3")
-}
-
 // TestEveryArchitecture writes a tiny model of every architecture and checks
 // that the registry reads it back with exactly its tensors, that the
 // tokenizer loads with the promised token count, and that adapters on every
 // target, fused modules and biases included, are what PEFT would save.
 func TestEveryArchitecture(t *testing.T) {
-	for _, mt := range tinyTypes() {
+	for _, mt := range ModelTypes() {
 		t.Run(mt, func(t *testing.T) {
 			dir := t.TempDir()
 			c := Tiny(mt, 3)
