@@ -69,7 +69,7 @@ func vars() kong.Vars {
 // tool is lora-train for cli.Main (and for in-process tests, cli.Run).
 func tool() cli.Tool {
 	c := new(command)
-	return cli.Tool{Name: "lora-train", Description: description, Grammar: c, Globals: &c.Globals,
+	return cli.Tool{Name: "lora-train", Description: description + "\n\nArchitectures (config.json model_type):\n" + cli.Preformatted(arch.Table()), Grammar: c, Globals: &c.Globals,
 		Options: []kong.Option{vars()}}
 }
 

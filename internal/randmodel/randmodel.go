@@ -141,10 +141,10 @@ func (c Config) ConfigJSON() []byte {
 			m[key] = *id
 		}
 	}
-	maps(m, c.Extra)
 	if a, err := arch.Lookup(mt); err == nil {
 		m["architectures"] = []string{a.Classes[0]}
 	}
+	maps(m, c.Extra)
 	if mt == "gemma3" { // the multimodal wrapper: the language model is text_config
 		m["model_type"] = "gemma3_text"
 		delete(m, "architectures")
