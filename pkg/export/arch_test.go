@@ -88,8 +88,9 @@ func TestArchitectureExports(t *testing.T) {
 			if len(names) != len(want) {
 				t.Errorf("%d tensors, want %d", len(names), len(want))
 			}
-			if cfg.SlidingLayers() > 0 && len(p.Notes) == 0 {
-				t.Error("a sliding window without a note")
+			ctx, _ := h.Metadata.Uint32(g.Arch + ".context_length")
+			if capped := ctx < uint32(cfg.MaxPositions); capped != (len(p.Warnings) == 1 && strings.Contains(p.Warnings[0], "sliding_window (context)")) {
+				t.Errorf("context capped %v, warnings %q", capped, p.Warnings)
 			}
 
 			// The adapter: A and B with the registry's transforms of B (row order,
@@ -252,5 +253,44 @@ func TestArchitectureRefusals(t *testing.T) {
 				t.Errorf("%v", err)
 			}
 		})
+	}
+}
+
+// TestTrimmedEmbeddingAdapter: an embedding LoRA on an untied Gemma 3, whose GGUF
+// embedding keeps only the tokenizer's tokens, gets its lora_a trimmed alike; with
+// only a config.json as the base, the token count is unknown and it is refused.
+func TestTrimmedEmbeddingAdapter(t *testing.T) {
+	c := randmodel.Tiny("gemma3_text", 2)
+	c.Tied = false
+	dir := t.TempDir()
+	base, ad := filepath.Join(dir, "base"), filepath.Join(dir, "adapter")
+	if err := c.Write(base); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AdapterWith(ad, randmodel.AdapterOptions{Rank: 4, Seed: 1, Targets: []string{"embed_tokens", "q_proj"}}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := exportAdapter(t, ad, base, AdapterOptions{Type: gguf.TypeF32})
+	h := readGGUF(t, b)
+	got, ti := tensorF32(t, b, h, "token_embd.weight.lora_a")
+	if !slices.Equal(ti.Shape, []int64{4, int64(c.Tokens)}) {
+		t.Fatalf("token_embd.weight.lora_a ne %v, want [4 %d]", ti.Shape, c.Tokens)
+	}
+	a := loadWeights(t, filepath.Join(ad, "adapter_model.safetensors"))["base_model.model.model.embed_tokens.lora_embedding_A"] // (r, V)
+	for v := range c.Tokens {
+		for k := range 4 {
+			if got[v*4+k] != a[k*c.Vocab+v] {
+				t.Fatalf("lora_a[%d][%d] = %v, want A[%d][%d] = %v", v, k, got[v*4+k], k, v, a[k*c.Vocab+v])
+			}
+		}
+	}
+	src, _ := checkpoint.Open(ad, nil)
+	defer src.Close()
+	cb, err := OpenBase(filepath.Join(base, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PlanAdapter(src, cb, AdapterOptions{}); !errors.Is(err, ErrBase) || !strings.Contains(err.Error(), "tokenizer") {
+		t.Errorf("config.json base: %v", err)
 	}
 }

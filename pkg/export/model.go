@@ -51,7 +51,7 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		return nil, fmt.Errorf("%s: %w", src.Path, err)
 	}
 	p := &Plan{Kind: "model", Source: src.Path, src: src}
-	p.Notes = append(p.Notes, divergenceNotes(g)...)
+	p.Notes, p.Warnings = divergenceNotes(g)
 	pos := sourceIndex(src)
 
 	// 4-bit weights: group each packed weight with its quant-state tensors.
@@ -243,15 +243,21 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 }
 
 // divergenceNotes renders what export does about each place where llama.cpp
-// computes something other than transformers (refusals stop the export before).
-func divergenceNotes(g *arch.GGUF) []string {
-	var out []string
+// computes something other than transformers (refusals stop the export before): a
+// capped context is a warning (llama.cpp computes something else beyond it), the
+// rest notes.
+func divergenceNotes(g *arch.GGUF) (notes, warnings []string) {
 	for _, d := range g.Divergences {
-		if d.Remedy != arch.RemedyRefuse {
-			out = append(out, fmt.Sprintf("%s (%s): transformers %s, llama.cpp %s: %s", d.Field, d.Remedy, d.Transformers, d.LlamaCpp, d.Action))
+		text := fmt.Sprintf("%s (%s): transformers %s, llama.cpp %s: %s", d.Field, d.Remedy, d.Transformers, d.LlamaCpp, d.Action)
+		switch d.Remedy {
+		case arch.RemedyRefuse:
+		case arch.RemedyContext:
+			warnings = append(warnings, text)
+		default:
+			notes = append(notes, text)
 		}
 	}
-	return out
+	return notes, warnings
 }
 
 type discard struct{}
