@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 )
 
 // placeholders maps each path the README's examples use to what stands for
@@ -222,6 +223,49 @@ func TestReadmeExamples(t *testing.T) {
 	} {
 		if st, err := os.Stat(filepath.Join(work, f)); err != nil || st.Size() == 0 {
 			t.Errorf("expected output %s: %v", f, err)
+		}
+	}
+}
+
+// TestReadmeArchitectures holds the README's table of architectures to the
+// registry: one row per architecture, in the registry's order, with its
+// model_type values, family and llama.cpp architecture.
+func TestReadmeArchitectures(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testbin.Root(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Architectures\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	if !ok {
+		t.Fatal("README.md has no Architectures section")
+	}
+	var rows [][]string
+	for _, l := range strings.Split(section, "\n") {
+		if strings.HasPrefix(l, "| `") && !strings.HasPrefix(l, "| `model_type`") {
+			cells := strings.Split(strings.Trim(l, "|"), "|")
+			for i := range cells {
+				cells[i] = strings.TrimSpace(cells[i])
+			}
+			rows = append(rows, cells)
+		}
+	}
+	all := arch.All()
+	if len(rows) != len(all) {
+		t.Fatalf("%d rows, the registry has %d architectures", len(rows), len(all))
+	}
+	for i, a := range all {
+		types := "`" + a.ModelType + "`"
+		if a.ModelType == "gemma3_text" {
+			types += ", `gemma3`"
+		}
+		if r := rows[i]; len(r) != 6 || r[0] != types || r[1] != a.Name || r[2] != "`"+a.GGUFArch+"`" {
+			t.Errorf("row %d %q, want %s | %s | `%s`", i, r, types, a.Name, a.GGUFArch)
+		}
+	}
+	for _, mt := range arch.Supported() {
+		if !strings.Contains(section, "`"+mt+"`") {
+			t.Errorf("%s is not in the table", mt)
 		}
 	}
 }

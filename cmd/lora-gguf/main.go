@@ -1,9 +1,10 @@
-// Command lora-gguf exports Llama-family models and PEFT LoRA adapters to GGUF for
-// llama.cpp. It is a thin layer over pkg/export.
+// Command lora-gguf exports models of every architecture in the registry and their
+// PEFT LoRA adapters to GGUF for llama.cpp. It is a thin layer over pkg/export.
 package main
 
 import (
 	"github.com/lorakit/lorakit/internal/cli"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/export"
 	"github.com/lorakit/lorakit/pkg/gguf"
 )
@@ -31,12 +32,24 @@ type cmd struct {
 
 // Help is appended to --help.
 func (c *cmd) Help() string {
-	return `A model becomes a GGUF model (general.architecture llama) with every metadata key
-llama.cpp requires, the q/k row permutation, Llama 3.1 rope scaling as
-rope_freqs.weight and the tokenizer of tokenizer.json (a minimal byte vocabulary
-when there is none). An adapter becomes a GGUF LoRA adapter for llama.cpp's --lora,
+	return `A model becomes a GGUF model of llama.cpp's architecture for it (the table below)
+with the metadata keys llama.cpp reads, its tensors named and transformed as
+llama.cpp's converter does (Llama/Mistral q/k row order, Gemma's norms + 1, a
+Gemma 3 vocabulary trimmed to the tokenizer), generated tensors (Llama 3.1's
+rope_freqs.weight, Phi-3's LongRoPE factors) and the tokenizer of tokenizer.json
+(a minimal byte vocabulary when there is none). Where llama.cpp computes something
+else than transformers, the export makes it compute the same (folds a factor,
+writes a key, caps the context at a sliding window llama.cpp lacks) and says so
+in its notes, or refuses with the config field at fault.
+
+An adapter becomes a GGUF LoRA adapter for llama.cpp's --lora on every module
+llama.cpp applies adapters to (Phi-3's fused qkv_proj and gate_up_proj too),
 with PEFT's scaling (alpha/r, rsLoRA, rank and alpha patterns) reproduced exactly.
-DoRA adapters cannot be represented: merge them with lora-merge, then export the model.
+DoRA adapters, biases and lora_bias cannot be represented: merge them with
+lora-merge, then export the model.
+
+Architectures (config.json model_type):
+` + cli.Preformatted(arch.Table()) + `
 
 The report goes to stdout (stderr when the GGUF goes to stdout).`
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/lorakit/lorakit/internal/cli"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/inspect"
 )
 
@@ -68,7 +69,7 @@ func (c *showCmd) Run(ctx *cli.Context) error {
 
 // planCmd is `lora-inspect plan`.
 type planCmd struct {
-	Config         string   `required:"" help:"config.json of the base model, or a built-in shape: llama3-8b, llama3.2-1b." placeholder:"CONFIG"`
+	Config         string   `required:"" help:"config.json of the base model, or a built-in shape: ${shapes}." placeholder:"CONFIG"`
 	Rank           int      `short:"r" default:"${rank}" help:"LoRA rank r."`
 	Alpha          float64  `default:"${alpha}" help:"LoRA alpha (scaling = alpha/r, or alpha/sqrt(r) with --rslora)."`
 	Targets        []string `default:"${targets}" help:"Target modules (comma-separated), or all-linear."`
@@ -81,8 +82,12 @@ type planCmd struct {
 	JSON           bool     `help:"Print the plan as one JSON object."`
 }
 
-// Help adds the memory formula to `plan --help`.
-func (c *planCmd) Help() string { return inspect.MemoryFormula }
+// Help adds the targets of each architecture and the memory formula to
+// `plan --help`.
+func (c *planCmd) Help() string {
+	return "Architectures (config.json model_type):\n" + cli.Preformatted(arch.Table()) +
+		"\n\nTargets (--targets) of each architecture:\n" + cli.Preformatted(arch.TargetTable()) + "\n\n" + inspect.MemoryFormula
+}
 
 // Run prints the plan.
 func (c *planCmd) Run(ctx *cli.Context) error {
@@ -103,7 +108,8 @@ func tool() cli.Tool {
 	d := inspect.DefaultPlanOptions()
 	return cli.Tool{Name: "lora-inspect", Description: description, Grammar: c, Globals: &c.Globals,
 		Options: []kong.Option{kong.Vars{"rank": strconv.Itoa(d.Rank), "alpha": strconv.FormatFloat(d.Alpha, 'g', -1, 64),
-			"targets": strings.Join(d.Targets, ","), "batch": strconv.Itoa(d.Batch), "seq": strconv.Itoa(d.Seq)}}}
+			"targets": strings.Join(d.Targets, ","), "batch": strconv.Itoa(d.Batch), "seq": strconv.Itoa(d.Seq),
+			"shapes": strings.Join(arch.Shapes(), ", ")}}}
 }
 
 func main() { cli.Main(tool()) }

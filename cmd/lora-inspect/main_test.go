@@ -91,3 +91,36 @@ func TestJSONSeveralInputs(t *testing.T) {
 		t.Fatalf("single input is not one object: %v", err)
 	}
 }
+
+// TestPlanEveryShape prints the plan of every built-in shape: the registry's
+// verified counts at r = 16, the model line, the targets it accepts, and the
+// JSON's architecture and model_type.
+func TestPlanEveryShape(t *testing.T) {
+	bin := testbin.Build(t, "lora-inspect")
+	for _, tc := range []struct {
+		shape, targets, params, model string
+	}{
+		{"llama3-8b", "all-linear", "41,943,040 (0.5223% of 8,030,261,248)", "model_type llama: Llama 2 / 3.x, GGUF llama"},
+		{"llama3.2-1b", "q_proj,k_proj,v_proj,o_proj", "3,407,872 (0.2758% of 1,235,814,400)", "model_type llama"},
+		{"mistral-7b-v0.3", "all-linear", "41,943,040 (0.5787% of 7,248,023,552)", "model_type mistral: Mistral, GGUF llama"},
+		{"qwen2.5-7b", "all-linear", "40,370,176 (0.5301% of 7,615,616,512)", "model_type qwen2: Qwen2 / Qwen2.5, GGUF qwen2"},
+		{"qwen3-8b", "q_proj,k_proj,v_proj,o_proj", "15,335,424 (0.1872% of 8,190,735,360)", "model_type qwen3: Qwen3, GGUF qwen3"},
+		{"gemma2-9b", "all-linear", "54,018,048 (0.5845% of 9,241,705,984)", "model_type gemma2: Gemma 2, GGUF gemma2"},
+		{"gemma3-4b", "all-linear", "29,802,496 (0.7681% of 3,880,263,168)", "model_type gemma3: Gemma 3 (text), GGUF gemma3"},
+		{"phi3.5-mini", "qkv_proj,o_proj", "9,437,184 (0.2470% of 3,821,079,552)", "model_type phi3: Phi-3 / Phi-3.5 / Phi-4, GGUF phi3"},
+	} {
+		r := testbin.Run(t, nil, bin, "plan", "--config", tc.shape, "--targets", tc.targets)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "trainable       "+tc.params) || !strings.Contains(r.Stdout, tc.model) ||
+			!strings.Contains(r.Stdout, "  targets         ") || !strings.Contains(r.Stdout, "QLoRA (NF4+DQ)") {
+			t.Errorf("%s: exit %d\n%s%s", tc.shape, r.Code, r.Stdout, r.Stderr)
+		}
+		j := testbin.Run(t, nil, bin, "plan", "--config", tc.shape, "--targets", tc.targets, "--json")
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(j.Stdout), &obj); err != nil || obj["architecture"] == nil || obj["model_type"] == nil {
+			t.Errorf("%s: JSON %v %v", tc.shape, err, obj["model_type"])
+		}
+	}
+	if r := testbin.Run(t, nil, bin, "plan", "--config", "phi3.5-mini", "--targets", "q_proj"); r.Code != 2 || !strings.Contains(r.Stderr, "qkv_proj") {
+		t.Errorf("q_proj on phi3: exit %d: %s", r.Code, r.Stderr)
+	}
+}

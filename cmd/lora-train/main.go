@@ -10,7 +10,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/lorakit/lorakit/internal/cli"
-	"github.com/lorakit/lorakit/pkg/checkpoint"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
@@ -65,14 +65,14 @@ func vars() kong.Vars {
 		"max_grad_norm": f(d.MaxGradNorm), "seed": strconv.FormatUint(d.Seed, 10), "shuffle": strconv.FormatBool(d.Shuffle),
 		"device": d.Device, "bench_batch": strconv.Itoa(b.Batch), "bench_seq": strconv.Itoa(b.Seq),
 		"bench_steps": strconv.Itoa(b.Steps), "bench_dtype": b.DType, "bench_warmup": strconv.Itoa(b.Warmup),
-		"shapes": strings.Join(checkpoint.Shapes(), ", "), "plot_width": strconv.Itoa(p.Width), "plot_height": strconv.Itoa(p.Height),
+		"shapes": strings.Join(arch.Shapes(), ", "), "plot_width": strconv.Itoa(p.Width), "plot_height": strconv.Itoa(p.Height),
 	}
 }
 
 // tool is lora-train for cli.Main (and for in-process tests, cli.Run).
 func tool() cli.Tool {
 	c := new(command)
-	return cli.Tool{Name: "lora-train", Description: description, Grammar: c, Globals: &c.Globals,
+	return cli.Tool{Name: "lora-train", Description: description + "\n\nArchitectures (config.json model_type):\n" + cli.Preformatted(arch.Table()), Grammar: c, Globals: &c.Globals,
 		Options: []kong.Option{vars()}}
 }
 

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -44,6 +45,16 @@ const ExitCodesHelp = `Exit codes:
   3    invalid or unsupported input (corrupt file, unknown architecture, mismatch)
   4    requirement not met (e.g. --device cuda without a usable GPU)
   130  interrupted (SIGINT/SIGTERM); no partial output is left behind`
+
+// Preformatted indents every line of s by two spaces, so that --help prints
+// it as it is (a table) instead of reflowing it.
+func Preformatted(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
+}
 
 // ExitCode is the one place where an error becomes an exit code: its class
 // (see package errclass) picks the row of the table.

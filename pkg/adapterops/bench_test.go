@@ -35,7 +35,7 @@ func (m *memSource) Tensor(name string) (safetensors.TensorInfo, []byte, error) 
 // Llama 3 8B (32 layers; hidden 4096, 8 KV heads of 128, MLP 14336).
 func llama8B(name string, rank int, seed uint64) *memSource {
 	m := &memSource{name: name, infos: map[string]safetensors.TensorInfo{}, data: map[string][]byte{}}
-	m.cfg = peft.NewLoraConfig(rank, float64(2*rank), peft.Names(peft.LlamaProjections...))
+	m.cfg = peft.NewLoraConfig(rank, float64(2*rank), peft.Names("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
 	rng := rand.New(rand.NewPCG(seed, seed))
 	dims := map[string][2]int64{ // out, in
 		"self_attn.q_proj": {4096, 4096}, "self_attn.k_proj": {1024, 4096}, "self_attn.v_proj": {1024, 4096},

@@ -166,6 +166,20 @@ func Table() string {
 	return b.String()
 }
 
+// TargetTable lists, one architecture a line, the LoRA targets each accepts
+// (for --help): "llama        q_proj, k_proj, ..., all-linear".
+func TargetTable() string {
+	var b strings.Builder
+	width := 0
+	for _, a := range All() {
+		width = max(width, len(a.ModelType))
+	}
+	for _, a := range All() {
+		fmt.Fprintf(&b, "%-*s  %s\n", width, a.ModelType, strings.Join(a.Targets(), ", "))
+	}
+	return b.String()
+}
+
 // Targets lists the LoRA target names the architecture accepts, as
 // Config.Targets gives them for its default config (for --help).
 func (a *Arch) Targets() []string {

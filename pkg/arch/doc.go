@@ -53,5 +53,9 @@
 //     shapes/README.md, and its counts to TestShapeCounts; run
 //     go test -run GGUFGolden -update and read the golden file.
 //  4. Implement the ops the model lacks (pkg/compute: CPU reference, CUDA,
-//     conformance suite) and check the export against llama.cpp.
+//     conformance suite).
+//  5. Add a case to internal/randmodel's Tiny and to pkg/export's archCases:
+//     the llama.cpp interop test then checks the export (base, adapter,
+//     merge) against lorakit's forward, and TestArchitectureExports its
+//     values; add its row to the README's table of architectures.
 package arch

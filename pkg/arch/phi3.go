@@ -90,7 +90,7 @@ func ggufPhi3(c *Config, g *GGUF) {
 		Transformers: fmt.Sprintf("uses the long factors when a batch's positions reach %d, the short ones otherwise", r.OriginalMaxPositions),
 		LlamaCpp:     fmt.Sprintf("uses the long factors whenever the context (n_ctx) exceeds %d, whatever the sequence length", r.OriginalMaxPositions),
 		Remedy:       RemedyNote,
-		Action:       fmt.Sprintf("both tensors written; run llama.cpp with a context of at most %d to match transformers on shorter sequences", r.OriginalMaxPositions)})
+		Action:       fmt.Sprintf("both tensors written; run llama.cpp with a context of at most %d to match transformers on shorter sequences (llama.cpp rounds the context up to a multiple of 256, so below 256 it always takes the long factors)", r.OriginalMaxPositions)})
 }
 
 func f32s(v []float64) []float32 {

@@ -113,3 +113,19 @@ func TestLlamaPlanFigures(t *testing.T) {
 		t.Errorf("tiny llama all-linear r=8: %d", n)
 	}
 }
+
+// TestTargetTable: one line per architecture with the targets it accepts.
+func TestTargetTable(t *testing.T) {
+	lines := strings.Split(strings.TrimSpace(TargetTable()), "\n")
+	if len(lines) != len(All()) {
+		t.Fatalf("%d lines for %d architectures", len(lines), len(All()))
+	}
+	for i, a := range All() {
+		if !strings.HasPrefix(lines[i], a.ModelType+" ") || !strings.HasSuffix(lines[i], ", all-linear") {
+			t.Errorf("line %q", lines[i])
+		}
+	}
+	if !strings.Contains(TargetTable(), "phi3         o_proj, qkv_proj, gate_up_proj, down_proj, lm_head, embed_tokens, all-linear") {
+		t.Errorf("phi3's targets:\n%s", TargetTable())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -17,61 +18,26 @@ func fixtures(t testing.TB) string {
 	return testbin.Fixtures(t)
 }
 
-func TestBuiltinShapes(t *testing.T) {
-	cases := []struct {
-		name  string
-		total int64
-		kv    int
-		tied  bool
-		rope  float64
-	}{
-		{"llama3-8b", 8_030_261_248, 8, false, 8},
-		{"llama3.2-1b", 1_235_814_400, 8, true, 32},
+// TestLoadConfig reads a built-in shape by name and a config.json by path
+// through the registry, and names the path and the shapes when it fails.
+func TestLoadConfig(t *testing.T) {
+	cfg, err := LoadConfig("llama3-8b")
+	if err != nil || cfg.Params().Total() != 8_030_261_248 || cfg.KVHeads != 8 {
+		t.Fatalf("llama3-8b: %v %+v", err, cfg)
 	}
-	for _, c := range cases {
-		cfg, err := LoadConfig(c.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := cfg.Params().Total(); got != c.total {
-			t.Errorf("%s: %d parameters, want %d", c.name, got, c.total)
-		}
-		if cfg.NumKVHeads != c.kv || cfg.TieWordEmbeddings != c.tied || cfg.RopeScaling == nil || cfg.RopeScaling.Factor != c.rope || cfg.RopeTheta != 500000 {
-			t.Errorf("%s: parsed %+v", c.name, cfg)
-		}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "config.json")
+	os.WriteFile(good, []byte(`{"model_type":"qwen3","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":32,"vocab_size":256}`), 0o644)
+	if cfg, err := LoadConfig(good); err != nil || cfg.Arch.ModelType != "qwen3" || !cfg.QKNorm || cfg.HeadDim != 32 {
+		t.Fatalf("qwen3 config: %v %+v", err, cfg)
 	}
-}
-
-func TestConfigLayouts(t *testing.T) {
-	v5 := `{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":256,
-	"rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}`
-	c, err := ParseConfig([]byte(v5))
-	if err != nil {
-		t.Fatal(err)
+	bad := filepath.Join(dir, "gpt2.json")
+	os.WriteFile(bad, []byte(`{"model_type":"gpt2"}`), 0o644)
+	if _, err := LoadConfig(bad); !errors.Is(err, arch.ErrUnsupported) || !strings.Contains(err.Error(), bad) {
+		t.Errorf("gpt2: %v", err)
 	}
-	if c.RopeTheta != 500000 || c.RopeScaling == nil || c.RopeScaling.OriginalMaxPositionEmbeddings != 8192 || c.NumKVHeads != 4 || c.HeadDim != 16 {
-		t.Fatalf("v5 layout parsed as %+v %+v", c, c.RopeScaling)
-	}
-	v4legacy := strings.Replace(v5, `"rope_parameters":{"rope_type":"llama3","rope_theta":500000.0,`, `"rope_theta":1e6,"rope_scaling":{"type":"llama3",`, 1)
-	c, err = ParseConfig([]byte(v4legacy))
-	if err != nil || c.RopeTheta != 1e6 || c.RopeScaling == nil {
-		t.Fatalf("v4 layout: %v %+v", err, c)
-	}
-	bad := []struct {
-		js   string
-		want error
-	}{
-		{`{"model_type":"gpt2"}`, ErrUnsupported},
-		{`{}`, ErrConfig},
-		{`{"model_type":"llama","hidden_size":64}`, ErrConfig},
-		{strings.Replace(v5, `"vocab_size":256`, `"vocab_size":256,"num_key_value_heads":3`, 1), ErrConfig},
-		{strings.Replace(v5, `"llama3"`, `"yarn"`, 1), ErrUnsupported},
-		{`[`, ErrConfig},
-	}
-	for _, b := range bad {
-		if _, err := ParseConfig([]byte(b.js)); !errors.Is(err, b.want) {
-			t.Errorf("%s: got %v, want %v", b.js, err, b.want)
-		}
+	if _, err := LoadConfig(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "qwen3-8b") {
+		t.Errorf("missing: %v", err)
 	}
 }
 
@@ -170,22 +136,4 @@ func TestOpenAdapterAndQuantized(t *testing.T) {
 	if _, err := Open(t.TempDir(), nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("empty folder: %v", err)
 	}
-}
-
-func FuzzParseConfig(f *testing.F) {
-	for _, name := range Shapes() {
-		b, _ := shapeFiles.ReadFile("shapes/" + name + ".json")
-		f.Add(b)
-	}
-	f.Add([]byte(`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":256,"rope_parameters":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":8}}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseConfig(b)
-		if err != nil {
-			return
-		}
-		if c.HiddenSize <= 0 || c.NumKVHeads <= 0 || c.NumHeads%c.NumKVHeads != 0 || c.HeadDim <= 0 {
-			t.Fatalf("invalid config accepted: %+v", c)
-		}
-		_ = c.Params().Total()
-	})
 }

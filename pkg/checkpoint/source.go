@@ -12,6 +12,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -320,13 +321,13 @@ func (s *Source) LoadAll() (map[string][]byte, error) {
 	return out, err
 }
 
-// Config parses the carried config.json.
-func (s *Source) Config() (*Config, error) {
+// Config parses the carried config.json with the architecture registry.
+func (s *Source) Config() (*arch.Config, error) {
 	b, ok := s.Files["config.json"]
 	if !ok {
 		return nil, fmt.Errorf("%s: %w: no config.json", s.Path, ErrConfig)
 	}
-	c, err := ParseConfig(b)
+	c, err := arch.ParseConfig(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: config.json: %w", s.Path, err)
 	}

@@ -1,13 +1,14 @@
 package export
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/lorakit/lorakit/internal/num"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -39,33 +40,32 @@ type AdapterOptions struct {
 type Base struct {
 	// Path names the base in messages.
 	Path string
-	// Architecture is the base's general.architecture ("llama").
-	Architecture string
-	// NumHeads and NumKVHeads permute the B rows of q_proj and k_proj.
-	NumHeads, NumKVHeads int
-	// Tied reports that the base has no output.weight (tied embeddings).
-	Tied bool
-	// Shapes maps GGUF tensor names to the HF (row-major) shapes of the base weights.
+	// GGUF is the registry's mapping of the base onto llama.cpp: its architecture
+	// (GGUF.Arch), and where each LoRA module goes and how its tensors are
+	// transformed (GGUF.Adapter).
+	GGUF *arch.GGUF
+	// Shapes maps GGUF tensor names to the HF (row-major) shapes of the base weights,
+	// before any vocabulary trim.
 	Shapes map[string][]int64
+	// Tokens is the vocabulary of the base's GGUF file where the converter trims the
+	// embedding (GGUF.TrimVocab): the tokenizer's token count; 0 when unknown.
+	Tokens int
 }
 
-// BaseFromConfig describes a base model from its config.json.
-func BaseFromConfig(path string, cfg *checkpoint.Config) (*Base, error) {
-	if !modelTypes[cfg.ModelType] {
-		return nil, fmt.Errorf("%s: %w: model_type %q (GGUF export supports llama and mistral)", path, ErrUnsupported, cfg.ModelType)
+// BaseFromConfig describes a base model from its config.json as the registry reads
+// it. A base llama.cpp cannot run as transformers does is refused (arch.ErrGGUF).
+func BaseFromConfig(path string, cfg *arch.Config) (*Base, error) {
+	g, err := cfg.GGUF()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	b := &Base{Path: path, Architecture: Architecture, NumHeads: cfg.NumHeads, NumKVHeads: cfg.NumKVHeads,
-		Tied: cfg.TieWordEmbeddings, Shapes: map[string][]int64{}}
-	v, d := int64(cfg.VocabSize), int64(cfg.HiddenSize)
-	b.Shapes["token_embd.weight"] = []int64{v, d}
-	if !b.Tied {
-		b.Shapes["output.weight"] = []int64{v, d}
-	}
-	for l := 0; l < cfg.NumLayers; l++ {
-		for _, proj := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
-			hf := "model.layers." + strconv.Itoa(l) + "." + proj + ".weight"
-			g, _ := gguf.LlamaTensorName(hf)
-			b.Shapes[g], _ = expectedShape(cfg, hf)
+	b := &Base{Path: path, GGUF: g, Shapes: map[string][]int64{}}
+	for _, t := range cfg.Tensors() {
+		if len(t.Shape) != 2 {
+			continue
+		}
+		if gname, tr, err := g.TensorName(t.Name); err == nil && tr.Drop == "" {
+			b.Shapes[gname] = t.Shape
 		}
 	}
 	return b, nil
@@ -96,18 +96,29 @@ func OpenBase(path string) (*Base, error) {
 		return nil, err
 	}
 	// The checkpoint's own embedding and output sizes win over config.json.
-	if t, ok := src.Info("model.embed_tokens.weight"); ok && len(t.Shape) == 2 {
-		b.Shapes["token_embd.weight"] = t.Shape
+	hasOutput := false
+	for _, t := range src.Tensors {
+		gname, tr, err := b.GGUF.TensorName(t.Name)
+		switch {
+		case err != nil || len(t.Shape) != 2:
+		case gname == "token_embd.weight":
+			b.Shapes[gname] = t.Shape
+		case gname == "output.weight" && tr.Drop == "":
+			b.Shapes[gname], hasOutput = t.Shape, true
+		}
 	}
-	if t, ok := src.Info("lm_head.weight"); ok && len(t.Shape) == 2 && !cfg.TieWordEmbeddings {
-		b.Shapes["output.weight"] = t.Shape
-	} else if !ok {
-		b.Tied = true
+	if !hasOutput {
 		delete(b.Shapes, "output.weight")
+	}
+	if b.GGUF.TrimVocab {
+		b.Tokens, _ = TokenCount(src.Files)
 	}
 	return b, nil
 }
 
+// baseFromGGUF describes a GGUF model: the config the registry would need is
+// rebuilt from its metadata (sizes, head counts, tied output), the shapes are its
+// tensors'.
 func baseFromGGUF(path string) (*Base, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -115,34 +126,80 @@ func baseFromGGUF(path string) (*Base, error) {
 	}
 	defer f.Close()
 	md := f.Header.Metadata
-	arch, _ := md.String("general.architecture")
-	if arch != Architecture {
-		return nil, fmt.Errorf("%s: %w: general.architecture %q (lorakit exports llama adapters)", path, ErrUnsupported, arch)
-	}
 	if t, _ := md.String("general.type"); t == "adapter" {
 		return nil, fmt.Errorf("%s: %w: --base is a GGUF adapter, not a model", path, ErrInvalid)
 	}
-	h, ok := md.Uint(arch + ".attention.head_count")
-	if !ok || h == 0 || h > 1<<20 {
-		return nil, fmt.Errorf("%s: %w: no valid %s.attention.head_count", path, ErrInvalid, arch)
+	cfg, err := configFromGGUF(md, f.Header.Tensors)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	kv, ok := md.Uint(arch + ".attention.head_count_kv")
-	if !ok {
-		kv = h
+	g, err := cfg.GGUF()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if kv == 0 || kv > h {
-		return nil, fmt.Errorf("%s: %w: %s.attention.head_count_kv = %d", path, ErrInvalid, arch, kv)
-	}
-	b := &Base{Path: path, Architecture: arch, NumHeads: int(h), NumKVHeads: int(kv), Tied: true, Shapes: map[string][]int64{}}
+	b := &Base{Path: path, GGUF: g, Shapes: map[string][]int64{}}
 	for _, t := range f.Header.Tensors {
 		if len(t.Shape) == 2 {
 			b.Shapes[t.Name] = gguf.ReverseShape(t.Shape)
 		}
-		if t.Name == "output.weight" {
-			b.Tied = false
-		}
+	}
+	if g.TrimVocab {
+		b.Tokens = int(b.Shapes["token_embd.weight"][0])
 	}
 	return b, nil
+}
+
+// ggufModelTypes maps the llama.cpp architectures whose adapters can be placed
+// from a GGUF file's metadata alone to a model_type of that layout. Gemma 2 and 3
+// are missing: the attention scale folded into attn_q (and into an adapter's q
+// lora_b) follows query_pre_attn_scalar, which the file does not record.
+var ggufModelTypes = map[string]string{"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi3": "phi3", "gemma": "gemma"}
+
+// configFromGGUF rebuilds the registry's view of a GGUF model from its metadata.
+func configFromGGUF(md gguf.Metadata, tensors []gguf.TensorInfo) (*arch.Config, error) {
+	a, _ := md.String("general.architecture")
+	mt, ok := ggufModelTypes[a]
+	if !ok {
+		why := "its architecture is not in lorakit's registry"
+		if a == "gemma2" || a == "gemma3" {
+			why = "the file does not record query_pre_attn_scalar, whose factor an adapter's q lora_b must carry; give the HF model or its config.json"
+		}
+		return nil, fmt.Errorf("%w: general.architecture %q as --base: %s", ErrUnsupported, a, why)
+	}
+	get := func(k string) int {
+		v, _ := md.Uint(a + "." + k)
+		return int(min(v, 1<<30))
+	}
+	c := map[string]any{"model_type": mt, "hidden_size": get("embedding_length"), "intermediate_size": get("feed_forward_length"),
+		"num_hidden_layers": get("block_count"), "num_attention_heads": get("attention.head_count"),
+		"max_position_embeddings": max(get("context_length"), 1), "tie_word_embeddings": true}
+	if kv := get("attention.head_count_kv"); kv > 0 {
+		c["num_key_value_heads"] = kv
+	}
+	if hd := get("attention.key_length"); hd > 0 {
+		c["head_dim"] = hd
+	}
+	for _, t := range tensors {
+		switch {
+		case t.Name == "output.weight":
+			c["tie_word_embeddings"] = false
+		case t.Name == "token_embd.weight" && len(t.Shape) == 2:
+			c["vocab_size"] = t.Shape[1]
+		case t.Name == "blk.0.attn_output.bias" && mt == "llama":
+			c["attention_bias"] = true
+		case t.Name == "blk.0.ffn_down.bias" && mt == "llama":
+			c["mlp_bias"] = true
+		}
+	}
+	if heads, rot := get("attention.head_count"), get("rope.dimension_count"); mt == "phi3" && heads > 0 && rot > 0 {
+		c["partial_rotary_factor"] = float64(rot) / float64(max(get("attention.key_length"), get("embedding_length")/heads))
+	}
+	b, _ := json.Marshal(c)
+	cfg, err := arch.ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the metadata does not describe a %s model: %w", ErrInvalid, a, err)
+	}
+	return cfg, nil
 }
 
 // PlanAdapter plans the export of a PEFT LoRA adapter to a GGUF LoRA adapter for the
@@ -164,9 +221,6 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 	default:
 		return nil, fmt.Errorf("%w: adapter tensors as %s (llama.cpp's export-lora refuses quantized adapters; use f32, f16 or bf16)", ErrUnsupported, o.Type)
 	}
-	if base.Architecture != Architecture {
-		return nil, fmt.Errorf("%s: %w: base architecture %q", base.Path, ErrUnsupported, base.Architecture)
-	}
 	p := &Plan{Kind: "adapter", Source: src.Path, src: src}
 	for _, w := range an.Warnings {
 		if w.Code == peft.WarnDoRAMismatch {
@@ -175,7 +229,7 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 		p.Warnings = append(p.Warnings, w.String())
 	}
 	if pc.FanInFanOut {
-		p.Warnings = append(p.Warnings, "fan_in_fan_out is true, but Llama projections are nn.Linear (PEFT ignores it); tensors taken as (out, in)")
+		p.Warnings = append(p.Warnings, "fan_in_fan_out is true, but the projections are nn.Linear (PEFT ignores it); tensors taken as (out, in)")
 	}
 	for _, ot := range an.Others {
 		last := ot.Key.Module[strings.LastIndexByte(ot.Key.Module, '.')+1:]
@@ -238,24 +292,32 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 
 	pos := sourceIndex(src)
 	for _, m := range an.Modules {
-		gname, err := gguf.LlamaTensorName(m.BaseName())
+		at, err := base.GGUF.Adapter(m.Path)
 		if err != nil {
-			return nil, fmt.Errorf("%s: module %q: %w: not a Llama weight", src.Path, m.Path, ErrUnsupported)
+			return nil, fmt.Errorf("%s: module %q: %w: %w", src.Path, m.Path, ErrUnsupported, err)
 		}
-		if gname == "output.weight" && base.Tied {
-			return nil, fmt.Errorf("%s: module %q: %w: LoRA on lm_head, but %s ties its embeddings (no output.weight; llama.cpp ignores it)", src.Path, m.Path, ErrBase, base.Path)
-		}
+		gname := at.Base
 		want := [2]int64{m.Out, m.In}
 		if m.Kind == peft.KindEmbedding {
 			want = [2]int64{m.In, m.Out}
 			if gname != "token_embd.weight" {
 				return nil, fmt.Errorf("%s: module %q: %w: embedding LoRA on %s", src.Path, m.Path, ErrUnsupported, gname)
 			}
+			if _, ok := base.Shapes["output.weight"]; !ok {
+				return nil, fmt.Errorf("%s: module %q: %w: LoRA on the embedding, but %s has no output.weight: llama.cpp reuses token_embd as the output layer and would apply the adapter there too", src.Path, m.Path, ErrBase, base.Path)
+			}
 		}
 		if bs, ok := base.Shapes[gname]; !ok {
 			return nil, fmt.Errorf("%s: module %q: %w: %s has no tensor %s", src.Path, m.Path, ErrBase, base.Path, gname)
 		} else if len(bs) != 2 || bs[0] != want[0] || bs[1] != want[1] {
 			return nil, fmt.Errorf("%s: module %q: %w: adapter implies %v, %s has %s %v", src.Path, m.Path, ErrBase, want, base.Path, gname, bs)
+		}
+		vocab := m.In // the rows of an embedding's lora_a in GGUF
+		if at.A.TrimVocab && m.Kind == peft.KindEmbedding {
+			if base.Tokens <= 0 {
+				return nil, fmt.Errorf("%s: module %q: %w: llama.cpp's %s keeps only the tokenizer's tokens of the embedding, and the base's tokenizer is unknown: give the HF model folder as --base", src.Path, m.Path, ErrBase, base.GGUF.Arch)
+			}
+			vocab = min(vocab, int64(base.Tokens))
 		}
 		aInfo, _ := src.Info(m.A)
 		bInfo, _ := src.Info(m.B)
@@ -272,6 +334,9 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 		if rule == RuleFolded {
 			scale = m.Scaling
 		}
+		if at.B.Scale != 0 {
+			scale *= at.B.Scale // a factor the base's weight carries too (Gemma 2's attention scale)
+		}
 		// lora_a: (r, in) → ne [in, r]; for an embedding, A (r, V) transposed → ne [r, V].
 		ai := item{deps: []string{m.A}}
 		bi := item{deps: []string{m.B}, scale: scale, scaleSet: true}
@@ -279,8 +344,11 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 		switch {
 		case m.Kind == peft.KindEmbedding:
 			ai.f32 = transposeLoader(m.A)
-			ai.rows, ai.cols = m.In, r
-			aShape = []int64{m.In, r}
+			ai.rows, ai.cols = vocab, r
+			if vocab < m.In {
+				ai.srcRows = m.In
+			}
+			aShape = []int64{vocab, r}
 			bi.from, bi.in, bi.rows, bi.cols = m.B, bInfo.DType, m.Out, r
 			bShape = []int64{m.Out, r}
 		case m.Transposed: // MLX: A (in, r), B (r, out)
@@ -294,7 +362,7 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 			bi.from, bi.in, bi.rows, bi.cols = m.B, bInfo.DType, m.Out, r
 			aShape, bShape = []int64{r, m.In}, []int64{m.Out, r}
 		}
-		if heads := adapterHeads(gname, base); heads > 0 {
+		if heads := at.B.PermuteHeads; heads > 0 {
 			perm, err := gguf.LlamaQKRowOrder(int(m.Out), heads)
 			if err != nil {
 				return nil, fmt.Errorf("%s: tensor %q: %w", src.Path, m.B, err)
@@ -306,7 +374,7 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 	}
 	p.order()
 
-	p.Metadata = append(general("adapter", src, o.Name),
+	p.Metadata = append(general(base.GGUF.Arch, "adapter", src, o.Name),
 		gguf.KV{Key: "adapter.type", Value: "lora"},
 		gguf.KV{Key: "adapter.lora.alpha", Value: metaAlpha})
 	if _, err := gguf.NewWriter(discard{}, p.Metadata, p.Tensors); err != nil {
@@ -317,17 +385,6 @@ func PlanAdapter(src *checkpoint.Source, base *Base, o AdapterOptions) (*Plan, e
 
 func doraError(path string) error {
 	return fmt.Errorf("%s: %w (llama.cpp has no magnitude vector); merge it into the base first: lora-merge --base M --adapter %s -o merged && lora-gguf merged -o model.gguf", path, ErrDoRA, path)
-}
-
-// adapterHeads returns the head count to permute lora_b rows with, or 0.
-func adapterHeads(gname string, b *Base) int {
-	switch {
-	case strings.HasSuffix(gname, ".attn_q.weight"):
-		return b.NumHeads
-	case strings.HasSuffix(gname, ".attn_k.weight"):
-		return b.NumKVHeads
-	}
-	return 0
 }
 
 // transposeLoader reads a 2-D source tensor as float32 and transposes it.

@@ -17,9 +17,9 @@ const chunkBytes = 1 << 20
 type rowFn func(dst []byte, r0, r1 int64, scratch *[]float32) error
 
 // encodeRows returns a rowFn that decodes rows of src (HF row-major, cols values of type
-// dt per row), scales them (scale != 1), and encodes them as out. st collects F16
-// overflows.
-func encodeRows(src []byte, dt dtype.DType, cols int64, scale float32, out gguf.Type, st *tensorStats) rowFn {
+// dt per row), maps each value x to (x + add)·scale (in float32), and encodes them as
+// out. st collects F16 overflows.
+func encodeRows(src []byte, dt dtype.DType, cols int64, add, scale float32, out gguf.Type, st *tensorStats) rowFn {
 	es := int64(dt.Size())
 	bs, ts := out.BlockSize(), out.TypeSize()
 	// Convert in pieces of subElems values so that the float32 scratch stays in the L1
@@ -31,6 +31,11 @@ func encodeRows(src []byte, dt dtype.DType, cols int64, scale float32, out gguf.
 			fk := f[:k]
 			if err := dtype.ToF32(fk, in[e*es:(e+k)*es], dt); err != nil {
 				return err
+			}
+			if add != 0 {
+				for i := range fk {
+					fk[i] += add
+				}
 			}
 			if scale != 1 {
 				for i := range fk {

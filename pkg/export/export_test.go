@@ -13,6 +13,7 @@ import (
 
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -243,7 +244,7 @@ func TestPermutationRoundTrip(t *testing.T) {
 	h := readGGUF(t, b)
 	hf := loadWeights(t, fx(t, "peft", "tiny", "model.safetensors"))
 	for name, want := range hf {
-		gname, _ := gguf.LlamaTensorName(name)
+		gname := ggufName(t, name)
 		got, ti := tensorF32(t, b, h, gname)
 		if heads := qkHeadsFor(gname); heads > 0 {
 			if slices.Equal(got, want) {
@@ -352,7 +353,7 @@ func TestNF4Dequantized(t *testing.T) {
 			t.Fatalf("%s: %d dequantized tensors", name, len(deq))
 		}
 		for hf, want := range deq {
-			gname, _ := gguf.LlamaTensorName(hf)
+			gname := ggufName(t, hf)
 			got, ti := tensorF32(t, b, h, gname)
 			if heads := qkHeadsFor(gname); heads > 0 {
 				got = unpermuteRows(t, got, int(ti.Shape[1]), heads)
@@ -374,40 +375,46 @@ func qkHeadsFor(gname string) int {
 	return 0
 }
 
-// TestRopeFactors: rope_freqs.weight divides each default frequency into transformers'
-// llama3-scaled one (spec §3.5).
+// TestRopeFactors: rope_freqs.weight (the registry's Rope.Llama3Factors) divides each
+// default frequency into transformers' llama3-scaled one (spec §3.5).
 func TestRopeFactors(t *testing.T) {
-	for _, s := range []checkpoint.RopeScaling{
-		{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192},
-		{Type: "llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192},
-		{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 32},
+	for _, s := range []string{
+		`"factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192`,
+		`"factor": 32, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192`,
+		`"factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 32`,
 	} {
 		for _, c := range []struct {
 			theta float64
 			dim   int
 		}{{500000, 128}, {10000, 16}, {500000, 64}} {
-			cfg := &checkpoint.Config{RopeTheta: c.theta, HeadDim: c.dim}
-			plain := refInvFreq(cfg)
-			sc := s
-			cfg.RopeScaling = &sc
+			parse := func(scaling string) *arch.Config {
+				cfg, err := arch.ParseConfig([]byte(fmt.Sprintf(`{"model_type": "llama", "hidden_size": %d, "num_attention_heads": 1, "rope_theta": %g%s}`, c.dim, c.theta, scaling)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return cfg
+			}
+			plain := refInvFreq(parse(""))
+			cfg := parse(`, "rope_scaling": {"rope_type": "llama3", ` + s + `}`)
 			scaled := refInvFreq(cfg)
-			got := Llama3RopeFactors(c.theta, c.dim, &s)
+			r := cfg.Attention[0].Rope
+			got := r.Llama3Factors()
 			bands := map[string]int{}
 			for i, f := range got {
 				want := plain[i] / scaled[i]
 				if math.Abs(float64(f)-want) > 2e-6*want {
-					t.Errorf("θ %g dim %d %+v: factor %d = %v, want %v", c.theta, c.dim, s, i, f, want)
+					t.Errorf("θ %g dim %d %s: factor %d = %v, want %v", c.theta, c.dim, s, i, f, want)
 				}
 				switch {
 				case f == 1:
 					bands["high"]++
-				case float64(f) == s.Factor:
+				case float64(f) == r.Factor:
 					bands["low"]++
 				default:
 					bands["mid"]++
 				}
 			}
-			if c.dim == 128 && s.OriginalMaxPositionEmbeddings == 8192 && (bands["high"] == 0 || bands["low"] == 0 || bands["mid"] == 0) {
+			if c.dim == 128 && r.OriginalMaxPositions == 8192 && (bands["high"] == 0 || bands["low"] == 0 || bands["mid"] == 0) {
 				t.Errorf("θ %g dim %d: bands %v", c.theta, c.dim, bands)
 			}
 		}
@@ -424,11 +431,11 @@ func TestRopeFactors(t *testing.T) {
 		d := copyDir(t, tiny, filepath.Join(dir, strconv.Itoa(i)), map[string][]byte{"config.json": modifiedJSON(t, filepath.Join(tiny, "config.json"), set)})
 		b, p := exportModel(t, d, ModelOptions{Type: gguf.TypeF16})
 		h := readGGUF(t, b)
-		if h.Tensors[0].Name != RopeFreqsName || h.Tensors[0].Type != gguf.TypeF32 || !slices.Equal(h.Tensors[0].Shape, []int64{8}) {
+		if h.Tensors[0].Name != "rope_freqs.weight" || h.Tensors[0].Type != gguf.TypeF32 || !slices.Equal(h.Tensors[0].Shape, []int64{8}) {
 			t.Fatalf("layout %d: first tensor %+v", i, h.Tensors[0])
 		}
-		got, _ := tensorF32(t, b, h, RopeFreqsName)
-		want := Llama3RopeFactors(500000, 16, &checkpoint.RopeScaling{Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 64})
+		got, _ := tensorF32(t, b, h, "rope_freqs.weight")
+		want := (&arch.Rope{Type: arch.RopeLlama3, Theta: 500000, Dims: 16, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 64}).Llama3Factors()
 		if !slices.Equal(got, want) {
 			t.Errorf("layout %d: rope_freqs %v, want %v (original context from the scaling block)", i, got, want)
 		}
@@ -471,7 +478,7 @@ func TestAdapter(t *testing.T) {
 		var hfA, hfB string
 		base, half := ti.Name[:len(ti.Name)-7], ti.Name[len(ti.Name)-6:]
 		for hf := range aw {
-			if g, _ := gguf.LlamaTensorName(hfBase(hf)); g == base {
+			if g := ggufName(t, hfBase(hf)); g == base {
 				if bytes.Contains([]byte(hf), []byte("lora_A")) {
 					hfA = hf
 				} else {
@@ -562,7 +569,7 @@ func TestAdapterScaling(t *testing.T) {
 				if !bytes.Contains([]byte(hf), []byte("lora_B")) {
 					continue
 				}
-				g, _ := gguf.LlamaTensorName(hfBase(hf))
+				g := ggufName(t, hfBase(hf))
 				got, ti := tensorF32(t, b, h, g+".lora_b")
 				if heads := qkHeadsFor(g); heads > 0 {
 					got = unpermuteRows(t, got, int(ti.Shape[1]), heads)
@@ -624,7 +631,7 @@ func TestAdapterRefusals(t *testing.T) {
 	})
 	tied := copyDir(t, tiny, t.TempDir(), map[string][]byte{"config.json": modifiedJSON(t, filepath.Join(tiny, "config.json"),
 		map[string]any{"tie_word_embeddings": true})})
-	if err := plan(lm, tied, AdapterOptions{}); !errors.Is(err, ErrBase) {
+	if err := plan(lm, tied, AdapterOptions{}); !errors.Is(err, arch.ErrGGUF) {
 		t.Errorf("lm_head on a tied base: %v", err)
 	}
 	if err := plan(lm, tiny, AdapterOptions{}); err != nil {
@@ -705,9 +712,11 @@ func TestModelRefusals(t *testing.T) {
 		set  map[string]any
 		want error
 	}{
-		{"qwen2", map[string]any{"model_type": "qwen2"}, ErrUnsupported},
+		{"gpt2", map[string]any{"model_type": "gpt2"}, arch.ErrUnsupported},
+		{"qwen2 without its biases", map[string]any{"model_type": "qwen2"}, ErrInvalid},
+		{"gemma2 untied", map[string]any{"model_type": "gemma2"}, arch.ErrGGUF},
 		{"wrong heads", map[string]any{"intermediate_size": 64}, ErrInvalid},
-		{"fewer layers", map[string]any{"num_hidden_layers": 1}, ErrInvalid},
+		{"fewer layers", map[string]any{"num_hidden_layers": 1}, arch.ErrTensor},
 		{"more layers", map[string]any{"num_hidden_layers": 3}, ErrInvalid},
 	} {
 		dir := copyDir(t, tiny, t.TempDir(), map[string][]byte{"config.json": modifiedJSON(t, filepath.Join(tiny, "config.json"), tc.set)})
@@ -799,7 +808,7 @@ func TestChunkedConversion(t *testing.T) {
 			[]*pipeline.Job{j}, func(_ *pipeline.Job, _ int, out []byte) error { got = append(got, out...); return nil })
 		return got, err
 	}
-	fn := encodeRows(num.F32Bytes(src), dtype.F32, cols, 1, gguf.TypeQ8_0, nil)
+	fn := encodeRows(num.F32Bytes(src), dtype.F32, cols, 0, 1, gguf.TypeQ8_0, nil)
 	for _, workers := range []int{1, 2, 7} {
 		got, err := run(workers, fn)
 		if err != nil || !bytes.Equal(got, want) {

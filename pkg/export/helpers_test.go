@@ -10,12 +10,31 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
+
+// ggufName is the GGUF name of a tensor of the fixtures' tiny Llama.
+func ggufName(t testing.TB, hf string) string {
+	t.Helper()
+	cfg, err := checkpoint.LoadConfig(filepath.Join(testbin.Fixtures(t), "peft", "tiny", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cfg.GGUF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, _, err := g.TensorName(hf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
 
 // exportModel plans and writes a model export of path into memory.
 func exportModel(t testing.TB, path string, o ModelOptions) ([]byte, *Plan) {

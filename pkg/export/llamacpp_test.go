@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -188,7 +189,7 @@ func TestLlamaCppInterop(t *testing.T) {
 	add("bf16 checkpoint as bf16", model("tinybf16-bf16", filepath.Join(peftDir, "tiny-bf16"), ModelOptions{Auto: true}), "", bf16Ref, 1e-2, 0)
 
 	// Known-wrong exports must miss: the check can fail.
-	heads := map[string]int{".attn_q.": cfg.NumHeads, ".attn_k.": cfg.NumKVHeads}
+	heads := map[string]int{".attn_q.": cfg.Heads, ".attn_k.": cfg.KVHeads}
 	add("control: q/k not permuted", unpermuted(t, f32, filepath.Join(dir, "tiny-noperm.gguf"), heads, ".weight"), "", want["base"], 0, 1e-3)
 	add("control: lora_b not permuted", f32, unpermuted(t, adapter("lora-f32b", filepath.Join(peftDir, "lora"), tiny, AdapterOptions{Type: gguf.TypeF32}),
 		filepath.Join(dir, "lora-noperm.gguf"), heads, ".weight.lora_b"), want["lora_adapter"], 0, 1e-3)
@@ -200,7 +201,7 @@ func TestLlamaCppInterop(t *testing.T) {
 			"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32},
 	})
 	ropeDir := writeModel(t, filepath.Join(dir, "rope"), ropeCfgJSON, tinyW, tinyShapes, dtype.F32)
-	ropeCfg, err := checkpoint.ParseConfig(ropeCfgJSON)
+	ropeCfg, err := arch.ParseConfig(ropeCfgJSON)
 	if err != nil {
 		t.Fatal(err)
 	}

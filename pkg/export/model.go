@@ -4,9 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -15,9 +16,6 @@ import (
 	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
-
-// Architecture is the general.architecture lorakit writes.
-const Architecture = "llama"
 
 // ModelOptions configure PlanModel.
 type ModelOptions struct {
@@ -35,11 +33,12 @@ type ModelOptions struct {
 	Pre string
 }
 
-// modelTypes maps config.json model_type to what lorakit exports as "llama".
-var modelTypes = map[string]bool{"llama": true, "mistral": true}
-
-// PlanModel plans the export of a Llama-family checkpoint (folder, single file or
-// stream; bf16/f16/f32 or bitsandbytes 4-bit) to a GGUF model. Nothing is read but
+// PlanModel plans the export of a checkpoint of any architecture in the registry
+// (folder, single file or stream; bf16/f16/f32 or bitsandbytes 4-bit) to a GGUF model,
+// as the registry's GGUF mapping says (arch.Config.GGUF): names, metadata, per-tensor
+// transforms, generated tensors. A config llama.cpp cannot be made to compute as
+// transformers does is refused with the reason (arch.ErrGGUF); the remedies applied
+// and the differences that remain are in the plan's notes. Nothing is read but
 // headers and small files; Plan.Write reads the weights.
 func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 	mb, err := model.BaseFrom(src, model.BaseOptions{Config: true})
@@ -47,13 +46,12 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		return nil, err
 	}
 	cfg := mb.Config
-	if !modelTypes[cfg.ModelType] {
-		return nil, fmt.Errorf("%s: %w: model_type %q (GGUF export supports llama and mistral)", src.Path, ErrUnsupported, cfg.ModelType)
-	}
-	if cfg.MaxPositionEmbeddings <= 0 {
-		return nil, fmt.Errorf("%s: config.json: %w: max_position_embeddings missing (llama.context_length is required)", src.Path, ErrInvalid)
+	g, err := cfg.GGUF()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.Path, err)
 	}
 	p := &Plan{Kind: "model", Source: src.Path, src: src}
+	p.Notes, p.Warnings = divergenceNotes(g)
 	pos := sourceIndex(src)
 
 	// 4-bit weights: group each packed weight with its quant-state tensors.
@@ -74,35 +72,57 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		return nil, fmt.Errorf("%w: output type %s (want F32, F16, BF16, Q8_0 or Q4_0)", ErrUnsupported, typ)
 	}
 
+	// The vocabulary: the embedding's rows, or the tokenizer's tokens where the
+	// converter trims the embedding (Gemma 3).
+	var embed safetensors.TensorInfo
+	for _, t := range src.Tensors {
+		if n, ok := cfg.TextName(t.Name); ok && n == "model.embed_tokens.weight" {
+			embed = t
+		}
+	}
+	if embed.Name == "" || len(embed.Shape) != 2 {
+		return nil, fmt.Errorf("%s: %w: no 2-D model.embed_tokens.weight", src.Path, ErrInvalid)
+	}
+	n := int(embed.Shape[0])
+	if _, q := states[embed.Name]; q {
+		return nil, fmt.Errorf("%s: tensor %q: %w: a 4-bit embedding", src.Path, embed.Name, ErrUnsupported)
+	}
+	if g.TrimVocab && !o.NoVocab {
+		if k, ok := TokenCount(src.Files); ok && k < n {
+			p.Notes = append(p.Notes, fmt.Sprintf("token_embd trimmed from %d to the tokenizer's %d tokens, as convert_hf_to_gguf.py does", n, k))
+			n = k
+		}
+	}
+
 	type planned struct {
 		t  gguf.TensorInfo
 		it item
 	}
 	var out []planned
 	names := map[string]int{}
-	var embedRows int64 = -1
+	dropped := map[string][]string{}
+	var dropOrder []string
 	hasOutput := false
 	for _, t := range src.Tensors {
 		if stateOf[t.Name] {
 			continue
 		}
-		gname, err := gguf.LlamaTensorName(t.Name)
+		gname, tr, err := g.TensorName(t.Name)
 		if err != nil {
-			return nil, fmt.Errorf("%s: tensor %q: %w: not part of a Llama model (%v)", src.Path, t.Name, ErrUnsupported, err)
+			return nil, fmt.Errorf("%s: tensor %q: %w: %w", src.Path, t.Name, ErrUnsupported, err)
 		}
-		if gname == "" {
-			p.Notes = append(p.Notes, fmt.Sprintf("dropped %s (rotary cache)", t.Name))
-			continue
-		}
-		if gname == "output.weight" && cfg.TieWordEmbeddings {
-			p.Notes = append(p.Notes, "dropped lm_head.weight: tie_word_embeddings (llama.cpp reuses token_embd)")
+		if tr.Drop != "" {
+			if dropped[tr.Drop] == nil {
+				dropOrder = append(dropOrder, tr.Drop)
+			}
+			dropped[tr.Drop] = append(dropped[tr.Drop], t.Name)
 			continue
 		}
 		if prev, dup := names[gname]; dup {
 			return nil, fmt.Errorf("%s: tensor %q: %w: maps to %s like tensor %q", src.Path, t.Name, ErrInvalid, gname, src.Tensors[prev].Name)
 		}
 		names[gname] = pos[t.Name]
-		it := item{deps: []string{t.Name}}
+		it := item{deps: []string{t.Name}, add: tr.Add, scale: tr.Scale, scaleSet: tr.Scale != 0}
 		shape := t.Shape
 		if comps, quantized := states[t.Name]; quantized {
 			shape, err = stateShape(src, cfg, t.Name, comps)
@@ -117,8 +137,8 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 			}
 			it.from, it.in = t.Name, t.DType
 		}
-		if want, ok := expectedShape(cfg, t.Name); ok && !equalShape(shape, want) {
-			return nil, fmt.Errorf("%s: tensor %q: %w: shape %v, config.json implies %v", src.Path, t.Name, ErrInvalid, shape, want)
+		if err := checkShape(cfg, t.Name, shape, embed.Shape[0]); err != nil {
+			return nil, fmt.Errorf("%s: tensor %q: %w", src.Path, t.Name, err)
 		}
 		switch len(shape) {
 		case 1:
@@ -128,14 +148,15 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		default:
 			return nil, fmt.Errorf("%s: tensor %q: %w: %d dimensions", src.Path, t.Name, ErrUnsupported, len(shape))
 		}
-		switch gname {
-		case "token_embd.weight":
-			embedRows = shape[0]
-		case "output.weight":
+		if tr.TrimVocab && int64(n) < it.rows {
+			it.srcRows, it.rows = it.rows, int64(n)
+			shape = []int64{int64(n), shape[1]}
+		}
+		if gname == "output.weight" {
 			hasOutput = true
 		}
-		if heads := qkHeads(gname, cfg); heads > 0 {
-			perm, err := gguf.LlamaQKRowOrder(int(shape[0]), heads)
+		if tr.PermuteHeads > 0 {
+			perm, err := gguf.LlamaQKRowOrder(int(shape[0]), tr.PermuteHeads)
 			if err != nil {
 				return nil, fmt.Errorf("%s: tensor %q: %w", src.Path, t.Name, err)
 			}
@@ -146,13 +167,18 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		}
 		out = append(out, planned{gguf.TensorInfo{Name: gname, Shape: gguf.ReverseShape(shape)}, it})
 	}
-	if embedRows < 0 {
-		return nil, fmt.Errorf("%s: %w: no model.embed_tokens.weight", src.Path, ErrInvalid)
+	for _, why := range dropOrder {
+		ts := dropped[why]
+		what := ts[0]
+		if len(ts) > 1 {
+			what = fmt.Sprintf("%d tensors (%s, ...)", len(ts), ts[0])
+		}
+		p.Notes = append(p.Notes, fmt.Sprintf("dropped %s: %s", what, why))
 	}
-	if err := checkComplete(src.Path, cfg, names); err != nil {
+	if err := checkComplete(src.Path, g, cfg, names); err != nil {
 		return nil, err
 	}
-	if !hasOutput && !cfg.TieWordEmbeddings {
+	if !hasOutput && !cfg.TiedEmbeddings {
 		p.Warnings = append(p.Warnings, "no lm_head.weight although tie_word_embeddings is false: llama.cpp will use token_embd as the output layer")
 	}
 
@@ -176,12 +202,10 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		anyQuant = anyQuant || t.Type.IsQuantized()
 	}
 
-	if cfg.RopeScaling != nil && cfg.RopeScaling.Type == "llama3" {
-		f := Llama3RopeFactors(cfg.RopeTheta, cfg.HeadDim, cfg.RopeScaling)
-		p.add(gguf.TensorInfo{Name: RopeFreqsName, Type: gguf.TypeF32, Shape: []int64{int64(len(f))}},
-			item{gen: f, rows: 1, cols: int64(len(f))}, pos)
-		p.Notes = append(p.Notes, fmt.Sprintf("llama3 rope scaling written as %s (factor %g, original context %d)",
-			RopeFreqsName, cfg.RopeScaling.Factor, cfg.RopeScaling.OriginalMaxPositionEmbeddings))
+	for _, x := range g.Extra {
+		p.add(gguf.TensorInfo{Name: x.Name, Type: gguf.TypeF32, Shape: []int64{int64(len(x.Data))}},
+			item{gen: x.Data, rows: 1, cols: int64(len(x.Data))}, pos)
+		p.Notes = append(p.Notes, fmt.Sprintf("%s generated (%d values)", x.Name, len(x.Data)))
 	}
 	for _, pl := range out {
 		p.add(pl.t, pl.it, pos)
@@ -189,9 +213,8 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 	p.order()
 
 	// Vocabulary.
-	n := int(embedRows)
-	if cfg.VocabSize != n {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("config.json vocab_size %d differs from the %d token embeddings; using %d", cfg.VocabSize, n, n))
+	if cfg.Vocab != int(embed.Shape[0]) {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("config.json vocab_size %d differs from the %d token embeddings; using %d", cfg.Vocab, embed.Shape[0], embed.Shape[0]))
 	}
 	var v *Vocab
 	if o.NoVocab {
@@ -203,27 +226,13 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 	p.Warnings = append(p.Warnings, v.Warnings...)
 
 	ft, _ := gguf.FileTypeOf(typ)
-	kvs := append(general("model", src, o.Name), gguf.KV{Key: "general.file_type", Value: uint32(ft)})
+	kvs := append(general(g.Arch, "model", src, o.Name), gguf.KV{Key: "general.file_type", Value: uint32(ft)})
 	if anyQuant {
 		kvs = append(kvs, gguf.KV{Key: "general.quantization_version", Value: uint32(gguf.QuantizationVersion)})
 	}
-	a := Architecture + "."
-	kvs = append(kvs,
-		gguf.KV{Key: a + "vocab_size", Value: uint32(n)},
-		gguf.KV{Key: a + "context_length", Value: uint32(cfg.MaxPositionEmbeddings)},
-		gguf.KV{Key: a + "embedding_length", Value: uint32(cfg.HiddenSize)},
-		gguf.KV{Key: a + "block_count", Value: uint32(cfg.NumLayers)},
-		gguf.KV{Key: a + "feed_forward_length", Value: uint32(cfg.IntermediateSize)},
-		gguf.KV{Key: a + "attention.head_count", Value: uint32(cfg.NumHeads)},
-		gguf.KV{Key: a + "attention.head_count_kv", Value: uint32(cfg.NumKVHeads)},
-		gguf.KV{Key: a + "attention.layer_norm_rms_epsilon", Value: float32(cfg.RMSNormEps)},
-		gguf.KV{Key: a + "rope.freq_base", Value: float32(cfg.RopeTheta)},
-		gguf.KV{Key: a + "rope.dimension_count", Value: uint32(cfg.HeadDim)},
-	)
-	if cfg.HeadDim*cfg.NumHeads != cfg.HiddenSize {
-		kvs = append(kvs,
-			gguf.KV{Key: a + "attention.key_length", Value: uint32(cfg.HeadDim)},
-			gguf.KV{Key: a + "attention.value_length", Value: uint32(cfg.HeadDim)})
+	kvs = append(kvs, gguf.KV{Key: g.Arch + ".vocab_size", Value: uint32(n)})
+	for _, kv := range g.Metadata {
+		kvs = append(kvs, gguf.KV{Key: kv.Key, Value: kv.Value})
 	}
 	kvs = append(kvs, v.KVs()...)
 	p.Metadata = kvs
@@ -231,6 +240,24 @@ func PlanModel(src *checkpoint.Source, o ModelOptions) (*Plan, error) {
 		return nil, fmt.Errorf("%s: %w", src.Path, err)
 	}
 	return p, nil
+}
+
+// divergenceNotes renders what export does about each place where llama.cpp
+// computes something other than transformers (refusals stop the export before): a
+// capped context is a warning (llama.cpp computes something else beyond it), the
+// rest notes.
+func divergenceNotes(g *arch.GGUF) (notes, warnings []string) {
+	for _, d := range g.Divergences {
+		text := fmt.Sprintf("%s (%s): transformers %s, llama.cpp %s: %s", d.Field, d.Remedy, d.Transformers, d.LlamaCpp, d.Action)
+		switch d.Remedy {
+		case arch.RemedyRefuse:
+		case arch.RemedyContext:
+			warnings = append(warnings, text)
+		default:
+			notes = append(notes, text)
+		}
+	}
+	return notes, warnings
 }
 
 type discard struct{}
@@ -242,7 +269,7 @@ func floatInput(d dtype.DType) bool {
 }
 
 // autoType is BF16 when the checkpoint's weights are bf16, F16 otherwise.
-func autoType(src *checkpoint.Source, cfg *checkpoint.Config, states map[string][]string) gguf.Type {
+func autoType(src *checkpoint.Source, cfg *arch.Config, states map[string][]string) gguf.Type {
 	bf, other := 0, 0
 	for _, t := range src.Tensors {
 		if len(t.Shape) != 2 || !floatInput(t.DType) {
@@ -263,87 +290,42 @@ func autoType(src *checkpoint.Source, cfg *checkpoint.Config, states map[string]
 	return gguf.TypeF16
 }
 
-// qkHeads returns the head count to permute a GGUF tensor's rows with, or 0.
-func qkHeads(gname string, cfg *checkpoint.Config) int {
-	switch {
-	case strings.HasSuffix(gname, ".attn_q.weight"), strings.HasSuffix(gname, ".attn_q.bias"):
-		return cfg.NumHeads
-	case strings.HasSuffix(gname, ".attn_k.weight"), strings.HasSuffix(gname, ".attn_k.bias"):
-		return cfg.NumKVHeads
-	}
-	return 0
-}
-
-// expectedShape is the HF shape config.json implies for a Llama tensor.
-func expectedShape(cfg *checkpoint.Config, hf string) ([]int64, bool) {
-	d, i := int64(cfg.HiddenSize), int64(cfg.IntermediateSize)
-	q, kv := int64(cfg.NumHeads*cfg.HeadDim), int64(cfg.NumKVHeads*cfg.HeadDim)
-	switch hf {
-	case "model.norm.weight":
-		return []int64{d}, true
-	case "model.embed_tokens.weight", "lm_head.weight":
-		return nil, false // rows are the vocabulary, checked against each other
-	}
-	rest, ok := strings.CutPrefix(hf, "model.layers.")
+// checkShape compares a tensor's shape with the one config.json implies; the
+// embedding's and lm_head's rows are the vocabulary, checked against each other
+// (embedRows) rather than against vocab_size.
+func checkShape(cfg *arch.Config, name string, shape []int64, embedRows int64) error {
+	hf, _ := cfg.TextName(name)
+	t, ok := cfg.Tensor(hf)
 	if !ok {
-		return nil, false
+		return nil
 	}
-	_, suffix, _ := strings.Cut(rest, ".")
-	switch suffix {
-	case "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.o_proj.bias", "mlp.down_proj.bias":
-		return []int64{d}, true
-	case "self_attn.q_proj.weight":
-		return []int64{q, d}, true
-	case "self_attn.k_proj.weight", "self_attn.v_proj.weight":
-		return []int64{kv, d}, true
-	case "self_attn.o_proj.weight":
-		return []int64{d, q}, true
-	case "mlp.gate_proj.weight", "mlp.up_proj.weight":
-		return []int64{i, d}, true
-	case "mlp.down_proj.weight":
-		return []int64{d, i}, true
-	case "self_attn.q_proj.bias":
-		return []int64{q}, true
-	case "self_attn.k_proj.bias", "self_attn.v_proj.bias":
-		return []int64{kv}, true
-	case "mlp.gate_proj.bias", "mlp.up_proj.bias":
-		return []int64{i}, true
+	want := t.Shape
+	if t.Role == arch.RoleEmbedding || t.Role == arch.RoleLMHead {
+		want = []int64{embedRows, t.Shape[1]}
 	}
-	return nil, false
+	if !slices.Equal(shape, want) {
+		what := "config.json implies"
+		if t.Role == arch.RoleLMHead {
+			what = "the embedding and config.json imply"
+		}
+		return fmt.Errorf("%w: shape %v, %s %v", ErrInvalid, shape, what, want)
+	}
+	return nil
 }
 
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
+// checkComplete checks that every tensor of the architecture's layout that llama.cpp
+// requires is present (lm_head may be missing: llama.cpp then reuses token_embd).
+func checkComplete(path string, g *arch.GGUF, cfg *arch.Config, names map[string]int) error {
+	for _, t := range cfg.Tensors() {
+		if t.Role == arch.RoleLMHead {
+			continue
 		}
-	}
-	return true
-}
-
-// checkComplete checks that every tensor llama.cpp requires is present, and that no
-// layer beyond num_hidden_layers is.
-func checkComplete(path string, cfg *checkpoint.Config, names map[string]int) error {
-	need := []string{"token_embd.weight", "output_norm.weight"}
-	for l := 0; l < cfg.NumLayers; l++ {
-		for _, s := range []string{"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"} {
-			need = append(need, "blk."+strconv.Itoa(l)+"."+s+".weight")
+		gname, tr, err := g.TensorName(t.Name)
+		if err != nil || tr.Drop != "" {
+			continue
 		}
-	}
-	for _, n := range need {
-		if _, ok := names[n]; !ok {
-			return fmt.Errorf("%s: %w: tensor %s missing (llama.cpp requires it)", path, ErrInvalid, n)
-		}
-	}
-	for n := range names {
-		if rest, ok := strings.CutPrefix(n, "blk."); ok {
-			l, _, _ := strings.Cut(rest, ".")
-			if k, err := strconv.Atoi(l); err != nil || k >= cfg.NumLayers {
-				return fmt.Errorf("%s: %w: tensor %s beyond num_hidden_layers = %d", path, ErrInvalid, n, cfg.NumLayers)
-			}
+		if _, ok := names[gname]; !ok {
+			return fmt.Errorf("%s: %w: tensor %s missing (llama.cpp requires %s)", path, ErrInvalid, t.Name, gname)
 		}
 	}
 	return nil
@@ -352,7 +334,7 @@ func checkComplete(path string, cfg *checkpoint.Config, names map[string]int) er
 // stateShape returns the logical shape of a 4-bit weight: from its packed JSON state
 // when the source can be read in any order, else what config.json implies (checked
 // against the state when the weight is converted).
-func stateShape(src *checkpoint.Source, cfg *checkpoint.Config, weight string, comps []string) ([]int64, error) {
+func stateShape(src *checkpoint.Source, cfg *arch.Config, weight string, comps []string) ([]int64, error) {
 	if src.Random() {
 		for _, c := range comps {
 			if _, suffix, _ := nf4.SplitStateKey(c); suffix == nf4.SuffixQuantStateNF4 || suffix == nf4.SuffixQuantStateFP4 {
@@ -369,8 +351,10 @@ func stateShape(src *checkpoint.Source, cfg *checkpoint.Config, weight string, c
 		}
 		return nil, fmt.Errorf("%s: tensor %q: %w: 4-bit weight without a quant_state tensor", src.Path, weight, nf4.ErrMissing)
 	}
-	if want, ok := expectedShape(cfg, weight); ok {
-		return want, nil
+	if hf, ok := cfg.TextName(weight); ok {
+		if t, ok := cfg.Tensor(hf); ok {
+			return t.Shape, nil
+		}
 	}
 	return nil, fmt.Errorf("%s: tensor %q: %w: cannot tell the shape of this 4-bit weight from a stream", src.Path, weight, ErrUnsupported)
 }
@@ -381,10 +365,10 @@ func nf4Loader(weight string) loader {
 	return func(in *pipeline.Input) ([]float32, []int64, error) { return in.Dequantize(weight) }
 }
 
-// general is the general.* metadata of a GGUF file of type typ ("model",
-// "adapter") made from src; name "" is derived from its path.
-func general(typ string, src *checkpoint.Source, name string) []gguf.KV {
-	kvs := []gguf.KV{{Key: "general.architecture", Value: Architecture}, {Key: "general.type", Value: typ}}
+// general is the general.* metadata of a GGUF file of llama.cpp architecture a and
+// type typ ("model", "adapter") made from src; name "" is derived from its path.
+func general(a, typ string, src *checkpoint.Source, name string) []gguf.KV {
+	kvs := []gguf.KV{{Key: "general.architecture", Value: a}, {Key: "general.type", Value: typ}}
 	if name = cmp.Or(name, defaultName(src)); name != "" {
 		kvs = append(kvs, gguf.KV{Key: "general.name", Value: name})
 	}

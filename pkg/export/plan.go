@@ -2,6 +2,7 @@ package export
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -50,9 +51,11 @@ type item struct {
 	f32  loader    // builds float32 data (NF4, transposes)
 	gen  []float32 // generated data (rope_freqs)
 
-	rows, cols int64       // HF row-major view: rows × cols
+	rows, cols int64       // HF row-major view of the output: rows × cols
+	srcRows    int64       // rows of the source when more than rows (a trimmed vocabulary); 0: rows
 	perm       []int       // row order (q/k permutation), nil = identity
-	scale      float32     // multiplies every value (adapters' folded scale)
+	add        float32     // added to every value before scale (Gemma's norms: 1 + w)
+	scale      float32     // multiplies every value (a folded factor, adapters' folded scale)
 	scaleSet   bool        // scale was set; otherwise it is 1
 	in         dtype.DType // dtype of the source tensor (from)
 }
@@ -150,6 +153,7 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 		src []byte      // float data made in Prepare (generated or loaded items)
 		dt  dtype.DType // the dtype of the data converted
 	)
+	srcRows := cmp.Or(it.srcRows, it.rows)
 	j := &pipeline.Job{Name: info.Name, Chunks: int((it.rows + per - 1) / per)}
 	if rbErr != nil {
 		j.Chunks = 0
@@ -170,8 +174,8 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 			if err != nil {
 				return fail(err)
 			}
-			if !(len(shape) == 2 && shape[0] == it.rows && shape[1] == it.cols) && !(len(shape) == 1 && it.rows == 1 && shape[0] == it.cols) {
-				return fail(fmt.Errorf("%w: source shape %v, planned %d×%d", ErrInvalid, shape, it.rows, it.cols))
+			if !(len(shape) == 2 && shape[0] == srcRows && shape[1] == it.cols) && !(len(shape) == 1 && it.rows == 1 && shape[0] == it.cols) {
+				return fail(fmt.Errorf("%w: source shape %v, planned %d×%d", ErrInvalid, shape, srcRows, it.cols))
 			}
 			src, dt = num.F32Bytes(f), dtype.F32
 		default:
@@ -179,8 +183,8 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 			if !ok {
 				return fail(fmt.Errorf("%w: source tensor %q not available", ErrInvalid, it.from))
 			}
-			if t.DType != it.in || t.NumBytes() != it.rows*it.cols*int64(it.in.Size()) {
-				return fail(fmt.Errorf("%w: source tensor %q is %s %v, planned %s %d×%d", ErrInvalid, it.from, t.DType, t.Shape, it.in, it.rows, it.cols))
+			if t.DType != it.in || t.NumBytes() != srcRows*it.cols*int64(it.in.Size()) {
+				return fail(fmt.Errorf("%w: source tensor %q is %s %v, planned %s %d×%d", ErrInvalid, it.from, t.DType, t.Shape, it.in, srcRows, it.cols))
 			}
 			dt = it.in
 		}
@@ -213,8 +217,8 @@ func (p *Plan) job(i int, in *pipeline.Input, lastUse map[string]int, st *Stats)
 			return err
 		}
 		conv := copyRows(buf, rowBytes)
-		if it.scale != 1 || !sameEncoding(dt, info.Type) {
-			conv = encodeRows(buf, dt, it.cols, it.scale, info.Type, ts)
+		if it.scale != 1 || it.add != 0 || !sameEncoding(dt, info.Type) {
+			conv = encodeRows(buf, dt, it.cols, it.add, it.scale, info.Type, ts)
 		}
 		if err := conv(out, 0, r1-r0, w.Local.(*[]float32)); err != nil {
 			return fail(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -51,17 +52,17 @@ func (w refWeights) clone() refWeights {
 }
 
 // refInvFreq is transformers' inverse rotary frequencies (default or llama3), in float64.
-func refInvFreq(cfg *checkpoint.Config) []float64 {
+func refInvFreq(cfg *arch.Config) []float64 {
 	dim := cfg.HeadDim
+	s := cfg.Attention[0].Rope
 	inv := make([]float64, dim/2)
 	for i := range inv {
-		inv[i] = 1 / math.Pow(cfg.RopeTheta, float64(2*i)/float64(dim))
+		inv[i] = 1 / math.Pow(s.Theta, float64(2*i)/float64(dim))
 	}
-	s := cfg.RopeScaling
-	if s == nil {
+	if s.Type != arch.RopeLlama3 {
 		return inv
 	}
-	old := float64(s.OriginalMaxPositionEmbeddings)
+	old := float64(s.OriginalMaxPositions)
 	lowWL, highWL := old/s.LowFreqFactor, old/s.HighFreqFactor
 	for i, f := range inv {
 		wl := 2 * math.Pi / f
@@ -78,8 +79,8 @@ func refInvFreq(cfg *checkpoint.Config) []float64 {
 }
 
 // refLogits runs the model on ids and returns logits [len(ids)][vocab].
-func refLogits(cfg *checkpoint.Config, w refWeights, ids []int) [][]float64 {
-	D, H, KV, hd := cfg.HiddenSize, cfg.NumHeads, cfg.NumKVHeads, cfg.HeadDim
+func refLogits(cfg *arch.Config, w refWeights, ids []int) [][]float64 {
+	D, H, KV, hd := cfg.Hidden, cfg.Heads, cfg.KVHeads, cfg.HeadDim
 	T := len(ids)
 	inv := refInvFreq(cfg)
 	emb := w["model.embed_tokens.weight"]
@@ -95,7 +96,7 @@ func refLogits(cfg *checkpoint.Config, w refWeights, ids []int) [][]float64 {
 		for _, a := range v {
 			ss += a * a
 		}
-		r := 1 / math.Sqrt(ss/float64(len(v))+cfg.RMSNormEps)
+		r := 1 / math.Sqrt(ss/float64(len(v))+cfg.NormEps)
 		out := make([]float64, len(v))
 		for i, a := range v {
 			out[i] = a * r * float64(wt[i])
@@ -125,7 +126,7 @@ func refLogits(cfg *checkpoint.Config, w refWeights, ids []int) [][]float64 {
 			}
 		}
 	}
-	for l := range cfg.NumLayers {
+	for l := range cfg.Layers {
 		p := "model.layers." + strconv.Itoa(l) + "."
 		q, k, v := make([][]float64, T), make([][]float64, T), make([][]float64, T)
 		for t := range T {
@@ -166,8 +167,8 @@ func refLogits(cfg *checkpoint.Config, w refWeights, ids []int) [][]float64 {
 				x[t][i] += o[i]
 			}
 			h := norm(x[t], w[p+"post_attention_layernorm.weight"])
-			gt := matvec(w[p+"mlp.gate_proj.weight"], h, cfg.IntermediateSize)
-			up := matvec(w[p+"mlp.up_proj.weight"], h, cfg.IntermediateSize)
+			gt := matvec(w[p+"mlp.gate_proj.weight"], h, cfg.Intermediate)
+			up := matvec(w[p+"mlp.up_proj.weight"], h, cfg.Intermediate)
 			for i := range gt {
 				gt[i] = gt[i] / (1 + math.Exp(-gt[i])) * up[i]
 			}
@@ -258,7 +259,7 @@ func centredDiff(a, b []float64, keep []bool) float64 {
 	return d
 }
 
-func refAll(cfg *checkpoint.Config, w refWeights, ids [][]int) [][][]float64 {
+func refAll(cfg *arch.Config, w refWeights, ids [][]int) [][][]float64 {
 	out := make([][][]float64, len(ids))
 	for r, row := range ids {
 		out[r] = refLogits(cfg, w, row)

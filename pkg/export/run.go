@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lorakit/lorakit/internal/num"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/gguf"
@@ -132,7 +133,7 @@ func planAdapter(src *checkpoint.Source, in string, o Options) (*Plan, error) {
 	case o.Base != "":
 		base, err = OpenBase(o.Base)
 	case src.Files["config.json"] != nil:
-		var cfg *checkpoint.Config
+		var cfg *arch.Config
 		if cfg, err = src.Config(); err == nil {
 			base, err = BaseFromConfig(in+" (carried config.json)", cfg)
 		}

@@ -111,6 +111,28 @@ type tokenizerJSON struct {
 	} `json:"model"`
 }
 
+// TokenCount is the number of token ids tokenizer.json defines (its largest id + 1,
+// over model.vocab and added_tokens); ok is false without a readable tokenizer.json.
+// It is what convert_hf_to_gguf.py keeps of a padded embedding (Gemma 3).
+func TokenCount(files map[string][]byte) (int, bool) {
+	var t tokenizerJSON
+	if json.Unmarshal(files["tokenizer.json"], &t) != nil {
+		return 0, false
+	}
+	var vocab map[string]int
+	if json.Unmarshal(t.Model.Vocab, &vocab) != nil {
+		return 0, false
+	}
+	n := 0
+	for _, id := range vocab {
+		n = max(n, id+1)
+	}
+	for _, a := range t.AddedTokens {
+		n = max(n, a.ID+1)
+	}
+	return n, n > 0
+}
+
 // ReadVocab builds the tokenizer metadata from the carried files of a checkpoint
 // (tokenizer.json, tokenizer_config.json, chat_template.jinja, config.json) for a model
 // with n token embeddings. pre overrides the pre-tokenizer name of a byte-level BPE

@@ -6,50 +6,6 @@ import (
 	"testing"
 )
 
-func TestLlamaTensorName(t *testing.T) {
-	cases := map[string]string{
-		"model.embed_tokens.weight":                        "token_embd.weight",
-		"model.norm.weight":                                "output_norm.weight",
-		"lm_head.weight":                                   "output.weight",
-		"model.layers.0.input_layernorm.weight":            "blk.0.attn_norm.weight",
-		"model.layers.31.self_attn.q_proj.weight":          "blk.31.attn_q.weight",
-		"model.layers.1.self_attn.k_proj.weight":           "blk.1.attn_k.weight",
-		"model.layers.1.self_attn.v_proj.weight":           "blk.1.attn_v.weight",
-		"model.layers.1.self_attn.o_proj.weight":           "blk.1.attn_output.weight",
-		"model.layers.10.post_attention_layernorm.weight":  "blk.10.ffn_norm.weight",
-		"model.layers.2.mlp.gate_proj.weight":              "blk.2.ffn_gate.weight",
-		"model.layers.2.mlp.up_proj.weight":                "blk.2.ffn_up.weight",
-		"model.layers.2.mlp.down_proj.weight":              "blk.2.ffn_down.weight",
-		"model.layers.2.self_attn.q_proj.bias":             "blk.2.attn_q.bias",
-		"model.layers.2.mlp.down_proj.bias":                "blk.2.ffn_down.bias",
-		"model.layers.0.self_attn.rotary_emb.inv_freq":     "",
-		"model.rotary_emb.inv_freq":                        "",
-		"model.layers.79.self_attn.o_proj.weight":          "blk.79.attn_output.weight",
-		"model.layers.100.mlp.gate_proj.weight":            "blk.100.ffn_gate.weight",
-		"model.layers.0.self_attn.q_proj.weight.something": "!",
-		"model.layers.01.self_attn.q_proj.weight":          "!",
-		"model.layers.x.self_attn.q_proj.weight":           "!",
-		"model.layers.0.self_attn.q_proj.lora_A.weight":    "!",
-		"model.embed_tokens":                               "!",
-		"lm_head.bias":                                     "!",
-	}
-	for hf, want := range cases {
-		got, err := LlamaTensorName(hf)
-		if want == "!" {
-			if !errors.Is(err, ErrUnknownTensor) {
-				t.Errorf("%s: got %q, %v; want ErrUnknownTensor", hf, got, err)
-			}
-			continue
-		}
-		if err != nil || got != want {
-			t.Errorf("%s: got %q, %v; want %q", hf, got, err, want)
-		}
-		if len(got) > MaxNameLength-len(".lora_a") {
-			t.Errorf("%s: %q too long for an adapter name", hf, got)
-		}
-	}
-}
-
 func TestLlamaQKRowOrder(t *testing.T) {
 	// spec §3.4 example: hd = 8, one head
 	got, err := LlamaQKRowOrder(8, 1)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
@@ -71,7 +72,7 @@ func Adapter(src *checkpoint.Source, o Options) (*Report, error) {
 		row.Params += m.Params
 		r.DoRA = r.DoRA || m.DoRA()
 	}
-	sort.SliceStable(order, func(i, j int) bool { return moduleOrder(order[i].typ) < moduleOrder(order[j].typ) })
+	sort.SliceStable(order, func(i, j int) bool { return arch.ModuleOrder(order[i].typ) < arch.ModuleOrder(order[j].typ) })
 	for _, k := range order {
 		r.Modules = append(r.Modules, *rows[k])
 	}
@@ -111,16 +112,6 @@ func inferType(a *peft.Adapter) string {
 		return "LORA"
 	}
 	return "unknown"
-}
-
-// moduleOrder sorts module types in decoder order, others after.
-func moduleOrder(t string) int {
-	for i, n := range peft.LlamaProjections {
-		if n == t {
-			return i
-		}
-	}
-	return len(peft.LlamaProjections)
 }
 
 // portability lists features that serving stacks and converters handle

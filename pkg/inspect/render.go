@@ -1,12 +1,14 @@
 package inspect
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/lorakit/lorakit/internal/num"
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/peft"
 )
 
@@ -53,18 +55,7 @@ func WriteText(w io.Writer, r *Report) error {
 		p("  size            %s (%s bytes)", num.Bytes(r.Bytes, 2), num.Thousands(r.Bytes))
 		writeModules(w, r.Modules)
 	case "model", "quantized-model":
-		if r.Architecture != "" {
-			p("  architecture    %s (%s)", r.Architecture, r.ModelType)
-		}
-		if c := r.Config; c != nil {
-			p("  shape           hidden %d, intermediate %d, %d layers, %d heads (%d kv, head_dim %d), vocab %d%s",
-				c.Hidden, c.Intermediate, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.Vocab, map[bool]string{true: ", tied embeddings"}[c.Tied])
-			rope := fmt.Sprintf("theta %g", c.RopeTheta)
-			if c.RopeScaling != "" {
-				rope += ", scaling " + c.RopeScaling
-			}
-			p("  rope            %s", rope)
-		}
+		writeArchitecture(p, r)
 		p("  parameters      %s", num.Thousands(r.TotalParams))
 		if b := r.Breakdown; b != nil {
 			for _, part := range []struct {
@@ -118,6 +109,10 @@ func WriteText(w io.Writer, r *Report) error {
 		if r.Architecture != "" {
 			p("  base            %s, %s parameters", r.Architecture, num.Thousands(r.TotalParams))
 		}
+		writeArchitecture(p, r)
+		if c := r.Config; c != nil && len(c.Targets) > 0 {
+			p("  targets         %s", strings.Join(c.Targets, ", "))
+		}
 		p("  trainable       %s (%.4f%% of %s)", num.Thousands(r.TrainableParams), r.Percent, num.Thousands(r.TotalParams))
 		p("  PEFT prints     %s", peft.FormatTrainable(r.TrainableParams, r.TotalParams+r.TrainableParams))
 		p("  adapter size    %s in bf16, %s in f32", num.Bytes(r.AdapterBytes["bf16"], 2), num.Bytes(r.AdapterBytes["f32"], 2))
@@ -150,6 +145,57 @@ func WriteText(w io.Writer, r *Report) error {
 		p("  warning: %s", warn)
 	}
 	return nil
+}
+
+// writeArchitecture writes the model_type, shape, specifics and rope lines
+// of a model or plan report.
+func writeArchitecture(p func(string, ...any), r *Report) {
+	c := r.Config
+	if r.Architecture != "" || r.ModelType != "" {
+		what := "model_type " + cmp.Or(r.ModelType, "unset")
+		switch {
+		case c != nil && c.Family != "":
+			what += ": " + c.Family
+			if c.GGUF != "" {
+				what += ", GGUF " + c.GGUF
+			}
+		case r.ModelType != "":
+			what += ": not in lorakit's registry (" + arch.SupportedList() + "); inspect, quantize and merge work by tensor names"
+		}
+		if r.Kind != "plan" {
+			p("  architecture    %s (%s)", cmp.Or(r.Architecture, "-"), what)
+		} else {
+			p("  model           %s", what)
+		}
+	}
+	if c == nil {
+		return
+	}
+	var shape []string
+	for _, f := range []struct {
+		n      int
+		format string
+	}{{c.Hidden, "hidden %d"}, {c.Intermediate, "intermediate %d"}, {c.Layers, "%d layers"}, {c.Heads, "%d heads"},
+		{c.KVHeads, "%d kv heads"}, {c.HeadDim, "head_dim %d"}, {c.Vocab, "vocab %d"}, {c.MaxPositions, "context %d"}} {
+		if f.n > 0 {
+			shape = append(shape, fmt.Sprintf(f.format, f.n))
+		}
+	}
+	if c.Tied {
+		shape = append(shape, "tied embeddings")
+	}
+	if len(shape) > 0 {
+		p("  shape           %s", strings.Join(shape, ", "))
+	}
+	if len(c.Specifics) > 0 {
+		p("  specifics       %s", strings.Join(c.Specifics, "; "))
+	}
+	switch {
+	case len(c.Ropes) > 0:
+		p("  rope            %s", strings.Join(c.Ropes, "; "))
+	case c.RopeTheta > 0:
+		p("  rope            θ=%g", c.RopeTheta)
+	}
 }
 
 func writeModules(w io.Writer, ms []Module) {

@@ -102,16 +102,32 @@ type Report struct {
 	Warnings []string    `json:"warnings,omitempty"`
 }
 
-// ConfigSummary is the shape of a Llama-family config.
+// ConfigSummary is the shape of a model's config.json. For an architecture
+// outside the registry only the common keys are filled (Family, Ropes,
+// Specifics and GGUF stay empty).
 type ConfigSummary struct {
-	Hidden       int     `json:"hidden_size"`
-	Intermediate int     `json:"intermediate_size"`
-	Layers       int     `json:"num_hidden_layers"`
-	Heads        int     `json:"num_attention_heads"`
-	KVHeads      int     `json:"num_key_value_heads"`
-	HeadDim      int     `json:"head_dim"`
-	Vocab        int     `json:"vocab_size"`
-	Tied         bool    `json:"tie_word_embeddings"`
-	RopeTheta    float64 `json:"rope_theta"`
-	RopeScaling  string  `json:"rope_scaling,omitempty"`
+	// Family is the registry's name of the architecture ("Qwen2 / Qwen2.5").
+	Family       string `json:"family,omitempty"`
+	Hidden       int    `json:"hidden_size"`
+	Intermediate int    `json:"intermediate_size"`
+	Layers       int    `json:"num_hidden_layers"`
+	Heads        int    `json:"num_attention_heads"`
+	KVHeads      int    `json:"num_key_value_heads"`
+	HeadDim      int    `json:"head_dim"`
+	Vocab        int    `json:"vocab_size"`
+	MaxPositions int    `json:"max_position_embeddings,omitempty"`
+	Tied         bool   `json:"tie_word_embeddings"`
+	// RopeTheta and RopeScaling are the first rope's base and type
+	// (RopeScaling empty for the default).
+	RopeTheta   float64 `json:"rope_theta"`
+	RopeScaling string  `json:"rope_scaling,omitempty"`
+	// Ropes describes every distinct rope (Gemma 3: global and sliding).
+	Ropes []string `json:"ropes,omitempty"`
+	// Specifics lists what the architecture computes beyond the Llama
+	// decoder: biases, norms, activation, soft-caps, windows, fused modules.
+	Specifics []string `json:"specifics,omitempty"`
+	// GGUF is llama.cpp's architecture for it.
+	GGUF string `json:"gguf_architecture,omitempty"`
+	// Targets are the LoRA targets the architecture accepts (plans).
+	Targets []string `json:"targets,omitempty"`
 }

@@ -75,7 +75,7 @@ func Inspect(path string, o Options) (*Report, error) {
 }
 
 // PlanFile is `lora-inspect plan`: the plan of a LoRA on the model of a
-// config.json file or a built-in shape (checkpoint.Shapes).
+// config.json file or a built-in shape (arch.Shapes).
 func PlanFile(config string, o PlanOptions) (*Report, error) {
 	cfg, err := checkpoint.LoadConfig(config)
 	if err != nil {

@@ -5,9 +5,9 @@
 // lora-inspect, lora-merge, lora-gguf and lora-train accept and refuse the
 // same inputs with the same messages.
 //
-// The parsed config is a checkpoint.Config today; the architecture registry
-// will sit beside this package and turn it into an architecture-specific
-// description, which Base will then carry.
+// A base's config.json is parsed by the architecture registry (pkg/arch):
+// Base.Config is the registry's description of the model, which every tool
+// asks for names, shapes, targets and its GGUF mapping.
 package model
 
 import (
@@ -16,6 +16,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
@@ -38,17 +39,17 @@ var (
 type Base struct {
 	Path   string
 	Source *checkpoint.Source
-	// Config is the parsed config.json; nil unless BaseOptions.Config was
-	// set.
-	Config *checkpoint.Config
+	// Config is config.json as the architecture registry describes it; nil
+	// unless BaseOptions.Config was set.
+	Config *arch.Config
 	// Quantized reports a bitsandbytes 4-bit checkpoint.
 	Quantized bool
 }
 
 // BaseOptions say what OpenBase requires.
 type BaseOptions struct {
-	// Config requires a config.json of a supported architecture and parses
-	// it into Base.Config.
+	// Config requires a config.json of an architecture in the registry and
+	// parses it into Base.Config (any other gives arch.Unsupported).
 	Config bool
 }
 

@@ -8,17 +8,13 @@ import (
 
 // llama8BAdapter is the tensor list of an all-linear r=16 adapter on
 // Llama-3-8B with the standard prefix (448 tensors).
-func llama8BAdapter() ([]Tensor, int64) {
-	lin, _ := LlamaLinears(llama3_8B)
+func llama8BAdapter(b *testing.B) ([]Tensor, int64) {
+	cfg := shape(b, "llama3-8b")
 	var ts []Tensor
 	var names int64
-	for l := 0; l < llama3_8B.Layers; l++ {
-		for _, x := range lin[:7] {
-			part := "self_attn."
-			if x.Type == "gate_proj" || x.Type == "up_proj" || x.Type == "down_proj" {
-				part = "mlp."
-			}
-			p := Prefix + "model.layers." + itoa(l) + "." + part + x.Type
+	for l := 0; l < cfg.Layers; l++ {
+		for _, x := range cfg.Linears()[:7] {
+			p := Prefix + cfg.ModulePath(l, x.Module)
 			ts = append(ts, Tensor{p + ".lora_A.weight", []int64{16, x.In}}, Tensor{p + ".lora_B.weight", []int64{x.Out, 16}})
 			names += int64(2*len(p) + len(".lora_A.weight") + len(".lora_B.weight"))
 		}
@@ -26,16 +22,9 @@ func llama8BAdapter() ([]Tensor, int64) {
 	return ts, names
 }
 
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
-}
-
 func BenchmarkAnalyze8B(b *testing.B) {
-	ts, n := llama8BAdapter()
-	cfg := NewLoraConfig(16, 32, Names(LlamaProjections...))
+	ts, n := llama8BAdapter(b)
+	cfg := NewLoraConfig(16, 32, Names(llamaProjections...))
 	b.SetBytes(n)
 	b.ReportAllocs()
 	for b.Loop() {

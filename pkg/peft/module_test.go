@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lorakit/lorakit/pkg/arch"
 )
 
 func TestAnalyzeFixtures(t *testing.T) {
@@ -21,7 +23,7 @@ func TestAnalyzeFixtures(t *testing.T) {
 		trainable int64
 	}{
 		// PEFT's get_nb_trainable_parameters for tiny + r=8 all-linear: 16,384.
-		{"lora", 14, LlamaProjections, 8, 2, false, 16384},
+		{"lora", 14, llamaProjections, 8, 2, false, 16384},
 		{"dora", 8, []string{"q_proj", "k_proj", "v_proj", "o_proj"}, 4, 2, true, 3968},
 		{"train/plain/init", 8, []string{"q_proj", "k_proj", "v_proj", "o_proj"}, 8, 2, false, 7168},
 		{"train/plain/final", 8, []string{"q_proj", "k_proj", "v_proj", "o_proj"}, 8, 2, false, 7168},
@@ -50,13 +52,9 @@ func TestAnalyzeFixtures(t *testing.T) {
 				t.Errorf("trainable %d, want %d", a.Trainable, tc.trainable)
 			}
 			// Linear shapes of the tiny Llama: hidden 64, intermediate 128, 4×16 q heads, 2×16 kv heads.
-			lin, err := LlamaLinears(LlamaDims{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256})
-			if err != nil {
-				t.Fatal(err)
-			}
-			shapes := map[string]Linear{}
-			for _, l := range lin {
-				shapes[l.Type] = l
+			shapes := map[string]arch.Linear{}
+			for _, l := range tinyLlama(t).Linears() {
+				shapes[l.Module] = l
 			}
 			var sum int64
 			for i, m := range a.Modules {

@@ -46,8 +46,6 @@ var (
 	ErrMissingTensor = errclass.New(errclass.Invalid, "peft: missing adapter tensor")
 	// ErrDuplicateTensor: two tensors normalise to the same module and role.
 	ErrDuplicateTensor = errclass.New(errclass.Invalid, "peft: duplicate adapter tensor")
-	// ErrUnknownTarget: a plan target that is not a module of the model.
-	ErrUnknownTarget = errclass.New(errclass.Usage, "peft: unknown target module")
 )
 
 // Tensor is the name and shape of one tensor of an adapter file: all this

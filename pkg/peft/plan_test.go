@@ -3,18 +3,39 @@ package peft
 import (
 	"errors"
 	"testing"
+
+	"github.com/lorakit/lorakit/pkg/arch"
 )
 
-var (
-	llama3_8B  = LlamaDims{Hidden: 4096, Intermediate: 14336, Layers: 32, Heads: 32, KVHeads: 8, HeadDim: 128, Vocab: 128256}
-	llama32_1B = LlamaDims{Hidden: 2048, Intermediate: 8192, Layers: 16, Heads: 32, KVHeads: 8, Vocab: 128256, TiedEmbeddings: true}
-)
+// shape parses a built-in shape of the registry.
+func shape(t testing.TB, name string) *arch.Config {
+	t.Helper()
+	c, err := arch.Shape(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tinyLlama is the fixtures' tiny Llama: hidden 64, intermediate 128, 4×16
+// q heads, 2×16 kv heads, vocab 256.
+func tinyLlama(t testing.TB) *arch.Config {
+	t.Helper()
+	c, err := arch.ParseConfig([]byte(`{"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"vocab_size":256}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var llamaProjections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 // Expected lines are PEFT's print_trainable_parameters (spec §9).
 func TestPlanLlama(t *testing.T) {
+	llama3_8B, llama32_1B := shape(t, "llama3-8b"), shape(t, "llama3.2-1b")
 	for _, tc := range []struct {
 		name      string
-		dims      LlamaDims
+		dims      *arch.Config
 		opts      PlanOptions
 		trainable int64
 		line      string
@@ -24,7 +45,7 @@ func TestPlanLlama(t *testing.T) {
 		{"8B qv", llama3_8B, PlanOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "v_proj"}}, 6815744, ""},
 		{"8B all-linear", llama3_8B, PlanOptions{Rank: 16, Alpha: 32, Targets: []string{"all-linear"}}, 41943040,
 			"trainable params: 41,943,040 || all params: 8,072,204,288 || trainable%: 0.5196"},
-		{"8B seven by name", llama3_8B, PlanOptions{Rank: 16, Alpha: 32, Targets: LlamaProjections}, 41943040, ""},
+		{"8B seven by name", llama3_8B, PlanOptions{Rank: 16, Alpha: 32, Targets: llamaProjections}, 41943040, ""},
 		{"1B tied qkvo", llama32_1B, PlanOptions{Rank: 16, Alpha: 32, Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}}, 3407872,
 			"trainable params: 3,407,872 || all params: 1,239,222,272 || trainable%: 0.2750"},
 		// DoRA adds out per module: q 4096, k 1024, v 1024, o 4096 per layer.
@@ -34,7 +55,7 @@ func TestPlanLlama(t *testing.T) {
 			2 * 8 * (128256 + 4096), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := PlanLlama(tc.dims, tc.opts)
+			p, err := NewPlan(tc.dims, tc.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,7 +66,7 @@ func TestPlanLlama(t *testing.T) {
 			for _, e := range p.Entries {
 				sum += e.Params
 				if e.Params != e.PerModule*int64(e.Count) {
-					t.Errorf("%s: %d != %d·%d", e.Type, e.Params, e.PerModule, e.Count)
+					t.Errorf("%s: %d != %d·%d", e.Module, e.Params, e.PerModule, e.Count)
 				}
 			}
 			if sum != p.Trainable {
@@ -62,7 +83,7 @@ func TestPlanLlama(t *testing.T) {
 }
 
 func TestPlanPerType(t *testing.T) {
-	p, err := PlanLlama(llama3_8B, PlanOptions{Rank: 16, Alpha: 32, Targets: []string{"all-linear"}})
+	p, err := NewPlan(shape(t, "llama3-8b"), PlanOptions{Rank: 16, Alpha: 32, Targets: []string{"all-linear"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,40 +96,57 @@ func TestPlanPerType(t *testing.T) {
 		t.Fatalf("entries %+v", p.Entries)
 	}
 	for i, e := range p.Entries {
-		if e.Type != LlamaProjections[i] || e.Params != want[e.Type] {
-			t.Errorf("entry %d: %+v, want %s %d", i, e, LlamaProjections[i], want[LlamaProjections[i]])
+		if e.Module != llamaProjections[i] || e.Params != want[e.Module] {
+			t.Errorf("entry %d: %+v, want %s %d", i, e, llamaProjections[i], want[llamaProjections[i]])
 		}
 	}
 }
 
 func TestPlanErrors(t *testing.T) {
-	if _, err := PlanLlama(llama3_8B, PlanOptions{Rank: 16, Targets: []string{"qkv_proj"}}); !errors.Is(err, ErrUnknownTarget) {
+	llama3_8B := shape(t, "llama3-8b")
+	if _, err := NewPlan(llama3_8B, PlanOptions{Rank: 16, Targets: []string{"qkv_proj"}}); !errors.Is(err, arch.ErrTarget) {
 		t.Errorf("unknown target: %v", err)
 	}
-	if _, err := PlanLlama(llama3_8B, PlanOptions{Rank: 16}); !errors.Is(err, ErrUnknownTarget) {
+	if _, err := NewPlan(llama3_8B, PlanOptions{Rank: 16}); !errors.Is(err, arch.ErrTarget) {
 		t.Errorf("no targets: %v", err)
 	}
-	if _, err := PlanLlama(llama3_8B, PlanOptions{Rank: 0, Targets: []string{"q_proj"}}); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := NewPlan(llama3_8B, PlanOptions{Rank: 0, Targets: []string{"q_proj"}}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("rank 0: %v", err)
-	}
-	if _, err := PlanLlama(LlamaDims{Hidden: 64}, PlanOptions{Rank: 8, Targets: []string{"q_proj"}}); !errors.Is(err, ErrInvalidConfig) {
-		t.Errorf("bad dims: %v", err)
 	}
 }
 
-func TestLlamaParams(t *testing.T) {
+func TestPlanTiny(t *testing.T) {
 	// PEFT's "all params" of the fixture's tiny Llama (123,200) minus its
 	// 16,384 LoRA parameters.
-	tiny := LlamaDims{Hidden: 64, Intermediate: 128, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Vocab: 256}
-	if n, err := LlamaParams(tiny); err != nil || n != 123200-16384 {
-		t.Errorf("LlamaParams(tiny) = %d, %v; want %d", n, err, 123200-16384)
-	}
-	p, err := PlanLlama(tiny, PlanOptions{Rank: 8, Alpha: 16, Targets: []string{"all-linear"}})
+	p, err := NewPlan(tinyLlama(t), PlanOptions{Rank: 8, Alpha: 16, Targets: []string{"all-linear"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Trainable != 16384 || p.All() != 123200 {
-		t.Errorf("tiny plan %d/%d", p.Trainable, p.All())
+	if p.Base != 123200-16384 || p.Trainable != 16384 || p.All() != 123200 {
+		t.Errorf("tiny plan %d/%d, base %d", p.Trainable, p.All(), p.Base)
+	}
+}
+
+// TestPlanFused counts LoRA on Phi-3's fused modules as PEFT does: one A
+// (r × hidden) and one B (fused out × r) per module, DoRA one magnitude
+// over the fused output.
+func TestPlanFused(t *testing.T) {
+	phi := shape(t, "phi3.5-mini") // hidden 3072, 32 heads of 96, 32 kv heads, intermediate 8192
+	p, err := NewPlan(phi, PlanOptions{Rank: 16, Alpha: 32, Targets: []string{"all-linear"}, DoRA: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{
+		"o_proj": 16*(3072+3072) + 3072, "qkv_proj": 16*(3072+9216) + 9216,
+		"gate_up_proj": 16*(3072+16384) + 16384, "down_proj": 16*(8192+3072) + 3072,
+	}
+	if len(p.Entries) != len(want) {
+		t.Fatalf("entries %+v", p.Entries)
+	}
+	for _, e := range p.Entries {
+		if e.PerModule != want[e.Module] || e.Count != 32 {
+			t.Errorf("%s: %d per module × %d, want %d × 32", e.Module, e.PerModule, e.Count, want[e.Module])
+		}
 	}
 }
 
