@@ -9,6 +9,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // memSource is an adapter held in memory, for benchmarks: the tensors of
@@ -75,10 +76,10 @@ func (d *discard) WriteTensor(name string, data []byte) error { return nil }
 func (d *discard) Commit() error                              { return nil }
 func (d *discard) Abort()                                     {}
 
-func benchIO(srcs map[string]*memSource) IO {
-	return IO{
-		Open: func(path string, _ io.Reader) (Source, error) { return srcs[path], nil },
-		Create: func(_ string, _ map[string][]byte, ts []safetensors.TensorInfo) (Sink, error) {
+func benchIO(srcs map[string]*memSource) seam {
+	return seam{
+		open: func(path string, _ io.Reader) (source, error) { return srcs[path], nil },
+		create: func(_ string, _ map[string][]byte, ts []safetensors.TensorInfo, _ *tool.Env) (sink, error) {
 			order := append([]safetensors.TensorInfo(nil), ts...)
 			safetensors.SortReference(order)
 			return &discard{order: order}, nil
@@ -97,7 +98,7 @@ func BenchmarkCombine8B(b *testing.B) {
 	} {
 		b.Run(string(c.Method), func(b *testing.B) {
 			c.Adapters = []Input{{"a", 0.6}, {"b", 0.4}}
-			c.Output, c.IO = "discard", benchIO(srcs)
+			c.Output, c.seam = "discard", benchIO(srcs)
 			for b.Loop() {
 				if _, err := Combine(b.Context(), c); err != nil {
 					b.Fatal(err)
@@ -114,7 +115,7 @@ func BenchmarkResize8B(b *testing.B) {
 	for _, rule := range []RankRule{{Method: RankFixed, Rank: 8}, {Method: RankEnergy, Param: 0.9}} {
 		b.Run(string(rule.Method), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := Resize(b.Context(), ResizeOptions{Adapter: "a", Rule: rule, Output: "discard", IO: benchIO(srcs)}); err != nil {
+				if _, err := Resize(b.Context(), ResizeOptions{Adapter: "a", Rule: rule, Output: "discard", seam: benchIO(srcs)}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -126,7 +127,7 @@ func BenchmarkResize8B(b *testing.B) {
 func BenchmarkDiff8B(b *testing.B) {
 	srcs := map[string]*memSource{"a": llama8B("a", 16, 1), "b": llama8B("b", 16, 2)}
 	for b.Loop() {
-		if _, err := Diff(b.Context(), DiffOptions{A: "a", B: "b", IO: benchIO(srcs)}); err != nil {
+		if _, err := Diff(b.Context(), DiffOptions{A: "a", B: "b", seam: benchIO(srcs)}); err != nil {
 			b.Fatal(err)
 		}
 	}

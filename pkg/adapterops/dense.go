@@ -69,7 +69,7 @@ func deltaRows(dst []float32, f *factors, r0, r1 int, acc []float64) {
 // denseModule is a *_svd pruning method on one module: prune each ΔWᵢ,
 // combine them, and keep the rank largest singular triplets.
 func (c *combiner) denseModule(ctx context.Context, path string, ms []member, in, out, rank int) (a, b []float32, kept float64, note string, err error) {
-	nw := workers(c.o.Workers)
+	nw := workers(c.o.Threads)
 	d := make([]float32, out*in)
 	accs := make([][]float64, nw)
 	for i := range accs {

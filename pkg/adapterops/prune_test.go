@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/linalg"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // binomialOK reports whether kept out of n is within 5 standard deviations
@@ -63,7 +64,7 @@ func TestDAREProperties(t *testing.T) {
 	const density = 0.3
 	run := func(seed uint64, workers int) string {
 		out := filepath.Join(t.TempDir(), "out.safetensors")
-		mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, 0.5}}, Method: DARELinear, Density: density, Seed: seed, Output: out, Workers: workers})
+		mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, 0.5}}, Method: DARELinear, Density: density, Seed: seed, Output: out, Env: tool.Env{Threads: workers}})
 		return out
 	}
 	out := run(42, 1)
