@@ -133,20 +133,55 @@ func BenchmarkDiff8B(b *testing.B) {
 	}
 }
 
-// BenchmarkDenseModule is one ties_svd module of 2048×2048 (two rank-16
-// adapters, density 0.5, svd rank 16): the dense path's cost per module.
+// BenchmarkDenseModule is one ties_svd module (two rank-16 adapters,
+// density 0.5, svd rank 16): the dense path's cost per module, for a
+// 2048×2048 module and for Llama 3 8B's MLP projection (14336×4096).
 func BenchmarkDenseModule(b *testing.B) {
-	rng := rand.New(rand.NewPCG(3, 3))
-	mod := peft.Module{Path: qProj, Rank: 16, In: 2048, Out: 2048, Kind: peft.KindLinear}
-	ms := []member{
-		{index: 0, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*2048, 0.02), b: randVec(rng, 2048*16, 0.02), scale: 2}},
-		{index: 1, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*2048, 0.02), b: randVec(rng, 2048*16, 0.02), scale: 2}},
+	for _, d := range [][2]int{{2048, 2048}, {14336, 4096}} {
+		out, in := d[0], d[1]
+		b.Run(fmt.Sprintf("%dx%d", out, in), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(3, 3))
+			mod := peft.Module{Path: qProj, Rank: 16, In: int64(in), Out: int64(out), Kind: peft.KindLinear}
+			ms := []member{
+				{index: 0, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
+				{index: 1, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
+			}
+			c := &combiner{o: CombineOptions{Density: 0.5}, method: TIESSVD}
+			for b.Loop() {
+				_, _, _, note, err := c.denseModule(b.Context(), qProj, ms, in, out, 16)
+				if err != nil || note != "" {
+					b.Fatal(err, note)
+				}
+			}
+		})
 	}
-	c := &combiner{o: CombineOptions{Density: 0.5}, method: TIESSVD}
+}
+
+// BenchmarkMergeTIES is the TIES election and disjoint mean of two pruned
+// row blocks of an 8B projection (16×4096).
+func BenchmarkMergeTIES(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	n := 16 * 4096
+	ts := [][]float32{randVec(rng, n, 1), randVec(rng, n, 1)}
+	ws := []float32{0.6, 0.4}
+	dst := make([]float32, n)
+	b.SetBytes(int64(n))
 	for b.Loop() {
-		_, _, _, note, err := c.denseModule(b.Context(), qProj, ms, 2048, 2048, 16)
-		if err != nil || note != "" {
-			b.Fatal(err, note)
-		}
+		mergeInto(dst, ts, ws, mergeTIESTotal)
+	}
+}
+
+// BenchmarkPruneApply prunes a 16×4096 row block by magnitude at density
+// 0.5.
+func BenchmarkPruneApply(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	n := 16 * 4096
+	x := randVec(rng, n, 1)
+	r := magnitudeRule(x, 0.5)
+	y := make([]float32, n)
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		copy(y, x)
+		pruner{kind: pruneMagnitude, rule: r}.apply(y, 0)
 	}
 }

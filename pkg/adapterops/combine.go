@@ -11,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/linalg"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tool"
 )
@@ -110,6 +111,7 @@ type combiner struct {
 	out     dtype.DType
 	rank    int
 	modules []CombinedModule
+	dense   []float32 // the dense methods' out×in matrix, reused module after module
 }
 
 // Combine merges adapters into one new adapter written to o.Output, with
@@ -117,6 +119,7 @@ type combiner struct {
 // documentation for every difference).
 func Combine(ctx context.Context, o CombineOptions) (*CombineReport, error) {
 	c := &combiner{o: o}
+	defer func() { pipeline.FreeFloats(c.dense) }()
 	rep, out, err := c.plan()
 	defer c.ss.Close()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tool"
@@ -104,16 +105,24 @@ func (o *output) run(ctx context.Context, out sink, nWorkers int, progress func(
 		results[i] = make(chan result, 1)
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	// On return every job has ended: none still uses a buffer its caller
+	// frees (the dense methods' matrix).
+	var running sync.WaitGroup
+	defer running.Wait()
 	defer cancel()
 	tokens := make(chan struct{}, nWorkers)
+	running.Add(1)
 	go func() {
+		defer running.Done()
 		for i, j := range seq {
 			select {
 			case tokens <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
+			running.Add(1)
 			go func() {
+				defer running.Done()
 				data, err := o.jobs[j](ctx)
 				results[i] <- result{data, err}
 			}()
