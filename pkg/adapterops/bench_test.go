@@ -8,6 +8,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 	"github.com/lorakit/lorakit/pkg/tool"
 )
@@ -133,27 +134,31 @@ func BenchmarkDiff8B(b *testing.B) {
 	}
 }
 
-// BenchmarkDenseModule is one ties_svd module (two rank-16 adapters,
-// density 0.5, svd rank 16): the dense path's cost per module, for a
-// 2048×2048 module and for Llama 3 8B's MLP projection (14336×4096).
+// BenchmarkDenseModule is one ties_svd and one dare_ties_svd module (two
+// rank-16 adapters, density 0.5, svd rank 16): the dense path's cost per
+// module, for a 2048×2048 module and for Llama 3 8B's MLP projection
+// (14336×4096).
 func BenchmarkDenseModule(b *testing.B) {
-	for _, d := range [][2]int{{2048, 2048}, {14336, 4096}} {
-		out, in := d[0], d[1]
-		b.Run(fmt.Sprintf("%dx%d", out, in), func(b *testing.B) {
-			rng := rand.New(rand.NewPCG(3, 3))
-			mod := peft.Module{Path: qProj, Rank: 16, In: int64(in), Out: int64(out), Kind: peft.KindLinear}
-			ms := []member{
-				{index: 0, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
-				{index: 1, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
-			}
-			c := &combiner{o: CombineOptions{Density: 0.5}, method: TIESSVD}
-			for b.Loop() {
-				_, _, _, note, err := c.denseModule(b.Context(), qProj, ms, in, out, 16)
-				if err != nil || note != "" {
-					b.Fatal(err, note)
+	for _, method := range []Method{TIESSVD, DARETIESSVD} {
+		for _, d := range [][2]int{{2048, 2048}, {14336, 4096}} {
+			out, in := d[0], d[1]
+			b.Run(fmt.Sprintf("%s/%dx%d", method, out, in), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(3, 3))
+				mod := peft.Module{Path: qProj, Rank: 16, In: int64(in), Out: int64(out), Kind: peft.KindLinear}
+				ms := []member{
+					{index: 0, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
+					{index: 1, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
 				}
-			}
-		})
+				c := &combiner{o: CombineOptions{Density: 0.5}, method: method}
+				defer func() { pipeline.FreeFloats(c.dense) }()
+				for b.Loop() {
+					_, _, _, note, err := c.denseModule(b.Context(), qProj, ms, in, out, 16)
+					if err != nil || note != "" {
+						b.Fatal(err, note)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -171,17 +176,20 @@ func BenchmarkMergeTIES(b *testing.B) {
 	}
 }
 
-// BenchmarkPruneApply prunes a 16×4096 row block by magnitude at density
-// 0.5.
+// BenchmarkPruneApply prunes a 16×4096 row block at density 0.5, by
+// magnitude and by DARE.
 func BenchmarkPruneApply(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	n := 16 * 4096
 	x := randVec(rng, n, 1)
-	r := magnitudeRule(x, 0.5)
-	y := make([]float32, n)
-	b.SetBytes(int64(n))
-	for b.Loop() {
-		copy(y, x)
-		pruner{kind: pruneMagnitude, rule: r}.apply(y, 0)
+	for _, p := range []pruner{{kind: pruneMagnitude, rule: magnitudeRule(x, 0.5)}, newRandomPruner(1, qProj, DAREDeltaW, 0, 0.5)} {
+		b.Run([]string{"none", "magnitude", "dare"}[p.kind], func(b *testing.B) {
+			y := make([]float32, n)
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				copy(y, x)
+				p.apply(y, 0)
+			}
+		})
 	}
 }

@@ -247,10 +247,11 @@ func (p pruner) apply(x []float32, base int64) {
 		}
 	case pruneRandom:
 		for i, v := range x {
+			m := ^uint32(0)
 			if compute.DropoutDrops(p.key, int(base)+i, p.threshold) {
-				v *= 0
+				m = signBit // v·0, a conditional move rather than a branch
 			}
-			x[i] = v / p.inv
+			x[i] = math.Float32frombits(math.Float32bits(v)&m) / p.inv
 		}
 	}
 }

@@ -132,6 +132,15 @@ func TestBinFolders(t *testing.T) {
 	if !a.IsAdapter() || a.Files["adapter_config.json"] == nil || a.Shards[0].Name != "adapter_model.safetensors" {
 		t.Fatalf("adapter: %v %v", a.IsAdapter(), a.Shards[0].Name)
 	}
+	// adapter_model.bin given as a file takes the config beside it.
+	af, err := Open(filepath.Join(torchData, "adapter", "adapter_model.bin"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer af.Close()
+	if af.Kind != KindFile || af.Files["adapter_config.json"] == nil {
+		t.Fatalf("adapter_model.bin as a file: kind %v, files %v", af.Kind, len(af.Files))
+	}
 	m, err := Open(filepath.Join(torchData, "tiny-llama"), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -146,6 +146,13 @@ func openFile(path string) (*Source, error) {
 	f.Close()
 	if torchbin.Sniff(head[:n]) != torchbin.FormatUnknown {
 		s := &Source{Path: path, Kind: KindFile, Format: FormatPyTorch, Files: map[string][]byte{}}
+		// A .bin file cannot carry its configs: one named as transformers
+		// and PEFT name theirs takes them from beside it.
+		if base := filepath.Base(path); base == "adapter_model.bin" || strings.HasPrefix(base, "pytorch_model") {
+			if err := readCarried(filepath.Dir(path), s.Files); err != nil {
+				return nil, err
+			}
+		}
 		set, err := torchbin.OpenSet(path)
 		if err != nil {
 			return nil, err
@@ -191,13 +198,8 @@ func openStream(path string, r io.Reader, closer io.Closer) (*Source, error) {
 
 func openFolder(dir string) (*Source, error) {
 	s := &Source{Path: dir, Kind: KindFolder, Files: map[string][]byte{}}
-	for _, name := range CarriedFiles {
-		b, err := readBounded(filepath.Join(dir, name))
-		if err == nil {
-			s.Files[name] = b
-		} else if !os.IsNotExist(err) {
-			return nil, err
-		}
+	if err := readCarried(dir, s.Files); err != nil {
+		return nil, err
 	}
 	var paths []string
 	indexPath := filepath.Join(dir, safetensors.IndexFile)
@@ -291,6 +293,19 @@ func (s *Source) addBin(set *torchbin.Set, names []string) {
 		}
 		s.addShard(torchbin.SafetensorsName(names[i]), h)
 	}
+}
+
+// readCarried reads the CarriedFiles present in dir into files.
+func readCarried(dir string, files map[string][]byte) error {
+	for _, name := range CarriedFiles {
+		b, err := readBounded(filepath.Join(dir, name))
+		if err == nil {
+			files[name] = b
+		} else if !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 func readBounded(path string) ([]byte, error) {
