@@ -54,6 +54,8 @@ func TestMemoryBound(t *testing.T) {
 	if err := single.Write(stream); err != nil {
 		t.Fatal(err)
 	}
+	bin := filepath.Join(dir, "pytorch_model.bin") // the same model as torch.save writes it
+	writeTorchBin(t, model, bin)
 	nf4 := filepath.Join(dir, "nf4")
 	cases := []struct {
 		name  string
@@ -67,6 +69,10 @@ func TestMemoryBound(t *testing.T) {
 		{"lora-merge stream", stream, []string{"lora-merge", "--base", "-", "--adapter", adapter, "-o", filepath.Join(dir, "merged-stream")}},
 		{"lora-gguf f16", "", []string{"lora-gguf", model, "-o", filepath.Join(dir, "f16.gguf"), "-t", "f16"}},
 		{"lora-gguf q8_0", "", []string{"lora-gguf", model, "-o", filepath.Join(dir, "q8.gguf"), "-t", "q8_0"}},
+		{"lora-merge convert .bin", "", []string{"lora-merge", "convert", bin, "-o", filepath.Join(dir, "converted")}},
+		{"lora-merge convert", "", []string{"lora-merge", "convert", model, "-o", filepath.Join(dir, "converted-st")}},
+		{"lora-merge --base .bin", "", []string{"lora-merge", "--base", bin, "--adapter", adapter, "-o", filepath.Join(dir, "merged-bin")}},
+		{"lora-quantize .bin", "", []string{"lora-quantize", bin, "-o", filepath.Join(dir, "nf4-bin")}},
 	}
 	for _, tc := range cases {
 		cmd := exec.Command(filepath.Join(bins, tc.args[0]), append(tc.args[1:], "-v")...)

@@ -16,8 +16,10 @@ import (
 
 // placeholders maps each path the README's examples use to what stands for
 // it in the test's working folder: the shipped tiny Llama and its adapter,
-// the bitsandbytes fixture, the example data. "fixtures/…" is under
-// shared/fixtures, "examples/…" under the repository's examples folder.
+// the bitsandbytes fixture, the example data, the torch.save copies of the
+// tiny model and adapter. "fixtures/…" is under shared/fixtures,
+// "examples/…" under the repository's examples folder, "testdata/…" under
+// pkg/torchbin/testdata.
 // Placeholders named after an 8B or 1B model get the tiny one: the commands
 // are the same whatever the size.
 var placeholders = []struct{ path, src string }{
@@ -34,6 +36,14 @@ var placeholders = []struct{ path, src string }{
 	{"chat.jsonl", "examples/data/progressions.jsonl"},
 	{"d.jsonl", "examples/data/progressions.jsonl*4"}, // 64 updates: --save-every 50 saves one
 	{"test.jsonl", "examples/data/progressions-test.jsonl"},
+	{"adapters/math", "examples/tiny-lora"},
+	{"adapters/code", "fixtures/peft/train/plain/final"},
+	{"adapters/chat", "fixtures/peft/lora"},
+	{"adapters/big", "examples/tiny-lora"},
+	{"run1/adapter", "examples/tiny-lora"},
+	{"run2/adapter", "fixtures/peft/train/plain/final"},
+	{"old-adapter", "testdata/tiny-lora"},
+	{"pytorch-model", "testdata/tiny-llama"},
 }
 
 // readmeExamples lists every line of the README's ```sh blocks verbatim (the
@@ -68,6 +78,10 @@ var readmeExamples = []struct {
 	{line: "lora-merge --base M --adapter A --adapter B --weight 0.7,0.3 -o out"},
 	{line: "lora-merge --base M --adapter A -o - | lora-gguf - -o merged.gguf"},
 
+	{line: "lora-inspect diff ./run1/adapter ./run2/adapter --json", want: []string{`"schema": 1`, `"cosine"`, `"only_in_a"`}},
+	{line: "lora-merge convert ./old-adapter -o ./old-adapter-st        # adapter_model.bin → a PEFT folder with adapter_model.safetensors"},
+	{line: "lora-merge convert ./pytorch-model -o pytorch-model.safetensors   # pytorch_model-0000N-of-M.bin + index → one file"},
+
 	{line: "lora-gguf ./Llama-3.1-8B -o llama.gguf --type q8_0                  # f32 | f16 | bf16 | q8_0 | q4_0"},
 	{line: "lora-gguf ./my-adapter --base ./Llama-3.1-8B -o adapter.gguf        # for llama.cpp --lora"},
 
@@ -82,8 +96,49 @@ var readmeExamples = []struct {
 	{line: "lora-train bench --shape llama3.2-1b --batch 1 --seq 512 --steps 3", skip: "times a 1B-parameter model: about 3 minutes on a 2-core CPU"},
 }
 
+// readmeFolder is a working folder holding every placeholder.
+func readmeFolder(t *testing.T) string {
+	t.Helper()
+	fix := testbin.Fixtures(t)
+	ex := examples(t)
+	td := filepath.Join(testbin.Root(t), "pkg", "torchbin", "testdata")
+	work := t.TempDir()
+	for _, p := range placeholders {
+		src, times := p.src, 1
+		if i := strings.IndexByte(src, '*'); i >= 0 {
+			src, times = src[:i], int(src[i+1]-'0')
+		}
+		switch {
+		case strings.HasPrefix(src, "fixtures/"):
+			src = filepath.Join(fix, strings.TrimPrefix(src, "fixtures/"))
+		case strings.HasPrefix(src, "examples/"):
+			src = filepath.Join(ex, strings.TrimPrefix(src, "examples/"))
+		case strings.HasPrefix(src, "testdata/"):
+			src = filepath.Join(td, strings.TrimPrefix(src, "testdata/"))
+		}
+		dst := filepath.Join(work, p.path)
+		copyTree(t, src, dst)
+		if times > 1 {
+			b, err := os.ReadFile(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, bytes.Repeat(b, times), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return work
+}
+
 // readmeLines returns the lines of README.md's ```sh blocks.
 func readmeLines(t *testing.T) []string {
+	return readmeBlocks(t, "sh", false)
+}
+
+// readmeBlocks returns the lines of README.md's ```lang blocks (the blank
+// ones too when keepBlank).
+func readmeBlocks(t *testing.T, lang string, keepBlank bool) []string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(testbin.Root(t), "README.md"))
 	if err != nil {
@@ -95,16 +150,16 @@ func readmeLines(t *testing.T) []string {
 	for sc.Scan() {
 		l := sc.Text()
 		switch {
-		case !in && strings.HasPrefix(l, "```sh"):
+		case !in && l == "```"+lang:
 			in = true
 		case in && strings.HasPrefix(l, "```"):
 			in = false
-		case in && strings.TrimSpace(l) != "":
+		case in && (keepBlank || strings.TrimSpace(l) != ""):
 			lines = append(lines, strings.TrimRight(l, " \t"))
 		}
 	}
 	if in {
-		t.Fatal("README.md: unterminated ```sh block")
+		t.Fatalf("README.md: unterminated ```%s block", lang)
 	}
 	return lines
 }
@@ -144,32 +199,7 @@ func TestReadmeExamples(t *testing.T) {
 	}
 
 	bins := binDir(t)
-	fix := testbin.Fixtures(t)
-	ex := examples(t)
-	work := t.TempDir()
-	for _, p := range placeholders {
-		src, times := p.src, 1
-		if i := strings.IndexByte(src, '*'); i >= 0 {
-			src, times = src[:i], int(src[i+1]-'0')
-		}
-		switch {
-		case strings.HasPrefix(src, "fixtures/"):
-			src = filepath.Join(fix, strings.TrimPrefix(src, "fixtures/"))
-		case strings.HasPrefix(src, "examples/"):
-			src = filepath.Join(ex, strings.TrimPrefix(src, "examples/"))
-		}
-		dst := filepath.Join(work, p.path)
-		copyTree(t, src, dst)
-		if times > 1 {
-			b, err := os.ReadFile(dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, bytes.Repeat(b, times), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	work := readmeFolder(t)
 
 	var trained []byte // A after the --save-every run, to compare the resumed run with
 	for _, i := range order {
@@ -220,6 +250,7 @@ func TestReadmeExamples(t *testing.T) {
 		"Llama-3.1-8B-nf4/model.safetensors", "model-fp4.safetensors", "Llama-3.1-8B-bf16/model.safetensors",
 		"merged/model.safetensors", "merged.safetensors", "out/model.safetensors", "merged.gguf", "llama.gguf",
 		"adapter.gguf", "my-adapter/adapter_model.safetensors", "a/adapter_model.safetensors", "log.jsonl", "loss.png",
+		"old-adapter-st/adapter_model.safetensors", "old-adapter-st/adapter_config.json", "pytorch-model.safetensors",
 	} {
 		if st, err := os.Stat(filepath.Join(work, f)); err != nil || st.Size() == 0 {
 			t.Errorf("expected output %s: %v", f, err)
@@ -267,5 +298,47 @@ func TestReadmeArchitectures(t *testing.T) {
 		if !strings.Contains(section, "`"+mt+"`") {
 			t.Errorf("%s is not in the table", mt)
 		}
+	}
+}
+
+// TestReadmeMakefile runs the README's ```make blocks as a Makefile on
+// the placeholders: every target is built, with the recipes' shell failing
+// on any command of a pipeline.
+func TestReadmeMakefile(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	t.Parallel()
+	lines := readmeBlocks(t, "make", true)
+	if len(lines) == 0 {
+		t.Fatal("README.md has no ```make block")
+	}
+	var targets []string
+	for _, l := range lines {
+		if l == "" || l[0] == '\t' || l[0] == ' ' || l[0] == '#' {
+			continue
+		}
+		if target, _, ok := strings.Cut(l, ":"); ok {
+			targets = append(targets, target)
+		}
+	}
+	bins := binDir(t)
+	work := readmeFolder(t)
+	makefile := "SHELL := bash\n.SHELLFLAGS := -o pipefail -c\n\n" + strings.Join(lines, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(work, "Makefile"), []byte(makefile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range targets {
+		r := run(t, work, bins, nil, "make", "--no-print-directory", target)
+		if r.code != 0 {
+			t.Errorf("make %s: exit %d\n%s%s", target, r.code, r.stdout, r.stderr)
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(work, target)); err != nil || (!st.IsDir() && st.Size() == 0) {
+			t.Errorf("make %s: no output (%v)", target, err)
+		}
+	}
+	if len(targets) < 8 {
+		t.Errorf("only %d targets in the README's Makefile: %v", len(targets), targets)
 	}
 }

@@ -31,7 +31,7 @@ var layerOf = map[string]string{
 	"pkg/llama": "model", "pkg/model": "model",
 
 	"pkg/inspect": "feature", "pkg/quantize": "feature", "pkg/merge": "feature", "pkg/export": "feature", "pkg/train": "feature",
-	"pkg/adapterops": "feature",
+	"pkg/adapterops": "feature", "pkg/convert": "feature",
 
 	"internal/cli": "cli",
 	"cmd/":         "cmd",

@@ -8,7 +8,9 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // memSource is an adapter held in memory, for benchmarks: the tensors of
@@ -75,10 +77,10 @@ func (d *discard) WriteTensor(name string, data []byte) error { return nil }
 func (d *discard) Commit() error                              { return nil }
 func (d *discard) Abort()                                     {}
 
-func benchIO(srcs map[string]*memSource) IO {
-	return IO{
-		Open: func(path string, _ io.Reader) (Source, error) { return srcs[path], nil },
-		Create: func(_ string, _ map[string][]byte, ts []safetensors.TensorInfo) (Sink, error) {
+func benchIO(srcs map[string]*memSource) seam {
+	return seam{
+		open: func(path string, _ io.Reader) (source, error) { return srcs[path], nil },
+		create: func(_ string, _ map[string][]byte, ts []safetensors.TensorInfo, _ *tool.Env) (sink, error) {
 			order := append([]safetensors.TensorInfo(nil), ts...)
 			safetensors.SortReference(order)
 			return &discard{order: order}, nil
@@ -97,7 +99,7 @@ func BenchmarkCombine8B(b *testing.B) {
 	} {
 		b.Run(string(c.Method), func(b *testing.B) {
 			c.Adapters = []Input{{"a", 0.6}, {"b", 0.4}}
-			c.Output, c.IO = "discard", benchIO(srcs)
+			c.Output, c.seam = "discard", benchIO(srcs)
 			for b.Loop() {
 				if _, err := Combine(b.Context(), c); err != nil {
 					b.Fatal(err)
@@ -114,7 +116,7 @@ func BenchmarkResize8B(b *testing.B) {
 	for _, rule := range []RankRule{{Method: RankFixed, Rank: 8}, {Method: RankEnergy, Param: 0.9}} {
 		b.Run(string(rule.Method), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := Resize(b.Context(), ResizeOptions{Adapter: "a", Rule: rule, Output: "discard", IO: benchIO(srcs)}); err != nil {
+				if _, err := Resize(b.Context(), ResizeOptions{Adapter: "a", Rule: rule, Output: "discard", seam: benchIO(srcs)}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -126,26 +128,68 @@ func BenchmarkResize8B(b *testing.B) {
 func BenchmarkDiff8B(b *testing.B) {
 	srcs := map[string]*memSource{"a": llama8B("a", 16, 1), "b": llama8B("b", 16, 2)}
 	for b.Loop() {
-		if _, err := Diff(b.Context(), DiffOptions{A: "a", B: "b", IO: benchIO(srcs)}); err != nil {
+		if _, err := Diff(b.Context(), DiffOptions{A: "a", B: "b", seam: benchIO(srcs)}); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkDenseModule is one ties_svd module of 2048×2048 (two rank-16
-// adapters, density 0.5, svd rank 16): the dense path's cost per module.
+// BenchmarkDenseModule is one ties_svd and one dare_ties_svd module (two
+// rank-16 adapters, density 0.5, svd rank 16): the dense path's cost per
+// module, for a 2048×2048 module and for Llama 3 8B's MLP projection
+// (14336×4096).
 func BenchmarkDenseModule(b *testing.B) {
-	rng := rand.New(rand.NewPCG(3, 3))
-	mod := peft.Module{Path: qProj, Rank: 16, In: 2048, Out: 2048, Kind: peft.KindLinear}
-	ms := []member{
-		{index: 0, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*2048, 0.02), b: randVec(rng, 2048*16, 0.02), scale: 2}},
-		{index: 1, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*2048, 0.02), b: randVec(rng, 2048*16, 0.02), scale: 2}},
-	}
-	c := &combiner{o: CombineOptions{Density: 0.5}, method: TIESSVD}
-	for b.Loop() {
-		_, _, _, note, err := c.denseModule(b.Context(), qProj, ms, 2048, 2048, 16)
-		if err != nil || note != "" {
-			b.Fatal(err, note)
+	for _, method := range []Method{TIESSVD, DARETIESSVD} {
+		for _, d := range [][2]int{{2048, 2048}, {14336, 4096}} {
+			out, in := d[0], d[1]
+			b.Run(fmt.Sprintf("%s/%dx%d", method, out, in), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(3, 3))
+				mod := peft.Module{Path: qProj, Rank: 16, In: int64(in), Out: int64(out), Kind: peft.KindLinear}
+				ms := []member{
+					{index: 0, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
+					{index: 1, weight: 1, f: &factors{mod: mod, a: randVec(rng, 16*in, 0.02), b: randVec(rng, out*16, 0.02), scale: 2}},
+				}
+				c := &combiner{o: CombineOptions{Density: 0.5}, method: method}
+				defer func() { pipeline.FreeFloats(c.dense) }()
+				for b.Loop() {
+					_, _, _, note, err := c.denseModule(b.Context(), qProj, ms, in, out, 16)
+					if err != nil || note != "" {
+						b.Fatal(err, note)
+					}
+				}
+			})
 		}
+	}
+}
+
+// BenchmarkMergeTIES is the TIES election and disjoint mean of two pruned
+// row blocks of an 8B projection (16×4096).
+func BenchmarkMergeTIES(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	n := 16 * 4096
+	ts := [][]float32{randVec(rng, n, 1), randVec(rng, n, 1)}
+	ws := []float32{0.6, 0.4}
+	dst := make([]float32, n)
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		mergeInto(dst, ts, ws, mergeTIESTotal)
+	}
+}
+
+// BenchmarkPruneApply prunes a 16×4096 row block at density 0.5, by
+// magnitude and by DARE.
+func BenchmarkPruneApply(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	n := 16 * 4096
+	x := randVec(rng, n, 1)
+	for _, p := range []pruner{{kind: pruneMagnitude, rule: magnitudeRule(x, 0.5)}, newRandomPruner(1, qProj, DAREDeltaW, 0, 0.5)} {
+		b.Run([]string{"none", "magnitude", "dare"}[p.kind], func(b *testing.B) {
+			y := make([]float32, n)
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				copy(y, x)
+				p.apply(y, 0)
+			}
+		})
 	}
 }

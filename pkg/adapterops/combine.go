@@ -11,7 +11,9 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/linalg"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // Schema is the version of the JSON reports.
@@ -42,11 +44,12 @@ type CombineOptions struct {
 	Output string
 	// DType of the output A and B: F32 (""), BF16 or F16.
 	DType dtype.DType
-	// Workers bounds the goroutines (0: GOMAXPROCS).
-	Workers int
-	// Progress, if set, is called as modules are written.
-	Progress func(done, total int)
-	IO
+	// Env holds the streams ("-" reads Stdin, writes Stdout), the cleanup
+	// registry, Threads (0: one per core) and the progress callback (bytes
+	// written).
+	tool.Env
+
+	seam seam
 }
 
 // CombineReport describes a combination; it is the JSON form of the
@@ -108,6 +111,7 @@ type combiner struct {
 	out     dtype.DType
 	rank    int
 	modules []CombinedModule
+	dense   []float32 // the dense methods' out×in matrix, reused module after module
 }
 
 // Combine merges adapters into one new adapter written to o.Output, with
@@ -115,16 +119,17 @@ type combiner struct {
 // documentation for every difference).
 func Combine(ctx context.Context, o CombineOptions) (*CombineReport, error) {
 	c := &combiner{o: o}
+	defer func() { pipeline.FreeFloats(c.dense) }()
 	rep, out, err := c.plan()
 	defer c.ss.Close()
 	if err != nil {
 		return nil, err
 	}
-	w := o.Workers
+	w := workers(o.Threads)
 	if c.method.SVDBased() && c.method != SVD {
 		w = 1 // one dense out×in matrix at a time; the module's work is parallel
 	}
-	if err := out.write(ctx, o.IO, o.Output, w, o.Progress); err != nil {
+	if err := out.write(ctx, o.seam, &o.Env, o.Output, w); err != nil {
 		return nil, err
 	}
 	rep.Modules = c.modules
@@ -162,7 +167,7 @@ func (c *combiner) plan() (*CombineReport, *output, error) {
 		}
 		paths[i] = in.Path
 	}
-	if c.ss, err = openAll(o.IO, paths); err != nil {
+	if c.ss, err = openAll(o.seam, &o.Env, paths); err != nil {
 		return nil, nil, err
 	}
 	cfg0 := c.ss[0].Config()

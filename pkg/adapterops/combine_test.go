@@ -4,12 +4,15 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 const (
@@ -255,6 +258,34 @@ func TestCombineConfigLoads(t *testing.T) {
 		}
 		if got := l.cfg.TargetModules.List; len(got) != 2 {
 			t.Errorf("%s: target_modules %v", m, got)
+		}
+	}
+}
+
+// TestDenseFailureMidway: a non-finite value in a later module stops a
+// dense combination (over the subspace-iteration size) with the tensor
+// named, nothing written, and no job left using the freed matrix.
+func TestDenseFailureMidway(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	dir := t.TempDir()
+	var m1, m2 []tmod
+	for l := 0; l < 4; l++ {
+		path := "model.layers." + string(rune('0'+l)) + ".self_attn.q_proj"
+		m1 = append(m1, randModule(rng, path, 96, 80, 4))
+		m2 = append(m2, randModule(rng, path, 96, 80, 4))
+	}
+	m2[2].a[5] = float32(math.NaN())
+	p1 := writeAdapter(t, filepath.Join(dir, "a1"), map[string]any{"r": 4}, m1, nil)
+	p2 := writeAdapter(t, filepath.Join(dir, "a2"), map[string]any{"r": 4}, m2, nil)
+	for _, threads := range []int{1, 2} {
+		out := filepath.Join(dir, "out")
+		_, err := Combine(t.Context(), CombineOptions{Adapters: []Input{{p1, 1}, {p2, 1}}, Method: TIESSVD, Density: 0.5,
+			SVDRank: 4, Output: out, Env: tool.Env{Threads: threads}})
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "layers.2.self_attn.q_proj.lora_A") {
+			t.Fatalf("%v", err)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatal("output written")
 		}
 	}
 }

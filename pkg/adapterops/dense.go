@@ -9,14 +9,20 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/lorakit/lorakit/internal/kernels/lowrank"
+	"github.com/lorakit/lorakit/pkg/compute"
+	"github.com/lorakit/lorakit/pkg/compute/cpu"
 	"github.com/lorakit/lorakit/pkg/linalg"
+	"github.com/lorakit/lorakit/pkg/pipeline"
 )
 
 // The *_svd pruning methods are defined elementwise on the deltas, so they
 // form each module's out×in matrix. One such matrix (float32) is alive at a
 // time: it first holds each ΔWᵢ in turn to find its magnitude threshold, then
 // the combined matrix, built row block by row block from ΔWᵢ recomputed in
-// the same arithmetic (so the thresholds apply to identical values).
+// the same arithmetic (so the thresholds apply to identical values). Its
+// leading singular triplets come from a block subspace iteration whose
+// products with the matrix are the float32 GEMMs of package compute/cpu.
 
 // rowBlock is the number of rows a goroutine handles at a time.
 const rowBlock = 16
@@ -24,18 +30,24 @@ const rowBlock = 16
 // parallelRows calls fn on consecutive row ranges [r0, r1) of rows, on
 // nWorkers goroutines; worker is the goroutine's number, for its buffers.
 func parallelRows(rows, nWorkers int, fn func(worker, r0, r1 int)) {
+	parallelBlocks(rows, rowBlock, nWorkers, fn)
+}
+
+// parallelBlocks calls fn on the ranges [lo, hi) of block entries of n in
+// turn, on nWorkers goroutines; worker is the goroutine's number.
+func parallelBlocks(n, block, nWorkers int, fn func(worker, lo, hi int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < max(1, min(nWorkers, (rows+rowBlock-1)/rowBlock)); w++ {
+	for w := 0; w < max(1, min(nWorkers, (n+block-1)/block)); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				r0 := int(next.Add(rowBlock)) - rowBlock
-				if r0 >= rows {
+				lo := int(next.Add(int64(block))) - block
+				if lo >= n {
 					return
 				}
-				fn(w, r0, min(r0+rowBlock, rows))
+				fn(w, lo, min(lo+block, n))
 			}
 		}()
 	}
@@ -43,50 +55,29 @@ func parallelRows(rows, nWorkers int, fn func(worker, r0, r1 int)) {
 }
 
 // deltaRows writes rows [r0, r1) of PEFT's get_delta_weight,
-// f32(f32(B·A)·f32(s)), into dst; each entry of B·A is accumulated in
-// float64 and rounded once. acc holds in float64s.
-func deltaRows(dst []float32, f *factors, r0, r1 int, acc []float64) {
+// f32(f32(B·A)·f32(s)), into dst (which it overwrites): each entry of B·A
+// is the chain of float32 fused multiply-adds of spec peft.md §7.6, the
+// product lora-merge uses (the lowrank kernel). scratch is the kernel's,
+// returned for the next call.
+func deltaRows(dst []float32, f *factors, r0, r1 int, scratch []float32) []float32 {
 	r, in := f.mod.Rank, int(f.mod.In)
-	s := float32(f.scale)
-	for o := r0; o < r1; o++ {
-		clear(acc)
-		for k, bk := range f.b[o*r : (o+1)*r] {
-			if bk == 0 {
-				continue
-			}
-			b64 := float64(bk)
-			for i, v := range f.a[k*in : (k+1)*in] {
-				acc[i] += b64 * float64(v)
-			}
-		}
-		row := dst[(o-r0)*in : (o-r0+1)*in]
-		for i, v := range acc {
-			row[i] = float32(v) * s
-		}
-	}
+	clear(dst[:(r1-r0)*in])
+	return lowrank.Add(dst, r1-r0, in, f.b[r0*r:r1*r], f.a, r, float32(f.scale), scratch)
 }
 
 // denseModule is a *_svd pruning method on one module: prune each ΔWᵢ,
-// combine them, and keep the rank largest singular triplets.
+// combine them, and keep the rank largest singular triplets. The combined
+// matrix is the only out×in one: ΔWᵢ is computed block by block of rows,
+// in cache, each time it is needed (twice to find a magnitude threshold,
+// once to combine); the matrix's buffer is kept for the next module.
 func (c *combiner) denseModule(ctx context.Context, path string, ms []member, in, out, rank int) (a, b []float32, kept float64, note string, err error) {
-	nw := workers(c.o.Workers)
-	d := make([]float32, out*in)
-	accs := make([][]float64, nw)
-	for i := range accs {
-		accs[i] = make([]float64, in)
+	nw := workers(c.o.Threads)
+	if cap(c.dense) < out*in {
+		pipeline.FreeFloats(c.dense) // the old buffer goes before the new one comes
+		c.dense = pipeline.Floats(out * in)
 	}
-	pruners := make([]pruner, len(ms))
-	ws := make([]float32, len(ms))
-	for i, m := range ms {
-		ws[i] = float32(m.weight)
-		switch c.method.prune() {
-		case pruneMagnitude:
-			parallelRows(out, nw, func(w, r0, r1 int) { deltaRows(d[r0*in:r1*in], m.f, r0, r1, accs[w]) })
-			pruners[i] = pruner{kind: pruneMagnitude, rule: magnitudeRule(d, c.o.Density)}
-		case pruneRandom:
-			pruners[i] = newRandomPruner(c.o.Seed, path, DAREDeltaW, m.index, c.o.Density)
-		}
-	}
+	d := c.dense[:out*in] // every entry is written below
+	scratch := make([][]float32, nw)
 	bufs := make([][][]float32, nw)
 	for w := range bufs {
 		bufs[w] = make([][]float32, len(ms))
@@ -94,21 +85,60 @@ func (c *combiner) denseModule(ctx context.Context, path string, ms []member, in
 			bufs[w][i] = make([]float32, rowBlock*in)
 		}
 	}
+	pruners := make([]pruner, len(ms))
+	ws := make([]float32, len(ms))
+	for i, m := range ms {
+		ws[i] = float32(m.weight)
+		switch c.method.prune() {
+		case pruneMagnitude:
+			rows := func(w, lo, hi int) []float32 {
+				r0, r1 := lo/in, hi/in
+				buf := bufs[w][0][:(r1-r0)*in]
+				scratch[w] = deltaRows(buf, m.f, r0, r1, scratch[w])
+				return buf
+			}
+			whole := func() []float32 { // the radix fallback's
+				parallelRows(out, nw, func(w, r0, r1 int) { scratch[w] = deltaRows(d[r0*in:r1*in], m.f, r0, r1, scratch[w]) })
+				return d
+			}
+			pruners[i] = pruner{kind: pruneMagnitude, rule: selectRule(out*in, c.o.Density, rowBlock*in, nw, rows, whole)}
+		case pruneRandom:
+			pruners[i] = newRandomPruner(c.o.Seed, path, DAREDeltaW, m.index, c.o.Density)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, nil, 0, "", err
+		}
+	}
 	kind := c.method.merge(c.o.MajoritySign)
+	sums := make([]float64, (out+rowBlock-1)/rowBlock) // Σ d² per row block, summed in order below
 	parallelRows(out, nw, func(w, r0, r1 int) {
 		ts := bufs[w]
 		for i, m := range ms {
 			ts[i] = ts[i][:(r1-r0)*in]
-			deltaRows(ts[i], m.f, r0, r1, accs[w])
+			scratch[w] = deltaRows(ts[i], m.f, r0, r1, scratch[w])
 			pruners[i].apply(ts[i], int64(r0*in))
 		}
-		mergeInto(d[r0*in:r1*in], ts, ws, kind)
+		block := d[r0*in : r1*in]
+		mergeInto(block, ts, ws, kind)
+		var s float64
+		for _, v := range block {
+			s += float64(v) * float64(v)
+		}
+		sums[r0/rowBlock] = s
 	})
 	var total float64
-	for _, v := range d {
-		total += float64(v) * float64(v)
+	for _, s := range sums {
+		total += s
 	}
-	u, s, v, note, err := topSVD(ctx, d, out, in, rank, nw)
+	// The combined ΔW lies close to the row spaces of the inputs' A: they
+	// start the iteration.
+	var start [][]float32
+	for _, m := range ms {
+		for k := 0; k < m.f.mod.Rank; k++ {
+			start = append(start, m.f.a[k*in:(k+1)*in])
+		}
+	}
+	u, s, v, note, err := topSVD(ctx, d, out, in, rank, nw, start)
 	if err != nil {
 		return nil, nil, 0, "", err
 	}
@@ -127,17 +157,24 @@ func (c *combiner) denseModule(ctx context.Context, path string, ms []member, in
 // exactLimit: matrices with min(m, n) up to this get the full Jacobi SVD.
 const exactLimit = 64
 
-// Subspace iteration parameters: the residual ‖D·vⱼ − σⱼ·uⱼ‖ of every kept
-// triplet must fall below subspaceTol·σ₁.
+// Subspace iteration parameters. The products with D are float32 GEMMs
+// (relative error around 1e-7), so the residual ‖D·vⱼ − σⱼ·uⱼ‖ of the kept
+// triplets is driven below subspaceTol·σ₁ (a few float32 roundings of
+// every entry of D·vⱼ), or below subspaceStall·σ₁ when three iterations
+// in a row improve it by less than 10% (the float32 floor); the report
+// notes a residual above subspaceStall, or above subspaceTol after
+// subspaceIters iterations.
 const (
-	subspaceTol   = 1e-9
-	subspaceIters = 300
+	subspaceTol   = 2e-6
+	subspaceStall = 1e-4
+	subspaceIters = 100
 )
 
 // topSVD returns at least min(k, m, n) leading singular triplets of the
 // m×n row-major d (U m×p, S, V n×p), and a note when the iteration stopped
-// before its tolerance.
-func topSVD(ctx context.Context, d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v *linalg.Dense, note string, err error) {
+// before its tolerance. start holds vectors of length n near the leading
+// right singular subspace (may be empty).
+func topSVD(ctx context.Context, d []float32, m, n, k, nWorkers int, start [][]float32) (u *linalg.Dense, s []float64, v *linalg.Dense, note string, err error) {
 	k = min(k, m, n)
 	if min(m, n) <= exactLimit || k == 0 {
 		d64 := linalg.NewDense(m, n, nil)
@@ -147,35 +184,46 @@ func topSVD(ctx context.Context, d []float32, m, n, k, nWorkers int) (u *linalg.
 		r := linalg.ComputeSVD(d64)
 		return r.U, r.S, r.V, "", nil
 	}
-	return subspaceSVD(ctx, d, m, n, k, nWorkers)
+	return subspaceSVD(ctx, d, m, n, k, nWorkers, start)
 }
 
 // subspaceSVD computes the k leading singular triplets of d by block
-// subspace iteration with Rayleigh–Ritz extraction (a block of k plus
-// max(k, 10) vectors, a deterministic Gaussian start). Each iteration
-// multiplies by D and by Dᵀ; the residual of the Ritz triplets is checked
-// with the next product at no extra cost.
-func subspaceSVD(ctx context.Context, d []float32, m, n, k, nWorkers int) (u *linalg.Dense, s []float64, v *linalg.Dense, note string, err error) {
-	bs := min(m, n, k+max(k, 10))
+// subspace iteration with Rayleigh–Ritz extraction. The block has k plus
+// max(k, 10) vectors, or as many as start gives, and starts from start and
+// deterministic Gaussian vectors. Each iteration multiplies by D and by Dᵀ
+// (float32 GEMMs on nWorkers threads; the results do not depend on
+// nWorkers); the residual of the Ritz triplets is checked with the next
+// product at no extra cost. Everything else is float64 on n×b and m×b
+// matrices.
+func subspaceSVD(ctx context.Context, d []float32, m, n, k, nWorkers int, start [][]float32) (u *linalg.Dense, s []float64, v *linalg.Dense, note string, err error) {
+	bs := min(m, n, max(k+max(k, 10), len(start)))
 	q := linalg.NewDense(n, bs, nil)
 	rng := rand.New(rand.NewPCG(1, 2)) // a fixed start
-	for i := range q.Data {
-		q.Data[i] = rng.NormFloat64()
+	for j := 0; j < bs; j++ {
+		for i := 0; i < n; i++ {
+			if j < len(start) {
+				q.Data[i*bs+j] = float64(start[j][i])
+			} else {
+				q.Data[i*bs+j] = rng.NormFloat64()
+			}
+		}
 	}
-	q = orthonormal(q)
-	var ws *linalg.Dense // right Ritz rotation of the last iteration
-	resid := math.Inf(1)
-	for it := 0; it <= subspaceIters; it++ {
+	g := newGEMM(d, m, n, bs, nWorkers)
+	q, _ = tallQR(q, g.be)
+	var ws *linalg.Dense // right Ritz rotation of the last iteration: vⱼ = Q·wⱼ
+	resid, best, stalled := math.Inf(1), math.Inf(1), 0
+	it := 0
+	for ; ; it++ {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, nil, "", err
 		}
-		y := mulD(d, m, n, q, nWorkers) // D·Q
+		y := g.mulD(q) // D·Q
 		if ws != nil {
 			resid = 0
 			if s[0] == 0 {
 				break // D = 0
 			}
-			dv := linalg.Mul(y, ws) // D·vⱼ for the Ritz vectors vⱼ = Q·wⱼ
+			dv := tallMul(y, ws, g.be) // D·vⱼ
 			for j := 0; j < k; j++ {
 				var r2 float64
 				for i := 0; i < m; i++ {
@@ -184,25 +232,69 @@ func subspaceSVD(ctx context.Context, d []float32, m, n, k, nWorkers int) (u *li
 				}
 				resid = math.Max(resid, math.Sqrt(r2)/s[0])
 			}
-			if resid <= subspaceTol || it == subspaceIters {
+			if resid < 0.9*best {
+				best, stalled = resid, 0
+			} else {
+				stalled++
+			}
+			if resid <= subspaceTol || (stalled >= 3 && resid <= subspaceStall) || it >= subspaceIters {
 				break
 			}
 		}
-		qy := orthonormal(y)
-		z := mulDT(d, m, n, qy, nWorkers) // Dᵀ·Qy = Qz·Rz
-		qr := linalg.NewQR(z)
-		q = qr.ApplyQ(identity(bs))
+		qy, _ := tallQR(y, g.be)
+		z := g.mulDT(qy) // Dᵀ·Qy = Qz·Rz
+		var rz *linalg.Dense
+		q, rz = tallQR(z, g.be)
 		// Qyᵀ·D = Rzᵀ·Qzᵀ; Rzᵀ = Us·Σ·Wsᵀ gives U = Qy·Us, V = Qz·Ws.
-		core := linalg.ComputeSVD(qr.R().T())
-		u, s, v, ws = linalg.Mul(qy, core.U), core.S, linalg.Mul(q, core.V), core.V
+		core := linalg.ComputeSVD(rz.T())
+		u, s, ws = tallMul(qy, core.U, g.be), core.S, core.V
 	}
-	if resid > subspaceTol {
-		note = fmt.Sprintf("SVD iteration stopped at relative residual %.2g after %d iterations (tolerance %.0g)", resid, subspaceIters, subspaceTol)
+	v = tallMul(q, ws, g.be)
+	if resid > subspaceStall || (resid > subspaceTol && it >= subspaceIters) {
+		note = fmt.Sprintf("SVD iteration stopped at relative residual %.2g after %d iterations (tolerance %.0g)", resid, it, subspaceTol)
 	}
 	// The convention on the final vectors, and only the k wanted.
 	u, v = firstColumns(u, k), firstColumns(v, k)
 	linalg.FlipSigns(u, v)
 	return u, slices.Clone(s[:k]), v, note, nil
+}
+
+// gemm multiplies the m×n float32 D by blocks of b vectors with the CPU
+// backend's GEMM, reusing its float32 buffers.
+type gemm struct {
+	be      *cpu.Backend
+	d       compute.Buffer
+	m, n, b int
+	in, out []float32
+}
+
+func newGEMM(d []float32, m, n, b, nWorkers int) *gemm {
+	return &gemm{be: cpu.New(nWorkers), d: cpu.NewBuffer(d), m: m, n: n, b: b,
+		in: make([]float32, max(m, n)*b), out: make([]float32, max(m, n)*b)}
+}
+
+// mulD returns D·Q for an n×b Q.
+func (g *gemm) mulD(q *linalg.Dense) *linalg.Dense {
+	return g.mul(q, g.n, g.m, false)
+}
+
+// mulDT returns Dᵀ·Y for an m×b Y.
+func (g *gemm) mulDT(y *linalg.Dense) *linalg.Dense {
+	return g.mul(y, g.m, g.n, true)
+}
+
+// mul computes op(D)·x for x k×b (op(D) rows×k) in float32.
+func (g *gemm) mul(x *linalg.Dense, k, rows int, trans bool) *linalg.Dense {
+	in, out := g.in[:k*g.b], g.out[:rows*g.b]
+	for i, v := range x.Data {
+		in[i] = float32(v)
+	}
+	g.be.Gemm(compute.Gemm{TransA: trans, M: rows, N: g.b, K: k, Alpha: 1}, g.d, cpu.NewBuffer(in), cpu.NewBuffer(out))
+	r := linalg.NewDense(rows, g.b, nil)
+	for i, v := range out {
+		r.Data[i] = float64(v)
+	}
+	return r
 }
 
 func identity(n int) *linalg.Dense {
@@ -213,62 +305,12 @@ func identity(n int) *linalg.Dense {
 	return e
 }
 
-// orthonormal returns an orthonormal basis (Householder Q) of x's columns.
-func orthonormal(x *linalg.Dense) *linalg.Dense {
-	return linalg.NewQR(x).ApplyQ(identity(min(x.Rows, x.Cols)))
-}
-
 func firstColumns(x *linalg.Dense, k int) *linalg.Dense {
 	out := linalg.NewDense(x.Rows, k, nil)
 	for i := 0; i < x.Rows; i++ {
 		copy(out.Data[i*k:(i+1)*k], x.Data[i*x.Cols:i*x.Cols+k])
 	}
 	return out
-}
-
-// mulD returns D·Q for the m×n float32 D and an n×b Q.
-func mulD(d []float32, m, n int, q *linalg.Dense, nWorkers int) *linalg.Dense {
-	b := q.Cols
-	y := linalg.NewDense(m, b, nil)
-	parallelRows(m, nWorkers, func(_, r0, r1 int) {
-		for i := r0; i < r1; i++ {
-			yi := y.Data[i*b : (i+1)*b]
-			for l, x := range d[i*n : (i+1)*n] {
-				if x == 0 {
-					continue
-				}
-				x64 := float64(x)
-				ql := q.Data[l*b : (l+1)*b]
-				for j := range yi {
-					yi[j] += x64 * ql[j]
-				}
-			}
-		}
-	})
-	return y
-}
-
-// mulDT returns Dᵀ·Y for the m×n float32 D and an m×b Y; goroutines own
-// ranges of D's columns.
-func mulDT(d []float32, m, n int, y *linalg.Dense, nWorkers int) *linalg.Dense {
-	b := y.Cols
-	z := linalg.NewDense(n, b, nil)
-	parallelRows(n, nWorkers, func(_, c0, c1 int) {
-		for i := 0; i < m; i++ {
-			yi := y.Data[i*b : (i+1)*b]
-			for l, x := range d[i*n+c0 : i*n+c1] {
-				if x == 0 {
-					continue
-				}
-				x64 := float64(x)
-				zl := z.Data[(c0+l)*b : (c0+l+1)*b]
-				for j := range zl {
-					zl[j] += x64 * yi[j]
-				}
-			}
-		}
-	})
-	return z
 }
 
 // clamp is PEFT's svd_clamp: hi = torch.quantile(cat(B'.flatten(),

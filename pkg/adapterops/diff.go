@@ -11,15 +11,17 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/linalg"
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // DiffOptions configure Diff.
 type DiffOptions struct {
 	// A and B are the adapters to compare (folders, files, or one "-").
 	A, B string
-	// Workers bounds the goroutines (0: GOMAXPROCS).
-	Workers int
-	IO
+	// Env holds Stdin (for an input "-") and Threads (0: one per core).
+	tool.Env
+
+	seam seam
 }
 
 // DiffReport compares two adapters module by module; it is the JSON form
@@ -84,7 +86,7 @@ const summaryCount = 3
 // package linalg, the inner product as tr((B_Aᵀ·B_B)·(A_B·A_Aᵀ))·s_A·s_B, and
 // the difference as the norm of the product [s_A·B_A, −s_B·B_B]·[A_A; A_B].
 func Diff(ctx context.Context, o DiffOptions) (*DiffReport, error) {
-	ss, err := openAll(o.IO, []string{o.A, o.B})
+	ss, err := openAll(o.seam, &o.Env, []string{o.A, o.B})
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +115,7 @@ func Diff(ctx context.Context, o DiffOptions) (*DiffReport, error) {
 	}
 	rep.Modules = make([]ModuleDiff, len(both))
 	var inner = make([]float64, len(both))
-	err = parallelEach(ctx, len(both), workers(o.Workers), func(i int) error {
+	err = parallelEach(ctx, len(both), workers(o.Threads), func(i int) error {
 		ms := set.members[both[i]]
 		d, in, err := diffModule(ss, *ms[0], *ms[1])
 		rep.Modules[i], inner[i] = d, in

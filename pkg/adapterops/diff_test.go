@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/lorakit/lorakit/internal/testbin"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 func TestDiffWithItself(t *testing.T) {
@@ -55,7 +56,7 @@ func TestDiffScaledCopy(t *testing.T) {
 // of them has.
 func TestDiffMatchesDense(t *testing.T) {
 	_, a1, a2, p1, p2 := twoAdapters(t)
-	rep, err := Diff(t.Context(), DiffOptions{A: p1, B: p2, Workers: 2})
+	rep, err := Diff(t.Context(), DiffOptions{A: p1, B: p2, Env: tool.Env{Threads: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,8 @@
 //     leaves this unspecified).
 //   - SVD: singular vectors are unique only up to sign (and up to rotation
 //     within equal singular values); PEFT's depend on the LAPACK/cuSOLVER
-//     driver. lorakit computes them exactly from the cores in float64 and
+//     driver. lorakit computes them exactly from the cores in float64 (svd)
+//     or, for the dense *_svd methods, to float32 accuracy (see below), and
 //     fixes signs by package linalg's convention. B'·A' is what matters and
 //     is the same; svd_clamp, which clamps entries of U·S and Vᵀ to a
 //     quantile of their values, depends on the signs and so on the driver.
@@ -97,8 +98,25 @@
 //
 // Modules are read, computed and written one at a time, in the output's
 // tensor order, with a few in flight on worker goroutines; memory is a
-// small multiple of one module's tensors (one dense out×in float32 matrix
-// for the dense methods). Outputs do not depend on the number of workers.
+// small multiple of one module's tensors. Outputs do not depend on the
+// number of workers.
+//
+// # The dense methods
+//
+// ties_svd, dare_*_svd and magnitude_prune_svd hold one out×in float32
+// matrix at a time (outside the Go heap; 235 MB for an 8B MLP projection)
+// and use every worker on it. Each ΔWᵢ = f32(f32(Bᵢ·Aᵢ)·sᵢ) is computed block
+// by block of rows with lora-merge's kernel (float32 fused multiply-adds,
+// spec peft.md §7.6), twice to find a magnitude threshold (a histogram of
+// the top 16 bits of |x|, then the entries of one bucket) and once to be
+// pruned and combined into the matrix. Its leading singular triplets come
+// from a block subspace iteration (Rayleigh–Ritz, block size svd_rank plus
+// max(svd_rank, 10), or the sum of the input ranks when larger) that starts
+// from the rows of the inputs' A, near which the combination's row space
+// lies: two or three iterations of float32 GEMMs (package compute/cpu)
+// reach a residual ‖D·vⱼ − σⱼ·uⱼ‖ below 2e-6·σ₁. The factors match the full
+// SVD to float32 accuracy; a module whose iteration stops early gets a
+// note in the report.
 package adapterops
 
 import "github.com/lorakit/lorakit/pkg/errclass"

@@ -12,8 +12,10 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/adapterops"
 	"github.com/lorakit/lorakit/pkg/dtype"
+	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // exampleAdapter writes a small PEFT adapter (q_proj and v_proj of two
@@ -137,4 +139,31 @@ func ExampleDiff() {
 	}
 	fmt.Printf("%d modules, relative difference %.3f, cosine %.3f\n", rep.Summary.Compared, *rep.Summary.Relative, *rep.Summary.Cosine)
 	// Output: 4 modules, relative difference 1.000, cosine 1.000
+}
+
+// Resize to a stream, as `lora-merge resize ... -o -` does: the run's
+// tool.Env says where "-" goes (and, in a command, which cleanup registry
+// removes an unfinished output on an interrupt). The stream is a
+// self-describing safetensors file that any input opener reads back.
+func ExampleResize_stream() {
+	dir := exampleDir()
+	defer os.RemoveAll(dir)
+	a := exampleAdapter(filepath.Join(dir, "a"), 8, 16, 7)
+	var stream bytes.Buffer
+	_, err := adapterops.Resize(context.Background(), adapterops.ResizeOptions{
+		Env:     tool.Env{Stdout: &stream, Threads: 1},
+		Adapter: a,
+		Rule:    adapterops.RankRule{Method: adapterops.RankEnergy, Param: 0.9},
+		Output:  "-",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	back, err := model.OpenAdapter("-", &stream, model.AdapterOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer back.Close()
+	fmt.Printf("%d modules, r = %d, lora_alpha = %g\n", len(back.Analysis.Modules), back.Config.R, back.Config.LoraAlpha)
+	// Output: 4 modules, r = 6, lora_alpha = 6
 }

@@ -95,14 +95,14 @@ func writeAdapter(t testing.TB, dir string, cfg map[string]any, mods []tmod, ext
 
 // loaded is an adapter read back for checks.
 type loaded struct {
-	src  Source
+	src  source
 	cfg  *peft.Config
 	mods map[string]*factors
 }
 
 func load(t testing.TB, path string) *loaded {
 	t.Helper()
-	src, err := OpenAdapter(path, nil)
+	src, err := openAdapter(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

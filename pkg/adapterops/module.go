@@ -26,7 +26,7 @@ func scaling64(m peft.Module, rslora bool) float64 {
 }
 
 // readFloats returns a tensor as float32 values, refusing non-finite ones.
-func readFloats(src Source, name string) ([]float32, error) {
+func readFloats(src source, name string) ([]float32, error) {
 	t, b, err := src.Tensor(name)
 	if err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func readFloats(src Source, name string) ([]float32, error) {
 }
 
 // readFactors reads the A and B of a module.
-func readFactors(src Source, m peft.Module) (*factors, error) {
+func readFactors(src source, m peft.Module) (*factors, error) {
 	a, err := readFloats(src, m.A)
 	if err != nil {
 		return nil, err
@@ -88,7 +88,7 @@ func (f *factors) matrices() (b, a *linalg.Dense) {
 
 // checkLoRA refuses adapters that are not plain LoRA (IA³, AdaLoRA), and,
 // unless allowDoRA, DoRA adapters; what names the operation.
-func checkLoRA(src Source, what string, allowDoRA bool) error {
+func checkLoRA(src source, what string, allowDoRA bool) error {
 	cfg := src.Config()
 	if cfg.PeftType != peft.TypeLoRA {
 		return fmt.Errorf("%s: %w: %s works on LoRA adapters, not %s", src.Path(), ErrUnsupported, what, cfg.PeftType)
@@ -109,7 +109,7 @@ func checkLoRA(src Source, what string, allowDoRA bool) error {
 	return nil
 }
 
-func doraErr(src Source, kind, name, what string) error {
+func doraErr(src source, kind, name, what string) error {
 	return fmt.Errorf("%s: %s %q: %w: DoRA: the merged weight renormalises W0+ΔW by the base's row norms, so %s cannot be done exactly without the base model",
 		src.Path(), kind, name, ErrUnsupported, what)
 }

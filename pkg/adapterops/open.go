@@ -7,10 +7,11 @@ import (
 	"strings"
 
 	"github.com/lorakit/lorakit/pkg/peft"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // sources is a set of opened adapters, closed together.
-type sources []Source
+type sources []source
 
 func (ss sources) Close() {
 	for _, s := range ss {
@@ -21,7 +22,7 @@ func (ss sources) Close() {
 }
 
 // openAll opens every path; at most one may be "-" (stdin).
-func openAll(io IO, paths []string) (sources, error) {
+func openAll(sm seam, env *tool.Env, paths []string) (sources, error) {
 	stdin := 0
 	for _, p := range paths {
 		if p == "-" {
@@ -33,7 +34,7 @@ func openAll(io IO, paths []string) (sources, error) {
 	}
 	ss := make(sources, 0, len(paths))
 	for _, p := range paths {
-		s, err := io.open(p)
+		s, err := sm.openAdapter(p, env)
 		if err != nil {
 			ss.Close()
 			return nil, err

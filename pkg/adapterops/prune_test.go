@@ -5,9 +5,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/linalg"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // binomialOK reports whether kept out of n is within 5 standard deviations
@@ -63,7 +65,7 @@ func TestDAREProperties(t *testing.T) {
 	const density = 0.3
 	run := func(seed uint64, workers int) string {
 		out := filepath.Join(t.TempDir(), "out.safetensors")
-		mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, 0.5}}, Method: DARELinear, Density: density, Seed: seed, Output: out, Workers: workers})
+		mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, 0.5}}, Method: DARELinear, Density: density, Seed: seed, Output: out, Env: tool.Env{Threads: workers}})
 		return out
 	}
 	out := run(42, 1)
@@ -176,42 +178,159 @@ func TestTIESElection(t *testing.T) {
 }
 
 // TestSubspaceSVDMatchesExact compares the iterative top-k SVD of the
-// dense methods with the full Jacobi SVD on a matrix above exactLimit.
+// dense methods (float32 GEMMs) with the full float64 Jacobi SVD, to
+// float32 accuracy: singular values within 1e-6·σ₁, the rank-k products
+// within 2e-6, the factors within 1e-5; with and without start vectors,
+// for wide and tall matrices, on 1 and 3 threads (the same bits).
 func TestSubspaceSVDMatchesExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(101, 102))
-	m, n, k := 150, 90, 6
-	d := make([]float32, m*n)
-	// Low rank plus noise, like a pruned sum of deltas.
-	a, b := randVec(rng, 12*n, 1), randVec(rng, m*12, 1)
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			var v float64
-			for l := 0; l < 12; l++ {
-				v += float64(b[i*12+l]) * float64(a[l*n+j]) * math.Pow(0.7, float64(l))
+	for _, c := range []struct{ m, n, k, r int }{{150, 90, 6, 12}, {90, 150, 6, 12}, {300, 200, 16, 24}, {200, 300, 16, 40}} {
+		m, n, k, r := c.m, c.n, c.k, c.r
+		d := make([]float32, m*n)
+		// Low rank plus noise, like a pruned sum of deltas.
+		a, b := randVec(rng, r*n, 1), randVec(rng, m*r, 1)
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				var v float64
+				for l := 0; l < r; l++ {
+					v += float64(b[i*r+l]) * float64(a[l*n+j]) * math.Pow(0.8, float64(l))
+				}
+				d[i*n+j] = float32(v + 0.05*rng.NormFloat64())
 			}
-			d[i*n+j] = float32(v + 0.05*rng.NormFloat64())
+		}
+		exact := linalg.ComputeSVD(dense64(d, m, n, 1))
+		var start [][]float32
+		for l := 0; l < r; l++ {
+			start = append(start, a[l*n:(l+1)*n])
+		}
+		var first []float32
+		for _, st := range [][][]float32{nil, start} {
+			for _, threads := range []int{1, 3} {
+				u, s, v, note, err := subspaceSVD(t.Context(), d, m, n, k, threads, st)
+				if note != "" || err != nil {
+					t.Fatal(note, err)
+				}
+				for j := 0; j < k; j++ {
+					if math.Abs(s[j]-exact.S[j]) > 1e-6*exact.S[0] {
+						t.Errorf("%d×%d: σ%d = %v, exact %v", m, n, j, s[j], exact.S[j])
+					}
+				}
+				ga, gb := truncated(u, s, v, k)
+				ea, eb := truncated(exact.U, exact.S, exact.V, k)
+				bs, as := []int64{int64(m), int64(k)}, []int64{int64(k), int64(n)}
+				if e := relErr(product(gb, ga, bs, as), product(eb, ea, bs, as)); e > 2e-6 {
+					t.Errorf("%d×%d: rank-%d products differ by %g", m, n, k, e)
+				}
+				for i := range ga {
+					if math.Abs(float64(ga[i]-ea[i])) > 1e-5 {
+						t.Fatalf("%d×%d: A'[%d] = %v, exact %v (sign convention?)", m, n, i, ga[i], ea[i])
+					}
+				}
+				if st == nil && threads == 1 {
+					first = ga
+				} else if st == nil && !slices.Equal(ga, first) {
+					t.Errorf("%d×%d: the result depends on the thread count", m, n)
+				}
+			}
 		}
 	}
-	u, s, v, note, err := subspaceSVD(t.Context(), d, m, n, k, 2)
-	if note != "" || err != nil {
-		t.Fatal(note, err)
+}
+
+// TestMagnitudeRuleSelection: the two-pass selection gives radix
+// selection's rule, whatever the thread count, on values with many ties
+// (quantized to few levels), spread ones, and a bucket too crowded for the
+// two passes (the radix fallback).
+func TestMagnitudeRuleSelection(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	spread := randVec(rng, 3<<20, 1)
+	ties := make([]float32, 3<<20+17)
+	for i := range ties {
+		ties[i] = float32(rng.IntN(41)-20) / 8
 	}
-	d64 := dense64(d, m, n, 1)
-	exact := linalg.ComputeSVD(d64)
-	for j := 0; j < k; j++ {
-		if math.Abs(s[j]-exact.S[j]) > 1e-9*exact.S[0] {
-			t.Errorf("σ%d = %v, exact %v", j, s[j], exact.S[j])
+	crowded := make([]float32, maxBucket+1000)
+	for i := range crowded {
+		crowded[i] = 1 + float32(i%3)*0x1p-20 // one 16-bit bucket
+	}
+	for _, x := range [][]float32{spread, ties, crowded} {
+		for _, d := range []float64{0.001, 0.3, 0.5, 0.97} {
+			want := radixRule(x, int(d*float64(len(x))))
+			for _, w := range []int{1, 3} {
+				if got := magnitudeRuleN(x, d, w); got != want {
+					t.Errorf("%d values, density %v, %d workers: rule %+v, radix selection %+v", len(x), d, w, got, want)
+				}
+			}
 		}
 	}
-	ga, gb := truncated(u, s, v, k)
-	ea, eb := truncated(exact.U, exact.S, exact.V, k)
-	bs, as := []int64{int64(m), int64(k)}, []int64{int64(k), int64(n)}
-	if e := relErr(product(gb, ga, bs, as), product(eb, ea, bs, as)); e > 1e-6 {
-		t.Errorf("rank-%d products differ by %g", k, e)
+}
+
+// mergeReference is mergeInto written element by element, as PEFT's
+// formulas read.
+func mergeReference(dst []float32, ts [][]float32, ws []float32, kind mergeKind) {
+	for j := range dst {
+		if kind == mergeSum {
+			var acc float32
+			for i, t := range ts {
+				acc += float32(t[j] * ws[i])
+			}
+			dst[j] = acc
+			continue
+		}
+		var elect float32
+		for _, t := range ts {
+			if kind == mergeTIESTotal {
+				elect += t[j]
+			} else {
+				elect += sign32(t[j])
+			}
+		}
+		maj := float32(1)
+		if elect < 0 {
+			maj = -1
+		}
+		var acc, n float32
+		for i, t := range ts {
+			if sign32(t[j]) == maj {
+				acc += float32(t[j] * ws[i])
+				n++
+			}
+		}
+		dst[j] = acc / max(n, 1)
 	}
-	for i := range ga {
-		if math.Abs(float64(ga[i]-ea[i])) > 1e-5 {
-			t.Fatalf("A'[%d] = %v, exact %v (sign convention?)", i, ga[i], ea[i])
+}
+
+// TestMergeMatchesReference: the block-wise merge gives the reference's
+// bits (signed zeros included) for 1 to 4 pruned tensors with ties,
+// zeros and cancelling votes.
+func TestMergeMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 13))
+	for iter := range 50 {
+		n := 1 + rng.IntN(1000)
+		k := 1 + iter%4
+		ts := make([][]float32, k)
+		ws := make([]float32, k)
+		for i := range ts {
+			ts[i] = make([]float32, n)
+			for j := range ts[i] {
+				switch rng.IntN(4) {
+				case 0: // pruned: ±0
+					ts[i][j] = float32(rng.IntN(2)*2-1) * 0
+				case 1: // few levels: exact cancellations and ties
+					ts[i][j] = float32(rng.IntN(5) - 2)
+				default:
+					ts[i][j] = float32(rng.NormFloat64())
+				}
+			}
+			ws[i] = float32(rng.NormFloat64())
+		}
+		for _, kind := range []mergeKind{mergeSum, mergeTIESTotal, mergeTIESFreq} {
+			got, want := make([]float32, n), make([]float32, n)
+			mergeInto(got, ts, ws, kind)
+			mergeReference(want, ts, ws, kind)
+			for j := range want {
+				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("iteration %d, kind %d, entry %d: %v, reference %v", iter, kind, j, got[j], want[j])
+				}
+			}
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/linalg"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // ResizeOptions configure Resize.
@@ -23,11 +24,12 @@ type ResizeOptions struct {
 	Output string
 	// DType of the output A and B: F32 (""), BF16 or F16.
 	DType dtype.DType
-	// Workers bounds the goroutines (0: GOMAXPROCS).
-	Workers int
-	// Progress, if set, is called as modules are written.
-	Progress func(done, total int)
-	IO
+	// Env holds the streams ("-" reads Stdin, writes Stdout), the cleanup
+	// registry, Threads (0: one per core) and the progress callback (bytes
+	// written).
+	tool.Env
+
+	seam seam
 }
 
 // ResizeReport describes a resize; it is the JSON form of the command's
@@ -78,7 +80,7 @@ func Resize(ctx context.Context, o ResizeOptions) (*ResizeReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := o.IO.open(o.Adapter)
+	src, err := o.seam.openAdapter(o.Adapter, &o.Env)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +92,7 @@ func Resize(ctx context.Context, o ResizeOptions) (*ResizeReport, error) {
 	if len(mods) == 0 {
 		return nil, fmt.Errorf("%s: %w: no LoRA module", src.Path(), ErrUnsupported)
 	}
-	nw := workers(o.Workers)
+	nw := workers(o.Threads)
 	// Pass 1: the new ranks. A fixed rank needs no spectrum.
 	ranks := make([]int, len(mods))
 	err = parallelEach(ctx, len(mods), nw, func(i int) error {
@@ -144,7 +146,7 @@ func Resize(ctx context.Context, o ResizeOptions) (*ResizeReport, error) {
 		return nil, err
 	}
 	out.files = map[string][]byte{"adapter_config.json": js}
-	if err := out.write(ctx, o.IO, o.Output, nw, o.Progress); err != nil {
+	if err := out.write(ctx, o.seam, &o.Env, o.Output, nw); err != nil {
 		return nil, err
 	}
 	var all, kept float64
@@ -164,7 +166,7 @@ func Resize(ctx context.Context, o ResizeOptions) (*ResizeReport, error) {
 }
 
 // resizeModule computes a module's truncated A and B (and lora_B bias).
-func resizeModule(src Source, m peft.Module, k int, dt dtype.DType, r *ResizedModule) (map[string][]byte, error) {
+func resizeModule(src source, m peft.Module, k int, dt dtype.DType, r *ResizedModule) (map[string][]byte, error) {
 	f, err := readFactors(src, m)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/linalg"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // resizeFixture writes an rsLoRA adapter of rank 8 (alpha 12) with two
@@ -88,7 +89,7 @@ func TestResizeIsBestApproximation(t *testing.T) {
 	in, mods, s := resizeFixture(t)
 	for _, k := range []int{1, 3, 5} {
 		out := filepath.Join(t.TempDir(), "out")
-		rep, err := Resize(t.Context(), ResizeOptions{Adapter: in, Rule: RankRule{Method: RankFixed, Rank: k}, Output: out, Workers: 2})
+		rep, err := Resize(t.Context(), ResizeOptions{Adapter: in, Rule: RankRule{Method: RankFixed, Rank: k}, Output: out, Env: tool.Env{Threads: 2}})
 		if err != nil {
 			t.Fatal(err)
 		}

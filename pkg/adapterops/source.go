@@ -3,24 +3,24 @@ package adapterops
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/model"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
-// ---------------------------------------------------------------------------
-// SEAM: how adapters are opened and outputs written. Everything else in this
-// package reaches files only through Source, Opener, Sink and Creator, so
-// moving to other openers and writers changes OpenAdapter and CreateOutput
-// alone.
-// ---------------------------------------------------------------------------
+// Adapters are opened with model.OpenAdapter (folders, .safetensors and
+// PyTorch .bin files, "-" streams) and outputs are written with
+// checkpoint.CreateWith (atomic, removed on an interrupt through the run's
+// tool.Env), as every lorakit tool does. Everything else in this package
+// reaches files only through source and sink, so tests substitute
+// in-memory ones through a seam.
 
-// Source is an opened, validated PEFT adapter.
-type Source interface {
+// source is an opened, validated PEFT adapter.
+type source interface {
 	// Path names the adapter in messages.
 	Path() string
 	// Config is the parsed adapter_config.json.
@@ -28,19 +28,15 @@ type Source interface {
 	// Analysis groups the tensors into modules (with rank, alpha and
 	// scaling resolved from the config) and lists the other tensors.
 	Analysis() *peft.Adapter
-	// Tensor returns a tensor's header entry and bytes (valid until Close,
-	// not to be modified). It must be safe for concurrent use.
+	// Tensor returns a tensor's header entry and bytes (not to be
+	// modified). It must be safe for concurrent use.
 	Tensor(name string) (safetensors.TensorInfo, []byte, error)
 	Close() error
 }
 
-// Opener opens an adapter: a PEFT folder, a .safetensors file carrying
-// adapter_config.json in its metadata, or "-" for a stream on stdin.
-type Opener func(path string, stdin io.Reader) (Source, error)
-
-// Sink receives an output adapter whose layout was fixed when it was
-// created. Tensors must be written in Order.
-type Sink interface {
+// sink receives an output adapter whose layout was fixed when it was
+// created; tensors are written in Order. *checkpoint.Writer is one.
+type sink interface {
 	Order() []safetensors.TensorInfo
 	WriteTensor(name string, data []byte) error
 	// Commit makes the output visible; Abort discards it.
@@ -48,18 +44,31 @@ type Sink interface {
 	Abort()
 }
 
-// Creator creates an output at path ("-": stdout) with its small files
-// (adapter_config.json) and the layout of its tensors.
-type Creator func(path string, files map[string][]byte, tensors []safetensors.TensorInfo) (Sink, error)
+// seam opens adapters and creates outputs; its zero value uses
+// openAdapter and createOutput.
+type seam struct {
+	open   func(path string, stdin io.Reader) (source, error)
+	create func(path string, files map[string][]byte, tensors []safetensors.TensorInfo, env *tool.Env) (sink, error)
+}
 
-// OpenAdapter is the default Opener: model.OpenAdapter, which validates
-// adapter_config.json and groups the tensors into modules (spec peft.md
-// §2.4, §3.2), with the tensor dtypes checked. A stream is read into memory
-// on first use; files are read on demand.
-func OpenAdapter(path string, stdin io.Reader) (Source, error) {
-	if stdin == nil {
-		stdin = os.Stdin
+func (s seam) openAdapter(path string, env *tool.Env) (source, error) {
+	if s.open == nil {
+		return openAdapter(path, env.In())
 	}
+	return s.open(path, env.In())
+}
+
+func (s seam) createOutput(path string, files map[string][]byte, tensors []safetensors.TensorInfo, env *tool.Env) (sink, error) {
+	if s.create == nil {
+		return createOutput(path, files, tensors, env)
+	}
+	return s.create(path, files, tensors, env)
+}
+
+// openAdapter opens an adapter with model.OpenAdapter, which validates
+// adapter_config.json and groups the tensors into modules (spec peft.md
+// §2.4, §3.2), and checks the tensor dtypes.
+func openAdapter(path string, stdin io.Reader) (source, error) {
 	a, err := model.OpenAdapter(path, stdin, model.AdapterOptions{})
 	if err != nil {
 		return nil, err
@@ -79,46 +88,30 @@ func (s modelSource) Path() string            { return s.a.Path }
 func (s modelSource) Config() *peft.Config    { return s.a.Config }
 func (s modelSource) Analysis() *peft.Adapter { return s.a.Analysis }
 func (s modelSource) Close() error            { return s.a.Close() }
+
+// Tensor reads a file's tensor with pread into a new slice, so that the
+// input's pages are not mapped into the process and memory stays a few
+// modules whatever the adapter's size; a stream is read into memory once.
 func (s modelSource) Tensor(name string) (safetensors.TensorInfo, []byte, error) {
 	t, ok := s.a.Info(name)
 	if !ok {
 		return t, nil, fmt.Errorf("%s: %w: %q", s.a.Path, safetensors.ErrNotFound, name)
 	}
-	b, err := s.a.Data(name)
+	if !s.a.Source.Random() {
+		b, err := s.a.Data(name)
+		return t, b, err
+	}
+	b := make([]byte, t.NumBytes())
+	err := s.a.Source.ReadAt(name, b, 0)
 	return t, b, err
 }
 
 // AdapterFile is the name of the tensor file in an output folder.
 const AdapterFile = "adapter_model.safetensors"
 
-// CreateOutput is the default Creator: pkg/checkpoint's writer (a PEFT
-// folder, one .safetensors file, optionally .gz/.zst, carrying
-// adapter_config.json in __metadata__, or stdout), atomic on Commit.
-func CreateOutput(path string, files map[string][]byte, tensors []safetensors.TensorInfo) (Sink, error) {
-	return checkpoint.Create(path, files, []checkpoint.Shard{{Name: AdapterFile, Tensors: tensors}})
-}
-
-// ---------------------------------------------------------------------------
-// End of the seam.
-// ---------------------------------------------------------------------------
-
-// IO holds the seam's functions and stdin; the zero value uses the defaults.
-type IO struct {
-	Open   Opener
-	Create Creator
-	Stdin  io.Reader
-}
-
-func (o IO) open(path string) (Source, error) {
-	if o.Open == nil {
-		return OpenAdapter(path, o.Stdin)
-	}
-	return o.Open(path, o.Stdin)
-}
-
-func (o IO) create(path string, files map[string][]byte, tensors []safetensors.TensorInfo) (Sink, error) {
-	if o.Create == nil {
-		return CreateOutput(path, files, tensors)
-	}
-	return o.Create(path, files, tensors)
+// createOutput writes a PEFT folder, one .safetensors file (optionally
+// .gz/.zst, carrying adapter_config.json in __metadata__) or stdout
+// through checkpoint.CreateWith, atomic on Commit.
+func createOutput(path string, files map[string][]byte, tensors []safetensors.TensorInfo, env *tool.Env) (sink, error) {
+	return checkpoint.CreateWith(path, files, []checkpoint.Shard{{Name: AdapterFile, Tensors: tensors}}, env.Output())
 }

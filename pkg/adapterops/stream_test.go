@@ -14,12 +14,13 @@ import (
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/pkg/checkpoint"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // countingSource counts the lora_A tensors read (one per module and
 // adapter).
 type countingSource struct {
-	Source
+	source
 	reads *atomic.Int64
 }
 
@@ -27,7 +28,7 @@ func (c countingSource) Tensor(name string) (safetensors.TensorInfo, []byte, err
 	if strings.Contains(name, "lora_A") {
 		c.reads.Add(1)
 	}
-	return c.Source.Tensor(name)
+	return c.source.Tensor(name)
 }
 
 // memSink writes the output to memory through pkg/safetensors.
@@ -48,8 +49,8 @@ func (m *memSink) WriteTensor(name string, data []byte) error {
 func (m *memSink) Commit() error { return m.w.Close() }
 func (m *memSink) Abort()        {}
 
-func memCreator(buf *bytes.Buffer, onWrite func(string)) Creator {
-	return func(path string, files map[string][]byte, tensors []safetensors.TensorInfo) (Sink, error) {
+func memCreator(buf *bytes.Buffer, onWrite func(string)) func(string, map[string][]byte, []safetensors.TensorInfo, *tool.Env) (sink, error) {
+	return func(path string, files map[string][]byte, tensors []safetensors.TensorInfo, _ *tool.Env) (sink, error) {
 		w, err := safetensors.NewWriter(buf, checkpoint.Metadata(files), tensors)
 		if err != nil {
 			return nil, err
@@ -78,27 +79,28 @@ func TestCombineStreams(t *testing.T) {
 		var reads atomic.Int64
 		var written, ahead int
 		var buf bytes.Buffer
-		seam := IO{
-			Open: func(path string, stdin io.Reader) (Source, error) {
-				s, err := OpenAdapter(path, stdin)
+		sm := seam{
+			open: func(path string, stdin io.Reader) (source, error) {
+				s, err := openAdapter(path, stdin)
 				return countingSource{s, &reads}, err
 			},
-			Create: memCreator(&buf, func(name string) {
+			create: memCreator(&buf, func(name string) {
 				if strings.Contains(name, "lora_A") {
 					written++
 					ahead = max(ahead, int(reads.Load())/2-written)
 				}
 			}),
 		}
-		progress := 0
-		rep := mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, -1}}, Method: SVD, Output: "mem", Workers: workers, IO: seam,
-			Progress: func(done, total int) {
-				if done != progress+1 || total != 40 {
+		var progress, all int64
+		rep := mustCombine(t, CombineOptions{Adapters: []Input{{p1, 1}, {p2, -1}}, Method: SVD, Output: "mem", seam: sm,
+			Env: tool.Env{Threads: workers, Progress: func(done, total int64) {
+				if done <= progress || done > total {
 					t.Errorf("progress %d/%d after %d", done, total, progress)
 				}
-				progress = done
-			}})
-		if written != 40 || len(rep.Modules) != 40 || progress != 40 {
+				progress, all = done, total
+			}}})
+		// 40 modules of rank 4: A 4×16 and B 12×4 float32.
+		if written != 40 || len(rep.Modules) != 40 || progress != all || all != 40*(4*16+12*4)*4 {
 			t.Fatalf("workers %d: %d modules written", workers, written)
 		}
 		if ahead > workers {
@@ -127,7 +129,7 @@ func TestDeterministic(t *testing.T) {
 		var outs [][]byte
 		for _, w := range []int{1, 4} {
 			o.Adapters = []Input{{p1, 0.5}, {p2, 2}}
-			o.Workers = w
+			o.Threads = w
 			o.Output = filepath.Join(t.TempDir(), "out.safetensors")
 			mustCombine(t, o)
 			outs = append(outs, fileBytes(t, o.Output))
@@ -148,7 +150,7 @@ func TestStdinInput(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out")
 	mustCombine(t, CombineOptions{Adapters: []Input{{"-", 1}, {p2, 1}}, Method: Cat, Output: out,
-		IO: IO{Stdin: bytes.NewReader(fileBytes(t, single))}})
+		Env: tool.Env{Stdin: bytes.NewReader(fileBytes(t, single))}})
 	want := tmodDelta(a1[2], s1) // layer 1 q_proj is only in a1
 	if e := relErr(load(t, out).mods[q1].delta(), want); e > 1e-6 {
 		t.Errorf("error %g", e)

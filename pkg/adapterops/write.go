@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // job computes some output tensors (a module's A and B, or one carried
@@ -33,7 +35,7 @@ func (o *output) add(j job, tensors ...safetensors.TensorInfo) {
 // carry adds a job copying a tensor of src unchanged. The bytes are the
 // source's (a mapped view for files), not copied: a carried lm_head can be
 // the largest tensor of an adapter.
-func (o *output) carry(src Source, name string) error {
+func (o *output) carry(src source, name string) error {
 	info, _, err := src.Tensor(name)
 	if err != nil {
 		return err
@@ -59,26 +61,26 @@ func workers(n int) int {
 // write creates the output and writes every tensor in the sink's order.
 // Jobs run on nWorkers goroutines in the order their first tensor is
 // written, at most nWorkers results waiting at a time, so memory stays a
-// few modules; the bytes do not depend on nWorkers. progress (may be nil)
-// is called after each job's tensors are written.
-func (o *output) write(ctx context.Context, io IO, path string, nWorkers int, progress func(done, total int)) error {
-	sink, err := io.create(path, o.files, o.tensors)
+// few modules; the bytes do not depend on nWorkers. Progress goes to
+// env.Report in bytes written.
+func (o *output) write(ctx context.Context, sm seam, env *tool.Env, path string, nWorkers int) error {
+	out, err := sm.createOutput(path, o.files, o.tensors, env)
 	if err != nil {
 		return err
 	}
-	if err := o.run(ctx, sink, workers(nWorkers), progress); err != nil {
-		sink.Abort()
+	if err := o.run(ctx, out, workers(nWorkers), env.Report); err != nil {
+		out.Abort()
 		return err
 	}
-	return sink.Commit()
+	return out.Commit()
 }
 
-func (o *output) run(ctx context.Context, sink Sink, nWorkers int, progress func(done, total int)) error {
+func (o *output) run(ctx context.Context, out sink, nWorkers int, progress func(done, total int64)) error {
 	byName := make(map[string]int, len(o.tensors))
 	for i, t := range o.tensors {
 		byName[t.Name] = o.producer[i]
 	}
-	order := sink.Order()
+	order := out.Order()
 	var seq []int // jobs in the order of their first tensor
 	pos := make([]int, len(o.jobs))
 	for i := range pos {
@@ -103,16 +105,24 @@ func (o *output) run(ctx context.Context, sink Sink, nWorkers int, progress func
 		results[i] = make(chan result, 1)
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	// On return every job has ended: none still uses a buffer its caller
+	// frees (the dense methods' matrix).
+	var running sync.WaitGroup
+	defer running.Wait()
 	defer cancel()
 	tokens := make(chan struct{}, nWorkers)
+	running.Add(1)
 	go func() {
+		defer running.Done()
 		for i, j := range seq {
 			select {
 			case tokens <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
+			running.Add(1)
 			go func() {
+				defer running.Done()
 				data, err := o.jobs[j](ctx)
 				results[i] <- result{data, err}
 			}()
@@ -120,7 +130,10 @@ func (o *output) run(ctx context.Context, sink Sink, nWorkers int, progress func
 	}()
 	received := make([]map[string][]byte, len(seq))
 	next := 0 // next position of seq to receive
-	done := 0
+	var done, total int64
+	for _, t := range order {
+		total += t.NumBytes()
+	}
 	for _, t := range order {
 		p := pos[byName[t.Name]]
 		for next <= p {
@@ -143,17 +156,15 @@ func (o *output) run(ctx context.Context, sink Sink, nWorkers int, progress func
 		if int64(len(data)) != t.NumElements()*int64(t.DType.Size()) {
 			return fmt.Errorf("adapterops: internal error: %q has %d bytes, want %d", t.Name, len(data), t.NumElements()*int64(t.DType.Size()))
 		}
-		if err := sink.WriteTensor(t.Name, data); err != nil {
+		if err := out.WriteTensor(t.Name, data); err != nil {
 			return err
 		}
 		delete(received[p], t.Name)
 		if len(received[p]) == 0 {
 			received[p] = nil
-			done++
-			if progress != nil {
-				progress(done, len(seq))
-			}
 		}
+		done += int64(len(data))
+		progress(done, total)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/torchbin"
 )
 
 // FileMetadataPrefix prefixes the __metadata__ keys that carry whole files
@@ -45,9 +46,28 @@ func (k Kind) String() string {
 	return [...]string{"folder", "file", "stream"}[k]
 }
 
-// Shard is one safetensors file of a source and the tensors it holds.
+// Format is the file format a Source's tensors are stored in.
+type Format int
+
+// Formats.
+const (
+	FormatSafetensors Format = iota
+	// FormatPyTorch is a torch.save zip archive (pytorch_model.bin,
+	// adapter_model.bin), read by package torchbin without executing its
+	// pickle.
+	FormatPyTorch
+)
+
+func (f Format) String() string {
+	return [...]string{"safetensors", "pytorch"}[f]
+}
+
+// Shard is one tensor file of a source and the tensors it holds.
 type Shard struct {
-	Name    string // file name, e.g. model-00001-of-00004.safetensors
+	// Name is the file's safetensors name, e.g.
+	// model-00001-of-00004.safetensors (a .bin shard's is what a
+	// conversion writes: torchbin.SafetensorsName).
+	Name    string
 	Tensors []safetensors.TensorInfo
 }
 
@@ -55,6 +75,8 @@ type Shard struct {
 type Source struct {
 	Path string
 	Kind Kind
+	// Format is the format of the tensor files.
+	Format Format
 	// Files holds the carried files by name (config.json, ...).
 	Files map[string][]byte
 	// Metadata is the __metadata__ of the (first) safetensors file.
@@ -65,8 +87,13 @@ type Source struct {
 	Shards []Shard
 	// Bytes is the total size of the tensor data.
 	Bytes int64
+	// Skipped lists the values of a PyTorch file that are not tensors
+	// (counters, hyper-parameters), by their dotted paths; they are not
+	// read.
+	Skipped []string
 
 	set       *safetensors.Set
+	bin       *torchbin.Set
 	stream    *safetensors.StreamReader
 	closer    io.Closer
 	indexOnce sync.Once
@@ -74,8 +101,19 @@ type Source struct {
 	used      bool
 }
 
-// Open opens path: a folder, a .safetensors file (optionally .gz/.zst), or
-// "-" for a stream on stdin.
+// Open opens path: a folder, a .safetensors file (optionally .gz/.zst), a
+// PyTorch .bin file, or "-" for a stream on stdin.
+//
+// A folder holds model.safetensors.index.json and its shards,
+// adapter_model.safetensors, model.safetensors or a single other
+// .safetensors file; failing those (safetensors wins where both exist, as
+// in transformers), pytorch_model.bin.index.json and its shards,
+// adapter_model.bin or pytorch_model.bin. A .bin file is read by package
+// torchbin: only its zip directory and pickle when opened, tensors on
+// demand; a pickle naming a global outside the allow-list is refused
+// (torchbin.ErrForbiddenGlobal, naming the file and the global), as is
+// the legacy pre-1.6 format. Tensors keep their stored dtype (F64 too): a
+// tool that needs another converts them, as it does safetensors tensors.
 func Open(path string, stdin io.Reader) (*Source, error) {
 	if path == "-" {
 		return openStream(path, stdin, nil)
@@ -95,17 +133,34 @@ func openFile(path string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	var magic [4]byte
-	n, _ := io.ReadFull(f, magic[:])
-	if string(magic[:n]) == "GGUF" {
+	var head [torchbin.SniffLen]byte
+	n, _ := io.ReadFull(f, head[:])
+	magic := head[:min(n, 4)]
+	if string(magic) == "GGUF" {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w: a GGUF file, not safetensors", path, ErrUnsupported)
 	}
-	if n == 4 && (bytes.HasPrefix(magic[:], []byte{0x1f, 0x8b}) || bytes.Equal(magic[:], []byte{0x28, 0xb5, 0x2f, 0xfd})) {
+	if len(magic) == 4 && (bytes.HasPrefix(magic, []byte{0x1f, 0x8b}) || bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd})) {
 		f.Seek(0, io.SeekStart)
 		return openStream(path, f, f)
 	}
 	f.Close()
+	if torchbin.Sniff(head[:n]) != torchbin.FormatUnknown {
+		s := &Source{Path: path, Kind: KindFile, Format: FormatPyTorch, Files: map[string][]byte{}}
+		// A .bin file cannot carry its configs: one named as transformers
+		// and PEFT name theirs takes them from beside it.
+		if base := filepath.Base(path); base == "adapter_model.bin" || strings.HasPrefix(base, "pytorch_model") {
+			if err := readCarried(filepath.Dir(path), s.Files); err != nil {
+				return nil, err
+			}
+		}
+		set, err := torchbin.OpenSet(path)
+		if err != nil {
+			return nil, err
+		}
+		s.addBin(set, []string{filepath.Base(path)})
+		return s, nil
+	}
 	s := &Source{Path: path, Kind: KindFile, Files: map[string][]byte{}}
 	set, err := safetensors.OpenSet(path)
 	if err != nil {
@@ -144,13 +199,8 @@ func openStream(path string, r io.Reader, closer io.Closer) (*Source, error) {
 
 func openFolder(dir string) (*Source, error) {
 	s := &Source{Path: dir, Kind: KindFolder, Files: map[string][]byte{}}
-	for _, name := range CarriedFiles {
-		b, err := readBounded(filepath.Join(dir, name))
-		if err == nil {
-			s.Files[name] = b
-		} else if !os.IsNotExist(err) {
-			return nil, err
-		}
+	if err := readCarried(dir, s.Files); err != nil {
+		return nil, err
 	}
 	var paths []string
 	indexPath := filepath.Join(dir, safetensors.IndexFile)
@@ -177,12 +227,13 @@ func openFolder(dir string) (*Source, error) {
 			}
 		}
 		if len(paths) == 0 {
-			for _, legacy := range []string{"adapter_model.bin", "pytorch_model.bin", "pytorch_model.bin.index.json"} {
-				if _, err := os.Stat(filepath.Join(dir, legacy)); err == nil {
-					return nil, fmt.Errorf("%s: %w: %s is a pickle; convert it to safetensors first", dir, ErrUnsupported, legacy)
-				}
+			if ok, err := s.openBinFolder(dir); err != nil {
+				return nil, err
+			} else if ok {
+				return s, nil
 			}
-			return nil, fmt.Errorf("%s: %w: no .safetensors file or %s", dir, ErrNotFound, safetensors.IndexFile)
+			return nil, fmt.Errorf("%s: %w: no .safetensors file, %s, %s, adapter_model.bin or pytorch_model.bin",
+				dir, ErrNotFound, safetensors.IndexFile, torchbin.IndexFile)
 		}
 		set, err := safetensors.OpenSet(paths...)
 		if err != nil {
@@ -195,6 +246,67 @@ func openFolder(dir string) (*Source, error) {
 		s.Metadata = s.set.Files[0].Header.Metadata
 	}
 	return s, nil
+}
+
+// openBinFolder opens the PyTorch checkpoint of a folder that has no
+// safetensors file: pytorch_model.bin.index.json and its shards,
+// adapter_model.bin or pytorch_model.bin. It reports false when there is
+// none.
+func (s *Source) openBinFolder(dir string) (bool, error) {
+	s.Format = FormatPyTorch
+	indexPath := filepath.Join(dir, torchbin.IndexFile)
+	if _, err := os.Stat(indexPath); err == nil {
+		set, ix, err := torchbin.OpenIndexed(indexPath)
+		if err != nil {
+			return true, err
+		}
+		s.addBin(set, ix.Shards())
+		return true, nil
+	}
+	for _, name := range []string{"adapter_model.bin", "pytorch_model.bin"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		set, err := torchbin.OpenSet(p)
+		if err != nil {
+			return true, err
+		}
+		s.addBin(set, []string{name})
+		return true, nil
+	}
+	return false, nil
+}
+
+// addBin takes the tensors of a PyTorch set whose files are named names:
+// one shard per file, named as a conversion to safetensors names it, with
+// the offsets of the contiguous bytes each tensor reads as.
+func (s *Source) addBin(set *torchbin.Set, names []string) {
+	s.bin = set
+	for i, f := range set.Files {
+		s.Skipped = append(s.Skipped, f.Skipped...)
+		h := &safetensors.Header{}
+		for _, t := range f.Tensors {
+			n := t.NumBytes()
+			h.Tensors = append(h.Tensors, safetensors.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape,
+				Offsets: [2]int64{h.DataSize, h.DataSize + n}})
+			h.DataSize += n
+		}
+		s.addShard(torchbin.SafetensorsName(names[i]), h)
+	}
+}
+
+// readCarried reads the CarriedFiles present in dir into files.
+func readCarried(dir string, files map[string][]byte) error {
+	for _, name := range CarriedFiles {
+		b, err := readBounded(filepath.Join(dir, name))
+		if err == nil {
+			files[name] = b
+		} else if !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 func readBounded(path string) ([]byte, error) {
@@ -227,7 +339,7 @@ func (s *Source) takeMetadataFiles() {
 }
 
 // Random reports whether tensors can be read in any order (files, not streams).
-func (s *Source) Random() bool { return s.set != nil }
+func (s *Source) Random() bool { return s.set != nil || s.bin != nil }
 
 // Info returns the tensor called name. It is safe for concurrent use.
 func (s *Source) Info(name string) (safetensors.TensorInfo, bool) {
@@ -244,18 +356,86 @@ func (s *Source) Info(name string) (safetensors.TensorInfo, bool) {
 	return s.Tensors[i], true
 }
 
-// Data returns the bytes of one tensor of a file-backed source (a view of
-// the mapped file; do not modify).
+// Data returns the bytes of one tensor of a file-backed source: a view of
+// the mapped file for safetensors, a new slice for a PyTorch file; do not
+// modify them.
 func (s *Source) Data(name string) ([]byte, error) {
-	if s.set == nil {
+	switch {
+	case s.bin != nil:
+		return s.bin.Data(name)
+	case s.set == nil:
 		return nil, fmt.Errorf("%s: tensor %q: a stream can only be read in order", s.Path, name)
 	}
 	return s.set.Data(name)
 }
 
-// Locate returns where the bytes of a file-backed source's tensor are: a
-// ReaderAt over its file and the offset of its first byte. Reading with it
-// (pread) does not map the file into memory.
+// ReadAt fills p with the bytes of tensor name of a file-backed source
+// from offset off on, with pread: the file is never mapped, so its pages do
+// not count against the process. A PyTorch file's views (offsets, strides,
+// shared storages) are resolved into the contiguous bytes Info describes.
+func (s *Source) ReadAt(name string, p []byte, off int64) error {
+	t, ok := s.Info(name)
+	if !ok {
+		return fmt.Errorf("%s: %w: %q", s.Path, safetensors.ErrNotFound, name)
+	}
+	if off < 0 || off+int64(len(p)) > t.NumBytes() {
+		return fmt.Errorf("%s: tensor %q: read of [%d, %d) beyond its %d bytes", s.Path, name, off, off+int64(len(p)), t.NumBytes())
+	}
+	if s.bin != nil {
+		bt, f, _ := s.bin.Info(name)
+		return f.ReadTensorAt(bt, p, off)
+	}
+	ra, start, ok := s.Locate(name)
+	if !ok {
+		return fmt.Errorf("%s: tensor %q: a stream can only be read in order", s.Path, name)
+	}
+	if n, err := ra.ReadAt(p, start+off); n < len(p) {
+		if err == nil || err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("%w: %v", safetensors.ErrTruncated, io.ErrUnexpectedEOF)
+		}
+		return fmt.Errorf("%s: tensor %q: %w", s.Path, name, err)
+	}
+	return nil
+}
+
+// Tied lists the groups of tensors of a PyTorch file that are the same
+// elements of one storage under several names (tied weights such as
+// embed_tokens and lm_head), in file order; nil for safetensors, which
+// cannot share.
+func (s *Source) Tied() [][]string {
+	if s.bin == nil {
+		return nil
+	}
+	var groups [][]string
+	at := map[string]int{}
+	for i, f := range s.bin.Files {
+		for _, t := range f.Tensors {
+			if t.NumElements() == 0 {
+				continue
+			}
+			key := fmt.Sprintf("%d %q %s %d %v %v", i, t.Storage, t.DType, t.Offset, t.Shape, t.Stride)
+			g, ok := at[key]
+			if !ok {
+				g = len(groups)
+				at[key] = g
+				groups = append(groups, nil)
+			}
+			groups[g] = append(groups[g], t.Name)
+		}
+	}
+	tied := groups[:0]
+	for _, g := range groups {
+		if len(g) > 1 {
+			tied = append(tied, g)
+		}
+	}
+	return tied
+}
+
+// Locate returns where the bytes of a safetensors file's tensor are: a
+// ReaderAt over its file and the offset of its first byte (ReadAt reads
+// them). It reports false for streams and PyTorch files, whose tensors
+// need not be one range of the file.
 func (s *Source) Locate(name string) (io.ReaderAt, int64, bool) {
 	if s.set == nil {
 		return nil, 0, false
@@ -281,6 +461,22 @@ func (s *Source) Next() (safetensors.TensorInfo, io.Reader, error) {
 // Each calls fn for every tensor in reading order with its bytes, which are
 // valid only until fn returns. A stream can be walked once.
 func (s *Source) Each(fn func(t safetensors.TensorInfo, data []byte) error) error {
+	if s.bin != nil {
+		var buf []byte
+		for _, t := range s.Tensors {
+			n := t.NumBytes()
+			if int64(cap(buf)) < n {
+				buf = make([]byte, n)
+			}
+			if err := s.bin.ReadTensor(t.Name, buf[:n]); err != nil {
+				return err
+			}
+			if err := fn(t, buf[:n]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if s.set != nil {
 		for _, t := range s.Tensors {
 			data, err := s.set.Data(t.Name)
@@ -369,6 +565,9 @@ func (s *Source) Close() error {
 	var err error
 	if s.set != nil {
 		err = s.set.Close()
+	}
+	if s.bin != nil {
+		err = s.bin.Close()
 	}
 	if s.closer != nil {
 		if cerr := s.closer.Close(); err == nil {

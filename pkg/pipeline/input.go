@@ -88,14 +88,7 @@ func (in *Input) ReadAt(name string, p []byte, off int64) error {
 		return nil
 	}
 	if in.src.Random() {
-		ra, start, ok := in.src.Locate(name)
-		if !ok {
-			return fmt.Errorf("%s: %w: %q", in.src.Path, safetensors.ErrNotFound, name)
-		}
-		if _, err := ra.ReadAt(p, start+off); err != nil {
-			return fmt.Errorf("%s: tensor %q: %w", in.src.Path, name, truncated(err))
-		}
-		return nil
+		return in.src.ReadAt(name, p, off)
 	}
 	in.mu.Lock()
 	k, err := in.reach(name)

@@ -401,30 +401,187 @@ func (f *File) ReadTensorInfo(t TensorInfo, dst []byte) error {
 	return nil
 }
 
-func (f *File) read(t TensorInfo, dst []byte) error {
-	if len(dst) == 0 {
+func (f *File) read(t TensorInfo, dst []byte) error { return f.readAt(t, dst, 0) }
+
+// ReadTensorAt fills p with the bytes of t's contiguous little-endian form
+// from byte off on: a piece of what ReadTensorInfo reads, for readers that
+// copy a large tensor in parts with bounded memory. A contiguous tensor is
+// read with one pread of its entry; a strided view reads the span of its
+// storage the piece covers when that is at most a few times the piece, and
+// otherwise row by row (or element by element for a row much wider than
+// its elements, such as a column of a transposed matrix).
+func (f *File) ReadTensorAt(t TensorInfo, p []byte, off int64) error {
+	if t.st == nil || f.storages[t.Storage] != t.st {
+		return fmt.Errorf("%s: %w: tensor %q is not from this file", f.Path, ErrNotFound, t.Name)
+	}
+	if off < 0 || off+int64(len(p)) > t.NumBytes() {
+		return fmt.Errorf("%s: tensor %q: read of [%d, %d) beyond its %d bytes", f.Path, t.Name, off, off+int64(len(p)), t.NumBytes())
+	}
+	if err := f.readAt(t, p, off); err != nil {
+		return fmt.Errorf("%s: tensor %q: %w", f.Path, t.Name, err)
+	}
+	return nil
+}
+
+// readAt is ReadTensorAt without the checks.
+func (f *File) readAt(t TensorInfo, p []byte, off int64) error {
+	if len(p) == 0 {
 		return nil
 	}
 	size := int64(t.DType.Size())
-	start := t.Offset * size
-	if t.Contiguous() {
-		if err := f.readStorage(t.st, dst, start); err != nil {
-			return err
-		}
+	contiguous := t.Contiguous()
+	if contiguous && !f.BigEndian {
+		return f.readStorage(t.st, p, t.Offset*size+off)
+	}
+	// Whole elements: a piece that cuts one goes through a copy.
+	lo := off / size * size
+	hi := (off + int64(len(p)) + size - 1) / size * size
+	buf := p
+	if lo != off || hi != off+int64(len(p)) {
+		buf = make([]byte, hi-lo)
+	}
+	var err error
+	if contiguous {
+		err = f.readStorage(t.st, buf, t.Offset*size+lo)
 	} else {
-		// The bytes from the first to the last element the view reaches.
-		last := t.Offset
-		for i, d := range t.Shape {
-			last += (d - 1) * t.Stride[i]
-		}
-		span := make([]byte, (last+1)*size-start)
-		if err := f.readStorage(t.st, span, start); err != nil {
-			return err
-		}
-		gather(dst, span, t.Shape, t.Stride, int(size))
+		err = f.gatherRange(t, buf, lo/size)
+	}
+	if err != nil {
+		return err
 	}
 	if f.BigEndian {
-		swapBytes(dst, int(size))
+		swapBytes(buf, int(size))
+	}
+	if len(buf) != len(p) {
+		copy(p, buf[off-lo:])
+	}
+	return nil
+}
+
+// Over-reading bounds of gatherRange: the span of storage read for a piece
+// (or a row) may exceed the bytes it yields by this factor, or by the
+// minimum below.
+const (
+	overRead    = 4
+	minSpanRead = 4 << 20
+	minRowRead  = 64 << 10
+)
+
+// gatherRange fills dst with elements e0, e0+1, ... (row-major) of the
+// strided view t.
+func (f *File) gatherRange(t TensorInfo, dst []byte, e0 int64) error {
+	size := int64(t.DType.Size())
+	n := int64(len(dst)) / size
+	if len(t.Shape) == 0 {
+		return f.readStorage(t.st, dst, t.Offset*size)
+	}
+	last := len(t.Shape) - 1
+	inner, step := t.Shape[last], t.Stride[last]
+	// The piece is a run of segments of rows along the last dimension:
+	// segment i holds elements [c0, c1) of row r.
+	type segment struct{ first, count int64 } // storage index of the first element, elements
+	var segs []segment
+	lowest, highest := int64(-1), int64(0)
+	for e := e0; e < e0+n; {
+		r, c0 := e/inner, e%inner
+		c1 := min(inner, c0+(e0+n-e))
+		first := t.Offset + c0*step
+		for d := last - 1; d >= 0; d-- { // unravel the row index
+			first += (r % t.Shape[d]) * t.Stride[d]
+			r /= t.Shape[d]
+		}
+		end := first + (c1-c0-1)*step // strides are non-negative
+		if lowest < 0 || first < lowest {
+			lowest = first
+		}
+		highest = max(highest, end)
+		segs = append(segs, segment{first, c1 - c0})
+		e += c1 - c0
+	}
+	pick := func(span []byte, base int64, s segment, out []byte) {
+		if step == 1 {
+			copy(out[:s.count*size], span[(s.first-base)*size:])
+			return
+		}
+		for j := range s.count {
+			at := (s.first + j*step - base) * size
+			copy(out[j*size:(j+1)*size], span[at:at+size])
+		}
+	}
+	if span := (highest - lowest + 1) * size; span <= max(overRead*int64(len(dst)), minSpanRead) {
+		buf := make([]byte, span)
+		if err := f.readStorage(t.st, buf, lowest*size); err != nil {
+			return err
+		}
+		out := dst
+		for _, s := range segs {
+			pick(buf, lowest, s, out)
+			out = out[s.count*size:]
+		}
+		return nil
+	}
+	rowWise := true
+	for _, s := range segs {
+		rowWise = rowWise && ((s.count-1)*step+1)*size <= max(overRead*s.count*size, minRowRead)
+	}
+	var buf []byte
+	grow := func(n int64) []byte {
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		return buf[:n]
+	}
+	if rowWise {
+		out := dst
+		for _, s := range segs {
+			b := grow(((s.count-1)*step + 1) * size)
+			if err := f.readStorage(t.st, b, s.first*size); err != nil {
+				return err
+			}
+			pick(b, s.first, s, out)
+			out = out[s.count*size:]
+		}
+		return nil
+	}
+	// Rows far wider than their elements (a transposed matrix): column j
+	// of every row at once, whose elements usually lie close together.
+	starts := make([]int64, len(segs)) // each segment's first element in dst
+	var widest, at int64
+	for i, s := range segs {
+		starts[i], at = at, at+s.count
+		widest = max(widest, s.count)
+	}
+	for j := range widest {
+		lo, hi, k := int64(-1), int64(0), int64(0)
+		for _, s := range segs {
+			if j < s.count {
+				e := s.first + j*step
+				if lo < 0 || e < lo {
+					lo = e
+				}
+				hi = max(hi, e)
+				k++
+			}
+		}
+		span := (hi - lo + 1) * size
+		var b []byte
+		if span <= max(overRead*k*size, minRowRead) {
+			b = grow(span)
+			if err := f.readStorage(t.st, b, lo*size); err != nil {
+				return err
+			}
+		}
+		for i, s := range segs {
+			if j >= s.count {
+				continue
+			}
+			e, o := s.first+j*step, (starts[i]+j)*size
+			if b != nil {
+				copy(dst[o:o+size], b[(e-lo)*size:])
+			} else if err := f.readStorage(t.st, dst[o:o+size], e*size); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -446,38 +446,54 @@ func TestOpenIsLazy(t *testing.T) {
 	}
 }
 
-// gather agrees with indexing element by element.
-func TestGather(t *testing.T) {
+// ReadTensorAt of random views, at random pieces (whole elements or not),
+// agrees with indexing the storage element by element: contiguous views,
+// slices, transposes, steps and broadcasts, with spans both within and far
+// beyond the over-reading bounds.
+func TestReadTensorAt(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for iter := range 500 {
-		rank := rng.IntN(5)
+	const numel = 1 << 20 // 4 MiB: large views take the row and element paths
+	storage := f32Seq(numel)
+	for iter := range 300 {
+		rank := rng.IntN(4)
 		shape := make([]int64, rank)
 		stride := make([]int64, rank)
 		last := int64(0)
 		for i := range shape {
-			shape[i] = int64(1 + rng.IntN(4))
-			stride[i] = int64(rng.IntN(7))
+			shape[i] = int64(1 + rng.IntN(6))
+			stride[i] = int64(rng.IntN(9))
+			if iter%3 == 0 { // wide steps: spans far beyond the pieces
+				stride[i] *= int64(1 + rng.IntN(20000))
+			}
 			last += (shape[i] - 1) * stride[i]
 		}
-		size := []int{1, 2, 4, 8}[rng.IntN(4)]
-		span := make([]byte, int(last+1)*size)
-		for i := range span {
-			span[i] = byte(rng.Uint32())
+		if iter%5 == 0 && rank > 0 { // a big contiguous or transposed matrix
+			shape[0], shape[rank-1] = 700, 500
+			stride[rank-1] = []int64{1, 700}[iter%2]
+			stride[0] = []int64{500, 1}[iter%2]
+			for i := 1; i < rank-1; i++ {
+				shape[i], stride[i] = 1, 0
+			}
+			last = 699*stride[0] + 499*stride[rank-1]
 		}
-		numel := int64(1)
-		for _, d := range shape {
-			numel *= d
+		offset := int64(rng.IntN(int(numel - last)))
+		ishape, istride := make([]int, rank), make([]int, rank)
+		for i := range shape {
+			ishape[i], istride[i] = int(shape[i]), int(stride[i])
 		}
-		got := make([]byte, int(numel)*size)
-		gather(got, span, shape, stride, size)
-		want := make([]byte, 0, len(got))
+		f, err := openBytes(t, archive(t, stateDict(numel, view{"v", int(offset), ishape, istride}), storage))
+		if err != nil {
+			t.Fatalf("iteration %d: %v", iter, err)
+		}
+		ti, _ := f.Info("v")
+		want := make([]byte, 0, ti.NumBytes())
 		idx := make([]int64, rank)
-		for range numel {
-			var off int64
+		for range ti.NumElements() {
+			off := offset
 			for i := range idx {
 				off += idx[i] * stride[i]
 			}
-			want = append(want, span[int(off)*size:int(off+1)*size]...)
+			want = append(want, storage[off*4:off*4+4]...)
 			for d := rank - 1; d >= 0; d-- {
 				if idx[d]++; idx[d] < shape[d] {
 					break
@@ -485,8 +501,23 @@ func TestGather(t *testing.T) {
 				idx[d] = 0
 			}
 		}
-		if !bytes.Equal(got, want) {
-			t.Fatalf("iteration %d: shape %v stride %v size %d: gather differs", iter, shape, stride, size)
+		whole, err := f.Data("v")
+		if err != nil || !bytes.Equal(whole, want) {
+			t.Fatalf("iteration %d: shape %v stride %v: Data differs (%v)", iter, shape, stride, err)
+		}
+		for range 4 {
+			off := rng.Int64N(int64(len(want)) + 1)
+			n := rng.Int64N(int64(len(want)) - off + 1)
+			got := make([]byte, n)
+			if err := f.ReadTensorAt(ti, got, off); err != nil {
+				t.Fatalf("iteration %d: %v", iter, err)
+			}
+			if !bytes.Equal(got, want[off:off+n]) {
+				t.Fatalf("iteration %d: shape %v stride %v: bytes [%d, %d) differ", iter, shape, stride, off, off+n)
+			}
+		}
+		if err := f.ReadTensorAt(ti, make([]byte, 4), int64(len(want))); err == nil {
+			t.Fatalf("iteration %d: a read beyond the tensor succeeded", iter)
 		}
 	}
 }
@@ -634,13 +665,23 @@ func BenchmarkOpen(b *testing.B) {
 	}
 }
 
-// BenchmarkGather transposes a 1024×1024 float32 view.
-func BenchmarkGather(b *testing.B) {
-	const n = 1024
-	span := f32Seq(n * n)
-	dst := make([]byte, len(span))
-	b.SetBytes(int64(len(span)))
+// BenchmarkReadTransposed reads a transposed 4096×4096 float32 view in
+// 1 MiB pieces, as the streaming engine copies it.
+func BenchmarkReadTransposed(b *testing.B) {
+	const n = 4096
+	data := archive(b, stateDict(n*n, view{"t", 0, []int{n, n}, []int{1, n}}), f32Seq(n*n))
+	f, err := NewReader(bytes.NewReader(data), int64(len(data)), "bench.bin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ti, _ := f.Info("t")
+	piece := make([]byte, 1<<20)
+	b.SetBytes(ti.NumBytes())
 	for b.Loop() {
-		gather(dst, span, []int64{n, n}, []int64{1, n}, 4)
+		for off := int64(0); off < ti.NumBytes(); off += int64(len(piece)) {
+			if err := f.ReadTensorAt(ti, piece, off); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }

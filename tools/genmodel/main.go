@@ -4,6 +4,10 @@
 //
 //	go run ./tools/genmodel -o /tmp/bench -layers 8        # model/ (0.97 GB bf16, 4 shards) and adapter/ (rank 16)
 //	lora-merge --base /tmp/bench/model --adapter /tmp/bench/adapter -o /tmp/bench/merged
+//
+// Adapters alone, of Llama 3 8B's shapes (for lora-merge combine and resize):
+//
+//	go run ./tools/genmodel -o /tmp/a1 -model=false -hidden 4096 -inter 14336 -layers 32 -heads 32 -kv-heads 8 -vocab 128256 -seed 1
 package main
 
 import (
@@ -29,6 +33,7 @@ func main() {
 	flag.Uint64Var(&c.Seed, "seed", 1, "random seed")
 	dt := flag.String("dtype", "bf16", "weight dtype: bf16, f16 or f32")
 	rank := flag.Int("rank", 16, "rank of the all-linear LoRA adapter (0: none)")
+	model := flag.Bool("model", true, "write the model (-model=false: the adapter alone)")
 	flag.Parse()
 	d, err := dtype.ParseName(*dt)
 	if *out == "" || err != nil {
@@ -36,25 +41,27 @@ func main() {
 		os.Exit(2)
 	}
 	c.DType = d
-	if err := run(c, *out, *rank); err != nil {
+	if err := run(c, *out, *rank, *model); err != nil {
 		fmt.Fprintln(os.Stderr, "genmodel:", err)
 		os.Exit(1)
 	}
 }
 
-func run(c randmodel.Config, out string, rank int) error {
+func run(c randmodel.Config, out string, rank int, model bool) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	if err := c.Write(filepath.Join(out, "model")); err != nil {
-		return err
+	if model {
+		if err := c.Write(filepath.Join(out, "model")); err != nil {
+			return err
+		}
+		fmt.Printf("model: %d tensors, %.2f GB of %s in %d shards; ", len(c.Tensors()), float64(c.Bytes())/1e9, c.DType, max(c.Shards, 1))
 	}
-	fmt.Printf("model: %d tensors, %.2f GB of %s in %d shards", len(c.Tensors()), float64(c.Bytes())/1e9, c.DType, max(c.Shards, 1))
 	if rank > 0 {
 		if err := c.Adapter(filepath.Join(out, "adapter"), rank, c.Seed+1); err != nil {
 			return err
 		}
-		fmt.Printf("; adapter: rank %d on every projection", rank)
+		fmt.Printf("adapter: rank %d on every projection", rank)
 	}
 	fmt.Println()
 	return nil

@@ -399,8 +399,66 @@ def evil():
     arch("nt_system.bin", Pickle().glob("nt", "system").op(b"(").str("calc").op(b"tR").bytes())
 
 
+def read_safetensors(p):
+    """The tensors of a safetensors file, in file order (a small reader)."""
+    names = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
+    with open(p, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    out = collections.OrderedDict()
+    for k, v in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        a, b = v["data_offsets"]
+        t = torch.frombuffer(bytearray(raw[8 + n + a:8 + n + b]), dtype=names[v["dtype"]])
+        out[k] = t.reshape(v["shape"]).clone()
+    return out
+
+
+def tiny():
+    # The repository's examples (examples/tiny-llama, examples/tiny-lora) as
+    # torch.save writes them, so that every tool's output from these files
+    # can be compared with its output from the safetensors originals: the
+    # model sharded in two, with k_proj and v_proj of layer 0 views of one
+    # fused storage and two weights of layer 1 saved transposed (strided
+    # views); the adapter as PEFT < 0.7 saved adapter_model.bin.
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "examples")
+    model = read_safetensors(os.path.join(root, "tiny-llama", "model.safetensors"))
+    order = ["model.embed_tokens.weight"]
+    for layer in range(2):
+        pre = f"model.layers.{layer}."
+        order += [pre + n + ".weight" for n in (
+            "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+            "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm")]
+    order += ["model.norm.weight", "lm_head.weight"]
+    assert sorted(order) == sorted(model)
+    k, v = "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.v_proj.weight"
+    fused = torch.cat([model[k], model[v]])
+    views = {k: fused[:model[k].shape[0]], v: fused[model[k].shape[0]:]}
+    for name in ("model.layers.1.self_attn.q_proj.weight", "model.layers.1.mlp.down_proj.weight"):
+        views[name] = model[name].t().contiguous().t()
+        assert not views[name].is_contiguous()
+    split = order.index("model.layers.1.self_attn.q_proj.weight")
+    weight_map, total = {}, 0
+    for i, names in enumerate((order[:split], order[split:])):
+        sd = collections.OrderedDict((n, views.get(n, model[n])) for n in names)
+        shard = f"pytorch_model-{i + 1:05d}-of-00002.bin"
+        save(sd, "tiny-llama", shard)
+        for n, t in sd.items():
+            weight_map[n] = shard
+            total += t.numel() * t.element_size()
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    with open(path("tiny-llama", "pytorch_model.bin.index.json"), "w") as f:
+        json.dump(index, f, indent=2, sort_keys=True)
+        f.write("\n")
+    for name in ("config.json", "generation_config.json"):
+        shutil.copy(os.path.join(root, "tiny-llama", name), path("tiny-llama", name))
+    save(read_safetensors(os.path.join(root, "tiny-lora", "adapter_model.safetensors")), "tiny-lora", "adapter_model.bin")
+    shutil.copy(os.path.join(root, "tiny-lora", "adapter_config.json"), path("tiny-lora", "adapter_config.json"))
+
+
 def main():
-    for d in ("evil", "sharded", "adapter"):
+    for d in ("evil", "sharded", "adapter", "tiny-llama", "tiny-lora"):
         shutil.rmtree(os.path.join(OUT, d), ignore_errors=True)
     plain()
     dtypes()
@@ -415,6 +473,7 @@ def main():
     bigendian()
     torch2()
     evil()
+    tiny()
 
 
 if __name__ == "__main__":
