@@ -128,16 +128,29 @@ type Gemm struct {
 //
 // Backends keep memory at O(Seq) per head for the f32 path and O(chunk·Seq)
 // for bf16 (scores of a chunk of queries at a time, recomputed in the
-// backward pass), never O(Seq²): 32k+ token sequences fit. A later prefix
-// segment (prefix tuning: keys every query sees) is one more set of visible
-// keys ahead of position 0.
+// backward pass), never O(Seq²): 32k+ token sequences fit.
+//
+// Prefix > 0 puts that many keys and values ahead of every sequence, as a
+// KV cache does (prefix tuning's past keys and values): K and V are then
+// [Batch·(Prefix+Seq), KVHeads·HeadDim], each sequence's Prefix rows
+// first, and query t, at key position Prefix+t, attends to the keys
+// 0 … Prefix+t of its sequence. Window counts key positions (query t sees
+// the keys ≥ Prefix+t−Window+1, prefix keys included, as transformers'
+// sliding-window mask over a cache), SoftCap caps every score, and
+// Segments must be nil (a backend may panic otherwise). AttentionBackward's
+// dk and dv have K's and V's shape, prefix rows included; lse stays
+// [Batch, Heads, Seq].
 type Attention struct {
 	Batch, Seq, Heads, KVHeads, HeadDim int
 	Scale                               float32
 	Segments                            Buffer
 	Window                              int
 	SoftCap                             float32
+	Prefix                              int
 }
+
+// Keys returns the number of keys of each sequence, Prefix+Seq.
+func (a Attention) Keys() int { return a.Prefix + a.Seq }
 
 // Rope describes rotary position embeddings applied in place to
 // [Tokens, Heads·HeadDim] activations, in the "rotate half" layout of Hugging
