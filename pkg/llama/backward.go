@@ -12,7 +12,7 @@ func (m *Model) backward(seed uint64) {
 	eps := m.pl.eps
 	be.Zero(ws.dh)
 	be.RMSNormBackward(ws.dh, ws.dhf, ws.hFinal, m.finalNorm, ws.rstdF, N, D)
-	lowest := m.adapters[0].Layer
+	lowest, input := m.lowestTrained()
 	for l := c.Layers - 1; l >= lowest; l-- {
 		L := &m.layers[l]
 		var a *acts
@@ -23,7 +23,7 @@ func (m *Model) backward(seed uint64) {
 		} else {
 			a = &ws.layers[l]
 		}
-		below := l > lowest
+		below := l > lowest || input
 		needAtt := below || L.trains(pQ, pK, pV)   // gradient at the attention output
 		needMid := needAtt || L.trains(pO)         // gradient at hMid beyond the residual
 		needAct := needMid || L.trains(pGate, pUp) // gradient at the gated activation
@@ -77,6 +77,22 @@ func (m *Model) backward(seed uint64) {
 			be.RMSNormBackward(ws.dh, ws.dx, a.hIn, L.inNorm, a.rstd1, N, D)
 		}
 	}
+	if input {
+		m.promptBackward()
+	}
+}
+
+// lowestTrained returns the lowest layer the backward pass reaches (−1:
+// none) and whether it needs the gradient at that layer's input, as prompt
+// tuning's virtual tokens do (they are the first layer's input).
+func (m *Model) lowestTrained() (layer int, input bool) {
+	if m.promptTokens() > 0 {
+		return 0, true
+	}
+	if len(m.adapters) == 0 {
+		return -1, false
+	}
+	return m.adapters[0].Layer, false
 }
 
 // postNormBackward returns the gradient at the input of a sandwich norm

@@ -182,6 +182,13 @@ func (m *Model) prepare(b *Batch, train, labels bool) error {
 	if err := b.check(m.cfg.Vocab, labels); err != nil {
 		return err
 	}
+	if m.promptTokens() > 0 {
+		ext, err := m.withPrompt(b)
+		if err != nil {
+			return err
+		}
+		*b = ext
+	}
 	ws := m.ws
 	if ws == nil || ws.rows != b.Rows || ws.seq != b.Seq || (train && !ws.train) || (train && ws.ckpt != m.opt.GradCheckpoint) {
 		if ws != nil {
@@ -261,27 +268,41 @@ func (m *Model) WorkspaceBytes() int64 {
 }
 
 // Logits runs the model in evaluation mode (no dropout) and writes the f32
-// logits of every position, [Rows, Seq, Vocab], into dst (soft-capped when
-// the architecture caps them).
+// logits of every position of b, [Rows, Seq, Vocab], into dst (soft-capped
+// when the architecture caps them). Virtual tokens' positions have no
+// logits here: dst holds those of the batch's own tokens.
 func (m *Model) Logits(b Batch, dst []float32) error {
 	if len(dst) != b.Rows*b.Seq*m.cfg.Vocab {
 		return fmt.Errorf("%w: logits destination of %d values", ErrBatch, len(dst))
 	}
+	seq := b.Seq
 	if err := m.prepare(&b, false, false); err != nil {
 		return err
 	}
 	m.forward(false, 0)
 	ws, V, D := m.ws, m.cfg.Vocab, m.cfg.Hidden
 	hf := m.cast(ws.hf, slotA)
-	for r0 := 0; r0 < ws.n; r0 += ws.chunk {
-		c := min(ws.chunk, ws.n-r0)
-		lg := m.be.View(ws.logits, 0, c*V)
-		m.be.Gemm(compute.Gemm{M: c, N: V, K: D, TransB: true, Alpha: 1}, m.be.View(hf, r0*D, c*D), m.lmHead, lg)
-		if m.cfg.FinalSoftcap > 0 {
-			m.be.SoftCap(lg, float32(m.cfg.FinalSoftcap))
+	// The batch's own tokens: one run of rows per sequence after its virtual
+	// rows, or all rows at once without them.
+	type run struct{ src, dst, n int }
+	runs := []run{{0, 0, ws.n}}
+	if P := ws.seq - seq; P > 0 {
+		runs = runs[:0]
+		for r := range ws.rows {
+			runs = append(runs, run{r*ws.seq + P, r * seq, seq})
 		}
-		if err := m.be.Download(dst[r0*V:(r0+c)*V], lg); err != nil {
-			return err
+	}
+	for _, rn := range runs {
+		for o := 0; o < rn.n; o += ws.chunk {
+			c := min(ws.chunk, rn.n-o)
+			lg := m.be.View(ws.logits, 0, c*V)
+			m.be.Gemm(compute.Gemm{M: c, N: V, K: D, TransB: true, Alpha: 1}, m.be.View(hf, (rn.src+o)*D, c*D), m.lmHead, lg)
+			if m.cfg.FinalSoftcap > 0 {
+				m.be.SoftCap(lg, float32(m.cfg.FinalSoftcap))
+			}
+			if err := m.be.Download(dst[(rn.dst+o)*V:(rn.dst+o+c)*V], lg); err != nil {
+				return err
+			}
 		}
 	}
 	return m.be.Sync()
@@ -303,7 +324,7 @@ func (m *Model) Loss(b Batch) (sum float64, n int, err error) {
 // parameters' gradient buffers (see ZeroGrad). It returns the summed
 // cross-entropy and the number of targets.
 func (m *Model) ForwardBackward(b Batch, st Step) (sum float64, n int, err error) {
-	if len(m.adapters) == 0 {
+	if len(m.adapters) == 0 && m.virt == nil {
 		return 0, 0, fmt.Errorf("%w: no adapters to train", ErrAdapter)
 	}
 	if err := m.prepare(&b, true, true); err != nil {
@@ -350,6 +371,7 @@ func (m *Model) forward(train bool, seed uint64) {
 	if m.embedScale != 0 {
 		be.Scale(h, m.embedScale) // hidden · normalizer, in the activations' dtype
 	}
+	m.promptForward(h)
 	for l := range c.Layers {
 		a := &ws.layers[0]
 		var out compute.Buffer

@@ -247,6 +247,7 @@ type Model struct {
 	finalNorm  compute.Buffer
 	layers     []layer
 	adapters   []*adapter // in PEFT parameter order
+	virt       *virtual   // virtual tokens (prompt learning), or nil
 	owned      []compute.Buffer
 	dq         map[compute.DType]compute.Buffer // dequantization scratch by dtype
 	ws         *workspace
@@ -668,10 +669,10 @@ func (m *Model) newAdapter(s Adapter, mod *module, load Loader) (*adapter, error
 }
 
 // Params returns the trainable tensors with their gradient buffers, in
-// PEFT's named_parameters order: for each module a trainable bias, then
+// PEFT's named_parameters order: virtual tokens first; for each module a trainable bias, then
 // lora_A, lora_B and, for DoRA, the magnitude; for (IA)³ ia3_l.
 func (m *Model) Params() []Param {
-	var ps []Param
+	ps := m.virtualParams()
 	for _, ad := range m.adapters {
 		path := ad.path
 		if ad.Bias {

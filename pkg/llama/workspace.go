@@ -194,11 +194,12 @@ type keep struct {
 
 // keeps mirrors what backward reads of layer l.
 func (m *Model) keeps(l int) keep {
-	if len(m.adapters) == 0 || l < m.adapters[0].Layer {
+	lowest, input := m.lowestTrained()
+	if lowest < 0 || l < lowest {
 		return keep{}
 	}
 	L := &m.layers[l]
-	att := l > m.adapters[0].Layer || L.trains(pQ, pK, pV)
+	att := l > lowest || input || L.trains(pQ, pK, pV)
 	mid := att || L.trains(pO)
 	mlp := mid || L.trains(pGate, pUp)
 	sw := m.cfg.SandwichNorms

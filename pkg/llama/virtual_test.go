@@ -1,0 +1,210 @@
+package llama
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/lorakit/lorakit/pkg/arch"
+	"github.com/lorakit/lorakit/pkg/compute"
+)
+
+// virtualConfigs are the tiny Llama and the small configs of every other
+// architecture (embedding scales: Gemma 2 scales inputs_embeds in the
+// model, Gemma 3 in its embedding module).
+func virtualConfigs() []struct {
+	name string
+	cfg  *arch.Config
+} {
+	out := []struct {
+		name string
+		cfg  *arch.Config
+	}{{"llama", tinyConfig()}}
+	for _, c := range archConfigs {
+		out = append(out, struct {
+			name string
+			cfg  *arch.Config
+		}{c.name, mustConfig(c.js)})
+	}
+	return out
+}
+
+// plainBatch is rows×seq random tokens, some labels −100 (the first
+// included, so the prompt's last position is scored only where it is not).
+func plainBatch(vocab, rows, seq int, seed uint64) Batch {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := Batch{Rows: rows, Seq: seq}
+	for range rows * seq {
+		id := int32(r.IntN(vocab))
+		l := id
+		if r.IntN(5) == 0 {
+			l = compute.IgnoreIndex
+		}
+		b.IDs, b.Labels = append(b.IDs, id), append(b.Labels, l)
+	}
+	return b
+}
+
+func newVirtualModel(t *testing.T, be compute.Backend, cfg *arch.Config, v Virtual, load Loader) *Model {
+	t.Helper()
+	m, err := New(be, cfg, randomBase(cfg, 1), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if v.Tokens > 0 {
+		if err := m.AddVirtual(v, load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// tensorLoader serves one tensor.
+func tensorLoader(name string, data []float32, shape ...int) Loader {
+	return func(n string) ([]float32, []int, error) {
+		if n != name {
+			return nil, nil, ErrNotFound
+		}
+		return data, shape, nil
+	}
+}
+
+// TestPromptEqualsRealTokens: prompt embeddings equal to the word-embedding
+// module's output for tokens x give, on the real positions, the logits of
+// the sequence x followed by the real tokens (PEFT concatenates
+// inputs_embeds; transformers numbers the positions from 0), on every
+// architecture.
+func TestPromptEqualsRealTokens(t *testing.T) {
+	const P, T = 3, 7
+	for _, c := range virtualConfigs() {
+		t.Run(c.name, func(t *testing.T) {
+			be := newCPU()
+			cfg := c.cfg
+			plain := newVirtualModel(t, be, cfg, Virtual{}, nil)
+			full := plainBatch(cfg.Vocab, 2, P+T, 9)
+			full.Labels = nil
+			x := full.IDs[:P] // the same prefix in both rows
+			copy(full.IDs[P+T:], x)
+			emb, err := plain.TokenEmbeddings(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := make([]float32, 2*(P+T)*cfg.Vocab)
+			if err := plain.Logits(full, want); err != nil {
+				t.Fatal(err)
+			}
+			pm := newVirtualModel(t, be, cfg, Virtual{Method: MethodPrompt, Tokens: P},
+				tensorLoader(PromptEmbeddings, emb, P, cfg.Hidden))
+			real := Batch{Rows: 2, Seq: T}
+			for r := range 2 {
+				real.IDs = append(real.IDs, full.IDs[r*(P+T)+P:(r+1)*(P+T)]...)
+			}
+			got := make([]float32, 2*T*cfg.Vocab)
+			if err := pm.Logits(real, got); err != nil {
+				t.Fatal(err)
+			}
+			V := cfg.Vocab
+			for r := range 2 {
+				w := want[(r*(P+T)+P)*V : (r+1)*(P+T)*V]
+				g := got[r*T*V : (r+1)*T*V]
+				if d, s := maxAbs(g, w); d > 1e-6*max(s, 1) {
+					t.Errorf("row %d: logits differ by %.3g (scale %.3g)", r, d, s)
+				}
+			}
+		})
+	}
+}
+
+// TestPromptLossLabels: the virtual positions have no label, and the last
+// one is scored against the first real label, as PEFT's labels
+// cat((−100,) * P, labels) shifted by transformers.
+func TestPromptLossLabels(t *testing.T) {
+	cfg := tinyConfig()
+	be := newCPU()
+	const P = 2
+	emb := make([]float32, P*cfg.Hidden)
+	pm := newVirtualModel(t, be, cfg, Virtual{Method: MethodPrompt, Tokens: P}, tensorLoader(PromptEmbeddings, emb, P, cfg.Hidden))
+	b := plainBatch(cfg.Vocab, 2, 6, 3)
+	b.Labels[0], b.Labels[6] = b.IDs[0], compute.IgnoreIndex
+	_, n, err := pm.Loss(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, l := range b.Labels {
+		if l != compute.IgnoreIndex {
+			want++
+		}
+	}
+	if n != want {
+		t.Errorf("%d scored positions, want %d (every label, the first of each row included)", n, want)
+	}
+	b.Positions = make([]int32, len(b.IDs))
+	if _, _, err := pm.Loss(b); err == nil {
+		t.Error("a batch with Positions was accepted with virtual tokens")
+	}
+}
+
+// TestPromptGradient checks the prompt's gradient against finite
+// differences on every architecture, alone and with LoRA adapters below
+// it, and requires bit-identical gradients with gradient checkpointing.
+func TestPromptGradient(t *testing.T) {
+	const P = 3
+	for _, c := range virtualConfigs() {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			r := rand.New(rand.NewPCG(4, 4))
+			emb := make([]float32, P*cfg.Hidden)
+			for i := range emb {
+				emb[i] = float32(r.NormFloat64())
+			}
+			load := tensorLoader(PromptEmbeddings, emb, P, cfg.Hidden)
+			b := plainBatch(cfg.Vocab, 2, 8, 5)
+			grads := func(opt Options, lora bool) []float32 {
+				m, err := New(newCPU(), cfg, randomBase(cfg, 1), opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(m.Close)
+				if err := m.AddVirtual(Virtual{Method: MethodPrompt, Tokens: P}, load); err != nil {
+					t.Fatal(err)
+				}
+				if lora {
+					if err := m.AddAdapters([]Adapter{{Layer: 1, Module: "o_proj", Rank: 4, Scale: 2}}, randomAdaptersFor(cfg, 5)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				g0 := gradNorm(t, m, b)
+				if g0 == 0 {
+					t.Fatal("zero prompt gradient")
+				}
+				checkDirectional(t, m, b, PromptEmbeddings)
+				return download(t, m.be, m.Params()[0].Grad)
+			}
+			g := grads(Options{}, false)
+			gc := grads(Options{GradCheckpoint: true}, false)
+			for i := range g {
+				if g[i] != gc[i] {
+					t.Fatalf("gradient checkpointing changes the prompt's gradient at %d: %g vs %g", i, gc[i], g[i])
+				}
+			}
+			grads(Options{}, true)
+		})
+	}
+}
+
+// gradNorm runs one ForwardBackward from zero gradients and returns the
+// norm of the first parameter's gradient.
+func gradNorm(t *testing.T, m *Model, b Batch) float64 {
+	t.Helper()
+	m.ZeroGrad()
+	if _, _, err := m.ForwardBackward(b, Step{}); err != nil {
+		t.Fatal(err)
+	}
+	var s float64
+	for _, v := range download(t, m.be, m.Params()[0].Grad) {
+		s += float64(v) * float64(v)
+	}
+	return math.Sqrt(s)
+}
