@@ -16,14 +16,16 @@ type trainCmd struct {
 	Data   string `required:"" help:"Training data (JSONL)." placeholder:"FILE"`
 	Output string `short:"o" required:"" help:"Output adapter: a folder (PEFT), FILE.safetensors, or '-' (stdout)." placeholder:"ADAPTER"`
 
-	Method   string   `default:"${method}" enum:"lora,ia3" help:"Adapter method: lora (LoRA; DoRA with --dora), or ia3 ((IA)3 scaling vectors on k_proj, v_proj and down_proj, as PEFT's IA3Config defaults; takes no --rank, --alpha, --dropout, --dora, --rslora or --targets)."`
-	Rank     int      `short:"r" default:"${rank}" help:"LoRA rank r."`
-	Alpha    float64  `default:"${alpha}" help:"LoRA alpha (scaling alpha/r, or alpha/sqrt(r) with --rslora)."`
-	Dropout  float64  `default:"${dropout}" help:"Dropout on the adapter input during training."`
-	Targets  []string `default:"${targets}" help:"Projections to adapt (comma-separated), or all-linear."`
-	DoRA     bool     `name:"dora" help:"Train a DoRA adapter (weight-decomposed: adds a magnitude vector)."`
-	RSLoRA   bool     `name:"rslora" help:"Rank-stabilized scaling alpha/sqrt(r)."`
-	InitFrom string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA or IA3 adapter (its method, rank, alpha, targets and DoRA setting are used)." placeholder:"ADAPTER"`
+	Method        string   `default:"${method}" enum:"lora,ia3,prompt" help:"Adapter method: lora (LoRA; DoRA with --dora); ia3 ((IA)3 scaling vectors on k_proj, v_proj and down_proj, as PEFT's IA3Config defaults); or prompt (prompt tuning, PEFT's PROMPT_TUNING: --virtual-tokens trainable embeddings prepended to every example, the model unchanged; 'lora-train eval --adapter' evaluates with it; lora-merge and lora-gguf refuse it, as it adds tokens at run time). ia3 and prompt take no --rank, --alpha, --dropout, --dora, --rslora or --targets; prompt takes no --pack. The base may be NF4 (QLoRA) with every method."`
+	VirtualTokens int      `name:"virtual-tokens" help:"--method prompt: the number of virtual tokens (num_virtual_tokens; e.g. 20). Examples keep up to --seq tokens of their own; the model runs N more per row." placeholder:"N"`
+	InitText      string   `name:"init-text" help:"--method prompt: initialise the virtual tokens from the embeddings of this text's tokens (the base's tokenizer, special tokens included; repeated or cut to --virtual-tokens, as PEFT's prompt_tuning_init TEXT). Without it the embeddings are random, N(0, 1) from --seed (PEFT's RANDOM)." placeholder:"TEXT"`
+	Rank          int      `short:"r" default:"${rank}" help:"LoRA rank r."`
+	Alpha         float64  `default:"${alpha}" help:"LoRA alpha (scaling alpha/r, or alpha/sqrt(r) with --rslora)."`
+	Dropout       float64  `default:"${dropout}" help:"Dropout on the adapter input during training."`
+	Targets       []string `default:"${targets}" help:"Projections to adapt (comma-separated), or all-linear."`
+	DoRA          bool     `name:"dora" help:"Train a DoRA adapter (weight-decomposed: adds a magnitude vector)."`
+	RSLoRA        bool     `name:"rslora" help:"Rank-stabilized scaling alpha/sqrt(r)."`
+	InitFrom      string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA, IA3 or prompt-tuning adapter (its method, rank, alpha, targets, DoRA setting or virtual tokens are used)." placeholder:"ADAPTER"`
 
 	LR          float64 `name:"lr" default:"${lr}" help:"Peak learning rate."`
 	Schedule    string  `default:"${schedule}" enum:"constant,constant_with_warmup,linear,cosine" help:"Learning-rate schedule: constant, constant_with_warmup, linear, cosine."`
@@ -60,6 +62,7 @@ func (c *trainCmd) options(ctx *cli.Context) (train.Options, error) {
 	o.Base, o.Data, o.Output, o.Eval, o.EvalEvery = c.Base, c.Data, c.Output, c.Eval, c.EvalEvery
 	o.Method, o.Rank, o.Alpha, o.Dropout, o.Targets = c.Method, c.Rank, c.Alpha, c.Dropout, c.Targets
 	o.DoRA, o.RSLoRA, o.InitFrom = c.DoRA, c.RSLoRA, c.InitFrom
+	o.VirtualTokens, o.InitText = c.VirtualTokens, c.InitText
 	o.LR, o.Schedule, o.Warmup, o.Epochs, o.MaxSteps = c.LR, c.Schedule, c.Warmup, c.Epochs, c.MaxSteps
 	o.Batch, o.GradAccum, o.WeightDecay, o.MaxGradNorm = c.Batch, c.GradAccum, c.WeightDecay, c.MaxGradNorm
 	o.Seed, o.Shuffle, o.UnshiftedCount = c.Seed, c.Shuffle, c.Unshifted

@@ -15,7 +15,7 @@ import (
 func Adapter(src *checkpoint.Source, o Options) (*Report, error) {
 	r := &Report{Schema: Schema, Kind: "adapter", Path: src.Path, Source: src.Kind.String(), Bytes: src.Bytes,
 		DTypes: map[string]int64{}}
-	ma, err := model.AdapterFrom(src, model.AdapterOptions{Lenient: true})
+	ma, err := model.AdapterFrom(src, model.AdapterOptions{Lenient: true, Validate: peft.ValidateOptions{AllowPromptLearning: true}})
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +85,7 @@ func Adapter(src *checkpoint.Source, o Options) (*Report, error) {
 			r.ModulesToSave = append(r.ModulesToSave, ot.Key.Module)
 		}
 	}
+	r.Prompt = promptLearning(cfg, a.Trainable)
 	r.Warnings = append(r.Warnings, portability(r, maxRank, cfg)...)
 	if o.Tensors {
 		for _, t := range src.Tensors {

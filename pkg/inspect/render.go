@@ -45,10 +45,14 @@ func WriteText(w io.Writer, r *Report) error {
 		if len(r.ModulesToSave) > 0 {
 			p("  modules_to_save %s", strings.Join(r.ModulesToSave, ", "))
 		}
-		if r.VirtualTokens > 0 {
-			p("  virtual tokens  %d", r.VirtualTokens)
+		if pl := r.Prompt; pl != nil {
+			writePrompt(p, pl, r.TrainableParams)
+		} else {
+			if r.VirtualTokens > 0 {
+				p("  virtual tokens  %d", r.VirtualTokens)
+			}
+			p("  parameters      %s", num.Thousands(r.TrainableParams))
 		}
-		p("  parameters      %s", num.Thousands(r.TrainableParams))
 		for _, dt := range sortedKeys(r.DTypes) {
 			p("  dtype           %s (%s parameters)", dt, num.Thousands(r.DTypes[dt]))
 		}
@@ -230,4 +234,32 @@ func spans(xs []int) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ", ")
+}
+
+// writePrompt renders a prompt-learning adapter's section.
+func writePrompt(p func(string, ...any), pl *PromptLearning, params int64) {
+	p("  method          %s", pl.Method)
+	p("  virtual tokens  %d", pl.VirtualTokens)
+	switch {
+	case pl.Method == "prefix tuning":
+		p("  layers          %d, each with %d past keys and values of %d (%d kv heads × head dim %d)",
+			pl.Layers, pl.VirtualTokens, pl.TokenDim, pl.Heads, pl.HeadDim)
+	case pl.TokenDim > 0:
+		p("  token dim       %d (the model's hidden size; the model has %d layers, %d attention heads)", pl.TokenDim, pl.Layers, pl.Heads)
+	}
+	if pl.PrefixProjection {
+		p("  projection      prefix_projection (an MLP makes the keys and values)")
+	}
+	switch {
+	case pl.Init == "TEXT":
+		p("  init            TEXT %q", pl.InitText)
+	case pl.Init != "":
+		p("  init            %s", pl.Init)
+	}
+	if pl.BaseParams > 0 {
+		p("  parameters      %s (%.4f%% of the base's %s)", num.Thousands(params), pl.Percent, num.Thousands(pl.BaseParams))
+	} else {
+		p("  parameters      %s", num.Thousands(params))
+	}
+	p("  use             %s", pl.Use)
 }

@@ -74,6 +74,9 @@ type Report struct {
 	ModulesToSave []string `json:"modules_to_save,omitempty"`
 	// VirtualTokens is set for prompt and prefix tuning.
 	VirtualTokens int `json:"virtual_tokens,omitempty"`
+	// Prompt describes a prompt-learning adapter (prompt or prefix
+	// tuning); nil for others.
+	Prompt *PromptLearning `json:"prompt_learning,omitempty"`
 
 	// Models.
 	Architecture string           `json:"architecture,omitempty"`
@@ -130,4 +133,33 @@ type ConfigSummary struct {
 	GGUF string `json:"gguf_architecture,omitempty"`
 	// Targets are the LoRA targets the architecture accepts (plans).
 	Targets []string `json:"targets,omitempty"`
+}
+
+// PromptLearning describes a prompt-learning adapter (PROMPT_TUNING,
+// PREFIX_TUNING, P_TUNING) from its config and tensor.
+type PromptLearning struct {
+	// Method is "prompt tuning", "prefix tuning" or "p-tuning".
+	Method        string `json:"method"`
+	VirtualTokens int    `json:"virtual_tokens"`
+	// Layers, TokenDim and Heads are the config's num_layers, token_dim and
+	// num_attention_heads; for prefix tuning token_dim is the key/value
+	// width of a layer (KV heads × head dim, PEFT's GQA rule) and HeadDim
+	// token_dim / heads.
+	Layers   int `json:"num_layers,omitempty"`
+	TokenDim int `json:"token_dim,omitempty"`
+	Heads    int `json:"num_attention_heads,omitempty"`
+	HeadDim  int `json:"head_dim,omitempty"`
+	// Init is prompt tuning's prompt_tuning_init (RANDOM, TEXT,
+	// SAMPLE_VOCAB) and InitText its text.
+	Init     string `json:"init,omitempty"`
+	InitText string `json:"init_text,omitempty"`
+	// PrefixProjection is prefix tuning's MLP re-parametrization.
+	PrefixProjection bool `json:"prefix_projection,omitempty"`
+	// BaseParams is the base model's parameter count, when its config is
+	// found (base_model_name_or_path a local folder or a built-in shape);
+	// Percent is the adapter's share of it.
+	BaseParams int64   `json:"base_params,omitempty"`
+	Percent    float64 `json:"percent_of_base,omitempty"`
+	// Use says what lorakit's tools do with the adapter.
+	Use string `json:"use"`
 }

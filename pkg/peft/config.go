@@ -871,6 +871,23 @@ type ValidateOptions struct {
 	AllowMutatedBase bool
 	// AllowIA3 accepts peft_type IA3 (spec §7.4).
 	AllowIA3 bool
+	// AllowPromptLearning accepts PROMPT_TUNING and PREFIX_TUNING (without
+	// prefix_projection): adapters a model applies at run time.
+	AllowPromptLearning bool
+}
+
+// PromptLearningReason is why a prompt-learning adapter cannot be merged
+// into weights (or exported as a GGUF adapter); "" for other types.
+func PromptLearningReason(peftType string) string {
+	switch peftType {
+	case TypePromptTuning:
+		return "prompt-tuning adapters add tokens at run time; they cannot be merged into weights"
+	case TypePrefixTuning:
+		return "prefix-tuning adapters add keys and values to every layer's attention at run time; they cannot be merged into weights"
+	case TypePTuning:
+		return "p-tuning adapters add tokens from a prompt encoder at run time; they cannot be merged into weights"
+	}
+	return ""
 }
 
 // Validate applies spec §2.4's refuse rules and the checks PEFT itself
@@ -895,8 +912,27 @@ func (c *Config) ValidateWith(o ValidateOptions) error {
 			errs = append(errs, err)
 		}
 		return errors.Join(errs...)
+	case TypePromptTuning, TypePrefixTuning:
+		if !o.AllowPromptLearning {
+			bad("peft_type", ErrUnsupportedType, "%q: %s", c.PeftType, PromptLearningReason(c.PeftType))
+			return errors.Join(errs...)
+		}
+		if c.NumVirtualTokens <= 0 {
+			bad("num_virtual_tokens", ErrInvalidConfig, "%d (must be positive)", c.NumVirtualTokens)
+		}
+		if c.NumTransformerSubmodules > 1 {
+			bad("num_transformer_submodules", ErrUnsupportedType, "%d (an encoder-decoder adapter; causal LM adapters have 1)", c.NumTransformerSubmodules)
+		}
+		if v, ok := c.ExtraValue("prefix_projection"); ok && rawTruthy(v) {
+			bad("prefix_projection", ErrUnsupportedType, "true (the prefix comes from a trained MLP re-parametrization, which is not supported)")
+		}
+		return errors.Join(errs...)
 	default:
-		bad("peft_type", ErrUnsupportedType, "%q (only LORA is supported)", c.PeftType)
+		if r := PromptLearningReason(c.PeftType); r != "" {
+			bad("peft_type", ErrUnsupportedType, "%q: %s", c.PeftType, r)
+		} else {
+			bad("peft_type", ErrUnsupportedType, "%q (LORA and IA3 are supported)", c.PeftType)
+		}
 		return errors.Join(errs...)
 	}
 

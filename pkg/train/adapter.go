@@ -92,6 +92,11 @@ type Adapter struct {
 	// checkpoint's layout (Base.CheckpointName: a multimodal wrapper's
 	// language model) when the adapter is written; nil keeps them.
 	Rename func(string) string
+	// Virtual is a prompt-learning adapter's virtual tokens (zero for
+	// module adapters); PromptInit ("RANDOM" or "TEXT"), PromptInitText and
+	// TokenizerPath its initialisation, as adapter_config.json records it.
+	Virtual                                   llama.Virtual
+	PromptInit, PromptInitText, TokenizerPath string
 }
 
 // NewAdapter describes a fresh adapter on every layer of a model of
@@ -257,22 +262,26 @@ func InitLoader(cfg *arch.Config, specs []llama.Adapter, seed uint64, round dtyp
 	}
 }
 
-// OpenAdapter reads a PEFT LoRA, DoRA or IA3 adapter (folder, file or "-")
+// OpenAdapter reads a PEFT LoRA, DoRA, IA3 or prompt-tuning adapter (folder, file or "-")
 // for the model cfg: its structure and a loader of its tensors (held in
 // memory). Modules are matched by the registry's names (in a multimodal
 // wrapper's layout too, cfg.TextName); biases the adapter carries (PEFT's
 // bias "all" or "lora_only") replace the base's and train. dropout is the
 // dropout to train a LoRA/DoRA adapter with.
 func OpenAdapter(path string, stdin io.Reader, cfg *arch.Config, dropout float64) (*Adapter, llama.Loader, error) {
-	ma, err := model.OpenAdapter(path, stdin, model.AdapterOptions{Validate: peft.ValidateOptions{AllowIA3: true}})
+	ma, err := model.OpenAdapter(path, stdin, model.AdapterOptions{Validate: peft.ValidateOptions{AllowIA3: true,
+		AllowPromptLearning: true}})
 	if err != nil {
 		return nil, nil, err
 	}
 	defer ma.Close()
 	pc, an := ma.Config, ma.Analysis
+	if peft.PromptLearningReason(pc.PeftType) != "" {
+		return openVirtual(path, ma, cfg)
+	}
 	ia3 := pc.PeftType == peft.TypeIA3
 	if pc.PeftType != peft.TypeLoRA && !ia3 {
-		return nil, nil, fmt.Errorf("%s: %w: peft_type %s (LORA and IA3 only)", path, ErrAdapter, pc.PeftType)
+		return nil, nil, fmt.Errorf("%s: %w: peft_type %s (LORA, IA3 and PROMPT_TUNING only)", path, ErrAdapter, pc.PeftType)
 	}
 	if ia3 && pc.FanInFanOut {
 		return nil, nil, fmt.Errorf("%s: %w: IA3 with fan_in_fan_out (Conv1D layout)", path, ErrAdapter)
@@ -405,8 +414,11 @@ func OpenAdapter(path string, stdin io.Reader, cfg *arch.Config, dropout float64
 
 // ConfigJSON returns adapter_config.json with the compatible key set
 // (spec §2.3); for (IA)³, the long-standing IA3Config keys with the
-// adapter's modules.
+// adapter's modules; for prompt tuning, PromptTuningConfig's.
 func (a *Adapter) ConfigJSON() ([]byte, error) {
+	if a.IsVirtual() {
+		return a.virtualConfigJSON()
+	}
 	if a.IsIA3() {
 		return ia3ConfigJSON(a.Specs, a.Config.BaseModelNameOrPath)
 	}
@@ -431,15 +443,25 @@ func adapterTensors(m *llama.Model, rename func(string) string) ([]namedTensor, 
 		if err := m.Backend().Download(v, p.Value); err != nil {
 			return nil, err
 		}
-		name := p.Name
-		if rename != nil {
-			// The module path is renamed; the parameter's suffix stays.
-			mod, suffix := splitParam(name)
-			name = rename(mod) + suffix
-		}
-		out = append(out, namedTensor{name: peft.Prefix + name, shape: p.Shape, data: v})
+		out = append(out, namedTensor{name: savedName(p.Name, rename), shape: p.Shape, data: v})
 	}
 	return out, nil
+}
+
+// savedName is the key of a model parameter in the adapter file, as
+// get_peft_model_state_dict names it: "prompt_embeddings" for prompt
+// tuning, else the parameter under "base_model.model." (its module path
+// renamed by rename, when not nil).
+func savedName(name string, rename func(string) string) string {
+	if name == llama.PromptEmbeddings {
+		return name
+	}
+	if rename != nil {
+		// The module path is renamed; the parameter's suffix stays.
+		mod, suffix := splitParam(name)
+		name = rename(mod) + suffix
+	}
+	return peft.Prefix + name
 }
 
 // splitParam splits a parameter name into its module path and the suffix

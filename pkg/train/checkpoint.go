@@ -12,7 +12,6 @@ import (
 	"github.com/lorakit/lorakit/internal/num"
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/output"
-	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
 )
 
@@ -81,7 +80,7 @@ func (t *Trainer) SaveCheckpoint(dir string, a *Adapter, c *output.Cleanup) erro
 			if err := t.be.Download(v, buf); err != nil {
 				return err
 			}
-			opt[peft.Prefix+p.Name+mv.suffix] = f32Tensor(p.Shape, v)
+			opt[savedName(p.Name, nil)+mv.suffix] = f32Tensor(p.Shape, v)
 		}
 	}
 	s := savedState{Format: stateFormat, Version: 1, State: t.state, TotalSteps: t.sched.Total, Settings: t.set,
@@ -188,7 +187,7 @@ func (t *Trainer) Restore(dir string) error {
 	}
 	for i, p := range t.params {
 		n := p.Value.Len()
-		name := peft.Prefix + p.Name
+		name := savedName(p.Name, nil)
 		v, err := get(af, name, n)
 		if err != nil {
 			return err

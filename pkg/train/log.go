@@ -20,12 +20,14 @@ type RunInfo struct {
 	Base      string `json:"base"` // as given; "-" is stdin
 	ModelType string `json:"model_type,omitempty"`
 	Data      string `json:"data"`
-	// Method is "lora", "dora" or "ia3"; Rank and Alpha are those of a
-	// LoRA or DoRA adapter (the largest, when a rank pattern varies them).
-	Method  string   `json:"method"`
-	Rank    int      `json:"rank,omitempty"`
-	Alpha   float64  `json:"alpha,omitempty"`
-	Targets []string `json:"targets"`
+	// Method is "lora", "dora", "ia3" or "prompt"; Rank and Alpha are
+	// those of a LoRA or DoRA adapter (the largest, when a rank pattern
+	// varies them); VirtualTokens those of prompt tuning.
+	Method        string   `json:"method"`
+	Rank          int      `json:"rank,omitempty"`
+	Alpha         float64  `json:"alpha,omitempty"`
+	VirtualTokens int      `json:"virtual_tokens,omitempty"`
+	Targets       []string `json:"targets"`
 	// ChatTemplateKwargs are the chat template's variables, when set.
 	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs,omitempty"`
 	// Steps is the run's planned number of updates.
@@ -194,6 +196,10 @@ func (o *Options) runInfo(base *Base, ad *Adapter, tr *Trainer, examples int, de
 			ri.Method = "dora"
 		}
 		ri.Rank = max(ri.Rank, s.Rank)
+	}
+	if ad.IsVirtual() {
+		ri.Method, ri.VirtualTokens = ad.Virtual.Method, ad.Virtual.Tokens
+		return ri
 	}
 	if !ad.IsIA3() && ad.Config != nil {
 		ri.Alpha = ad.Config.LoraAlpha

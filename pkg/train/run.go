@@ -39,7 +39,13 @@ type Options struct {
 	// Output is the adapter: a folder (PEFT), a .safetensors file or "-".
 	Output string
 
-	// Method is MethodLoRA (LoRA; DoRA with DoRA) or MethodIA3. Rank,
+	// VirtualTokens and InitText describe a fresh MethodPrompt adapter
+	// (VirtualOptions).
+	VirtualTokens int
+	InitText      string
+
+	// Method is MethodLoRA (LoRA; DoRA with DoRA), MethodIA3 or
+	// MethodPrompt. Rank,
 	// Alpha, Dropout, Targets, DoRA, RSLoRA and Bias describe a fresh LoRA
 	// adapter; InitFrom starts from an existing adapter instead (its
 	// structure wins; Dropout applies to a LoRA one).
@@ -183,7 +189,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrResume, err)
 		}
-		if !slices.Equal(ck.Specs, ad.Specs) {
+		if !slices.Equal(ck.Specs, ad.Specs) || ck.Virtual != ad.Virtual {
 			return nil, fmt.Errorf("%w: %s: the checkpoint's adapter (rank, alpha, targets, DoRA, dropout) differs from this run's", ErrResume, resume)
 		}
 		load = ckLoad
@@ -198,7 +204,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer model.Close()
-	if err := model.AddAdapters(ad.Specs, load); err != nil {
+	if load == nil { // a fresh prompt: initialised from the model
+		if load, err = ad.VirtualInitLoader(model, base.Tokenizer, o.Seed); err != nil {
+			return nil, err
+		}
+	}
+	if err := ad.Attach(model, load); err != nil {
 		return nil, err
 	}
 	tr, err := NewTrainer(model, rows, padID(base), o.Settings)
@@ -326,6 +337,9 @@ func (o *Options) check() error {
 	if err := o.checkMethod(); err != nil {
 		return err
 	}
+	if o.Method == MethodPrompt && o.InitText != "" && o.Base == "-" && o.InitFrom == "" {
+		return errclass.Usagef("--init-text with a base read from stdin: PEFT's config needs the base's path as tokenizer_name_or_path")
+	}
 	return o.Settings.check()
 }
 
@@ -349,8 +363,12 @@ func (o *Options) loraFlags() []string {
 	return set
 }
 
-// checkMethod refuses LoRA structure options with MethodIA3.
+// checkMethod refuses structure options that do not apply to the method.
 func (o *Options) checkMethod() error {
+	virtual := o.Method == MethodPrompt
+	if !virtual && (o.VirtualTokens != 0 || o.InitText != "") {
+		return errclass.Usagef("--virtual-tokens and --init-text are for --method prompt")
+	}
 	switch o.Method {
 	case "", MethodLoRA:
 		return nil
@@ -359,8 +377,19 @@ func (o *Options) checkMethod() error {
 			return errclass.Usagef("--method ia3 takes no %s (IA3 learns scaling vectors on k_proj, v_proj and down_proj)", strings.Join(f, ", "))
 		}
 		return nil
+	case MethodPrompt:
+		if f := o.loraFlags(); len(f) > 0 {
+			return errclass.Usagef("--method prompt takes no %s (prompt tuning trains virtual token embeddings, no module of the model)", strings.Join(f, ", "))
+		}
+		if o.InitFrom == "" && o.VirtualTokens <= 0 {
+			return errclass.Usagef("--method prompt needs --virtual-tokens N (e.g. 20)")
+		}
+		if o.Pack {
+			return errclass.Usagef("--pack with --method prompt: PEFT prepends the virtual tokens to each row, not to each packed example; train without --pack")
+		}
+		return nil
 	}
-	return errclass.Usagef("--method %q (lora, ia3)", o.Method)
+	return errclass.Usagef("--method %q (lora, ia3, prompt)", o.Method)
 }
 
 // adapter returns the adapter's structure and initial values: loaded from
@@ -380,11 +409,13 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 			o.Warn("%s: %s", o.InitFrom, w)
 		}
 		o.warnIgnored(ad)
-		if !ad.IsIA3() {
+		if !ad.IsIA3() && !ad.IsVirtual() {
 			ad.Config.LoraDropout = o.Dropout
 		}
 	case o.Method == MethodIA3:
 		ad, err = NewIA3Adapter(base.Config)
+	case o.Method == MethodPrompt:
+		ad, err = NewPromptAdapter(base.Config, VirtualOptions{Tokens: o.VirtualTokens, InitText: o.InitText, Tokenizer: o.Base})
 	default:
 		targets := o.Targets
 		if slices.Equal(targets, DefaultOptions().Targets) {
@@ -396,7 +427,7 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if load == nil {
+	if load == nil && !ad.IsVirtual() {
 		load = InitLoader(base.Config, ad.Specs, o.Seed, base.AdapterDType)
 	}
 	ad.Rename = base.CheckpointName
@@ -410,6 +441,19 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 // (those left at their defaults are not mentioned).
 func (o *Options) warnIgnored(ad *Adapter) {
 	d := DefaultOptions()
+	if ad.IsVirtual() {
+		f := o.loraFlags()
+		if o.VirtualTokens != 0 && o.VirtualTokens != ad.Virtual.Tokens {
+			f = append(f, "--virtual-tokens")
+		}
+		if o.InitText != "" {
+			f = append(f, "--init-text")
+		}
+		if len(f) > 0 {
+			o.Warn("--init-from: ignoring %s (the adapter is %s with %d virtual tokens)", strings.Join(f, ", "), ad.Config.PeftType, ad.Virtual.Tokens)
+		}
+		return
+	}
 	if ad.IsIA3() {
 		if f := o.loraFlags(); len(f) > 0 {
 			o.Warn("--init-from: ignoring %s (the adapter is IA3)", strings.Join(f, ", "))
@@ -586,7 +630,7 @@ func Eval(ctx context.Context, o EvalOptions) (*EvalReport, error) {
 		for _, w := range ad.Warnings {
 			o.Warn("%s: %s", o.Adapter, w)
 		}
-		if err := model.AddAdapters(ad.Specs, load); err != nil {
+		if err := ad.Attach(model, load); err != nil {
 			return nil, fmt.Errorf("%s (for base %s): %w", o.Adapter, o.Base, err)
 		}
 	}

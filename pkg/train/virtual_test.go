@@ -1,0 +1,228 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lorakit/lorakit/pkg/errclass"
+	"github.com/lorakit/lorakit/pkg/llama"
+	"github.com/lorakit/lorakit/pkg/peft"
+)
+
+// promptGolden is adapter_config.json as PEFT's PromptTuningConfig
+// save_pretrained writes it for fixtures/peft/tiny (hidden 64, 4 heads, 2
+// layers) and 4 virtual tokens with RANDOM init, after get_peft_model has
+// filled token_dim, num_attention_heads, num_layers and
+// num_transformer_submodules (_prepare_prompt_learning_config, CAUSAL_LM:
+// 1): json.dumps(indent=2, sort_keys=True), without the recent keys
+// (peft_version, auto_mapping, modules_to_save), as lorakit's LoRA configs.
+const promptGolden = `{
+  "base_model_name_or_path": "BASE",
+  "inference_mode": true,
+  "num_attention_heads": 4,
+  "num_layers": 2,
+  "num_transformer_submodules": 1,
+  "num_virtual_tokens": 4,
+  "peft_type": "PROMPT_TUNING",
+  "prompt_tuning_init": "RANDOM",
+  "prompt_tuning_init_text": null,
+  "revision": null,
+  "task_type": "CAUSAL_LM",
+  "token_dim": 64,
+  "tokenizer_kwargs": null,
+  "tokenizer_name_or_path": null
+}`
+
+func TestPromptConfig(t *testing.T) {
+	cfg := tinyConfig(t)
+	a, err := NewPromptAdapter(cfg, VirtualOptions{Tokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Config.BaseModelNameOrPath = "BASE"
+	got, err := a.ConfigJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != promptGolden {
+		t.Errorf("config:\n%s\nwant:\n%s", got, promptGolden)
+	}
+	// TEXT init: PromptTuningConfig.__post_init__ requires the text and a
+	// tokenizer path.
+	a, err = NewPromptAdapter(cfg, VirtualOptions{Tokens: 4, InitText: "Classify: ", Tokenizer: "/m/base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = a.ConfigJSON()
+	for _, want := range []string{`"prompt_tuning_init": "TEXT"`, `"prompt_tuning_init_text": "Classify: "`, `"tokenizer_name_or_path": "/m/base"`} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("TEXT config has no %s:\n%s", want, got)
+		}
+	}
+	if _, err := NewPromptAdapter(cfg, VirtualOptions{}); !errors.Is(err, ErrSettings) {
+		t.Errorf("0 virtual tokens: %v", err)
+	}
+}
+
+// TestPromptInitIDs: PromptEmbedding's TEXT rule, cut to P or repeated
+// ⌈P/n⌉ times then cut.
+func TestPromptInitIDs(t *testing.T) {
+	for _, c := range []struct {
+		ids  []int
+		p    int
+		want []int32
+	}{
+		{[]int{1, 2, 3}, 2, []int32{1, 2}},
+		{[]int{1, 2, 3}, 3, []int32{1, 2, 3}},
+		{[]int{1, 2, 3}, 7, []int32{1, 2, 3, 1, 2, 3, 1}},
+		{[]int{5}, 3, []int32{5, 5, 5}},
+		{nil, 3, nil},
+	} {
+		if got := PromptInitIDs(c.ids, c.p); !slices.Equal(got, c.want) {
+			t.Errorf("PromptInitIDs(%v, %d) = %v, want %v", c.ids, c.p, got, c.want)
+		}
+	}
+}
+
+// TestPromptTextInit: TEXT init takes the embedding rows of the text's ids
+// (BOS included, as tokenizer(text)), tiled to P; RANDOM init is N(0, 1)
+// and depends on the seed.
+func TestPromptTextInit(t *testing.T) {
+	be := newCPU()
+	m := newModel(t, be, "peft/tiny", &Adapter{}, nil, llama.Options{})
+	tok := testTokenizer(t)
+	a, err := NewPromptAdapter(m.Config(), VirtualOptions{Tokens: 5, InitText: "ab", Tokenizer: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	load, err := a.VirtualInitLoader(m, tok, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, shape, err := load(llama.PromptEmbeddings)
+	if err != nil || !slices.Equal(shape, []int{5, 64}) {
+		t.Fatal(shape, err)
+	}
+	emb := float32s(t, openST(t, fx(t, "peft", "tiny", "model.safetensors")), "model.embed_tokens.weight")
+	for i, id := range []int{tokBegin, 'a', 'b', tokBegin, 'a'} {
+		if !slices.Equal(got[i*64:(i+1)*64], emb[id*64:(id+1)*64]) {
+			t.Errorf("virtual token %d is not the embedding of id %d", i, id)
+		}
+	}
+	r := &Adapter{Virtual: a.Virtual, PromptInit: PromptInitRandom}
+	l1, _ := r.VirtualInitLoader(m, nil, 1)
+	l2, _ := r.VirtualInitLoader(m, nil, 2)
+	v1, _, _ := l1(llama.PromptEmbeddings)
+	v2, _, _ := l2(llama.PromptEmbeddings)
+	var mean, sq float64
+	for _, v := range v1 {
+		mean += float64(v)
+		sq += float64(v) * float64(v)
+	}
+	mean, sq = mean/float64(len(v1)), sq/float64(len(v1))
+	if slices.Equal(v1, v2) || mean < -0.15 || mean > 0.15 || sq < 0.8 || sq > 1.2 {
+		t.Errorf("RANDOM init: mean %.3g, mean square %.3g (N(0, 1)); seeds differ: %v", mean, sq, !slices.Equal(v1, v2))
+	}
+}
+
+// TestPromptRun trains prompt tuning through Run: the adapter holds one F32
+// tensor "prompt_embeddings" [P, hidden] (get_peft_model_state_dict's key,
+// no base_model.model. prefix), reads back with OpenAdapter, evaluates,
+// resumes bit for bit, and the options that do not apply are refused.
+func TestPromptRun(t *testing.T) {
+	dir := t.TempDir()
+	base := tinyWithTokenizer(t)
+	data := write(t, filepath.Join(dir, "ids.jsonl"), goldenJSONL(loadGolden(t)))
+	opts := func(out string) Options {
+		o := DefaultOptions()
+		o.Base, o.Data, o.Output, o.Method, o.VirtualTokens, o.InitText = base, data, out, MethodPrompt, 3, "hi"
+		o.MaxSteps, o.Batch, o.Seq, o.Device, o.Dropout, o.LR = 4, 1, 64, "cpu", DefaultOptions().Dropout, 1e-2
+		o.Shuffle = false
+		return o
+	}
+	out := filepath.Join(dir, "prompt")
+	if _, err := Run(context.Background(), opts(out)); err != nil {
+		t.Fatal(err)
+	}
+	o := opts(filepath.Join(dir, "untrained"))
+	o.LR = 1e-30
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	f := openST(t, filepath.Join(out, "adapter_model.safetensors"))
+	if n := len(f.Header.Tensors); n != 1 {
+		t.Fatalf("%d tensors", n)
+	}
+	if info, _ := f.Info(llama.PromptEmbeddings); info.DType != "F32" || !slices.Equal(info.Shape, []int64{3, 64}) {
+		t.Errorf("prompt_embeddings %s %v", info.DType, info.Shape)
+	}
+	raw, _ := os.ReadFile(filepath.Join(out, "adapter_config.json"))
+	pc, err := peft.Parse(raw)
+	if err != nil || pc.PeftType != peft.TypePromptTuning || pc.NumVirtualTokens != 3 || pc.TokenDim != 64 || pc.BaseModelNameOrPath != base {
+		t.Fatalf("config %s: %v", raw, err)
+	}
+	if v, _ := pc.ExtraValue("tokenizer_name_or_path"); string(v) != `"`+base+`"` {
+		t.Errorf("tokenizer_name_or_path %s", v)
+	}
+	ad, _, err := OpenAdapter(out, nil, tinyConfig(t), 0)
+	if err != nil || ad.Virtual != (llama.Virtual{Method: llama.MethodPrompt, Tokens: 3}) || ad.PromptInitText != "hi" {
+		t.Fatalf("read back: %+v, %v", ad, err)
+	}
+	if again, _ := ad.ConfigJSON(); string(again) != string(raw) {
+		t.Errorf("config does not round-trip:\n%s\n%s", again, raw)
+	}
+	ev, err := Eval(context.Background(), EvalOptions{Base: base, Adapter: out, Data: data, Seq: 64, Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev0, err := Eval(context.Background(), EvalOptions{Base: base, Adapter: filepath.Join(dir, "untrained"), Data: data, Seq: 64, Device: "cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(ev.Loss < ev0.Loss) || ev.Targets != ev0.Targets {
+		t.Errorf("eval loss %g over %d targets after training; %g over %d before", ev.Loss, ev.Targets, ev0.Loss, ev0.Targets)
+	}
+
+	// Resume: stop after 2 steps, continue, same bytes.
+	o = opts(filepath.Join(dir, "resumed"))
+	o.StopAfter, o.SaveDir = 2, filepath.Join(dir, "ck")
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	o = opts(filepath.Join(dir, "resumed"))
+	o.Resume = filepath.Join(dir, "ck")
+	if _, err := Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	a1, _ := os.ReadFile(filepath.Join(out, "adapter_model.safetensors"))
+	a2, _ := os.ReadFile(filepath.Join(dir, "resumed", "adapter_model.safetensors"))
+	if string(a1) != string(a2) {
+		t.Error("a resumed prompt-tuning run differs from the straight run")
+	}
+
+	for _, c := range []struct {
+		name string
+		edit func(*Options)
+		want string
+	}{
+		{"rank", func(o *Options) { o.Rank = 4 }, "--method prompt takes no --rank"},
+		{"targets", func(o *Options) { o.Targets = []string{"q_proj"} }, "takes no --targets"},
+		{"dora", func(o *Options) { o.DoRA = true }, "--dora"},
+		{"pack", func(o *Options) { o.Pack = true }, "--pack with --method prompt"},
+		{"no tokens", func(o *Options) { o.VirtualTokens = 0 }, "needs --virtual-tokens"},
+		{"tokens with lora", func(o *Options) { o.Method = MethodLoRA }, "are for --method prompt"},
+		{"text from stdin", func(o *Options) { o.Base = "-" }, "tokenizer_name_or_path"},
+	} {
+		o := opts(filepath.Join(dir, "refused"))
+		c.edit(&o)
+		_, err := Run(context.Background(), o)
+		if !errors.Is(err, errclass.Usage) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want a usage error with %q", c.name, err, c.want)
+		}
+	}
+}
