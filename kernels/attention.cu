@@ -7,7 +7,9 @@
 // fixed order, so results are deterministic; no atomics.
 //
 // Layouts (compute.Attention): q, out, dq, dout [B·T, H·D]; k, v, dk, dv
-// [B·T, G·D]; lse, delta [B, H, T].
+// [B·N, G·D] with N = prefix + T keys per sequence; lse, delta [B, H, T].
+// Query i is at key position prefix + i (a prefix of past keys and values,
+// compute.Attention.Prefix, comes first in each sequence).
 //
 // Packed sequences (compute.Attention.Segments): start[b·T+t] is the index
 // within its sequence of the first token of token t's document and
@@ -20,8 +22,9 @@
 // 2·D + LK_ATTN_THREADS, dk/dv 2·D + 2·LK_ATTN_THREADS; the host
 // (cuda.attnShared) computes the same sizes.
 //
-// window > 0 limits query i to keys i−window+1..i; softcap > 0 maps each
-// scaled score s to softcap·tanh(s/softcap) (compute.Attention).
+// window > 0 limits query i to the key positions prefix+i−window+1 ..
+// prefix+i; softcap > 0 maps each scaled score s to softcap·tanh(s/softcap)
+// (compute.Attention).
 //
 // The bf16 path (lk_attn_chunk_*) is the host's: cuBLAS computes a chunk of
 // queries' scores on the tensor cores, these kernels their softmax and its
@@ -40,11 +43,12 @@ __device__ __forceinline__ float lk_cap(float s, float softcap, float* dcap) {
 	return s;
 }
 
-// lk_key_lo returns the first key query i of sequence b sees.
-__device__ __forceinline__ int lk_key_lo(const int* start, int b, int T, int i, int window) {
+// lk_key_lo returns the first key position query i of sequence b sees (the
+// last is prefix + i; start is null with a prefix).
+__device__ __forceinline__ int lk_key_lo(const int* start, int b, int T, int prefix, int i, int window) {
 	int lo = start == 0 ? 0 : start[(long long)b * T + i];
 	if (window > 0) {
-		lo = max(lo, i - window + 1);
+		lo = max(lo, prefix + i - window + 1);
 	}
 	return lo;
 }
@@ -57,7 +61,7 @@ __device__ __forceinline__ long long lk_qrow(int b, int t, int h, int T, int H, 
 // reduction scratch [LK_ATTN_THREADS].
 extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_fwd(float* out, float* lse, const float* q, const float* k, const float* v,
                                        const int* start, int B, int T, int H, int G, int D, float scale, int window,
-                                       float softcap) {
+                                       float softcap, int prefix) {
 	extern __shared__ float sm[];
 	float* qs = sm;
 	float* ps = sm + D;
@@ -77,27 +81,28 @@ extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_fwd(float*
 	}
 	float m = -LK_INF;
 	float l = 0.f;
-	int lo = lk_key_lo(start, b, T, i, window);
-	for (int j0 = lo; j0 <= i; j0 += LK_ATTN_THREADS) {
+	int N = prefix + T, hi = prefix + i;
+	int lo = lk_key_lo(start, b, T, prefix, i, window);
+	for (int j0 = lo; j0 <= hi; j0 += LK_ATTN_THREADS) {
 		int j = j0 + tid;
 		float s = -LK_INF;
-		if (j <= i) {
+		if (j <= hi) {
 			float dc;
-			s = lk_cap(lk_dot(qs, k + lk_qrow(b, j, g, T, G, D), D) * scale, softcap, &dc);
+			s = lk_cap(lk_dot(qs, k + lk_qrow(b, j, g, N, G, D), D) * scale, softcap, &dc);
 		}
 		float mnew = fmaxf(m, lk_block_max(s, red));
-		float p = j <= i ? expf(s - mnew) : 0.f;
+		float p = j <= hi ? expf(s - mnew) : 0.f;
 		ps[tid] = p;
 		float tsum = lk_block_sum(p, red); // its barriers publish ps
 		float corr = expf(m - mnew);
 		l = l * corr + tsum;
-		int n = min(LK_ATTN_THREADS, i - j0 + 1);
+		int n = min(LK_ATTN_THREADS, hi - j0 + 1);
 #pragma unroll
 		for (int r = 0; r < LK_ATTN_MAXR; r++) {
 			int d = tid + r * LK_ATTN_THREADS;
 			if (d < D) {
 				float a = acc[r] * corr;
-				const float* vp = v + lk_qrow(b, j0, g, T, G, D) + d;
+				const float* vp = v + lk_qrow(b, j0, g, N, G, D) + d;
 				for (int jj = 0; jj < n; jj++) {
 					a += ps[jj] * vp[(long long)jj * G * D];
 				}
@@ -145,7 +150,8 @@ extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_attn_bwd_delta(
 // Shared: q row [D], dout row [D], ds [LK_ATTN_THREADS].
 extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dq(float* dq, const float* dout, const float* q, const float* k,
                                           const float* v, const float* lse, const float* delta, const int* start, int B,
-                                          int T, int H, int G, int D, float scale, int window, float softcap) {
+                                          int T, int H, int G, int D, float scale, int window, float softcap,
+                                          int prefix) {
 	extern __shared__ float sm[];
 	float* qs = sm;
 	float* dos = sm + D;
@@ -166,12 +172,13 @@ extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dq(flo
 	for (int r = 0; r < LK_ATTN_MAXR; r++) {
 		acc[r] = 0.f;
 	}
-	int lo = lk_key_lo(start, b, T, i, window);
-	for (int j0 = lo; j0 <= i; j0 += LK_ATTN_THREADS) {
+	int N = prefix + T, hi = prefix + i;
+	int lo = lk_key_lo(start, b, T, prefix, i, window);
+	for (int j0 = lo; j0 <= hi; j0 += LK_ATTN_THREADS) {
 		int j = j0 + tid;
 		float ds = 0.f;
-		if (j <= i) {
-			long long ko = lk_qrow(b, j, g, T, G, D);
+		if (j <= hi) {
+			long long ko = lk_qrow(b, j, g, N, G, D);
 			float dc;
 			float p = expf(lk_cap(lk_dot(qs, k + ko, D) * scale, softcap, &dc) - li);
 			float dp = lk_dot(dos, v + ko, D);
@@ -179,13 +186,13 @@ extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dq(flo
 		}
 		dss[tid] = ds;
 		__syncthreads();
-		int n = min(LK_ATTN_THREADS, i - j0 + 1);
+		int n = min(LK_ATTN_THREADS, hi - j0 + 1);
 #pragma unroll
 		for (int r = 0; r < LK_ATTN_MAXR; r++) {
 			int d = tid + r * LK_ATTN_THREADS;
 			if (d < D) {
 				float a = acc[r];
-				const float* kp = k + lk_qrow(b, j0, g, T, G, D) + d;
+				const float* kp = k + lk_qrow(b, j0, g, N, G, D) + d;
 				for (int jj = 0; jj < n; jj++) {
 					a += dss[jj] * kp[(long long)jj * G * D];
 				}
@@ -203,12 +210,14 @@ extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dq(flo
 	}
 }
 
-// lk_attn_bwd_dkv: grid (T, G, B), one block per key j of key/value head g;
-// dk_j = scale·Σ_{h∈g, i≥j} ds_ij·q_i and dv_j = Σ p_ij·dout_i (overwritten).
+// lk_attn_bwd_dkv: grid (N, G, B), one block per key position j of
+// key/value head g; dk_j = scale·Σ_{h∈g, prefix+i≥j} ds_ij·q_i and dv_j =
+// Σ p_ij·dout_i (overwritten).
 // Shared: k row [D], v row [D], p [LK_ATTN_THREADS], ds [LK_ATTN_THREADS].
 extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dkv(float* dk, float* dv, const float* dout, const float* q, const float* k,
                                            const float* v, const float* lse, const float* delta, const int* end, int B,
-                                           int T, int H, int G, int D, float scale, int window, float softcap) {
+                                           int T, int H, int G, int D, float scale, int window, float softcap,
+                                           int prefix) {
 	extern __shared__ float sm[];
 	float* ks = sm;
 	float* vs = sm + D;
@@ -217,7 +226,7 @@ extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dkv(fl
 	int j = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
 	int tid = threadIdx.x;
 	int group = H / G;
-	long long ko = lk_qrow(b, j, g, T, G, D);
+	long long ko = lk_qrow(b, j, g, prefix + T, G, D);
 	for (int d = tid; d < D; d += LK_ATTN_THREADS) {
 		ks[d] = k[ko + d];
 		vs[d] = v[ko + d];
@@ -229,12 +238,14 @@ extern "C" __global__ void __launch_bounds__(LK_ATTN_THREADS) lk_attn_bwd_dkv(fl
 		ak[r] = 0.f;
 		av[r] = 0.f;
 	}
+	// Queries first..hi−1 see key j (end is null with a prefix).
+	int first = max(0, j - prefix);
 	int hi = end == 0 ? T : end[(long long)b * T + j];
-	if (window > 0 && j + window < hi) {
-		hi = j + window; // the queries whose window holds key j
+	if (window > 0 && j - prefix + window < hi) {
+		hi = j - prefix + window; // the queries whose window holds key j
 	}
 	for (int h = g * group; h < (g + 1) * group; h++) {
-		for (int i0 = j; i0 < hi; i0 += LK_ATTN_THREADS) {
+		for (int i0 = first; i0 < hi; i0 += LK_ATTN_THREADS) {
 			int i = i0 + tid;
 			float p = 0.f, ds = 0.f;
 			if (i < hi) {
@@ -305,7 +316,7 @@ extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_seg_bounds(int*
 // lk_attn_chunk_p: the softmax of one chunk of queries for the tensor-core
 // path. S holds, for kv head g < G (grid.y) and query row c < C (grid.x),
 // the scaled scores of queries i0..i0+C−1 of head g·group + jm of sequence
-// b against keys k0..k0+Tk−1: S[(g·C + c)·Tk + col]. With forward set it
+// b against key positions k0..k0+Tk−1: S[(g·C + c)·Tk + col]. With forward set it
 // computes each row's log-sum-exp over the visible keys and stores it in
 // lse[b, h, i]; otherwise it reads it. P (bf16, laid out as S) receives
 // exp(cap(s) − lse) for visible keys and 0 for the others.
@@ -313,12 +324,13 @@ extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_attn_chunk_p(uns
                                                                             const float* S, const int* start, int b,
                                                                             int T, int H, int group, int jm, int i0,
                                                                             int C, int k0, int Tk, int window,
-                                                                            float softcap, int forward) {
+                                                                            float softcap, int prefix, int forward) {
 	__shared__ float red[LK_RED_THREADS];
 	int c = blockIdx.x, g = blockIdx.y;
 	int i = i0 + c, h = g * group + jm;
 	long long row = ((long long)g * C + c) * Tk;
-	int lo = lk_key_lo(start, b, T, i, window) - k0, hi = i - k0; // visible columns lo..hi
+	// visible columns lo..hi
+	int lo = lk_key_lo(start, b, T, prefix, i, window) - k0, hi = prefix + i - k0;
 	long long li = ((long long)b * H + h) * T + i;
 	float l;
 	float dc;
@@ -361,11 +373,11 @@ extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_attn_chunk_ds(un
                                                                              const float* delta, const int* start,
                                                                              int b, int T, int H, int group, int jm,
                                                                              int i0, int C, int k0, int Tk, int window,
-                                                                             float softcap) {
+                                                                             float softcap, int prefix) {
 	int c = blockIdx.x, g = blockIdx.y;
 	int i = i0 + c, h = g * group + jm;
 	long long row = ((long long)g * C + c) * Tk;
-	int lo = lk_key_lo(start, b, T, i, window) - k0, hi = i - k0;
+	int lo = lk_key_lo(start, b, T, prefix, i, window) - k0, hi = prefix + i - k0;
 	long long li = ((long long)b * H + h) * T + i;
 	float l = lse[li], di = delta[li];
 	for (int col = threadIdx.x; col < Tk; col += blockDim.x) {

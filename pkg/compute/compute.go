@@ -6,7 +6,8 @@
 // operations on it: GEMM with transposes (f32 or bf16 inputs, f32
 // accumulation), the elementwise and reduction kernels of a decoder layer
 // forward and backward (RMSNorm, partial rotary embeddings, windowed and
-// soft-capped attention, gated activations), a soft-capped softmax
+// soft-capped attention with an optional prefix of past keys and values,
+// gated activations), a soft-capped softmax
 // cross-entropy, the LoRA dropout mask,
 // DoRA row norms, (IA)³ column scaling, the dequantization of bitsandbytes
 // 4-bit (NF4/FP4) weights and the AdamW step. The package compute/cpu is the pure-Go

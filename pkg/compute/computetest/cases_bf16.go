@@ -213,8 +213,8 @@ func testAttentionLongBF16(e *Env) {
 }
 
 func checkAttention(e *Env, p compute.Attention, dt compute.DType, seg []int32, backward bool) {
-	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
-	q, k, v := e.Rand(B*T*H*D, 2), e.Rand(B*T*G*D, 2), e.Rand(B*T*G*D, 1)
+	B, T, H, G, D, N := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim, p.Keys()
+	q, k, v := e.Rand(B*T*H*D, 2), e.Rand(B*N*G*D, 2), e.Rand(B*N*G*D, 1)
 	qb, kb, vb := e.Up(q, dt), e.Up(k, dt), e.Up(v, dt)
 	if seg != nil {
 		p.Segments = e.I32(seg)

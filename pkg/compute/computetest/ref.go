@@ -79,28 +79,35 @@ func refAttention(p compute.Attention, q, k, v []float64) (out, lse []float64) {
 	return refAttentionSeg(p, q, k, v, nil)
 }
 
+// refVisible reports whether query i of sequence b sees the key at
+// position j ≤ Prefix+i of its sequence, given document ids seg (nil:
+// none): the same document, and within the window.
+func refVisible(p compute.Attention, seg []int32, b, i, j int) bool {
+	return (seg == nil || seg[b*p.Seq+i] == seg[b*p.Seq+j]) && (p.Window <= 0 || j > p.Prefix+i-p.Window)
+}
+
 // refAttentionSeg is refAttention with document ids seg (nil: none): query
-// i sees key j ≤ i of its sequence when seg[j] = seg[i].
+// i sees key j ≤ i of its sequence when seg[j] = seg[i]. With a prefix,
+// query i is at key position Prefix+i and k, v hold Prefix+Seq rows per
+// sequence.
 func refAttentionSeg(p compute.Attention, q, k, v []float64, seg []int32) (out, lse []float64) {
-	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
-	visible := func(b, i, j int) bool {
-		return (seg == nil || seg[b*T+i] == seg[b*T+j]) && (p.Window <= 0 || j > i-p.Window)
-	}
+	B, T, H, G, D, P, N := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim, p.Prefix, p.Keys()
+	visible := func(b, i, j int) bool { return refVisible(p, seg, b, i, j) }
 	out = make([]float64, B*T*H*D)
 	lse = make([]float64, B*H*T)
-	s := make([]float64, T)
+	s := make([]float64, N)
 	for b := range B {
 		for h := range H {
 			g := h / (H / G)
 			for i := range T {
 				m := math.Inf(-1)
-				for j := 0; j <= i; j++ {
+				for j := 0; j <= P+i; j++ {
 					if !visible(b, i, j) {
 						continue
 					}
 					var d float64
 					for e := range D {
-						d += q[((b*T+i)*H+h)*D+e] * k[((b*T+j)*G+g)*D+e]
+						d += q[((b*T+i)*H+h)*D+e] * k[((b*N+j)*G+g)*D+e]
 					}
 					s[j] = d * float64(p.Scale)
 					if c := float64(p.SoftCap); c > 0 {
@@ -109,18 +116,18 @@ func refAttentionSeg(p compute.Attention, q, k, v []float64, seg []int32) (out, 
 					m = max(m, s[j])
 				}
 				var sum float64
-				for j := 0; j <= i; j++ {
+				for j := 0; j <= P+i; j++ {
 					if visible(b, i, j) {
 						sum += math.Exp(s[j] - m)
 					}
 				}
-				for j := 0; j <= i; j++ {
+				for j := 0; j <= P+i; j++ {
 					if !visible(b, i, j) {
 						continue
 					}
 					pj := math.Exp(s[j]-m) / sum
 					for e := range D {
-						out[((b*T+i)*H+h)*D+e] += pj * v[((b*T+j)*G+g)*D+e]
+						out[((b*T+i)*H+h)*D+e] += pj * v[((b*N+j)*G+g)*D+e]
 					}
 				}
 				lse[(b*H+h)*T+i] = m + math.Log(sum)
@@ -229,7 +236,7 @@ func refAdamW(h compute.AdamW, p, g, m, v []float64) {
 // q, k and v for refAttentionSeg (analytic, in float64; the cases check it
 // against finite differences on small shapes).
 func refAttentionGrad(p compute.Attention, q, k, v, dout []float64, seg []int32) (dq, dk, dv []float64) {
-	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	B, T, H, G, D, P, N := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim, p.Prefix, p.Keys()
 	out, lse := refAttentionSeg(p, q, k, v, seg)
 	dq, dk, dv = make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
 	c := float64(p.SoftCap)
@@ -239,11 +246,11 @@ func refAttentionGrad(p compute.Attention, q, k, v, dout []float64, seg []int32)
 			for i := range T {
 				qo := ((b*T+i)*H + h) * D
 				delta := dot64(dout[qo:qo+D], out[qo:qo+D])
-				for j := 0; j <= i; j++ {
-					if seg != nil && seg[b*T+i] != seg[b*T+j] || p.Window > 0 && j <= i-p.Window {
+				for j := 0; j <= P+i; j++ {
+					if !refVisible(p, seg, b, i, j) {
 						continue
 					}
-					ko := ((b*T+j)*G + g) * D
+					ko := ((b*N+j)*G + g) * D
 					s := dot64(q[qo:qo+D], k[ko:ko+D]) * float64(p.Scale)
 					dcap := 1.0
 					if c > 0 {

@@ -13,20 +13,24 @@ const attnQueryBlock = 32
 
 func checkAttention(p compute.Attention) {
 	if p.Batch < 0 || p.Seq < 0 || p.Heads <= 0 || p.KVHeads <= 0 || p.HeadDim <= 0 || p.Heads%p.KVHeads != 0 ||
-		p.Window < 0 || !(p.SoftCap >= 0) {
+		p.Window < 0 || !(p.SoftCap >= 0) || p.Prefix < 0 {
 		panic(fmt.Sprintf("cpu: invalid attention shape %+v", p))
+	}
+	if p.Prefix > 0 && p.Segments != nil {
+		panic("cpu: attention with both a prefix and segments")
 	}
 }
 
-// keyStart returns the first key query i of sequence b sees: its
-// document's start, and with a window i−Window+1.
+// keyStart returns the first key position query i of sequence b sees: its
+// document's start, and with a window Prefix+i−Window+1. Query i is at key
+// position Prefix+i, the last it sees.
 func keyStart(p compute.Attention, starts []int32, b, i int) int {
 	lo := 0
 	if starts != nil {
 		lo = int(starts[b*p.Seq+i])
 	}
 	if p.Window > 0 {
-		lo = max(lo, i-p.Window+1)
+		lo = max(lo, p.Prefix+i-p.Window+1)
 	}
 	return lo
 }
@@ -72,10 +76,11 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 	}
 	ov, lv, qv, kv, vv := f32(out), f32(lse), f32(q), f32(k), f32(v)
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	P, N := p.Prefix, p.Keys()
 	need("attention q", len(qv), B*T*H*D)
 	need("attention out", len(ov), B*T*H*D)
-	need("attention k", len(kv), B*T*G*D)
-	need("attention v", len(vv), B*T*G*D)
+	need("attention k", len(kv), B*N*G*D)
+	need("attention v", len(vv), B*N*G*D)
 	need("attention lse", len(lv), B*H*T)
 	blocks := ceilDiv(T, attnQueryBlock)
 	group := H / G
@@ -83,18 +88,18 @@ func (be *Backend) Attention(p compute.Attention, out, lse, q, k, v compute.Buff
 	scores := make([][]float32, be.threads)
 	be.tasks(B*H*blocks, func(w, task int) {
 		if scores[w] == nil {
-			scores[w] = make([]float32, T)
+			scores[w] = make([]float32, N)
 		}
 		s := scores[w]
 		b, h, blk := task/(H*blocks), (task/blocks)%H, task%blocks
 		g := h / group
 		for i := blk * attnQueryBlock; i < min(T, (blk+1)*attnQueryBlock); i++ {
-			// Keys lo..i are visible; scores are kept from s[0] so that a
+			// Keys lo..P+i are visible; scores are kept from s[0] so that a
 			// document computes the same as when it starts its sequence.
 			lo := keyStart(p, starts, b, i)
 			qi := qv[((b*T+i)*H+h)*D : ((b*T+i)*H+h+1)*D]
-			kvOff := ((b*T+lo)*G + g) * D // key/value row lo; rows G·D apart
-			sj := s[:i+1-lo]
+			kvOff := ((b*N+lo)*G + g) * D // key/value row lo; rows G·D apart
+			sj := s[:P+i+1-lo]
 			vec.DotN(qi, kv[kvOff:], G*D, sj)
 			m := float32(math.Inf(-1))
 			for j, x := range sj {
@@ -138,6 +143,7 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 	dqv, dkv, dvv, dov := f32(dq), f32(dk), f32(dv), f32(dout)
 	qv, kv, vv, ov, lv := f32(q), f32(k), f32(v), f32(out), f32(lse)
 	B, T, H, G, D := p.Batch, p.Seq, p.Heads, p.KVHeads, p.HeadDim
+	P, N := p.Prefix, p.Keys()
 	for _, s := range []struct {
 		name string
 		v    []float32
@@ -145,8 +151,8 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 	}{
 		{"attention dq", dqv, B * T * H * D}, {"attention dout", dov, B * T * H * D},
 		{"attention q", qv, B * T * H * D}, {"attention out", ov, B * T * H * D},
-		{"attention dk", dkv, B * T * G * D}, {"attention dv", dvv, B * T * G * D},
-		{"attention k", kv, B * T * G * D}, {"attention v", vv, B * T * G * D},
+		{"attention dk", dkv, B * N * G * D}, {"attention dv", dvv, B * N * G * D},
+		{"attention k", kv, B * N * G * D}, {"attention v", vv, B * N * G * D},
 		{"attention lse", lv, B * H * T},
 	} {
 		need(s.name, len(s.v), s.n)
@@ -156,12 +162,12 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 	scratch := make([][]float32, be.threads)
 	be.tasks(B*G, func(w, task int) {
 		if scratch[w] == nil {
-			scratch[w] = make([]float32, 3*T) // scores, dp, and ∂capped/∂score with SoftCap
+			scratch[w] = make([]float32, 3*N) // scores, dp, and ∂capped/∂score with SoftCap
 		}
-		ds, dps, dcs := scratch[w][:T], scratch[w][T:2*T], scratch[w][2*T:]
+		ds, dps, dcs := scratch[w][:N], scratch[w][N:2*N], scratch[w][2*N:]
 		b, g := task/G, task%G
-		for j := range T {
-			off := ((b*T+j)*G + g) * D
+		for j := range N {
+			off := ((b*N+j)*G + g) * D
 			clear(dkv[off : off+D])
 			clear(dvv[off : off+D])
 		}
@@ -173,8 +179,8 @@ func (be *Backend) AttentionBackward(p compute.Attention, dq, dk, dv, dout, q, k
 				l := lv[(b*H+h)*T+i]
 				di := vec.Dot(doi, oi)
 				lo := keyStart(p, starts, b, i)
-				kvOff := ((b*T+lo)*G + g) * D // key/value row lo; rows G·D apart
-				d, dp, dc := ds[:i+1-lo], dps[:i+1-lo], dcs[:i+1-lo]
+				kvOff := ((b*N+lo)*G + g) * D // key/value row lo; rows G·D apart
+				d, dp, dc := ds[:P+i+1-lo], dps[:P+i+1-lo], dcs[:P+i+1-lo]
 				vec.DotN(qi, kv[kvOff:], G*D, d)
 				for j := range d {
 					x := d[j] * p.Scale

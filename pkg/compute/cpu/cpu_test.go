@@ -52,18 +52,20 @@ func TestDeterministic(t *testing.T) {
 		c2 := buf(M * N)
 		be.Gemm(compute.Gemm{M: M, N: N, K: K, Alpha: 1, TransA: true, TransB: true}, buf(M*K), buf(K*N), c2)
 		keep(c2)
+		// Causal attention, packed (documents of 13, 20 and 7 tokens in
+		// each sequence), and with a prefix of 5 keys and a window.
+		attend := func(p compute.Attention) {
+			nq, nk := 2*40*64, 2*p.Keys()*32
+			q, k, v, o, l := buf(nq), buf(nk), buf(nk), buf(nq), buf(2*4*40)
+			be.Attention(p, o, l, q, k, v)
+			dq, dk, dv := buf(nq), buf(nk), buf(nk)
+			be.AttentionBackward(p, dq, dk, dv, buf(nq), q, k, v, o, l)
+			for _, x := range []compute.Buffer{o, l, dq, dk, dv} {
+				keep(x)
+			}
+		}
 		p := compute.Attention{Batch: 2, Seq: 40, Heads: 4, KVHeads: 2, HeadDim: 16, Scale: 0.25}
-		q, k, v := buf(2*40*64), buf(2*40*32), buf(2*40*32)
-		o, l := buf(2*40*64), buf(2*4*40)
-		be.Attention(p, o, l, q, k, v)
-		keep(o)
-		keep(l)
-		dq, dk, dv := buf(2*40*64), buf(2*40*32), buf(2*40*32)
-		be.AttentionBackward(p, dq, dk, dv, buf(2*40*64), q, k, v, o, l)
-		keep(dq)
-		keep(dk)
-		keep(dv)
-		// Packed: documents of 13, 20 and 7 tokens in each sequence.
+		attend(p)
 		segs := make([]int32, 2*40)
 		for i := range segs {
 			segs[i] = int32(i/40*3 + min(2, (i%40+7)/20))
@@ -72,13 +74,10 @@ func TestDeterministic(t *testing.T) {
 		be.UploadInt32(sb, segs)
 		pp := p
 		pp.Segments = sb
-		be.Attention(pp, o, l, q, k, v)
-		keep(o)
-		keep(l)
-		be.AttentionBackward(pp, dq, dk, dv, buf(2*40*64), q, k, v, o, l)
-		keep(dq)
-		keep(dk)
-		keep(dv)
+		attend(pp)
+		pf := p
+		pf.Prefix, pf.Window = 5, 9
+		attend(pf)
 		sw := 100003
 		g, u, so := buf(sw), buf(sw), buf(sw)
 		for _, act := range []compute.Activation{compute.SiLU, compute.GELUTanh} {

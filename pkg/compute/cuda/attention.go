@@ -20,14 +20,22 @@ import (
 //     O = P·V. The backward pass recomputes S and P chunk by chunk:
 //     dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P⊙(dP − δ) (lk_attn_chunk_ds), dQ =
 //     s·dS·K, dK += s·dSᵀ·Q, dK and dV accumulated in f32. Scratch memory
-//     is G·C·Seq·10 bytes: O(chunk × sequence), never O(sequence²).
+//     is G·C·Keys·10 bytes: O(chunk × sequence), never O(sequence²).
+//
+// With a prefix (compute.Attention.Prefix) the key/value rows of sequence b
+// start at b·Keys and query i is at key position Prefix+i; the kernels take
+// the prefix as their last argument (before the forward flag of
+// lk_attn_chunk_p).
 //
 // Other combinations of dtypes run the f32 path on widened copies.
 
 func checkAttention(a compute.Attention) {
 	if a.Batch < 0 || a.Seq < 0 || a.Heads <= 0 || a.KVHeads <= 0 || a.HeadDim <= 0 || a.Heads%a.KVHeads != 0 ||
-		a.Window < 0 || !(a.SoftCap >= 0) {
+		a.Window < 0 || !(a.SoftCap >= 0) || a.Prefix < 0 {
 		panic(fmt.Sprintf("cuda: invalid attention shape %+v", a))
+	}
+	if a.Prefix > 0 && a.Segments != nil {
+		panic("cuda: attention with both a prefix and segments")
 	}
 	if a.HeadDim > attnThreads*attnMaxR {
 		panic(fmt.Sprintf("cuda: attention head dimension %d > %d", a.HeadDim, attnThreads*attnMaxR))
@@ -41,9 +49,9 @@ func attnArgs(a compute.Attention) []arg {
 	return []arg{i32Arg(a.Batch), i32Arg(a.Seq), i32Arg(a.Heads), i32Arg(a.KVHeads), i32Arg(a.HeadDim)}
 }
 
-// attnTail returns the trailing scale, window and soft-cap arguments.
+// attnTail returns the trailing scale, window, soft-cap and prefix arguments.
 func attnTail(a compute.Attention) []arg {
-	return []arg{f32Arg(a.Scale), i32Arg(a.Window), f32Arg(a.SoftCap)}
+	return []arg{f32Arg(a.Scale), i32Arg(a.Window), f32Arg(a.SoftCap), i32Arg(a.Prefix)}
 }
 
 // allOf reports whether every buffer has dtype dt.
@@ -61,7 +69,7 @@ func (be *Backend) Attention(a compute.Attention, out, lse, q, k, v compute.Buff
 	checkAttention(a)
 	B, T, H, G, D := a.Batch, a.Seq, a.Heads, a.KVHeads, a.HeadDim
 	qb, ob := be.floatN(q, "attention q", B*T*H*D), be.floatN(out, "attention out", B*T*H*D)
-	kb, vb := be.floatN(k, "attention k", B*T*G*D), be.floatN(v, "attention v", B*T*G*D)
+	kb, vb := be.floatN(k, "attention k", B*a.Keys()*G*D), be.floatN(v, "attention v", B*a.Keys()*G*D)
 	lb := be.floatN(lse, "attention lse", B*H*T)
 	switch {
 	case lb.dt == compute.F32 && allOf(compute.BF16, qb, kb, vb, ob):
@@ -112,12 +120,17 @@ func (be *Backend) segBounds(a compute.Attention) (start, end *buffer, ok bool) 
 func (be *Backend) AttentionBackward(a compute.Attention, dq, dk, dv, dout, q, k, v, out, lse compute.Buffer) {
 	checkAttention(a)
 	B, T, H, G, D := a.Batch, a.Seq, a.Heads, a.KVHeads, a.HeadDim
-	nq, nk := B*T*H*D, B*T*G*D
+	nq, nk := B*T*H*D, B*a.Keys()*G*D
 	dqb, dob, qb, ob := be.floatN(dq, "attention dq", nq), be.floatN(dout, "attention dout", nq),
 		be.floatN(q, "attention q", nq), be.floatN(out, "attention out", nq)
 	dkb, dvb, kb, vb := be.floatN(dk, "attention dk", nk), be.floatN(dv, "attention dv", nk),
 		be.floatN(k, "attention k", nk), be.floatN(v, "attention v", nk)
 	lb := be.floatN(lse, "attention lse", B*H*T)
+	if T == 0 { // no query sees the prefix
+		be.Zero(dk)
+		be.Zero(dv)
+		return
+	}
 	switch {
 	case lb.dt == compute.F32 && allOf(compute.BF16, dqb, dkb, dvb, dob, qb, kb, vb, ob):
 		be.attentionBackwardTC(a, dqb, dkb, dvb, dob, qb, kb, vb, ob, lb)
@@ -141,7 +154,7 @@ func (be *Backend) AttentionBackward(a compute.Attention, dq, dk, dv, dout, q, k
 	be.run("lk_attn_bwd_dq", [3]uint32{uint32(T), uint32(H), uint32(B)}, [3]uint32{attnThreads, 1, 1},
 		attnShared("dq", D), append([]arg{p(dqb), p(dob), p(qb), p(kb), p(vb), p(lb), p(delta), ptrArg(start.addr())},
 			tail...)...)
-	be.run("lk_attn_bwd_dkv", [3]uint32{uint32(T), uint32(G), uint32(B)}, [3]uint32{attnThreads, 1, 1},
+	be.run("lk_attn_bwd_dkv", [3]uint32{uint32(a.Keys()), uint32(G), uint32(B)}, [3]uint32{attnThreads, 1, 1},
 		attnShared("dkv", D), append([]arg{p(dkb), p(dvb), p(dob), p(qb), p(kb), p(vb), p(lb), p(delta),
 			ptrArg(end.addr())}, tail...)...)
 	be.release(delta)
@@ -163,25 +176,26 @@ func (be *Backend) attnDelta(a compute.Attention, dout, out *buffer) (*buffer, b
 const attnScratchBudget = 1 << 30
 
 // attnChunk returns the queries of one chunk of the tensor-core path: all
-// of them up to 1024, else 512, fewer when G·C·Seq·10 bytes would exceed
+// of them up to 1024, else 512, fewer when G·C·Keys·10 bytes would exceed
 // attnScratchBudget (at least 16).
 func (be *Backend) attnChunk(a compute.Attention) int {
 	if c := be.opt.AttentionChunk; c > 0 {
 		return min(c, a.Seq)
 	}
-	if a.Seq <= 1024 {
+	over := func(c int) bool { return int64(a.KVHeads)*int64(c)*int64(a.Keys())*10 > attnScratchBudget }
+	if a.Seq <= 1024 && (a.Prefix == 0 || !over(a.Seq)) {
 		return max(a.Seq, 1)
 	}
-	c := 512
-	for c > 16 && int64(a.KVHeads)*int64(c)*int64(a.Seq)*10 > attnScratchBudget {
+	c := min(512, a.Seq)
+	for c > 16 && over(c) {
 		c /= 2
 	}
 	return c
 }
 
 // chunk is the geometry of one chunk of queries of sequence b: queries
-// i0..i0+rows−1 against keys k0..k0+keys−1 (those of the chunk's last query,
-// from the first its window lets any of them see).
+// i0..i0+rows−1 against key positions k0..k0+keys−1 (those of the chunk's
+// last query, from the first its window lets any of them see).
 type chunk struct {
 	b, i0, rows, k0, keys int
 }
@@ -193,9 +207,9 @@ func chunks(a compute.Attention, c int) []chunk {
 			n := min(c, a.Seq-i0)
 			k0 := 0
 			if a.Window > 0 {
-				k0 = max(0, i0-a.Window+1)
+				k0 = max(0, a.Prefix+i0-a.Window+1)
 			}
-			cs = append(cs, chunk{b: b, i0: i0, rows: n, k0: k0, keys: i0 + n - k0})
+			cs = append(cs, chunk{b: b, i0: i0, rows: n, k0: k0, keys: a.Prefix + i0 + n - k0})
 		}
 	}
 	return cs
@@ -208,7 +222,7 @@ func attnOperands(a compute.Attention, ch chunk, jm int, q, k *buffer) (qo, ko o
 	T, H, G, D := a.Seq, a.Heads, a.KVHeads, a.HeadDim
 	group := H / G
 	qoff := ((ch.b*T+ch.i0)*H + jm) * D
-	koff := (ch.b*T + ch.k0) * G * D
+	koff := (ch.b*a.Keys() + ch.k0) * G * D
 	return operand{ptr: q.ptr() + uintptr(elemSize(q.dt)*qoff), dt: q.dt, ld: H * D, stride: int64(group * D)},
 		operand{ptr: k.ptr() + uintptr(elemSize(k.dt)*koff), dt: k.dt, ld: G * D, stride: int64(D)}
 }
@@ -224,7 +238,8 @@ func (o operand) at(base, x *buffer) operand {
 // chunkArgs returns the trailing arguments of lk_attn_chunk_p and _ds.
 func chunkArgs(a compute.Attention, ch chunk, jm int, start *buffer) []arg {
 	return []arg{ptrArg(start.addr()), i32Arg(ch.b), i32Arg(a.Seq), i32Arg(a.Heads), i32Arg(a.Heads / a.KVHeads),
-		i32Arg(jm), i32Arg(ch.i0), i32Arg(ch.rows), i32Arg(ch.k0), i32Arg(ch.keys), i32Arg(a.Window), f32Arg(a.SoftCap)}
+		i32Arg(jm), i32Arg(ch.i0), i32Arg(ch.rows), i32Arg(ch.k0), i32Arg(ch.keys), i32Arg(a.Window), f32Arg(a.SoftCap),
+		i32Arg(a.Prefix)}
 }
 
 // attnScratch allocates the chunk buffers: n f32 S, n bf16 P, and with
@@ -260,7 +275,7 @@ func (be *Backend) attentionTC(a compute.Attention, out, lse, q, k, v *buffer) {
 		return
 	}
 	defer be.releaseAll(start, end)
-	s, pb, _, ok := be.attnScratch(a.KVHeads*C*a.Seq, false)
+	s, pb, _, ok := be.attnScratch(a.KVHeads*C*a.Keys(), false)
 	if !ok {
 		return
 	}
@@ -292,7 +307,7 @@ func (be *Backend) attentionBackwardTC(a compute.Attention, dq, dk, dv, dout, q,
 		return
 	}
 	defer be.release(delta)
-	s, pb, dp, ok := be.attnScratch(a.KVHeads*C*a.Seq, true)
+	s, pb, dp, ok := be.attnScratch(a.KVHeads*C*a.Keys(), true)
 	if !ok {
 		return
 	}

@@ -73,27 +73,31 @@ func TestConformance(t *testing.T) {
 }
 
 // TestDeterminism: the same work twice gives the same bits (attention,
-// its backward pass, a reduction and a cuBLAS GEMM).
+// without and with a prefix, its backward pass, a reduction and a cuBLAS
+// GEMM).
 func TestDeterminism(t *testing.T) {
 	be := device(t)
-	a := compute.Attention{Batch: 2, Seq: 300, Heads: 8, KVHeads: 2, HeadDim: 64, Scale: 0.125}
-	nq, nk := a.Batch*a.Seq*a.Heads*a.HeadDim, a.Batch*a.Seq*a.KVHeads*a.HeadDim
-	q, k, v := upload(t, be, nq, 1), upload(t, be, nk, 2), upload(t, be, nk, 3)
-	run := func() []float32 {
-		out, lse := alloc(t, be, nq), alloc(t, be, a.Batch*a.Heads*a.Seq)
-		be.Attention(a, out, lse, q, k, v)
-		dq, dk, dv := alloc(t, be, nq), alloc(t, be, nk), alloc(t, be, nk)
-		be.AttentionBackward(a, dq, dk, dv, out, q, k, v, out, lse)
-		n := alloc(t, be, 1)
-		be.Norm2(n, dk)
-		c := alloc(t, be, a.Batch*a.Seq*a.Batch*a.Seq)
-		be.Gemm(compute.Gemm{M: a.Batch * a.Seq, N: a.Batch * a.Seq, K: a.KVHeads * a.HeadDim, Alpha: 1, TransB: true}, k, v, c)
-		return download(t, be, dq, dk, dv, n, c)
-	}
-	x, y := run(), run()
-	for i := range x {
-		if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
-			t.Fatalf("element %d: %v then %v", i, x[i], y[i])
+	for _, prefix := range []int{0, 40} {
+		a := compute.Attention{Batch: 2, Seq: 300, Heads: 8, KVHeads: 2, HeadDim: 64, Scale: 0.125, Prefix: prefix}
+		rows := a.Batch * a.Keys()
+		nq, nk := a.Batch*a.Seq*a.Heads*a.HeadDim, rows*a.KVHeads*a.HeadDim
+		q, k, v := upload(t, be, nq, 1), upload(t, be, nk, 2), upload(t, be, nk, 3)
+		run := func() []float32 {
+			out, lse := alloc(t, be, nq), alloc(t, be, a.Batch*a.Heads*a.Seq)
+			be.Attention(a, out, lse, q, k, v)
+			dq, dk, dv := alloc(t, be, nq), alloc(t, be, nk), alloc(t, be, nk)
+			be.AttentionBackward(a, dq, dk, dv, out, q, k, v, out, lse)
+			n := alloc(t, be, 1)
+			be.Norm2(n, dk)
+			c := alloc(t, be, rows*rows)
+			be.Gemm(compute.Gemm{M: rows, N: rows, K: a.KVHeads * a.HeadDim, Alpha: 1, TransB: true}, k, v, c)
+			return download(t, be, dq, dk, dv, n, c)
+		}
+		x, y := run(), run()
+		for i := range x {
+			if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
+				t.Fatalf("prefix %d, element %d: %v then %v", prefix, i, x[i], y[i])
+			}
 		}
 	}
 }
