@@ -24,9 +24,10 @@ func (m *Model) backward(seed uint64) {
 			a = &ws.layers[l]
 		}
 		below := l > lowest || input
-		needAtt := below || L.trains(pQ, pK, pV)   // gradient at the attention output
-		needMid := needAtt || L.trains(pO)         // gradient at hMid beyond the residual
-		needAct := needMid || L.trains(pGate, pUp) // gradient at the gated activation
+		prefix := m.prefixTokens() > 0
+		needAtt := below || prefix || L.trains(pQ, pK, pV) // gradient at the attention output
+		needMid := needAtt || L.trains(pO)                 // gradient at hMid beyond the residual
+		needAct := needMid || L.trains(pGate, pUp)         // gradient at the gated activation
 		orNil := func(ok bool, b compute.Buffer) compute.Buffer {
 			if ok {
 				return b
@@ -58,7 +59,15 @@ func (m *Model) backward(seed uint64) {
 		if !needAtt {
 			continue
 		}
-		be.AttentionBackward(m.attnParams(l), ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse)
+		if prefix {
+			be.AttentionBackward(m.attnParams(l), ws.dq, ws.dkx, ws.dvx, ws.datt, a.q, a.kx, a.vx, a.att, a.lse)
+			m.prefixBackward(l)
+			if !below && !L.trains(pQ, pK, pV) {
+				continue
+			}
+		} else {
+			be.AttentionBackward(m.attnParams(l), ws.dq, ws.dk, ws.dv, ws.datt, a.q, a.k, a.v, a.att, a.lse)
+		}
 		m.rope(l, ws.dq, c.Heads, true)
 		m.rope(l, ws.dk, c.KVHeads, true)
 		dyQ, dyK := ws.dq, ws.dk
@@ -88,6 +97,9 @@ func (m *Model) backward(seed uint64) {
 func (m *Model) lowestTrained() (layer int, input bool) {
 	if m.promptTokens() > 0 {
 		return 0, true
+	}
+	if m.prefixTokens() > 0 {
+		return 0, false
 	}
 	if len(m.adapters) == 0 {
 		return -1, false

@@ -182,8 +182,8 @@ func (m *Model) prepare(b *Batch, train, labels bool) error {
 	if err := b.check(m.cfg.Vocab, labels); err != nil {
 		return err
 	}
-	if m.promptTokens() > 0 {
-		ext, err := m.withPrompt(b)
+	if m.virt != nil {
+		ext, err := m.withVirtual(b)
 		if err != nil {
 			return err
 		}
@@ -412,6 +412,7 @@ func (m *Model) attnParams(l int) compute.Attention {
 	if m.ws.packed {
 		p.Segments = m.ws.seg
 	}
+	p.Prefix = m.prefixTokens()
 	return p
 }
 
@@ -497,7 +498,12 @@ func (m *Model) layerForward(l int, a *acts, out compute.Buffer, train bool, see
 	}
 	m.rope(l, a.q, c.Heads, false)
 	m.rope(l, a.k, c.KVHeads, false)
-	be.Attention(m.attnParams(l), a.att, a.lse, a.q, a.k, a.v)
+	if m.prefixTokens() > 0 {
+		m.prefixForward(l, a)
+		be.Attention(m.attnParams(l), a.att, a.lse, a.q, a.kx, a.vx)
+	} else {
+		be.Attention(m.attnParams(l), a.att, a.lse, a.q, a.k, a.v)
+	}
 	m.groupForward(L, gO, a.att, a, train, seed)
 	if c.SandwichNorms {
 		be.RMSNorm(ws.yD, a.rstdO, a.oPre, L.attnOutNorm, N, D, eps)

@@ -21,6 +21,17 @@ const (
 	// Convert copies the prompt over the virtual rows of each sequence, and
 	// the backward pass sums those rows' gradients over the batch with Axpy.
 	MethodPrompt = "prompt"
+	// MethodPrefix gives every layer Tokens trainable past keys and values
+	// (PEFT's PrefixEncoder without prefix_projection), one per KV head as
+	// PEFT's GQA layout: the tensor PromptEmbeddings [Tokens,
+	// Layers·2·KVHeads·HeadDim], each row layer after layer, the keys then
+	// the values, head after head. They enter attention as a KV cache does
+	// (compute.Attention.Prefix), used as given (not rotated), and the real
+	// tokens' positions start at Tokens (transformers' cache_position). A
+	// sequence's keys and values are built per layer as [prefix; rotated
+	// keys] with Copy and Convert, the prefix's gradient summed over the
+	// batch with Axpy.
+	MethodPrefix = "prefix"
 )
 
 // PromptEmbeddings is the name of the prompt-tuning parameter, as PEFT's
@@ -30,14 +41,15 @@ const PromptEmbeddings = "prompt_embeddings"
 // Virtual describes virtual tokens trained instead of, or besides, module
 // adapters. The zero value is none.
 type Virtual struct {
-	Method string // MethodPrompt
+	Method string // MethodPrompt or MethodPrefix
 	Tokens int    // num_virtual_tokens
 }
 
 // virtual is a model's virtual tokens and their gradient.
 type virtual struct {
 	Virtual
-	emb, grad compute.Buffer // prompt: [Tokens, Hidden] F32
+	emb, grad compute.Buffer // prompt: [Tokens, Hidden]; prefix: [Tokens, Layers·2·KVHeads·HeadDim] (F32)
+	width     int            // a row of emb
 }
 
 // maxVirtualTokens bounds Virtual.Tokens.
@@ -66,8 +78,9 @@ func (m *Model) promptScale() float32 {
 }
 
 // AddVirtual attaches virtual tokens, reading their values through load:
-// for MethodPrompt the tensor PromptEmbeddings [Tokens, Hidden]. A model
-// has at most one set of virtual tokens.
+// the tensor PromptEmbeddings, [Tokens, Hidden] for MethodPrompt,
+// [Tokens, Layers·2·KVHeads·HeadDim] for MethodPrefix (PrefixWidth). A
+// model has at most one set of virtual tokens.
 func (m *Model) AddVirtual(v Virtual, load Loader) error {
 	if m.virt != nil {
 		return fmt.Errorf("%w: the model already has virtual tokens", ErrAdapter)
@@ -75,24 +88,47 @@ func (m *Model) AddVirtual(v Virtual, load Loader) error {
 	if v.Tokens <= 0 || v.Tokens > maxVirtualTokens {
 		return fmt.Errorf("%w: %d virtual tokens (1 … %d)", ErrAdapter, v.Tokens, maxVirtualTokens)
 	}
-	if v.Method != MethodPrompt {
+	width := m.cfg.Hidden
+	switch v.Method {
+	case MethodPrompt:
+	case MethodPrefix:
+		w, err := PrefixWidth(m.cfg)
+		if err != nil {
+			return err
+		}
+		width = w
+	default:
 		return fmt.Errorf("%w: virtual-token method %q", ErrAdapter, v.Method)
 	}
-	n := v.Tokens * m.cfg.Hidden
-	emb, err := m.tensor(load, PromptEmbeddings, compute.F32, v.Tokens, m.cfg.Hidden)
+	emb, err := m.tensor(load, PromptEmbeddings, compute.F32, v.Tokens, width)
 	if err != nil {
 		return err
 	}
-	grad, err := m.alloc(compute.F32, n)
+	grad, err := m.alloc(compute.F32, v.Tokens*width)
 	if err != nil {
 		return err
 	}
-	m.virt = &virtual{Virtual: v, emb: emb, grad: grad}
+	m.virt = &virtual{Virtual: v, emb: emb, grad: grad, width: width}
 	if m.ws != nil {
 		m.ws.free()
 		m.ws = nil
 	}
 	return nil
+}
+
+// PrefixWidth is the width of a prefix-tuning row for a model of cfg,
+// Layers·2·KVHeads·HeadDim. PEFT derives the head size as token_dim /
+// num_attention_heads with token_dim = hidden_size / num_attention_heads ·
+// num_key_value_heads, which is the model's head_dim only when head_dim =
+// hidden_size / num_attention_heads; for other models (Gemma 2 and 3,
+// some Qwen3) PEFT's own prefix cannot have the cache's shape, and
+// PrefixWidth refuses them.
+func PrefixWidth(cfg *arch.Config) (int, error) {
+	if cfg.Hidden%cfg.Heads != 0 || cfg.Hidden/cfg.Heads != cfg.HeadDim {
+		return 0, fmt.Errorf("%w: prefix tuning: head_dim %d is not hidden_size / num_attention_heads (%d / %d): PEFT lays its prefix out with that head size, so its keys and values cannot fit this %s model's cache",
+			ErrAdapter, cfg.HeadDim, cfg.Hidden, cfg.Heads, cfg.Arch.ModelType)
+	}
+	return cfg.Layers * 2 * cfg.KVHeads * cfg.HeadDim, nil
 }
 
 // VirtualTokens returns the model's virtual tokens (the zero Virtual when
@@ -109,7 +145,7 @@ func (m *Model) virtualParams() []Param {
 	if m.virt == nil {
 		return nil
 	}
-	return []Param{{Name: PromptEmbeddings, Shape: []int{m.virt.Tokens, m.cfg.Hidden}, Value: m.virt.emb, Grad: m.virt.grad}}
+	return []Param{{Name: PromptEmbeddings, Shape: []int{m.virt.Tokens, m.virt.width}, Value: m.virt.emb, Grad: m.virt.grad}}
 }
 
 // promptTokens is the number of virtual rows prepended to each sequence.
@@ -120,15 +156,33 @@ func (m *Model) promptTokens() int {
 	return m.virt.Tokens
 }
 
-// withPrompt returns b with the prompt's rows prepended to every sequence:
-// placeholder ids (0, overwritten by the embeddings), label −100, and the
-// positions 0 … P+Seq−1 the model assigns to inputs_embeds. Batches with
-// their own Positions or Segments (packing) are refused.
-func (m *Model) withPrompt(b *Batch) (Batch, error) {
-	P := m.promptTokens()
+// prefixTokens is the number of prefix keys and values of every layer.
+func (m *Model) prefixTokens() int {
+	if m.virt == nil || m.virt.Method != MethodPrefix {
+		return 0
+	}
+	return m.virt.Tokens
+}
+
+// withVirtual returns the batch the layers see with virtual tokens. Prompt
+// tuning prepends the prompt's rows to every sequence: placeholder ids (0,
+// overwritten by the embeddings), label −100, and the positions 0 …
+// P+Seq−1 the model assigns to inputs_embeds. Prefix tuning keeps the
+// tokens and numbers them from P, after the prefix. Batches with their own
+// Positions or Segments (packing) are refused.
+func (m *Model) withVirtual(b *Batch) (Batch, error) {
 	if b.Positions != nil || b.Segments != nil {
 		return Batch{}, fmt.Errorf("%w: a batch with virtual tokens takes no Positions or Segments (packing)", ErrBatch)
 	}
+	if P := m.prefixTokens(); P > 0 {
+		out := *b
+		out.Positions = make([]int32, b.Rows*b.Seq)
+		for i := range out.Positions {
+			out.Positions[i] = int32(P + i%b.Seq)
+		}
+		return out, nil
+	}
+	P := m.promptTokens()
 	S := P + b.Seq
 	out := Batch{Rows: b.Rows, Seq: S, IDs: make([]int32, b.Rows*S)}
 	if b.Labels != nil {
@@ -145,6 +199,52 @@ func (m *Model) withPrompt(b *Batch) (Batch, error) {
 		}
 	}
 	return out, nil
+}
+
+// prefixRows copies layer l's prefix keys (kv 0) or values (kv 1) from the
+// PEFT layout of src ([P, Layers·2·kvDim]) into the contiguous [P, kvDim]
+// dst, or with back adds dst into those rows of src.
+func (m *Model) prefixRows(l, kv int, src, dst compute.Buffer, back bool) {
+	P, W, hkv := m.virt.Tokens, m.virt.width, m.cfg.KVHeads*m.cfg.HeadDim
+	for p := range P {
+		row, d := m.be.View(src, p*W+(2*l+kv)*hkv, hkv), m.be.View(dst, p*hkv, hkv)
+		if back {
+			m.be.Axpy(row, d, 1)
+		} else {
+			m.be.Copy(d, row)
+		}
+	}
+}
+
+// prefixForward builds layer l's keys and values with the prefix: for each
+// sequence its P prefix rows (rounded to the activations' dtype, as PEFT's
+// past_key_values.to(dtype)), then its rotated keys and its values.
+func (m *Model) prefixForward(l int, a *acts) {
+	ws, be := m.ws, m.be
+	P, S, hkv := m.virt.Tokens, ws.seq, m.cfg.KVHeads*m.cfg.HeadDim
+	for kv, x := range []struct{ dst, src compute.Buffer }{{a.kx, a.k}, {a.vx, a.v}} {
+		m.prefixRows(l, kv, m.virt.emb, ws.pre, false)
+		for r := range ws.rows {
+			be.Convert(be.View(x.dst, r*(P+S)*hkv, P*hkv), ws.pre)
+			be.Copy(be.View(x.dst, (r*(P+S)+P)*hkv, S*hkv), be.View(x.src, r*S*hkv, S*hkv))
+		}
+	}
+}
+
+// prefixBackward adds layer l's prefix gradient, the sum over the batch of
+// the prefix rows of ws.dkx and ws.dvx, and copies the real rows into
+// ws.dk and ws.dv.
+func (m *Model) prefixBackward(l int) {
+	ws, be := m.ws, m.be
+	P, S, hkv := m.virt.Tokens, ws.seq, m.cfg.KVHeads*m.cfg.HeadDim
+	for kv, x := range []struct{ src, dst compute.Buffer }{{ws.dkx, ws.dk}, {ws.dvx, ws.dv}} {
+		be.Zero(ws.pre)
+		for r := range ws.rows {
+			be.Axpy(ws.pre, be.View(x.src, r*(P+S)*hkv, P*hkv), 1)
+			be.Copy(be.View(x.dst, r*S*hkv, S*hkv), be.View(x.src, (r*(P+S)+P)*hkv, S*hkv))
+		}
+		m.prefixRows(l, kv, m.virt.grad, ws.pre, true)
+	}
 }
 
 // promptForward writes the prompt over the virtual rows of each sequence of

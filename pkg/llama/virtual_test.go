@@ -1,8 +1,10 @@
 package llama
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/lorakit/lorakit/pkg/arch"
@@ -207,4 +209,155 @@ func gradNorm(t *testing.T, m *Model, b Batch) float64 {
 		s += float64(v) * float64(v)
 	}
 	return math.Sqrt(s)
+}
+
+// capturePrefix runs the plain model on a batch whose rows start with the
+// same P tokens and returns, in PEFT's prefix layout [P, Layers·2·kv], the
+// keys (rotated at positions 0 … P−1, after any q/k norm) and values every
+// layer computes for them: what transformers' cache holds after those
+// tokens.
+func capturePrefix(t *testing.T, cfg *arch.Config, full Batch, P int) []float32 {
+	t.Helper()
+	m := newVirtualModel(t, newCPU(), cfg, Virtual{}, nil)
+	// A zero LoRA on layer 0 makes the training workspace keep every
+	// layer's keys and values without changing them.
+	zero := func(name string) ([]float32, []int, error) {
+		out, in := projShape(cfg, cfg.AllLinear()[0])
+		if strings.HasSuffix(name, SuffixA) {
+			return make([]float32, 4*in), []int{4, in}, nil
+		}
+		return make([]float32, out*4), []int{out, 4}, nil
+	}
+	if err := m.AddAdapters([]Adapter{{Layer: 0, Module: cfg.AllLinear()[0], Rank: 4, Scale: 1}}, zero); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.ForwardBackward(full, Step{}); err != nil {
+		t.Fatal(err)
+	}
+	hkv := cfg.KVHeads * cfg.HeadDim
+	W := cfg.Layers * 2 * hkv
+	out := make([]float32, P*W)
+	for l := range cfg.Layers {
+		for kv, b := range []compute.Buffer{m.ws.layers[l].k, m.ws.layers[l].v} {
+			x := download(t, m.be, b)
+			for p := range P {
+				copy(out[p*W+(2*l+kv)*hkv:p*W+(2*l+kv+1)*hkv], x[p*hkv:(p+1)*hkv])
+			}
+		}
+	}
+	return out
+}
+
+// prefixConfigs are virtualConfigs whose head_dim is hidden/heads (PEFT's
+// prefix layout); the others are refused.
+func prefixConfigs(t *testing.T) []struct {
+	name string
+	cfg  *arch.Config
+} {
+	var out []struct {
+		name string
+		cfg  *arch.Config
+	}
+	for _, c := range virtualConfigs() {
+		if _, err := PrefixWidth(c.cfg); err != nil {
+			if !errors.Is(err, ErrAdapter) || c.name != "qwen3" {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// TestPrefixEqualsRealTokens: a prefix whose keys and values are those a
+// real prefix x produces (its keys rotated at positions 0 … P−1, as a
+// cache holds them) gives the logits of the sequence x followed by the real
+// tokens on the real positions: the prefix is used as given and the real
+// tokens are numbered from P.
+func TestPrefixEqualsRealTokens(t *testing.T) {
+	const P, T = 3, 7
+	for _, c := range prefixConfigs(t) {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			full := plainBatch(cfg.Vocab, 2, P+T, 9)
+			copy(full.IDs[P+T:], full.IDs[:P])
+			pre := capturePrefix(t, cfg, full, P)
+			plain := newVirtualModel(t, newCPU(), cfg, Virtual{}, nil)
+			want := make([]float32, 2*(P+T)*cfg.Vocab)
+			full.Labels = nil
+			if err := plain.Logits(full, want); err != nil {
+				t.Fatal(err)
+			}
+			W := cfg.Layers * 2 * cfg.KVHeads * cfg.HeadDim
+			pm := newVirtualModel(t, newCPU(), cfg, Virtual{Method: MethodPrefix, Tokens: P}, tensorLoader(PromptEmbeddings, pre, P, W))
+			real := Batch{Rows: 2, Seq: T}
+			for r := range 2 {
+				real.IDs = append(real.IDs, full.IDs[r*(P+T)+P:(r+1)*(P+T)]...)
+			}
+			got := make([]float32, 2*T*cfg.Vocab)
+			if err := pm.Logits(real, got); err != nil {
+				t.Fatal(err)
+			}
+			V := cfg.Vocab
+			for r := range 2 {
+				w := want[(r*(P+T)+P)*V : (r+1)*(P+T)*V]
+				g := got[r*T*V : (r+1)*T*V]
+				if d, s := maxAbs(g, w); d > 1e-5*max(s, 1) {
+					t.Errorf("row %d: logits differ by %.3g (scale %.3g)", r, d, s)
+				}
+			}
+		})
+	}
+}
+
+// TestPrefixGradient checks the prefix's gradient against finite
+// differences, alone and with a LoRA adapter, and requires bit-identical
+// gradients with gradient checkpointing.
+func TestPrefixGradient(t *testing.T) {
+	const P = 2
+	for _, c := range prefixConfigs(t) {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			W, err := PrefixWidth(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(4, 4))
+			pre := make([]float32, P*W)
+			for i := range pre {
+				pre[i] = float32(r.NormFloat64())
+			}
+			load := tensorLoader(PromptEmbeddings, pre, P, W)
+			b := plainBatch(cfg.Vocab, 2, 8, 5)
+			grads := func(opt Options, lora bool) []float32 {
+				m, err := New(newCPU(), cfg, randomBase(cfg, 1), opt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(m.Close)
+				if err := m.AddVirtual(Virtual{Method: MethodPrefix, Tokens: P}, load); err != nil {
+					t.Fatal(err)
+				}
+				if lora {
+					if err := m.AddAdapters([]Adapter{{Layer: 1, Module: "o_proj", Rank: 4, Scale: 2}}, randomAdaptersFor(cfg, 5)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if gradNorm(t, m, b) == 0 {
+					t.Fatal("zero prefix gradient")
+				}
+				checkDirectional(t, m, b, PromptEmbeddings)
+				return download(t, m.be, m.Params()[0].Grad)
+			}
+			g := grads(Options{}, false)
+			gc := grads(Options{GradCheckpoint: true}, false)
+			for i := range g {
+				if g[i] != gc[i] {
+					t.Fatalf("gradient checkpointing changes the prefix's gradient at %d: %g vs %g", i, gc[i], g[i])
+				}
+			}
+			grads(Options{}, true)
+		})
+	}
 }

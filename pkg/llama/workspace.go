@@ -17,6 +17,7 @@ type acts struct {
 	qPre, kPre    compute.Buffer // QKNorm: q and k before their norms
 	rstdQ, rstdK  compute.Buffer // QKNorm: their factors [N·heads], [N·kv heads]
 	q, k, v       compute.Buffer // after the q/k norms and RoPE
+	kx, vx        compute.Buffer // prefix tuning: [Batch·(P+Seq), kv] keys and values with each sequence's prefix first
 	att, lse      compute.Buffer // attention output [N, H·hd] and log-sum-exp
 	oPre, rstdO   compute.Buffer // sandwich norms: o_proj's output before its norm, factors
 	hMid          compute.Buffer // residual after attention [N, D]
@@ -82,6 +83,8 @@ type workspace struct {
 	dh, dx, dhf  compute.Buffer
 	datt, dq     compute.Buffer
 	dk, dv       compute.Buffer
+	dkx, dvx     compute.Buffer // prefix tuning: the gradients of kx and vx
+	pre          compute.Buffer // prefix tuning: one layer's prefix keys or values [P, kv] (F32)
 	dqPre, dkPre compute.Buffer // QKNorm: gradients before the q/k norms
 	dpre         compute.Buffer // sandwich norms: gradient before a post norm [N, D]
 	dact, dgate  compute.Buffer
@@ -199,7 +202,7 @@ func (m *Model) keeps(l int) keep {
 		return keep{}
 	}
 	L := &m.layers[l]
-	att := l > lowest || input || L.trains(pQ, pK, pV)
+	att := l > lowest || input || m.prefixTokens() > 0 || L.trains(pQ, pK, pV)
 	mid := att || L.trains(pO)
 	mlp := mid || L.trains(pGate, pUp)
 	sw := m.cfg.SandwichNorms
@@ -271,6 +274,8 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 	heads := func() compute.Buffer { return ws.act(n * hq) }
 	kvHeads := func() compute.Buffer { return ws.act(n * hkv) }
 	f32s := func(k int) func() compute.Buffer { return func() compute.Buffer { return ws.f32(k) } }
+	P := m.prefixTokens()
+	prefixed := func() compute.Buffer { return ws.act(rows * (P + seq) * hkv) }
 	newActs := func(l int, shared bool, k keep) acts {
 		a := acts{rstd1: ws.f32(n), rstd2: ws.f32(n)}
 		a.x1, a.x2 = get(&scratch.x1, hidden), get(&scratch.x2, hidden)
@@ -280,6 +285,9 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 			a.rstdQ, a.rstdK = pick(k.att, &scratch.rstdQ, f32s(n*c.Heads)), pick(k.att, &scratch.rstdK, f32s(n*c.KVHeads))
 		}
 		a.lse = pick(k.att, &scratch.lse, f32s(rows*c.Heads*seq))
+		if P > 0 {
+			a.kx, a.vx = pick(k.att, &scratch.kx, prefixed), pick(k.att, &scratch.vx, prefixed)
+		}
 		a.att = pick(k.att || k.out, &scratch.att, heads)
 		if c.SandwichNorms {
 			a.oPre, a.rstdO = pick(k.oPre, &scratch.oPre, hidden), pick(k.oPre, &scratch.rstdO, f32s(n))
@@ -330,6 +338,9 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 			ws.layers[l].hIn = ws.act(n * D)
 		}
 	}
+	if P > 0 {
+		ws.pre = ws.f32(P * hkv)
+	}
 	ws.hFinal = ws.act(n * D)
 	ws.hf, ws.rstdF = ws.act(n*D), ws.f32(n)
 	ws.loss = ws.f32(n)
@@ -359,6 +370,9 @@ func (m *Model) newWorkspace(rows, seq int, train bool) (*workspace, error) {
 		ws.dhf = ws.dx
 		ws.datt, ws.dq = ws.act(n*hq), ws.act(n*hq)
 		ws.dk, ws.dv = ws.act(n*hkv), ws.act(n*hkv)
+		if P > 0 {
+			ws.dkx, ws.dvx = prefixed(), prefixed()
+		}
 		if c.QKNorm {
 			ws.dqPre, ws.dkPre = ws.act(n*hq), ws.act(n*hkv)
 		}
