@@ -9,11 +9,12 @@ import (
 	"github.com/lorakit/lorakit/internal/randmodel"
 )
 
-// TestPromptTuning runs prompt tuning through the binaries on a random
-// model, its NF4 form included: lora-train --method prompt with TEXT init
-// trains a few steps and writes a PEFT folder, lora-train eval applies it,
-// lora-inspect reports it, lora-merge and lora-gguf refuse it with exit 3
-// and the reason, and the flags that do not apply are usage errors.
+// TestPromptTuning runs prompt and prefix tuning through the binaries on a
+// random model, its NF4 form included: lora-train --method prompt with TEXT
+// init (and --method prefix) trains a few steps and writes a PEFT folder,
+// lora-train eval applies it, lora-inspect reports it, lora-merge and
+// lora-gguf refuse it with exit 3 and the reason, and the flags that do not
+// apply are usage errors.
 func TestPromptTuning(t *testing.T) {
 	t.Parallel()
 	bins := binDir(t)
@@ -27,6 +28,8 @@ func TestPromptTuning(t *testing.T) {
 	adapter := filepath.Join(dir, "prompt")
 	nf4 := filepath.Join(dir, "nf4")
 	reason := "prompt-tuning adapters add tokens at run time; they cannot be merged into weights"
+	prefix := filepath.Join(dir, "prefix")
+	prefixReason := "prefix-tuning adapters add keys and values to every layer's attention at run time; they cannot be merged into weights"
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -39,8 +42,18 @@ func TestPromptTuning(t *testing.T) {
 		{"lora-inspect", []string{adapter}, 0, "method          prompt tuning"},
 		{"lora-merge", []string{"--base", model, "--adapter", adapter, "-o", filepath.Join(dir, "merged")}, 3, reason},
 		{"lora-gguf", []string{adapter, "--base", model, "-o", filepath.Join(dir, "a.gguf")}, 3, reason},
+		{"lora-train", []string{"--base", model, "--data", data, "-o", prefix, "--method", "prefix", "--virtual-tokens", "5",
+			"--max-steps", "3", "--device", "cpu", "--grad-checkpoint"}, 0, "adapter written to"},
+		{"lora-train", []string{"eval", "--base", model, "--adapter", prefix, "--data", data}, 0, "loss"},
+		{"lora-inspect", []string{prefix}, 0, "5 past keys and values of 32 (2 kv heads × head dim 16)"},
+		{"lora-merge", []string{"--base", model, "--adapter", prefix, "-o", filepath.Join(dir, "merged")}, 3, prefixReason},
+		{"lora-gguf", []string{prefix, "--base", model, "-o", filepath.Join(dir, "p.gguf")}, 3, prefixReason},
+		{"lora-train", []string{"--base", model, "--data", data, "-o", filepath.Join(dir, "x"), "--method", "prefix",
+			"--virtual-tokens", "4", "--init-text", "a"}, 2, "--init-text is for --method prompt"},
 		{"lora-quantize", []string{model, "-o", nf4}, 0, ""},
 		{"lora-train", []string{"--base", nf4, "--data", data, "-o", filepath.Join(dir, "qprompt"), "--method", "prompt",
+			"--virtual-tokens", "4", "--max-steps", "2", "--device", "cpu"}, 0, "adapter written to"},
+		{"lora-train", []string{"--base", nf4, "--data", data, "-o", filepath.Join(dir, "qprefix"), "--method", "prefix",
 			"--virtual-tokens", "4", "--max-steps", "2", "--device", "cpu"}, 0, "adapter written to"},
 		{"lora-train", []string{"--base", model, "--data", data, "-o", filepath.Join(dir, "x"), "--method", "prompt",
 			"--virtual-tokens", "4", "--rank", "4"}, 2, "--method prompt takes no --rank"},

@@ -1,4 +1,4 @@
-// Command lora-train trains LoRA, DoRA and IA3 adapters on Llama-family
+// Command lora-train trains LoRA, DoRA, IA3, prompt- and prefix-tuning adapters on Llama-family
 // models, evaluates them and benchmarks training steps. It is a thin layer
 // over pkg/train.
 package main
@@ -14,7 +14,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
-const description = `Train a LoRA, DoRA or IA3 adapter on a Llama-family model from JSONL data.
+const description = `Train a LoRA, DoRA, IA3, prompt-tuning or prefix-tuning adapter on a model from JSONL data.
 
 The base is an HF folder, a .safetensors file or '-' (bf16/f16/f32 weights, or a
 bitsandbytes NF4/FP4 checkpoint: QLoRA, dequantized on the fly). The data is JSONL,
@@ -31,6 +31,8 @@ Examples:
   lora-train --base ./Llama-3.2-1B --data train.jsonl -o my-adapter
   lora-train --base ./tiny --data ids.jsonl -o a.safetensors --max-steps 100 --log log.jsonl
   lora-train --base M --data d.jsonl -o A --method ia3          # (IA)3 vectors on k, v, down_proj
+  lora-train --base M --data d.jsonl -o A --method prompt --virtual-tokens 20 --init-text "Classify the review:"
+  lora-train --base M --data d.jsonl -o A --method prefix --virtual-tokens 10   # keys and values in every layer
   lora-train --base M --data d.jsonl -o A --save-every 50       # checkpoints in A.checkpoints/
   lora-train --base M --data d.jsonl -o A --resume A.checkpoints
   lora-train --base ./Qwen3-1.7B --data chat.jsonl -o A --enable-thinking=false   # a template variable

@@ -16,16 +16,16 @@ type trainCmd struct {
 	Data   string `required:"" help:"Training data (JSONL)." placeholder:"FILE"`
 	Output string `short:"o" required:"" help:"Output adapter: a folder (PEFT), FILE.safetensors, or '-' (stdout)." placeholder:"ADAPTER"`
 
-	Method        string   `default:"${method}" enum:"lora,ia3,prompt" help:"Adapter method: lora (LoRA; DoRA with --dora); ia3 ((IA)3 scaling vectors on k_proj, v_proj and down_proj, as PEFT's IA3Config defaults); or prompt (prompt tuning, PEFT's PROMPT_TUNING: --virtual-tokens trainable embeddings prepended to every example, the model unchanged; 'lora-train eval --adapter' evaluates with it; lora-merge and lora-gguf refuse it, as it adds tokens at run time). ia3 and prompt take no --rank, --alpha, --dropout, --dora, --rslora or --targets; prompt takes no --pack. The base may be NF4 (QLoRA) with every method."`
-	VirtualTokens int      `name:"virtual-tokens" help:"--method prompt: the number of virtual tokens (num_virtual_tokens; e.g. 20). Examples keep up to --seq tokens of their own; the model runs N more per row." placeholder:"N"`
-	InitText      string   `name:"init-text" help:"--method prompt: initialise the virtual tokens from the embeddings of this text's tokens (the base's tokenizer, special tokens included; repeated or cut to --virtual-tokens, as PEFT's prompt_tuning_init TEXT). Without it the embeddings are random, N(0, 1) from --seed (PEFT's RANDOM)." placeholder:"TEXT"`
+	Method        string   `default:"${method}" enum:"lora,ia3,prompt,prefix" help:"Adapter method: lora (LoRA; DoRA with --dora); ia3 ((IA)3 scaling vectors on k_proj, v_proj and down_proj, as PEFT's IA3Config defaults); prompt (prompt tuning, PEFT's PROMPT_TUNING: --virtual-tokens trainable embeddings prepended to every example); prefix (prefix tuning, PEFT's PREFIX_TUNING without prefix_projection: --virtual-tokens trainable keys and values in every layer's attention, one per KV head). prompt and prefix leave the model's weights alone: 'lora-train eval --adapter' applies them, lora-merge and lora-gguf refuse them. ia3, prompt and prefix take no --rank, --alpha, --dropout, --dora, --rslora or --targets; prompt and prefix take no --pack. The base may be NF4 (QLoRA) with every method."`
+	VirtualTokens int      `name:"virtual-tokens" help:"--method prompt or prefix: the number of virtual tokens (num_virtual_tokens; e.g. 20). Examples keep up to --seq tokens of their own; the model attends to N more per row." placeholder:"N"`
+	InitText      string   `name:"init-text" help:"--method prompt: initialise the virtual tokens from the embeddings of this text's tokens (the base's tokenizer, special tokens included; repeated or cut to --virtual-tokens, as PEFT's prompt_tuning_init TEXT). Without it the embeddings are random, N(0, 1) from --seed (PEFT's RANDOM; a prefix always starts so)." placeholder:"TEXT"`
 	Rank          int      `short:"r" default:"${rank}" help:"LoRA rank r."`
 	Alpha         float64  `default:"${alpha}" help:"LoRA alpha (scaling alpha/r, or alpha/sqrt(r) with --rslora)."`
 	Dropout       float64  `default:"${dropout}" help:"Dropout on the adapter input during training."`
 	Targets       []string `default:"${targets}" help:"Projections to adapt (comma-separated), or all-linear."`
 	DoRA          bool     `name:"dora" help:"Train a DoRA adapter (weight-decomposed: adds a magnitude vector)."`
 	RSLoRA        bool     `name:"rslora" help:"Rank-stabilized scaling alpha/sqrt(r)."`
-	InitFrom      string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA, IA3 or prompt-tuning adapter (its method, rank, alpha, targets, DoRA setting or virtual tokens are used)." placeholder:"ADAPTER"`
+	InitFrom      string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA, IA3, prompt- or prefix-tuning adapter (its method, rank, alpha, targets, DoRA setting or virtual tokens are used)." placeholder:"ADAPTER"`
 
 	LR          float64 `name:"lr" default:"${lr}" help:"Peak learning rate."`
 	Schedule    string  `default:"${schedule}" enum:"constant,constant_with_warmup,linear,cosine" help:"Learning-rate schedule: constant, constant_with_warmup, linear, cosine."`

@@ -30,6 +30,7 @@ func promptLearning(c *peft.Config, trainable int64) *PromptLearning {
 	}
 	p := &PromptLearning{VirtualTokens: c.NumVirtualTokens, Layers: c.NumLayers, TokenDim: c.TokenDim,
 		Heads: c.NumAttentionHeads, PrefixProjection: projection}
+	const applied = "lora-train eval --adapter applies it (and --init-from continues it); lora-merge and lora-gguf refuse it: "
 	switch c.PeftType {
 	case peft.TypePromptTuning:
 		p.Method = "prompt tuning"
@@ -37,14 +38,16 @@ func promptLearning(c *peft.Config, trainable int64) *PromptLearning {
 		if p.Init == "" {
 			p.Init = "RANDOM"
 		}
-		p.Use = "lora-train eval --adapter applies it (and --init-from continues it); lora-merge and lora-gguf refuse it: " +
-			peft.PromptLearningReason(c.PeftType)
+		p.Use = applied + peft.PromptLearningReason(c.PeftType)
 	case peft.TypePrefixTuning:
 		p.Method = "prefix tuning"
 		if p.Heads > 0 {
 			p.HeadDim = p.TokenDim / p.Heads
 		}
-		p.Use = "lora-merge and lora-gguf refuse it: " + peft.PromptLearningReason(c.PeftType)
+		p.Use = applied + peft.PromptLearningReason(c.PeftType)
+		if p.PrefixProjection {
+			p.Use = peft.PromptLearningReason(c.PeftType) + "; lorakit does not apply prefix_projection"
+		}
 	default:
 		p.Method = "p-tuning"
 		p.Use = peft.PromptLearningReason(c.PeftType) + "; lorakit does not train or apply it"

@@ -39,13 +39,13 @@ type Options struct {
 	// Output is the adapter: a folder (PEFT), a .safetensors file or "-".
 	Output string
 
-	// VirtualTokens and InitText describe a fresh MethodPrompt adapter
-	// (VirtualOptions).
+	// VirtualTokens and InitText describe a fresh MethodPrompt or
+	// MethodPrefix adapter (VirtualOptions).
 	VirtualTokens int
 	InitText      string
 
-	// Method is MethodLoRA (LoRA; DoRA with DoRA), MethodIA3 or
-	// MethodPrompt. Rank,
+	// Method is MethodLoRA (LoRA; DoRA with DoRA), MethodIA3, MethodPrompt
+	// or MethodPrefix. Rank,
 	// Alpha, Dropout, Targets, DoRA, RSLoRA and Bias describe a fresh LoRA
 	// adapter; InitFrom starts from an existing adapter instead (its
 	// structure wins; Dropout applies to a LoRA one).
@@ -365,9 +365,9 @@ func (o *Options) loraFlags() []string {
 
 // checkMethod refuses structure options that do not apply to the method.
 func (o *Options) checkMethod() error {
-	virtual := o.Method == MethodPrompt
+	virtual := o.Method == MethodPrompt || o.Method == MethodPrefix
 	if !virtual && (o.VirtualTokens != 0 || o.InitText != "") {
-		return errclass.Usagef("--virtual-tokens and --init-text are for --method prompt")
+		return errclass.Usagef("--virtual-tokens and --init-text are for --method prompt (and --virtual-tokens for prefix)")
 	}
 	switch o.Method {
 	case "", MethodLoRA:
@@ -377,19 +377,24 @@ func (o *Options) checkMethod() error {
 			return errclass.Usagef("--method ia3 takes no %s (IA3 learns scaling vectors on k_proj, v_proj and down_proj)", strings.Join(f, ", "))
 		}
 		return nil
-	case MethodPrompt:
+	case MethodPrompt, MethodPrefix:
+		what := map[string]string{MethodPrompt: "prompt tuning trains virtual token embeddings",
+			MethodPrefix: "prefix tuning trains past keys and values of every layer"}[o.Method]
 		if f := o.loraFlags(); len(f) > 0 {
-			return errclass.Usagef("--method prompt takes no %s (prompt tuning trains virtual token embeddings, no module of the model)", strings.Join(f, ", "))
+			return errclass.Usagef("--method %s takes no %s (%s, no module of the model)", o.Method, strings.Join(f, ", "), what)
+		}
+		if o.Method == MethodPrefix && o.InitText != "" {
+			return errclass.Usagef("--init-text is for --method prompt (a prefix starts from N(0, 1), as PEFT's)")
 		}
 		if o.InitFrom == "" && o.VirtualTokens <= 0 {
-			return errclass.Usagef("--method prompt needs --virtual-tokens N (e.g. 20)")
+			return errclass.Usagef("--method %s needs --virtual-tokens N (e.g. 20)", o.Method)
 		}
 		if o.Pack {
-			return errclass.Usagef("--pack with --method prompt: PEFT prepends the virtual tokens to each row, not to each packed example; train without --pack")
+			return errclass.Usagef("--pack with --method %s: PEFT adds the virtual tokens to each row, not to each packed example; train without --pack", o.Method)
 		}
 		return nil
 	}
-	return errclass.Usagef("--method %q (lora, ia3, prompt)", o.Method)
+	return errclass.Usagef("--method %q (lora, ia3, prompt, prefix)", o.Method)
 }
 
 // adapter returns the adapter's structure and initial values: loaded from
@@ -414,8 +419,9 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 		}
 	case o.Method == MethodIA3:
 		ad, err = NewIA3Adapter(base.Config)
-	case o.Method == MethodPrompt:
-		ad, err = NewPromptAdapter(base.Config, VirtualOptions{Tokens: o.VirtualTokens, InitText: o.InitText, Tokenizer: o.Base})
+	case o.Method == MethodPrompt || o.Method == MethodPrefix:
+		ad, err = NewVirtualAdapter(base.Config, VirtualOptions{Method: o.Method, Tokens: o.VirtualTokens, InitText: o.InitText,
+			Tokenizer: o.Base})
 	default:
 		targets := o.Targets
 		if slices.Equal(targets, DefaultOptions().Targets) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lorakit/lorakit/pkg/arch"
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/peft"
@@ -38,9 +39,48 @@ const promptGolden = `{
   "tokenizer_name_or_path": null
 }`
 
+// prefixGolden is PrefixTuningConfig's adapter_config.json for the same
+// model and 4 virtual tokens: _prepare_prompt_learning_config's GQA rule
+// makes token_dim 64 / 4 · 2 = 32 and num_attention_heads the 2 KV heads;
+// encoder_hidden_size defaults to token_dim; prefix_projection false.
+const prefixGolden = `{
+  "base_model_name_or_path": "BASE",
+  "encoder_hidden_size": 32,
+  "inference_mode": true,
+  "num_attention_heads": 2,
+  "num_layers": 2,
+  "num_transformer_submodules": 1,
+  "num_virtual_tokens": 4,
+  "peft_type": "PREFIX_TUNING",
+  "prefix_projection": false,
+  "revision": null,
+  "task_type": "CAUSAL_LM",
+  "token_dim": 32
+}`
+
+func TestPrefixConfig(t *testing.T) {
+	a, err := NewVirtualAdapter(tinyConfig(t), VirtualOptions{Method: MethodPrefix, Tokens: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Config.BaseModelNameOrPath = "BASE"
+	if got, _ := a.ConfigJSON(); string(got) != prefixGolden {
+		t.Errorf("config:\n%s\nwant:\n%s", got, prefixGolden)
+	}
+	// Gemma 2's head_dim is not hidden/heads: PEFT's prefix cannot fit.
+	g, err := arch.ParseConfig([]byte(`{"model_type": "gemma2", "hidden_size": 3584, "intermediate_size": 14336,
+		"num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256, "num_hidden_layers": 2, "vocab_size": 256}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewVirtualAdapter(g, VirtualOptions{Method: MethodPrefix, Tokens: 4}); err == nil || !strings.Contains(err.Error(), "head_dim 256") {
+		t.Errorf("gemma2 prefix: %v", err)
+	}
+}
+
 func TestPromptConfig(t *testing.T) {
 	cfg := tinyConfig(t)
-	a, err := NewPromptAdapter(cfg, VirtualOptions{Tokens: 4})
+	a, err := NewVirtualAdapter(cfg, VirtualOptions{Method: MethodPrompt, Tokens: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +94,7 @@ func TestPromptConfig(t *testing.T) {
 	}
 	// TEXT init: PromptTuningConfig.__post_init__ requires the text and a
 	// tokenizer path.
-	a, err = NewPromptAdapter(cfg, VirtualOptions{Tokens: 4, InitText: "Classify: ", Tokenizer: "/m/base"})
+	a, err = NewVirtualAdapter(cfg, VirtualOptions{Method: MethodPrompt, Tokens: 4, InitText: "Classify: ", Tokenizer: "/m/base"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +104,7 @@ func TestPromptConfig(t *testing.T) {
 			t.Errorf("TEXT config has no %s:\n%s", want, got)
 		}
 	}
-	if _, err := NewPromptAdapter(cfg, VirtualOptions{}); !errors.Is(err, ErrSettings) {
+	if _, err := NewVirtualAdapter(cfg, VirtualOptions{Method: MethodPrompt}); !errors.Is(err, ErrSettings) {
 		t.Errorf("0 virtual tokens: %v", err)
 	}
 }
@@ -96,7 +136,7 @@ func TestPromptTextInit(t *testing.T) {
 	be := newCPU()
 	m := newModel(t, be, "peft/tiny", &Adapter{}, nil, llama.Options{})
 	tok := testTokenizer(t)
-	a, err := NewPromptAdapter(m.Config(), VirtualOptions{Tokens: 5, InitText: "ab", Tokenizer: "x"})
+	a, err := NewVirtualAdapter(m.Config(), VirtualOptions{Method: MethodPrompt, Tokens: 5, InitText: "ab", Tokenizer: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,99 +170,125 @@ func TestPromptTextInit(t *testing.T) {
 	}
 }
 
-// TestPromptRun trains prompt tuning through Run: the adapter holds one F32
-// tensor "prompt_embeddings" [P, hidden] (get_peft_model_state_dict's key,
-// no base_model.model. prefix), reads back with OpenAdapter, evaluates,
-// resumes bit for bit, and the options that do not apply are refused.
-func TestPromptRun(t *testing.T) {
-	dir := t.TempDir()
+// TestVirtualRun trains prompt and prefix tuning through Run: the adapter
+// holds one F32 tensor "prompt_embeddings" (get_peft_model_state_dict's
+// key, no base_model.model. prefix), [P, hidden] for a prompt, [P,
+// layers·2·kv] for a prefix; it reads back with OpenAdapter (its config
+// byte for byte), evaluates better than before training, resumes bit for
+// bit, and the options that do not apply are refused.
+func TestVirtualRun(t *testing.T) {
 	base := tinyWithTokenizer(t)
-	data := write(t, filepath.Join(dir, "ids.jsonl"), goldenJSONL(loadGolden(t)))
-	opts := func(out string) Options {
-		o := DefaultOptions()
-		o.Base, o.Data, o.Output, o.Method, o.VirtualTokens, o.InitText = base, data, out, MethodPrompt, 3, "hi"
-		o.MaxSteps, o.Batch, o.Seq, o.Device, o.Dropout, o.LR = 4, 1, 64, "cpu", DefaultOptions().Dropout, 1e-2
-		o.Shuffle = false
-		return o
-	}
-	out := filepath.Join(dir, "prompt")
-	if _, err := Run(context.Background(), opts(out)); err != nil {
-		t.Fatal(err)
-	}
-	o := opts(filepath.Join(dir, "untrained"))
-	o.LR = 1e-30
-	if _, err := Run(context.Background(), o); err != nil {
-		t.Fatal(err)
-	}
-	f := openST(t, filepath.Join(out, "adapter_model.safetensors"))
-	if n := len(f.Header.Tensors); n != 1 {
-		t.Fatalf("%d tensors", n)
-	}
-	if info, _ := f.Info(llama.PromptEmbeddings); info.DType != "F32" || !slices.Equal(info.Shape, []int64{3, 64}) {
-		t.Errorf("prompt_embeddings %s %v", info.DType, info.Shape)
-	}
-	raw, _ := os.ReadFile(filepath.Join(out, "adapter_config.json"))
-	pc, err := peft.Parse(raw)
-	if err != nil || pc.PeftType != peft.TypePromptTuning || pc.NumVirtualTokens != 3 || pc.TokenDim != 64 || pc.BaseModelNameOrPath != base {
-		t.Fatalf("config %s: %v", raw, err)
-	}
-	if v, _ := pc.ExtraValue("tokenizer_name_or_path"); string(v) != `"`+base+`"` {
-		t.Errorf("tokenizer_name_or_path %s", v)
-	}
-	ad, _, err := OpenAdapter(out, nil, tinyConfig(t), 0)
-	if err != nil || ad.Virtual != (llama.Virtual{Method: llama.MethodPrompt, Tokens: 3}) || ad.PromptInitText != "hi" {
-		t.Fatalf("read back: %+v, %v", ad, err)
-	}
-	if again, _ := ad.ConfigJSON(); string(again) != string(raw) {
-		t.Errorf("config does not round-trip:\n%s\n%s", again, raw)
-	}
-	ev, err := Eval(context.Background(), EvalOptions{Base: base, Adapter: out, Data: data, Seq: 64, Device: "cpu"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev0, err := Eval(context.Background(), EvalOptions{Base: base, Adapter: filepath.Join(dir, "untrained"), Data: data, Seq: 64, Device: "cpu"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !(ev.Loss < ev0.Loss) || ev.Targets != ev0.Targets {
-		t.Errorf("eval loss %g over %d targets after training; %g over %d before", ev.Loss, ev.Targets, ev0.Loss, ev0.Targets)
-	}
-
-	// Resume: stop after 2 steps, continue, same bytes.
-	o = opts(filepath.Join(dir, "resumed"))
-	o.StopAfter, o.SaveDir = 2, filepath.Join(dir, "ck")
-	if _, err := Run(context.Background(), o); err != nil {
-		t.Fatal(err)
-	}
-	o = opts(filepath.Join(dir, "resumed"))
-	o.Resume = filepath.Join(dir, "ck")
-	if _, err := Run(context.Background(), o); err != nil {
-		t.Fatal(err)
-	}
-	a1, _ := os.ReadFile(filepath.Join(out, "adapter_model.safetensors"))
-	a2, _ := os.ReadFile(filepath.Join(dir, "resumed", "adapter_model.safetensors"))
-	if string(a1) != string(a2) {
-		t.Error("a resumed prompt-tuning run differs from the straight run")
-	}
-
 	for _, c := range []struct {
-		name string
-		edit func(*Options)
-		want string
+		method, text, peftType string
+		width                  int64
 	}{
-		{"rank", func(o *Options) { o.Rank = 4 }, "--method prompt takes no --rank"},
-		{"targets", func(o *Options) { o.Targets = []string{"q_proj"} }, "takes no --targets"},
-		{"dora", func(o *Options) { o.DoRA = true }, "--dora"},
-		{"pack", func(o *Options) { o.Pack = true }, "--pack with --method prompt"},
-		{"no tokens", func(o *Options) { o.VirtualTokens = 0 }, "needs --virtual-tokens"},
-		{"tokens with lora", func(o *Options) { o.Method = MethodLoRA }, "are for --method prompt"},
-		{"text from stdin", func(o *Options) { o.Base = "-" }, "tokenizer_name_or_path"},
+		{MethodPrompt, "hi", peft.TypePromptTuning, 64},
+		{MethodPrefix, "", peft.TypePrefixTuning, 2 * 2 * 32},
 	} {
-		o := opts(filepath.Join(dir, "refused"))
-		c.edit(&o)
-		_, err := Run(context.Background(), o)
-		if !errors.Is(err, errclass.Usage) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want a usage error with %q", c.name, err, c.want)
-		}
+		t.Run(c.method, func(t *testing.T) {
+			dir := t.TempDir()
+			data := write(t, filepath.Join(dir, "ids.jsonl"), goldenJSONL(loadGolden(t)))
+			opts := func(out string) Options {
+				o := DefaultOptions()
+				o.Base, o.Data, o.Output, o.Method, o.VirtualTokens, o.InitText = base, data, out, c.method, 3, c.text
+				o.MaxSteps, o.Batch, o.Seq, o.Device, o.LR, o.Shuffle = 4, 1, 64, "cpu", 1e-2, false
+				return o
+			}
+			out := filepath.Join(dir, "adapter")
+			if _, err := Run(context.Background(), opts(out)); err != nil {
+				t.Fatal(err)
+			}
+			o := opts(filepath.Join(dir, "untrained"))
+			o.LR = 1e-30
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			f := openST(t, filepath.Join(out, "adapter_model.safetensors"))
+			if n := len(f.Header.Tensors); n != 1 {
+				t.Fatalf("%d tensors", n)
+			}
+			if info, _ := f.Info(llama.PromptEmbeddings); info.DType != "F32" || !slices.Equal(info.Shape, []int64{3, c.width}) {
+				t.Errorf("prompt_embeddings %s %v", info.DType, info.Shape)
+			}
+			raw, _ := os.ReadFile(filepath.Join(out, "adapter_config.json"))
+			pc, err := peft.Parse(raw)
+			if err != nil || pc.PeftType != c.peftType || pc.NumVirtualTokens != 3 || pc.BaseModelNameOrPath != base {
+				t.Fatalf("config %s: %v", raw, err)
+			}
+			ad, _, err := OpenAdapter(out, nil, tinyConfig(t), 0)
+			if err != nil || ad.Virtual != (llama.Virtual{Method: c.method, Tokens: 3}) || ad.PromptInitText != c.text {
+				t.Fatalf("read back: %+v, %v", ad, err)
+			}
+			if again, _ := ad.ConfigJSON(); string(again) != string(raw) {
+				t.Errorf("config does not round-trip:\n%s\n%s", again, raw)
+			}
+			if c.text != "" {
+				if v, _ := pc.ExtraValue("tokenizer_name_or_path"); string(v) != `"`+base+`"` {
+					t.Errorf("tokenizer_name_or_path %s", v)
+				}
+			}
+			eval := func(adapter string) *EvalReport {
+				r, err := Eval(context.Background(), EvalOptions{Base: base, Adapter: adapter, Data: data, Seq: 64, Device: "cpu"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			ev, ev0 := eval(out), eval(filepath.Join(dir, "untrained"))
+			if !(ev.Loss < ev0.Loss) || ev.Targets != ev0.Targets {
+				t.Errorf("eval loss %g over %d targets after training; %g over %d before", ev.Loss, ev.Targets, ev0.Loss, ev0.Targets)
+			}
+
+			// Resume: stop after 2 steps, continue, same bytes.
+			o = opts(filepath.Join(dir, "resumed"))
+			o.StopAfter, o.SaveDir = 2, filepath.Join(dir, "ck")
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			o = opts(filepath.Join(dir, "resumed"))
+			o.Resume = filepath.Join(dir, "ck")
+			if _, err := Run(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			a1, _ := os.ReadFile(filepath.Join(out, "adapter_model.safetensors"))
+			a2, _ := os.ReadFile(filepath.Join(dir, "resumed", "adapter_model.safetensors"))
+			if string(a1) != string(a2) {
+				t.Error("a resumed run differs from the straight run")
+			}
+
+			refusals := []struct {
+				name string
+				edit func(*Options)
+				want string
+			}{
+				{"rank", func(o *Options) { o.Rank = 4 }, "--method " + c.method + " takes no --rank"},
+				{"targets", func(o *Options) { o.Targets = []string{"q_proj"} }, "takes no --targets"},
+				{"dora", func(o *Options) { o.DoRA = true }, "--dora"},
+				{"pack", func(o *Options) { o.Pack = true }, "--pack with --method " + c.method},
+				{"no tokens", func(o *Options) { o.VirtualTokens = 0 }, "needs --virtual-tokens"},
+				{"tokens with lora", func(o *Options) { o.Method = MethodLoRA }, "are for --method prompt"},
+			}
+			if c.method == MethodPrompt {
+				refusals = append(refusals, struct {
+					name string
+					edit func(*Options)
+					want string
+				}{"text from stdin", func(o *Options) { o.Base = "-" }, "tokenizer_name_or_path"})
+			} else {
+				refusals = append(refusals, struct {
+					name string
+					edit func(*Options)
+					want string
+				}{"init text", func(o *Options) { o.InitText = "x" }, "--init-text is for --method prompt"})
+			}
+			for _, r := range refusals {
+				o := opts(filepath.Join(dir, "refused"))
+				r.edit(&o)
+				_, err := Run(context.Background(), o)
+				if !errors.Is(err, errclass.Usage) || !strings.Contains(err.Error(), r.want) {
+					t.Errorf("%s: %v, want a usage error with %q", r.name, err, r.want)
+				}
+			}
+		})
 	}
 }
