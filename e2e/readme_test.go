@@ -88,6 +88,9 @@ var readmeExamples = []struct {
 	{line: "lora-train --base ./Llama-3.2-1B --data train.jsonl -o my-adapter              # LoRA r=16, alpha=32, q,k,v,o"},
 	{line: "lora-train --base ./llama-nf4 --data chat.jsonl -o a --targets all-linear --pack  # QLoRA, packed rows"},
 	{line: "lora-train --base M --data d.jsonl -o A --method ia3                            # IA3 vectors on k, v, down_proj"},
+	{line: "lora-train --base M --data d.jsonl -o soft-prompt --method prompt --virtual-tokens 20   # prompt tuning"},
+	{line: "lora-train --base M --data d.jsonl -o prefix --method prefix --virtual-tokens 10        # prefix tuning"},
+	{line: "lora-train eval --base M --adapter soft-prompt --data test.jsonl", want: []string{"loss"}},
 	{line: "lora-train --base M --data d.jsonl -o A --save-every 50 --log log.jsonl"},
 	{line: "lora-train plot log.jsonl -o loss.png --smooth 10                                # or loss.svg; --log-y for a log scale",
 		want: []string{"M (llama): LoRA r=16 α=32, 64 steps", "plot written to loss.png"}},
@@ -251,6 +254,7 @@ func TestReadmeExamples(t *testing.T) {
 		"merged/model.safetensors", "merged.safetensors", "out/model.safetensors", "merged.gguf", "llama.gguf",
 		"adapter.gguf", "my-adapter/adapter_model.safetensors", "a/adapter_model.safetensors", "log.jsonl", "loss.png",
 		"old-adapter-st/adapter_model.safetensors", "old-adapter-st/adapter_config.json", "pytorch-model.safetensors",
+		"soft-prompt/adapter_model.safetensors", "prefix/adapter_model.safetensors",
 	} {
 		if st, err := os.Stat(filepath.Join(work, f)); err != nil || st.Size() == 0 {
 			t.Errorf("expected output %s: %v", f, err)

@@ -10,7 +10,7 @@ import (
 // evalCmd is `lora-train eval`.
 type evalCmd struct {
 	Base    string `required:"" help:"Base model: HF folder, .safetensors file, or '-' (stdin)." placeholder:"MODEL"`
-	Adapter string `help:"PEFT LoRA, DoRA or IA3 adapter to apply (folder, file, or '-')." placeholder:"ADAPTER"`
+	Adapter string `help:"PEFT LoRA, DoRA, IA3, prompt- or prefix-tuning adapter to apply (folder, file, or '-')." placeholder:"ADAPTER"`
 	Data    string `required:"" help:"Data (JSONL), in any training form." placeholder:"FILE"`
 	Seq     int    `default:"${seq}" help:"Truncate examples to this many tokens."`
 	JSON    bool   `help:"Print one JSON object."`
