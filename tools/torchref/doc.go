@@ -1,7 +1,8 @@
 // Package torchref checks lorakit's decoder (pkg/llama) against a plain
 // PyTorch transcription of transformers' modeling code and PEFT's adapter
 // layers, torchref.py beside this file, for every architecture of the
-// registry.
+// registry, and PEFT's prompt and prefix tuning (PeftModelForCausalLM's
+// inputs_embeds, labels and past_key_values) on several of them.
 //
 // The test builds a tiny random checkpoint of each case (config.json,
 // model.safetensors, a PEFT adapter and a packed batch, all from a seeded

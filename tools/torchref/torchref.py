@@ -2,7 +2,8 @@
 """torchref: the forward pass of every decoder architecture lorakit runs,
 in plain PyTorch, transcribed from transformers' modeling_*.py (llama,
 mistral, qwen2, qwen3, gemma, gemma2, gemma3 text, phi3; eager attention)
-and PEFT's LoRA, DoRA and (IA)^3 layers, with PEFT's bias option. It needs
+and PEFT's LoRA, DoRA and (IA)^3 layers, with PEFT's bias option, and
+PEFT's prompt tuning and prefix tuning (PeftModelForCausalLM.forward). It needs
 torch alone (Debian's python3-torch 1.13 is enough), no transformers, no
 peft, no safetensors package.
 
@@ -17,6 +18,12 @@ the final soft-cap), "loss" (the mean cross-entropy of the shifted labels,
 transformers' ForCausalLMLoss) and, for every trainable adapter tensor
 (lora_A/B, the DoRA magnitude, ia3_l, trained biases), "grad:<name>" with
 <name> as PEFT saves it without "base_model.model.".
+
+Prompt tuning prepends the prompt to the inputs_embeds (positions 0 ..
+P+T-1, labels -100 on the prompt; "logits" are those of the real tokens);
+prefix tuning passes each layer's keys and values as a cache (not
+rotated; the real tokens' positions start at P). Their batches are not
+packed.
 
 Packing follows transformers: a new document starts wherever a position id
 is not its predecessor's plus one, and a token attends only to the earlier
@@ -216,6 +223,7 @@ class Cfg:
 class Adapter:
     def __init__(self, d, W):
         self.mods, self.params, self.bias = {}, {}, {}
+        self.virtual, self.P, self.prompt = None, 0, None
         cfg_path = os.path.join(d, "adapter_config.json")
         if not os.path.exists(cfg_path):
             return
@@ -223,6 +231,10 @@ class Adapter:
         ts = {k.removeprefix("base_model.model."): v for k, v in load_safetensors(
             os.path.join(d, "adapter_model.safetensors")).items()}
         kind = ac["peft_type"]
+        if kind in ("PROMPT_TUNING", "PREFIX_TUNING"):
+            self.virtual, self.P = kind, ac["num_virtual_tokens"]
+            self.prompt = self._param("prompt_embeddings", ts["prompt_embeddings"])
+            return
         ff = set(ac.get("feedforward_modules") or [])
         for name, t in ts.items():
             if name.endswith(".bias"):  # a trained bias (bias "all" or "lora_only")
@@ -314,12 +326,33 @@ def documents(pos):
 def forward(c, W, A, ids, pos):
     B, T = ids.shape
     x = F.embedding(ids, W["model.embed_tokens.weight"])
-    if c.embed_scale:
-        x = x * torch.tensor(c.hidden ** 0.5, dtype=x.dtype)
+    scale = torch.tensor(c.hidden ** 0.5, dtype=x.dtype)
+    P = 0  # prefix keys and values per layer
+    if A.virtual == "PROMPT_TUNING":
+        # PeftModelForCausalLM: inputs_embeds = cat(prompt, word_embeddings(ids)).
+        # Gemma 3's word embedding module scales; Gemma 1/2 scale inputs_embeds.
+        if c.embed_scale and c.mt == "gemma3_text":
+            x = x * scale
+        x = torch.cat((A.prompt[None].expand(B, -1, -1), x), dim=1)
+        if c.embed_scale and c.mt != "gemma3_text":
+            x = x * scale
+        T = x.shape[1]
+        pos = torch.arange(T).expand(B, T)
+    else:
+        if c.embed_scale:
+            x = x * scale
+        if A.virtual == "PREFIX_TUNING":
+            P = A.P
+            # get_prompt: view(P, layers*2, kv heads, head_dim).permute: layer l's
+            # keys are 2l, its values 2l+1.
+            pkv = A.prompt.view(P, c.layers * 2, c.kv, c.head_dim).permute(1, 2, 0, 3)
+            pos = pos + P  # cache_position starts after the cache
     docs = documents(pos)
-    q_idx = torch.arange(T).view(T, 1)
-    k_idx = torch.arange(T).view(1, T)
+    q_idx = torch.arange(T).view(T, 1) + P
+    k_idx = torch.arange(P + T).view(1, P + T)
     same = docs[:, :, None] == docs[:, None, :]
+    if P:
+        same = torch.ones(B, T, P + T, dtype=torch.bool)  # no packing with a prefix
     seq_len = int(pos.max()) + 1
     for l in range(c.layers):
         p = "model.layers.%d." % l
@@ -345,9 +378,13 @@ def forward(c, W, A, ids, pos):
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = (emb.cos() * att)[:, None], (emb.sin() * att)[:, None]
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if P:  # the cache's keys and values, used as given
+            k = torch.cat((pkv[2 * l][None].expand(B, -1, -1, -1), k), dim=2)
+            v = torch.cat((pkv[2 * l + 1][None].expand(B, -1, -1, -1), v), dim=2)
         rep = c.heads // c.kv
-        k = k[:, :, None].expand(B, c.kv, rep, T, c.head_dim).reshape(B, c.heads, T, c.head_dim)
-        v = v[:, :, None].expand(B, c.kv, rep, T, c.head_dim).reshape(B, c.heads, T, c.head_dim)
+        K = P + T
+        k = k[:, :, None].expand(B, c.kv, rep, K, c.head_dim).reshape(B, c.heads, K, c.head_dim)
+        v = v[:, :, None].expand(B, c.kv, rep, K, c.head_dim).reshape(B, c.heads, K, c.head_dim)
         s = torch.matmul(q, k.transpose(2, 3)) * c.scaling
         if c.attn_cap is not None:
             s = s / c.attn_cap
@@ -396,7 +433,11 @@ def main(d):
     pos = batch.get("position_ids")
     pos = torch.tensor(pos, dtype=torch.int64) if pos else torch.arange(ids.shape[1]).expand_as(ids)
     logits = forward(c, W, A, ids, pos)
+    if A.virtual == "PROMPT_TUNING":  # labels cat((-100,) * P, labels); logits of the real tokens
+        labels = torch.cat((torch.full((labels.shape[0], A.P), -100, dtype=labels.dtype), labels), dim=1)
     loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, c.vocab), labels[:, 1:].reshape(-1), ignore_index=-100)
+    if A.virtual == "PROMPT_TUNING":
+        logits = logits[:, A.P:]
     out = {"logits": logits, "loss": loss.reshape(1)}
     if A.params:
         loss.backward()

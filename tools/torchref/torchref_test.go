@@ -36,6 +36,9 @@ type adapterCase struct {
 	// fileBias stores perturbed trained biases in the adapter file (they
 	// replace the base's).
 	fileBias bool
+	// virtual is train.MethodPrompt or train.MethodPrefix: 3 virtual
+	// tokens instead of module adapters, and a batch without packing.
+	virtual string
 }
 
 // refCase is one tiny model, adapter and batch.
@@ -76,6 +79,20 @@ var cases = []refCase{
 	{"phi3_longrope_short", phi3Config, adapterCase{targets: []string{"all-linear"}}, 14},
 	{"phi3_fused_dora", phi3Config, adapterCase{targets: []string{"qkv_proj", "gate_up_proj"}, dora: true}, 16},
 	{"phi3_ia3", phi3Config, adapterCase{ia3: true}, 16},
+	{"llama_prompt", `{"model_type": "llama", ` + small + `, "num_hidden_layers": 2}`,
+		adapterCase{virtual: train.MethodPrompt}, 12},
+	{"gemma2_prompt_scaled", `{"model_type": "gemma2", ` + small + `, "num_hidden_layers": 2, "head_dim": 8,
+	  "query_pre_attn_scalar": 20, "sliding_window": 5, "attn_logit_softcapping": 3.0, "final_logit_softcapping": 5.0}`,
+		adapterCase{virtual: train.MethodPrompt}, 12},
+	{"gemma3_prompt_scaled_module", `{"model_type": "gemma3_text", ` + small + `, "num_hidden_layers": 2, "head_dim": 8,
+	  "query_pre_attn_scalar": 8, "sliding_window": 4, "sliding_window_pattern": 2}`,
+		adapterCase{virtual: train.MethodPrompt}, 12},
+	{"mistral_prefix_window", `{"model_type": "mistral", ` + small + `, "num_hidden_layers": 2, "sliding_window": 6}`,
+		adapterCase{virtual: train.MethodPrefix}, 12},
+	{"phi3_prefix_fused", phi3Config, adapterCase{virtual: train.MethodPrefix}, 12},
+	{"gemma3_prefix_qknorm", `{"model_type": "gemma3_text", ` + small + `, "num_hidden_layers": 2, "head_dim": 8,
+	  "query_pre_attn_scalar": 8, "sliding_window": 4, "sliding_window_pattern": 2}`,
+		adapterCase{virtual: train.MethodPrefix}, 12},
 }
 
 // phi3Config rotates 6 of 8 dimensions per head, with LongRoPE from 16
@@ -214,7 +231,7 @@ func run(t *testing.T, cfg *arch.Config, dir string, b llama.Batch, prec llama.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.AddAdapters(ad.Specs, load); err != nil {
+	if err := ad.Attach(m, load); err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]float32{"logits": make([]float32, b.Rows*b.Seq*cfg.Vocab)}
@@ -284,9 +301,12 @@ func writeCase(t testing.TB, c refCase, dir string) (*arch.Config, llama.Batch) 
 	// The adapter: structure and config from pkg/train, random tensors.
 	var ad *train.Adapter
 	a := c.adapter
-	if a.ia3 {
+	switch {
+	case a.virtual != "":
+		ad, err = train.NewVirtualAdapter(cfg, train.VirtualOptions{Method: a.virtual, Tokens: 3})
+	case a.ia3:
 		ad, err = train.NewIA3Adapter(cfg)
-	} else {
+	default:
 		ad, err = train.NewAdapter(cfg, train.AdapterOptions{Rank: 4, Alpha: 6, Targets: a.targets, DoRA: a.dora, Bias: a.bias})
 	}
 	if err != nil {
@@ -324,7 +344,18 @@ func writeCase(t testing.TB, c refCase, dir string) (*arch.Config, llama.Batch) 
 			adapter[p+suffix] = tensor{[]int{out}, v}
 		}
 	}
-	writeST(t, filepath.Join(dir, "adapter_model.safetensors"), adapter, "base_model.model.")
+	if a.virtual != "" { // PEFT's one unprefixed tensor, [P, hidden] or [P, layers·2·kv]
+		width := cfg.Hidden
+		if a.virtual == train.MethodPrefix {
+			if width, err = llama.PrefixWidth(cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		writeST(t, filepath.Join(dir, "adapter_model.safetensors"),
+			map[string]tensor{llama.PromptEmbeddings: {[]int{3, width}, uni(3*width, -1, 1)}}, "")
+	} else {
+		writeST(t, filepath.Join(dir, "adapter_model.safetensors"), adapter, "base_model.model.")
+	}
 	raw, err := ad.ConfigJSON()
 	if err != nil {
 		t.Fatal(err)
@@ -333,12 +364,14 @@ func writeCase(t testing.TB, c refCase, dir string) (*arch.Config, llama.Batch) 
 		t.Fatal(err)
 	}
 	// The batch: row 0 packs two documents, row 1 holds one; labels skip
-	// each document's first token and a few others.
+	// each document's first token and a few others. With virtual tokens
+	// nothing is packed, positions are the model's, and the first label of
+	// row 1 is kept (the last virtual token predicts it).
 	b := llama.Batch{Rows: 2, Seq: c.seq}
 	var ids, labels, pos [][]int32
 	for r := range b.Rows {
 		starts := map[int]bool{0: true}
-		if r == 0 {
+		if r == 0 && a.virtual == "" {
 			starts[c.seq/2-2] = true
 		}
 		var ri, rl, rp []int32
@@ -349,7 +382,7 @@ func writeCase(t testing.TB, c refCase, dir string) (*arch.Config, llama.Batch) 
 			}
 			id := int32(rng.IntN(cfg.Vocab))
 			l := id
-			if starts[i] || rng.IntN(8) == 0 {
+			if (starts[i] && !(a.virtual != "" && r == 1)) || rng.IntN(8) == 0 {
 				l = -100
 			}
 			ri, rl, rp = append(ri, id), append(rl, l), append(rp, p)
@@ -358,7 +391,12 @@ func writeCase(t testing.TB, c refCase, dir string) (*arch.Config, llama.Batch) 
 		ids, labels, pos = append(ids, ri), append(labels, rl), append(pos, rp)
 		b.IDs, b.Labels, b.Positions = append(b.IDs, ri...), append(b.Labels, rl...), append(b.Positions, rp...)
 	}
-	js, _ := json.Marshal(map[string]any{"input_ids": ids, "labels": labels, "position_ids": pos})
+	batch := map[string]any{"input_ids": ids, "labels": labels, "position_ids": pos}
+	if a.virtual != "" {
+		delete(batch, "position_ids")
+		b.Positions = nil
+	}
+	js, _ := json.Marshal(batch)
 	if err := os.WriteFile(filepath.Join(dir, "batch.json"), js, 0o644); err != nil {
 		t.Fatal(err)
 	}
