@@ -195,10 +195,21 @@ func TestVirtualRun(t *testing.T) {
 				return o
 			}
 			out := filepath.Join(dir, "adapter")
-			if _, err := Run(context.Background(), opts(out)); err != nil {
+			o := opts(out)
+			o.LogFile = filepath.Join(dir, "log.jsonl")
+			steps := 0
+			o.OnStep = func(StepResult, int) { steps++ }
+			if _, err := Run(context.Background(), o); err != nil {
 				t.Fatal(err)
 			}
-			o := opts(filepath.Join(dir, "untrained"))
+			l, err := ReadLogFile(o.LogFile, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := l.Run; r == nil || r.Method != c.method || r.VirtualTokens != 3 || r.Rank != 0 || len(l.Steps) != 4 || steps != 4 {
+				t.Errorf("log %+v with %d steps; OnStep called %d times", l.Run, len(l.Steps), steps)
+			}
+			o = opts(filepath.Join(dir, "untrained"))
 			o.LR = 1e-30
 			if _, err := Run(context.Background(), o); err != nil {
 				t.Fatal(err)
