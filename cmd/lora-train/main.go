@@ -1,5 +1,5 @@
-// Command lora-train trains LoRA, DoRA and IA3 adapters on Llama-family
-// models, evaluates them and benchmarks training steps. It is a thin layer
+// Command lora-train trains LoRA, DoRA and IA3 adapters on the registered
+// architectures, evaluates them and benchmarks training steps. It is a thin layer
 // over pkg/train.
 package main
 
@@ -14,7 +14,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
-const description = `Train a LoRA, DoRA or IA3 adapter on a Llama-family model from JSONL data.
+const description = `Train a LoRA, DoRA or IA3 adapter on a model of the table below from JSONL data.
 
 The base is an HF folder, a .safetensors file or '-' (bf16/f16/f32 weights, or a
 bitsandbytes NF4/FP4 checkpoint: QLoRA, dequantized on the fly). The data is JSONL,
@@ -31,6 +31,7 @@ Examples:
   lora-train --base ./Llama-3.2-1B --data train.jsonl -o my-adapter
   lora-train --base ./tiny --data ids.jsonl -o a.safetensors --max-steps 100 --log log.jsonl
   lora-train --base M --data d.jsonl -o A --method ia3          # (IA)3 vectors on k, v, down_proj
+  lora-train --base ./Qwen2.5-0.5B --data d.jsonl -o A --bias lora_only   # also train q/k/v biases
   lora-train --base M --data d.jsonl -o A --save-every 50       # checkpoints in A.checkpoints/
   lora-train --base M --data d.jsonl -o A --resume A.checkpoints
   lora-train --base ./Qwen3-1.7B --data chat.jsonl -o A --enable-thinking=false   # a template variable
@@ -58,7 +59,7 @@ func vars() kong.Vars {
 	d, b, p := train.DefaultOptions(), train.DefaultBenchOptions(), train.DefaultPlotOptions()
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	return kong.Vars{
-		"method": d.Method, "rank": strconv.Itoa(d.Rank), "alpha": f(d.Alpha), "dropout": f(d.Dropout),
+		"method": d.Method, "bias": d.Bias, "rank": strconv.Itoa(d.Rank), "alpha": f(d.Alpha), "dropout": f(d.Dropout),
 		"targets": strings.Join(d.Targets, ","), "lr": f(d.LR), "schedule": d.Schedule, "warmup": f(d.Warmup),
 		"epochs": f(d.Epochs), "max_steps": strconv.Itoa(d.MaxSteps), "batch": strconv.Itoa(d.Batch),
 		"grad_accum": strconv.Itoa(d.GradAccum), "seq": strconv.Itoa(d.Seq), "weight_decay": f(d.WeightDecay),

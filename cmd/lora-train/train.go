@@ -23,6 +23,7 @@ type trainCmd struct {
 	Targets  []string `default:"${targets}" help:"Projections to adapt (comma-separated), or all-linear."`
 	DoRA     bool     `name:"dora" help:"Train a DoRA adapter (weight-decomposed: adds a magnitude vector)."`
 	RSLoRA   bool     `name:"rslora" help:"Rank-stabilized scaling alpha/sqrt(r)."`
+	Bias     string   `default:"${bias}" enum:"none,all,lora_only" help:"PEFT's bias option: none (every bias frozen), all (every bias of the model trains), lora_only (the biases of the adapted projections train). Trained biases are saved in the adapter as PEFT saves them."`
 	InitFrom string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA or IA3 adapter (its method, rank, alpha, targets and DoRA setting are used)." placeholder:"ADAPTER"`
 
 	LR          float64 `name:"lr" default:"${lr}" help:"Peak learning rate."`
@@ -59,7 +60,7 @@ func (c *trainCmd) options(ctx *cli.Context) (train.Options, error) {
 	o.Env = ctx.Env()
 	o.Base, o.Data, o.Output, o.Eval, o.EvalEvery = c.Base, c.Data, c.Output, c.Eval, c.EvalEvery
 	o.Method, o.Rank, o.Alpha, o.Dropout, o.Targets = c.Method, c.Rank, c.Alpha, c.Dropout, c.Targets
-	o.DoRA, o.RSLoRA, o.InitFrom = c.DoRA, c.RSLoRA, c.InitFrom
+	o.DoRA, o.RSLoRA, o.Bias, o.InitFrom = c.DoRA, c.RSLoRA, c.Bias, c.InitFrom
 	o.LR, o.Schedule, o.Warmup, o.Epochs, o.MaxSteps = c.LR, c.Schedule, c.Warmup, c.Epochs, c.MaxSteps
 	o.Batch, o.GradAccum, o.WeightDecay, o.MaxGradNorm = c.Batch, c.GradAccum, c.WeightDecay, c.MaxGradNorm
 	o.Seed, o.Shuffle, o.UnshiftedCount = c.Seed, c.Shuffle, c.Unshifted

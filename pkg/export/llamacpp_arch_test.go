@@ -8,11 +8,11 @@ package export
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -24,10 +24,6 @@ import (
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
-// UnsupportedForward starts the message of a comparison skipped because lorakit's
-// model does not run the architecture yet (grep for it in test logs).
-const UnsupportedForward = "LORAKIT-FORWARD-UNSUPPORTED"
-
 // archCase is one tiny model of an architecture and what the test runs on it.
 type archCase struct {
 	name    string
@@ -38,9 +34,6 @@ type archCase struct {
 	// sliding window of the architectures llama.cpp runs with one, beyond LongRoPE's
 	// original context).
 	short, long int
-	// mergedRef compares the adapter GGUF with lorakit's forward of the merged model
-	// (lorakit's model applies LoRA to the decoder layers' linears only).
-	mergedRef bool
 	// beyondCap is set where llama.cpp has no sliding window and the export caps
 	// context_length to it: on a row longer than the window, llama.cpp must differ
 	// from lorakit (the reason for the cap).
@@ -69,7 +62,7 @@ func archCases() []archCase {
 	const gemmaTol = 5e-3
 	return []archCase{
 		{name: "llama", model: tiny("llama", nil), adapter: allLinear, short: 12, tol: 1e-4},
-		{name: "llama lm_head and embed_tokens LoRA", model: tiny("llama", nil), adapter: withEmbed, short: 12, tol: 1e-4, mergedRef: true},
+		{name: "llama lm_head and embed_tokens LoRA", model: tiny("llama", nil), adapter: withEmbed, short: 12, tol: 1e-4},
 		{name: "llama biases, llama3 rope", model: tiny("llama", map[string]any{"attention_bias": true, "mlp_bias": true,
 			"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
 				"high_freq_factor": 4.0, "original_max_position_embeddings": 16}}), adapter: withHead, short: 12, tol: 1e-4},
@@ -176,8 +169,8 @@ func truncate(x [][][]float64, n int) [][][]float64 {
 
 // TestLlamaCppArchitectures: for every architecture, llama.cpp applies our adapter GGUF
 // as lora-merge merges it, runs every output type as the f32 file within its rounding,
-// and computes lorakit's logits (where lorakit's model runs the architecture; until
-// then the comparison is skipped with UnsupportedForward).
+// and computes lorakit's logits: every registered architecture runs in lorakit's model,
+// so an architecture the model refuses fails here.
 func TestLlamaCppArchitectures(t *testing.T) {
 	node, script := llamaCpp(t)
 	dir := t.TempDir()
@@ -232,7 +225,9 @@ func TestLlamaCppArchitectures(t *testing.T) {
 		add(ja, jm.Name, none, c.tol, 0) // llama.cpp applies the adapter as lora-merge merges it
 		add(jb, jm.Name, none, 0, 1e-2)  // control: the adapter changes the logits
 		add(jb, "", [2]string{base, ""}, c.tol, 0)
-		if c.mergedRef {
+		// lorakit's model applies LoRA to the decoder layers' linears only: an
+		// adapter on lm_head or embed_tokens is checked through the merged model.
+		if slices.ContainsFunc(c.adapter.Targets, func(t string) bool { return t == "lm_head" || t == "embed_tokens" }) {
 			add(ja, "", [2]string{merged, ""}, c.tol, 0)
 		} else {
 			add(ja, "", [2]string{base, ad}, c.tol, 0)
@@ -277,7 +272,6 @@ func TestLlamaCppArchitectures(t *testing.T) {
 	}
 	for _, name := range order {
 		t.Run(name, func(t *testing.T) {
-			unsupported := ""
 			for _, c := range byArch[name] {
 				g, ok := got[c.job.Name]
 				if !ok {
@@ -289,14 +283,8 @@ func TestLlamaCppArchitectures(t *testing.T) {
 				if c.against != "" {
 					want = got[c.against]
 				} else {
-					if unsupported != "" {
-						continue
-					}
 					var err error
-					if want, err = lorakitLogits(c.lorakit[0], c.lorakit[1], c.job.IDs); errors.Is(err, arch.ErrUnsupported) {
-						unsupported = err.Error()
-						continue
-					} else if err != nil {
+					if want, err = lorakitLogits(c.lorakit[0], c.lorakit[1], c.job.IDs); err != nil {
 						t.Errorf("%s: lorakit's forward: %v", c.job.Name, err)
 						continue
 					}
@@ -314,9 +302,6 @@ func TestLlamaCppArchitectures(t *testing.T) {
 				default:
 					t.Logf("%-60s vs %s: %.3g (tolerance %.3g)", c.job.Name, what, d, tol)
 				}
-			}
-			if unsupported != "" {
-				t.Skipf("%s: comparisons with lorakit's forward skipped: %s", UnsupportedForward, unsupported)
 			}
 		})
 	}
