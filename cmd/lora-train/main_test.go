@@ -181,7 +181,9 @@ func TestBias(t *testing.T) {
 		t.Errorf("--bias none saved %v", b)
 	}
 	b := keys("--bias", "lora_only", "--targets", "q_proj,v_proj")
-	if len(b) == 0 || !slices.ContainsFunc(b, func(k string) bool { return strings.HasSuffix(k, "self_attn.q_proj.base_layer.bias") || strings.HasSuffix(k, "self_attn.q_proj.bias") }) {
+	if len(b) == 0 || !slices.ContainsFunc(b, func(k string) bool {
+		return strings.HasSuffix(k, "self_attn.q_proj.base_layer.bias") || strings.HasSuffix(k, "self_attn.q_proj.bias")
+	}) {
 		t.Errorf("--bias lora_only saved %v, want the q_proj and v_proj biases", b)
 	}
 	for _, k := range b {
