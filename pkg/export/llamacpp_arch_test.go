@@ -4,10 +4,12 @@ package export
 // here (internal/randmodel) → our GGUF files (the base in every type, the base with an
 // adapter GGUF, the model lora-merge writes) → the logits of the llama.cpp that
 // node-llama-cpp 3.21.1 runs, compared with each other and with lorakit's own forward
-// pass (the model `lora-train eval` uses). Skipped as llamacpp_test.go is.
+// pass (the model `lora-train eval` uses); and once per model_type the QLoRA chain
+// (quantize → train → merge → GGUF). Skipped as llamacpp_test.go is.
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -21,6 +23,7 @@ import (
 	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/merge"
+	"github.com/lorakit/lorakit/pkg/quantize"
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
@@ -86,6 +89,32 @@ func archCases() []archCase {
 			"rope_scaling": map[string]any{"type": "longrope", "short_factor": []float64{1, 1.1, 1.5, 2}, "long_factor": []float64{1, 2, 4, 8}}}),
 			adapter: allLinear, short: 12, long: 260, tol: 1e-4},
 	}
+}
+
+// qloraChain quantizes the case's base to NF4 in d, trains a QLoRA adapter on it
+// for a few steps and merges it onto the NF4 base, as `lora-quantize`,
+// `lora-train` and `lora-merge` do; it returns the three paths.
+func qloraChain(t *testing.T, c archCase, d string) (nf4, adapter, merged string) {
+	t.Helper()
+	nf4, adapter, merged = filepath.Join(d, "nf4"), filepath.Join(d, "qlora"), filepath.Join(d, "qlora-merged")
+	if _, err := quantize.Run(context.Background(), filepath.Join(d, "base"), nf4, quantize.DefaultOptions()); err != nil {
+		t.Fatalf("%s: lora-quantize: %v", c.name, err)
+	}
+	var data strings.Builder
+	for _, row := range c.rows(c.model.Tokens, 16, 16, 16, 16) {
+		b, _ := json.Marshal(map[string][]int{"input_ids": row})
+		data.Write(append(b, '\n'))
+	}
+	o := train.DefaultOptions()
+	o.Base, o.Data, o.Output = nf4, writeFile(t, filepath.Join(d, "train.jsonl"), []byte(data.String())), adapter
+	o.Targets, o.LR, o.MaxSteps, o.Batch, o.Seq, o.Device, o.Threads = []string{"all-linear"}, 5e-3, 3, 2, 16, "cpu", 2
+	if _, err := train.Run(context.Background(), o); err != nil {
+		t.Fatalf("%s: lora-train: %v", c.name, err)
+	}
+	if _, err := merge.Run(context.Background(), nf4, []merge.AdapterInput{{Path: adapter, Weight: 1}}, merged, merge.Options{}); err != nil {
+		t.Fatalf("%s: lora-merge onto NF4: %v", c.name, err)
+	}
+	return nf4, adapter, merged
 }
 
 // rows are deterministic rows of token ids below n, of the given lengths (0: none).
@@ -190,6 +219,7 @@ func TestLlamaCppArchitectures(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		first := !covered[cfg.Arch.ModelType]
 		covered[cfg.Arch.ModelType] = true
 		d := filepath.Join(dir, strings.NewReplacer(" ", "-", ",", "").Replace(c.name))
 		base, ad, merged := filepath.Join(d, "base"), filepath.Join(d, "adapter"), filepath.Join(d, "merged")
@@ -253,6 +283,17 @@ func TestLlamaCppArchitectures(t *testing.T) {
 		}
 		if c.beyondCap > 0 {
 			add(job(fmt.Sprintf("base beyond the window, %d tokens", c.beyondCap), basePath, "", c.rows(c.model.Tokens, c.beyondCap)), "", [2]string{base, ""}, 0, 1e-3)
+		}
+		if first {
+			// The whole QLoRA chain, once per model_type: lora-quantize → lora-train
+			// (QLoRA on all linear projections, rows longer than a sliding window) →
+			// lora-merge onto the NF4 base → lora-gguf, whose llama.cpp logits must
+			// be lorakit's forward of the NF4 base with the trained adapter.
+			nf4, qad, qmerged := qloraChain(t, c, d)
+			m, _ := exportModel(t, qmerged, ModelOptions{Type: gguf.TypeF32})
+			j := job("QLoRA-trained, merged f32", file("qlora-merged-f32", m), "", rows)
+			add(j, "", [2]string{nf4, qad}, c.tol, 0)
+			add(j, "", [2]string{nf4, ""}, 0, 1e-3) // control: training changed the NF4 base's logits
 		}
 	}
 	for _, a := range arch.All() {
