@@ -1,6 +1,6 @@
-// Command lora-train trains LoRA, DoRA, IA3, prompt- and prefix-tuning adapters on Llama-family
-// models, evaluates them and benchmarks training steps. It is a thin layer
-// over pkg/train.
+// Command lora-train trains LoRA, DoRA, IA3, prompt- and prefix-tuning
+// adapters on the registered architectures, evaluates them and benchmarks
+// training steps. It is a thin layer over pkg/train.
 package main
 
 import (
@@ -14,7 +14,8 @@ import (
 	"github.com/lorakit/lorakit/pkg/train"
 )
 
-const description = `Train a LoRA, DoRA, IA3, prompt-tuning or prefix-tuning adapter on a model from JSONL data.
+const description = `Train a LoRA, DoRA, IA3, prompt-tuning or prefix-tuning adapter on a model of
+the table below from JSONL data.
 
 The base is an HF folder, a .safetensors file or '-' (bf16/f16/f32 weights, or a
 bitsandbytes NF4/FP4 checkpoint: QLoRA, dequantized on the fly). The data is JSONL,
@@ -33,6 +34,7 @@ Examples:
   lora-train --base M --data d.jsonl -o A --method ia3          # (IA)3 vectors on k, v, down_proj
   lora-train --base M --data d.jsonl -o A --method prompt --virtual-tokens 20 --init-text "Classify the review:"
   lora-train --base M --data d.jsonl -o A --method prefix --virtual-tokens 10   # keys and values in every layer
+  lora-train --base ./Qwen2.5-0.5B --data d.jsonl -o A --bias lora_only   # also train q/k/v biases
   lora-train --base M --data d.jsonl -o A --save-every 50       # checkpoints in A.checkpoints/
   lora-train --base M --data d.jsonl -o A --resume A.checkpoints
   lora-train --base ./Qwen3-1.7B --data chat.jsonl -o A --enable-thinking=false   # a template variable
@@ -60,7 +62,7 @@ func vars() kong.Vars {
 	d, b, p := train.DefaultOptions(), train.DefaultBenchOptions(), train.DefaultPlotOptions()
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	return kong.Vars{
-		"method": d.Method, "rank": strconv.Itoa(d.Rank), "alpha": f(d.Alpha), "dropout": f(d.Dropout),
+		"method": d.Method, "bias": d.Bias, "rank": strconv.Itoa(d.Rank), "alpha": f(d.Alpha), "dropout": f(d.Dropout),
 		"targets": strings.Join(d.Targets, ","), "lr": f(d.LR), "schedule": d.Schedule, "warmup": f(d.Warmup),
 		"epochs": f(d.Epochs), "max_steps": strconv.Itoa(d.MaxSteps), "batch": strconv.Itoa(d.Batch),
 		"grad_accum": strconv.Itoa(d.GradAccum), "seq": strconv.Itoa(d.Seq), "weight_decay": f(d.WeightDecay),

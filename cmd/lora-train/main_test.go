@@ -5,10 +5,12 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lorakit/lorakit/internal/cli"
+	"github.com/lorakit/lorakit/internal/randmodel"
 	"github.com/lorakit/lorakit/internal/testbin"
 	"github.com/lorakit/lorakit/internal/teststream"
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -140,5 +142,56 @@ func TestSparkline(t *testing.T) {
 	}
 	if sp := sparkline([]float64{2, 2}, 10); sp != "▁▁" {
 		t.Errorf("flat: %q", sp)
+	}
+}
+
+// TestBias: --bias lora_only trains the biases of the adapted projections of
+// a Qwen2 model (q/k/v have biases) and saves them under PEFT's keys;
+// --bias none (the default) saves none, and a bad value is a usage error.
+func TestBias(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "qwen2")
+	if err := randmodel.Tiny("qwen2", 3).Write(base); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("{\"input_ids\": [1, 5, 9, 13, 17, 21]}\n{\"input_ids\": [2, 4, 6, 8, 10, 12]}\n")
+	keys := func(args ...string) []string {
+		out := filepath.Join(dir, "a.safetensors")
+		run(t, data, append([]string{"--base", base, "--data", "-", "-o", out, "--max-steps", "1", "--seq", "8",
+			"--device", "cpu", "--threads", "1", "-q"}, args...)...)
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		st, _ := f.Stat()
+		h, _, err := safetensors.ReadHeader(f, st.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var biases []string
+		for _, e := range h.Tensors {
+			if strings.HasSuffix(e.Name, ".bias") {
+				biases = append(biases, e.Name)
+			}
+		}
+		return biases
+	}
+	if b := keys(); len(b) != 0 {
+		t.Errorf("--bias none saved %v", b)
+	}
+	b := keys("--bias", "lora_only", "--targets", "q_proj,v_proj")
+	if len(b) == 0 || !slices.ContainsFunc(b, func(k string) bool {
+		return strings.HasSuffix(k, "self_attn.q_proj.base_layer.bias") || strings.HasSuffix(k, "self_attn.q_proj.bias")
+	}) {
+		t.Errorf("--bias lora_only saved %v, want the q_proj and v_proj biases", b)
+	}
+	for _, k := range b {
+		if strings.Contains(k, "k_proj") {
+			t.Errorf("--bias lora_only saved %s, a bias of a projection without LoRA", k)
+		}
+	}
+	if code, _, errs := runCode(t, data, "--base", base, "--data", "-", "-o", filepath.Join(dir, "x"), "--bias", "some"); code != 2 || !strings.Contains(errs, "--bias") {
+		t.Errorf("--bias some: exit %d: %s", code, errs)
 	}
 }

@@ -16,7 +16,7 @@ type trainCmd struct {
 	Data   string `required:"" help:"Training data (JSONL)." placeholder:"FILE"`
 	Output string `short:"o" required:"" help:"Output adapter: a folder (PEFT), FILE.safetensors, or '-' (stdout)." placeholder:"ADAPTER"`
 
-	Method        string   `default:"${method}" enum:"lora,ia3,prompt,prefix" help:"Adapter method: lora (LoRA; DoRA with --dora); ia3 ((IA)3 scaling vectors on k_proj, v_proj and down_proj, as PEFT's IA3Config defaults); prompt (prompt tuning, PEFT's PROMPT_TUNING: --virtual-tokens trainable embeddings prepended to every example); prefix (prefix tuning, PEFT's PREFIX_TUNING without prefix_projection: --virtual-tokens trainable keys and values in every layer's attention, one per KV head). prompt and prefix leave the model's weights alone: 'lora-train eval --adapter' applies them, lora-merge and lora-gguf refuse them. ia3, prompt and prefix take no --rank, --alpha, --dropout, --dora, --rslora or --targets; prompt and prefix take no --pack. The base may be NF4 (QLoRA) with every method."`
+	Method        string   `default:"${method}" enum:"lora,ia3,prompt,prefix" help:"Adapter method: lora (LoRA; DoRA with --dora); ia3 ((IA)3 scaling vectors on k_proj, v_proj and down_proj, as PEFT's IA3Config defaults); prompt (prompt tuning, PEFT's PROMPT_TUNING: --virtual-tokens trainable embeddings prepended to every example); prefix (prefix tuning, PEFT's PREFIX_TUNING without prefix_projection: --virtual-tokens trainable keys and values in every layer's attention, one per KV head). prompt and prefix leave the model's weights alone: 'lora-train eval --adapter' applies them, lora-merge and lora-gguf refuse them. ia3, prompt and prefix take no --rank, --alpha, --dropout, --dora, --rslora, --bias or --targets; prompt and prefix take no --pack. The base may be NF4 (QLoRA) with every method."`
 	VirtualTokens int      `name:"virtual-tokens" help:"--method prompt or prefix: the number of virtual tokens (num_virtual_tokens; e.g. 20). Examples keep up to --seq tokens of their own; the model attends to N more per row." placeholder:"N"`
 	InitText      string   `name:"init-text" help:"--method prompt: initialise the virtual tokens from the embeddings of this text's tokens (the base's tokenizer, special tokens included; repeated or cut to --virtual-tokens, as PEFT's prompt_tuning_init TEXT). Without it the embeddings are random, N(0, 1) from --seed (PEFT's RANDOM; a prefix always starts so)." placeholder:"TEXT"`
 	Rank          int      `short:"r" default:"${rank}" help:"LoRA rank r."`
@@ -25,6 +25,7 @@ type trainCmd struct {
 	Targets       []string `default:"${targets}" help:"Projections to adapt (comma-separated), or all-linear."`
 	DoRA          bool     `name:"dora" help:"Train a DoRA adapter (weight-decomposed: adds a magnitude vector)."`
 	RSLoRA        bool     `name:"rslora" help:"Rank-stabilized scaling alpha/sqrt(r)."`
+	Bias          string   `default:"${bias}" enum:"none,all,lora_only" help:"PEFT's bias option: none (every bias frozen), all (every bias of the model trains), lora_only (the biases of the adapted projections train). Trained biases are saved in the adapter as PEFT saves them."`
 	InitFrom      string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA, IA3, prompt- or prefix-tuning adapter (its method, rank, alpha, targets, DoRA setting or virtual tokens are used)." placeholder:"ADAPTER"`
 
 	LR          float64 `name:"lr" default:"${lr}" help:"Peak learning rate."`
@@ -61,7 +62,7 @@ func (c *trainCmd) options(ctx *cli.Context) (train.Options, error) {
 	o.Env = ctx.Env()
 	o.Base, o.Data, o.Output, o.Eval, o.EvalEvery = c.Base, c.Data, c.Output, c.Eval, c.EvalEvery
 	o.Method, o.Rank, o.Alpha, o.Dropout, o.Targets = c.Method, c.Rank, c.Alpha, c.Dropout, c.Targets
-	o.DoRA, o.RSLoRA, o.InitFrom = c.DoRA, c.RSLoRA, c.InitFrom
+	o.DoRA, o.RSLoRA, o.Bias, o.InitFrom = c.DoRA, c.RSLoRA, c.Bias, c.InitFrom
 	o.VirtualTokens, o.InitText = c.VirtualTokens, c.InitText
 	o.LR, o.Schedule, o.Warmup, o.Epochs, o.MaxSteps = c.LR, c.Schedule, c.Warmup, c.Epochs, c.MaxSteps
 	o.Batch, o.GradAccum, o.WeightDecay, o.MaxGradNorm = c.Batch, c.GradAccum, c.WeightDecay, c.MaxGradNorm

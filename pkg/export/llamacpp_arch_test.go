@@ -4,15 +4,17 @@ package export
 // here (internal/randmodel) → our GGUF files (the base in every type, the base with an
 // adapter GGUF, the model lora-merge writes) → the logits of the llama.cpp that
 // node-llama-cpp 3.21.1 runs, compared with each other and with lorakit's own forward
-// pass (the model `lora-train eval` uses). Skipped as llamacpp_test.go is.
+// pass (the model `lora-train eval` uses); and once per model_type the QLoRA chain
+// (quantize → train → merge → GGUF). Skipped as llamacpp_test.go is.
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,12 +23,9 @@ import (
 	"github.com/lorakit/lorakit/pkg/gguf"
 	"github.com/lorakit/lorakit/pkg/llama"
 	"github.com/lorakit/lorakit/pkg/merge"
+	"github.com/lorakit/lorakit/pkg/quantize"
 	"github.com/lorakit/lorakit/pkg/train"
 )
-
-// UnsupportedForward starts the message of a comparison skipped because lorakit's
-// model does not run the architecture yet (grep for it in test logs).
-const UnsupportedForward = "LORAKIT-FORWARD-UNSUPPORTED"
 
 // archCase is one tiny model of an architecture and what the test runs on it.
 type archCase struct {
@@ -38,9 +37,6 @@ type archCase struct {
 	// sliding window of the architectures llama.cpp runs with one, beyond LongRoPE's
 	// original context).
 	short, long int
-	// mergedRef compares the adapter GGUF with lorakit's forward of the merged model
-	// (lorakit's model applies LoRA to the decoder layers' linears only).
-	mergedRef bool
 	// beyondCap is set where llama.cpp has no sliding window and the export caps
 	// context_length to it: on a row longer than the window, llama.cpp must differ
 	// from lorakit (the reason for the cap).
@@ -69,7 +65,7 @@ func archCases() []archCase {
 	const gemmaTol = 5e-3
 	return []archCase{
 		{name: "llama", model: tiny("llama", nil), adapter: allLinear, short: 12, tol: 1e-4},
-		{name: "llama lm_head and embed_tokens LoRA", model: tiny("llama", nil), adapter: withEmbed, short: 12, tol: 1e-4, mergedRef: true},
+		{name: "llama lm_head and embed_tokens LoRA", model: tiny("llama", nil), adapter: withEmbed, short: 12, tol: 1e-4},
 		{name: "llama biases, llama3 rope", model: tiny("llama", map[string]any{"attention_bias": true, "mlp_bias": true,
 			"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
 				"high_freq_factor": 4.0, "original_max_position_embeddings": 16}}), adapter: withHead, short: 12, tol: 1e-4},
@@ -93,6 +89,32 @@ func archCases() []archCase {
 			"rope_scaling": map[string]any{"type": "longrope", "short_factor": []float64{1, 1.1, 1.5, 2}, "long_factor": []float64{1, 2, 4, 8}}}),
 			adapter: allLinear, short: 12, long: 260, tol: 1e-4},
 	}
+}
+
+// qloraChain quantizes the case's base to NF4 in d, trains a QLoRA adapter on it
+// for a few steps and merges it onto the NF4 base, as `lora-quantize`,
+// `lora-train` and `lora-merge` do; it returns the three paths.
+func qloraChain(t *testing.T, c archCase, d string) (nf4, adapter, merged string) {
+	t.Helper()
+	nf4, adapter, merged = filepath.Join(d, "nf4"), filepath.Join(d, "qlora"), filepath.Join(d, "qlora-merged")
+	if _, err := quantize.Run(context.Background(), filepath.Join(d, "base"), nf4, quantize.DefaultOptions()); err != nil {
+		t.Fatalf("%s: lora-quantize: %v", c.name, err)
+	}
+	var data strings.Builder
+	for _, row := range c.rows(c.model.Tokens, 16, 16, 16, 16) {
+		b, _ := json.Marshal(map[string][]int{"input_ids": row})
+		data.Write(append(b, '\n'))
+	}
+	o := train.DefaultOptions()
+	o.Base, o.Data, o.Output = nf4, writeFile(t, filepath.Join(d, "train.jsonl"), []byte(data.String())), adapter
+	o.Targets, o.LR, o.MaxSteps, o.Batch, o.Seq, o.Device, o.Threads = []string{"all-linear"}, 5e-3, 3, 2, 16, "cpu", 2
+	if _, err := train.Run(context.Background(), o); err != nil {
+		t.Fatalf("%s: lora-train: %v", c.name, err)
+	}
+	if _, err := merge.Run(context.Background(), nf4, []merge.AdapterInput{{Path: adapter, Weight: 1}}, merged, merge.Options{}); err != nil {
+		t.Fatalf("%s: lora-merge onto NF4: %v", c.name, err)
+	}
+	return nf4, adapter, merged
 }
 
 // rows are deterministic rows of token ids below n, of the given lengths (0: none).
@@ -176,8 +198,8 @@ func truncate(x [][][]float64, n int) [][][]float64 {
 
 // TestLlamaCppArchitectures: for every architecture, llama.cpp applies our adapter GGUF
 // as lora-merge merges it, runs every output type as the f32 file within its rounding,
-// and computes lorakit's logits (where lorakit's model runs the architecture; until
-// then the comparison is skipped with UnsupportedForward).
+// and computes lorakit's logits: every registered architecture runs in lorakit's model,
+// so an architecture the model refuses fails here.
 func TestLlamaCppArchitectures(t *testing.T) {
 	node, script := llamaCpp(t)
 	dir := t.TempDir()
@@ -197,6 +219,7 @@ func TestLlamaCppArchitectures(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		first := !covered[cfg.Arch.ModelType]
 		covered[cfg.Arch.ModelType] = true
 		d := filepath.Join(dir, strings.NewReplacer(" ", "-", ",", "").Replace(c.name))
 		base, ad, merged := filepath.Join(d, "base"), filepath.Join(d, "adapter"), filepath.Join(d, "merged")
@@ -232,7 +255,9 @@ func TestLlamaCppArchitectures(t *testing.T) {
 		add(ja, jm.Name, none, c.tol, 0) // llama.cpp applies the adapter as lora-merge merges it
 		add(jb, jm.Name, none, 0, 1e-2)  // control: the adapter changes the logits
 		add(jb, "", [2]string{base, ""}, c.tol, 0)
-		if c.mergedRef {
+		// lorakit's model applies LoRA to the decoder layers' linears only: an
+		// adapter on lm_head or embed_tokens is checked through the merged model.
+		if slices.ContainsFunc(c.adapter.Targets, func(t string) bool { return t == "lm_head" || t == "embed_tokens" }) {
 			add(ja, "", [2]string{merged, ""}, c.tol, 0)
 		} else {
 			add(ja, "", [2]string{base, ad}, c.tol, 0)
@@ -259,6 +284,17 @@ func TestLlamaCppArchitectures(t *testing.T) {
 		if c.beyondCap > 0 {
 			add(job(fmt.Sprintf("base beyond the window, %d tokens", c.beyondCap), basePath, "", c.rows(c.model.Tokens, c.beyondCap)), "", [2]string{base, ""}, 0, 1e-3)
 		}
+		if first {
+			// The whole QLoRA chain, once per model_type: lora-quantize → lora-train
+			// (QLoRA on all linear projections, rows longer than a sliding window) →
+			// lora-merge onto the NF4 base → lora-gguf, whose llama.cpp logits must
+			// be lorakit's forward of the NF4 base with the trained adapter.
+			nf4, qad, qmerged := qloraChain(t, c, d)
+			m, _ := exportModel(t, qmerged, ModelOptions{Type: gguf.TypeF32})
+			j := job("QLoRA-trained, merged f32", file("qlora-merged-f32", m), "", rows)
+			add(j, "", [2]string{nf4, qad}, c.tol, 0)
+			add(j, "", [2]string{nf4, ""}, 0, 1e-3) // control: training changed the NF4 base's logits
+		}
 	}
 	for _, a := range arch.All() {
 		if !covered[a.ModelType] {
@@ -277,7 +313,6 @@ func TestLlamaCppArchitectures(t *testing.T) {
 	}
 	for _, name := range order {
 		t.Run(name, func(t *testing.T) {
-			unsupported := ""
 			for _, c := range byArch[name] {
 				g, ok := got[c.job.Name]
 				if !ok {
@@ -289,14 +324,8 @@ func TestLlamaCppArchitectures(t *testing.T) {
 				if c.against != "" {
 					want = got[c.against]
 				} else {
-					if unsupported != "" {
-						continue
-					}
 					var err error
-					if want, err = lorakitLogits(c.lorakit[0], c.lorakit[1], c.job.IDs); errors.Is(err, arch.ErrUnsupported) {
-						unsupported = err.Error()
-						continue
-					} else if err != nil {
+					if want, err = lorakitLogits(c.lorakit[0], c.lorakit[1], c.job.IDs); err != nil {
 						t.Errorf("%s: lorakit's forward: %v", c.job.Name, err)
 						continue
 					}
@@ -314,9 +343,6 @@ func TestLlamaCppArchitectures(t *testing.T) {
 				default:
 					t.Logf("%-60s vs %s: %.3g (tolerance %.3g)", c.job.Name, what, d, tol)
 				}
-			}
-			if unsupported != "" {
-				t.Skipf("%s: comparisons with lorakit's forward skipped: %s", UnsupportedForward, unsupported)
 			}
 		})
 	}

@@ -99,7 +99,7 @@ type Options struct {
 // dropout 0.05 on q/k/v/o, the DefaultSettings hyper-parameters, 2048
 // tokens per example, device auto.
 func DefaultOptions() Options {
-	return Options{Method: MethodLoRA, Rank: 16, Alpha: 32, Dropout: 0.05,
+	return Options{Method: MethodLoRA, Rank: 16, Alpha: 32, Dropout: 0.05, Bias: "none",
 		Targets: []string{"q_proj", "k_proj", "v_proj", "o_proj"}, Settings: DefaultSettings(), Seq: 2048, Device: "auto"}
 }
 
