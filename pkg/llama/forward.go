@@ -235,12 +235,14 @@ func (m *Model) prepare(b *Batch, train, labels bool) error {
 }
 
 // Reserve allocates the training workspace for batches of rows×seq tokens
-// now, so that a device too small for them fails here rather than in the
-// first ForwardBackward (which otherwise allocates it).
+// (plus prompt tuning's virtual tokens) now, so that a device too small for
+// them fails here rather than in the first ForwardBackward (which otherwise
+// allocates it).
 func (m *Model) Reserve(rows, seq int) error {
 	if rows <= 0 || seq <= 0 {
 		return fmt.Errorf("%w: shape %d×%d", ErrBatch, rows, seq)
 	}
+	seq += m.promptTokens() // the rows the layers see
 	ws := m.ws
 	if ws != nil && ws.rows == rows && ws.seq == seq && ws.train && ws.ckpt == m.opt.GradCheckpoint {
 		return nil

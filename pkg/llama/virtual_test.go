@@ -142,6 +142,13 @@ func TestPromptLossLabels(t *testing.T) {
 	if n != want {
 		t.Errorf("%d scored positions, want %d (every label, the first of each row included)", n, want)
 	}
+	if err := pm.Reserve(2, 6); err != nil {
+		t.Fatal(err)
+	}
+	reserved := pm.WorkspaceBytes()
+	if _, _, err := pm.ForwardBackward(b, Step{}); err != nil || pm.WorkspaceBytes() != reserved {
+		t.Errorf("Reserve(2, 6) made %d bytes, the pass %d (%v)", reserved, pm.WorkspaceBytes(), err)
+	}
 	b.Positions = make([]int32, len(b.IDs))
 	if _, _, err := pm.Loss(b); err == nil {
 		t.Error("a batch with Positions was accepted with virtual tokens")
