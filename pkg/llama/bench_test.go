@@ -59,7 +59,9 @@ func randomLoader(cfg *arch.Config, rank int) Loader {
 	}
 }
 
-func benchTrainStep(b *testing.B, cfg *arch.Config, rows, seq int, opt Options, targets []string) {
+// benchTrainStep times ForwardBackward with rank-16 LoRA on targets and,
+// when given, virtual tokens (N(0, 1) values).
+func benchTrainStep(b *testing.B, cfg *arch.Config, rows, seq int, opt Options, targets []string, virt ...Virtual) {
 	be := cpu.New(0)
 	load := randomLoader(cfg, 16)
 	m, err := New(be, cfg, load, opt)
@@ -73,10 +75,27 @@ func benchTrainStep(b *testing.B, cfg *arch.Config, rows, seq int, opt Options, 
 			specs = append(specs, Adapter{Layer: l, Module: tg, Rank: 16, Scale: 2})
 		}
 	}
-	if err := m.AddAdapters(specs, load); err != nil {
-		b.Fatal(err)
+	if len(specs) > 0 {
+		if err := m.AddAdapters(specs, load); err != nil {
+			b.Fatal(err)
+		}
 	}
 	r := rand.New(rand.NewPCG(3, 4))
+	for _, v := range virt {
+		w := cfg.Hidden
+		if v.Method == MethodPrefix {
+			if w, err = PrefixWidth(cfg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		x := make([]float32, v.Tokens*w)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		if err := m.AddVirtual(v, tensorLoader(PromptEmbeddings, x, v.Tokens, w)); err != nil {
+			b.Fatal(err)
+		}
+	}
 	batch := Batch{Rows: rows, Seq: seq}
 	for range rows * seq {
 		id := int32(r.IntN(cfg.Vocab))
@@ -115,6 +134,19 @@ func BenchmarkTrainStep100MBF16(b *testing.B) {
 // BenchmarkTrainStep100MAllLinear adapts all seven projections.
 func BenchmarkTrainStep100MAllLinear(b *testing.B) {
 	benchTrainStep(b, bench100M, 1, 128, Options{}, []string{Q, K, V, O, Gate, Up, Down})
+}
+
+// BenchmarkTrainStep100MPrompt is one prompt-tuning step (20 virtual
+// tokens, no module adapters) at 1×128 tokens: the layers run 148 rows and
+// the backward pass reaches the embeddings.
+func BenchmarkTrainStep100MPrompt(b *testing.B) {
+	benchTrainStep(b, bench100M, 1, 128, Options{}, nil, Virtual{Method: MethodPrompt, Tokens: 20})
+}
+
+// BenchmarkTrainStep100MPrefix is one prefix-tuning step (20 keys and
+// values per layer) at 1×128 tokens.
+func BenchmarkTrainStep100MPrefix(b *testing.B) {
+	benchTrainStep(b, bench100M, 1, 128, Options{}, nil, Virtual{Method: MethodPrefix, Tokens: 20})
 }
 
 // nf4Random quantizes the projections of load (QLoRA's defaults, bf16
