@@ -449,6 +449,9 @@ func (o *Options) warnIgnored(ad *Adapter) {
 	d := DefaultOptions()
 	if ad.IsVirtual() {
 		f := o.loraFlags()
+		if o.Method != "" && o.Method != MethodLoRA && o.Method != ad.Virtual.Method {
+			f = append(f, "--method "+o.Method)
+		}
 		if o.VirtualTokens != 0 && o.VirtualTokens != ad.Virtual.Tokens {
 			f = append(f, "--virtual-tokens")
 		}
