@@ -12,6 +12,7 @@ var prefixCases = []Case{
 	{"attention_prefix", tolSum, func(e *Env) { testAttentionPrefix(e, compute.F32, false) }},
 	{"attention_prefix_backward", tolGrad, func(e *Env) { testAttentionPrefix(e, compute.F32, true) }},
 	{"attention_prefix_bf16", tolBF16Grad, func(e *Env) { testAttentionPrefix(e, compute.BF16, true) }},
+	{"attention_prefix_long", tolGrad, testAttentionPrefixLong},
 	{"attention_prefix_long_bf16", tolBF16Grad, testAttentionPrefixLongBF16},
 	{"attention_prefix_equivalence", tolSum, func(e *Env) { testAttentionPrefixEquivalence(e, compute.F32) }},
 	{"attention_prefix_equivalence_bf16", tolBF16, func(e *Env) { testAttentionPrefixEquivalence(e, compute.BF16) }},
@@ -51,6 +52,14 @@ func testAttentionPrefixLongBF16(e *Env) {
 	checkAttention(e, p, compute.BF16, nil, true)
 	p.Window, p.SoftCap = 15, 3
 	checkAttention(e, p, compute.BF16, nil, true)
+}
+
+// testAttentionPrefixLong has a prefix longer than a GPU block's tile of
+// 128 keys, cut by the window for the later queries (f32, against the
+// analytic gradients).
+func testAttentionPrefixLong(e *Env) {
+	p := compute.Attention{Batch: 1, Seq: 20, Heads: 4, KVHeads: 1, HeadDim: 16, Scale: 0.25, Prefix: 120, Window: 130,
+		SoftCap: 3}
 	checkAttention(e, p, compute.F32, nil, true)
 }
 
