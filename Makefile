@@ -4,6 +4,10 @@
 #   make test    run every test (vet, unit, golden, fuzz seeds, end to end,
 #                every CPU kernel tier, arm64 under qemu)
 #   make bench   run the Go benchmarks of the hot paths
+#   make bench-tools [SIZE=small|8b] [BENCH_DIR=DIR] [RUNS=N]
+#                time the tools, built as `go install` builds them, against
+#                cp -r + sync on a generated model
+#                (scripts/bench-tools.sh; 8b needs ~33 GB of disk)
 
 GO        ?= go
 export CGO_ENABLED := 0
@@ -18,7 +22,7 @@ TIER_PKGS   := $(KERNEL_PKGS) ./pkg/dtype ./pkg/nf4 ./pkg/gguf ./pkg/compute/cpu
 ARM64_PKGS  := $(KERNEL_PKGS) ./pkg/dtype ./pkg/nf4 ./pkg/compute/cpu
 QEMU        ?= qemu-aarch64-static
 
-.PHONY: all build test test-tiers test-arm64 test-purego vet demo bench fuzz clean
+.PHONY: all build test test-tiers test-arm64 test-purego vet demo bench bench-tools fuzz clean
 
 all: build
 
@@ -67,6 +71,12 @@ test-arm64:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./internal/kernels/... ./pkg/...
+
+SIZE      ?= small
+BENCH_DIR ?= /tmp/lorakit-bench
+
+bench-tools:
+	env -u CGO_ENABLED GO="$(GO)" scripts/bench-tools.sh $(BENCH_DIR) $(SIZE) $(RUNS)
 
 demo: build
 	./scripts/demo.sh
