@@ -316,9 +316,9 @@ extern "C" __global__ void __launch_bounds__(LK_ELEM_THREADS) lk_seg_bounds(int*
 // lk_attn_chunk_p: the softmax of one chunk of queries for the tensor-core
 // path. S holds, for kv head g < G (grid.y) and query row c < C (grid.x),
 // the scaled scores of queries i0..i0+C−1 of head g·group + jm of sequence
-// b against key positions k0..k0+Tk−1: S[(g·C + c)·Tk + col]. With forward set it
-// computes each row's log-sum-exp over the visible keys and stores it in
-// lse[b, h, i]; otherwise it reads it. P (bf16, laid out as S) receives
+// b against key positions k0..k0+Tk−1: S[(g·C + c)·Tk + col]. With forward
+// set it computes each row's log-sum-exp over the visible keys and stores it
+// in lse[b, h, i]; otherwise it reads it. P (bf16, laid out as S) receives
 // exp(cap(s) − lse) for visible keys and 0 for the others.
 extern "C" __global__ void __launch_bounds__(LK_RED_THREADS) lk_attn_chunk_p(unsigned short* P, float* lse,
                                                                             const float* S, const int* start, int b,
