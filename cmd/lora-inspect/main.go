@@ -77,7 +77,7 @@ type planCmd struct {
 	Config         string   `required:"" help:"config.json of the base model, or a built-in shape: ${shapes}." placeholder:"CONFIG"`
 	Rank           int      `short:"r" default:"${rank}" help:"LoRA rank r."`
 	Alpha          float64  `default:"${alpha}" help:"LoRA alpha (scaling = alpha/r, or alpha/sqrt(r) with --rslora)."`
-	Targets        []string `default:"${targets}" help:"Target modules (comma-separated), or all-linear."`
+	Targets        []string `default:"${targets}" help:"Target modules (comma-separated), or all-linear. The default is the attention projections (Phi-3: its fused qkv_proj and o_proj)."`
 	DoRA           bool     `name:"dora" help:"Plan a DoRA adapter (adds a magnitude vector per module)."`
 	RSLoRA         bool     `name:"rslora" help:"Use rank-stabilized scaling alpha/sqrt(r)."`
 	QLoRA          bool     `name:"qlora" help:"Highlight the QLoRA (NF4 + double quant) estimate; both are always computed."`

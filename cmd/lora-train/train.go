@@ -22,7 +22,7 @@ type trainCmd struct {
 	Rank          int      `short:"r" default:"${rank}" help:"LoRA rank r."`
 	Alpha         float64  `default:"${alpha}" help:"LoRA alpha (scaling alpha/r, or alpha/sqrt(r) with --rslora)."`
 	Dropout       float64  `default:"${dropout}" help:"Dropout on the adapter input during training."`
-	Targets       []string `default:"${targets}" help:"Projections to adapt (comma-separated), or all-linear."`
+	Targets       []string `default:"${targets}" help:"Projections to adapt (comma-separated), or all-linear. The default is the attention projections, q_proj,k_proj,v_proj,o_proj (Phi-3: its fused qkv_proj and o_proj)."`
 	DoRA          bool     `name:"dora" help:"Train a DoRA adapter (weight-decomposed: adds a magnitude vector)."`
 	RSLoRA        bool     `name:"rslora" help:"Rank-stabilized scaling alpha/sqrt(r)."`
 	Bias          string   `default:"${bias}" enum:"none,all,lora_only" help:"PEFT's bias option: none (every bias frozen), all (every bias of the model trains), lora_only (the biases of the adapted projections train). Trained biases are saved in the adapter as PEFT saves them."`

@@ -55,6 +55,16 @@ func (c *Config) AllLinear() []string {
 	return out
 }
 
+// AttentionTargets are the architecture's attention projections, lorakit's
+// default LoRA targets: q_proj, k_proj, v_proj and o_proj, or Phi-3's fused
+// qkv_proj and o_proj.
+func (c *Config) AttentionTargets() []string {
+	if c.FusedQKV {
+		return []string{"qkv_proj", "o_proj"}
+	}
+	return []string{"q_proj", "k_proj", "v_proj", "o_proj"}
+}
+
 // Targets lists the target names the CLI accepts for this architecture:
 // the layer projections, lm_head, embed_tokens and "all-linear".
 func (c *Config) Targets() []string {

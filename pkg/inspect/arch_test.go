@@ -194,3 +194,30 @@ func TestPlanText(t *testing.T) {
 		t.Errorf("modules %+v", r.Modules)
 	}
 }
+
+// TestPlanDefaultTargets: the default targets are the architecture's own
+// attention projections, Phi-3's fused qkv_proj and o_proj included.
+func TestPlanDefaultTargets(t *testing.T) {
+	for _, c := range []struct {
+		shape     string
+		trainable int64
+	}{
+		// r·(in + out) per projection per layer: Phi-3.5-mini's qkv_proj
+		// 3072 → 9216 and o_proj 3072 → 3072 over 32 layers.
+		{"phi3.5-mini", 16 * (3072 + 9216 + 3072 + 3072) * 32},
+		// Llama 3 8B: q, o 4096 → 4096, k, v 4096 → 1024, 32 layers.
+		{"llama3-8b", 16 * (2*(4096+4096) + 2*(4096+1024)) * 32},
+	} {
+		cfg, err := checkpoint.LoadConfig(c.shape)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Plan(cfg, DefaultPlanOptions())
+		if err != nil {
+			t.Fatalf("%s: %v", c.shape, err)
+		}
+		if r.TrainableParams != c.trainable {
+			t.Errorf("%s: %d trainable, want %d", c.shape, r.TrainableParams, c.trainable)
+		}
+	}
+}

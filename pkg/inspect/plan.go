@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/lorakit/lorakit/pkg/arch"
@@ -77,6 +78,9 @@ func Plan(cfg *arch.Config, o PlanOptions) (*Report, error) {
 				targets = append(targets, t)
 			}
 		}
+	}
+	if slices.Equal(targets, DefaultPlanOptions().Targets) {
+		targets = cfg.AttentionTargets() // the default names the architecture's own (Phi-3: qkv_proj, o_proj)
 	}
 	if o.Alpha == 0 {
 		o.Alpha = float64(o.Rank)

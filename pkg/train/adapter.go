@@ -38,15 +38,9 @@ func hasBias(cfg *arch.Config, module string) bool {
 	return false
 }
 
-// AttentionTargets are an architecture's attention projections, lorakit's
-// default LoRA targets: q_proj, k_proj, v_proj and o_proj, or Phi-3's fused
-// qkv_proj and o_proj.
-func AttentionTargets(cfg *arch.Config) []string {
-	if cfg.FusedQKV {
-		return []string{"qkv_proj", "o_proj"}
-	}
-	return []string{"q_proj", "k_proj", "v_proj", "o_proj"}
-}
+// AttentionTargets are lorakit's default LoRA targets for an architecture
+// (arch.Config.AttentionTargets).
+func AttentionTargets(cfg *arch.Config) []string { return cfg.AttentionTargets() }
 
 // IA3Targets returns the modules of PEFT's IA3Config defaults for an
 // architecture (TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING) and
