@@ -134,29 +134,30 @@ func (in *input) bytes(lo, hi int) ([]byte, error) {
 type decoder func(v []float32, e0, e1 int) error
 
 // decoder returns how to read j's base values: converted from the stored
-// dtype, or dequantized from 4 bits.
-func (p *Plan) decoder(j *job, in *input, s *scratch) (decoder, error) {
+// dtype, or dequantized from 4 bits. Each call reads only the bytes of its
+// range (for 4 bits, of the enclosing quantization blocks).
+func (p *Plan) decoder(j *job, in *input, s *scratch) decoder {
 	bt := j.in
 	if q := bt.quant; q != nil {
 		qs := q.state
 		absmax := qs.BlockAbsmax()
 		n := int(qs.NumElements())
 		bs := qs.Blocksize
-		packed, err := in.bytes(0, nf4.PackedLen(n))
-		if err != nil {
-			return nil, err
-		}
 		return func(v []float32, e0, e1 int) error {
 			// Dequantize the enclosing whole blocks, then round to the
 			// state's dtype as bitsandbytes' dequantize_4bit returns it.
 			as, ae := e0-e0%bs, min(n, (e1+bs-1)/bs*bs)
+			packed, err := in.bytes(as/2, nf4.PackedLen(ae))
+			if err != nil {
+				return err
+			}
 			s.deq = grow(s.deq, ae-as)
-			if err := nf4.Dequantize(s.deq, packed[as/2:nf4.PackedLen(ae)], absmax[as/bs:nf4.NumBlocks(ae, bs)], bs, &qs.Map); err != nil {
+			if err := nf4.Dequantize(s.deq, packed, absmax[as/bs:nf4.NumBlocks(ae, bs)], bs, &qs.Map); err != nil {
 				return err
 			}
 			copy(v, s.deq[e0-as:e1-as])
 			return roundTo(v, qs.DType, s)
-		}, nil
+		}
 	}
 	size := bt.info.DType.Size()
 	dt := bt.info.DType
@@ -166,7 +167,7 @@ func (p *Plan) decoder(j *job, in *input, s *scratch) (decoder, error) {
 			return err
 		}
 		return dtype.ToF32(v, b, dt)
-	}, nil
+	}
 }
 
 // roundTo rounds v to dt's precision (round to nearest even) in place.
@@ -181,90 +182,126 @@ func roundTo(v []float32, dt dtype.DType, s *scratch) error {
 	return dtype.ToF32(v, s.bytes, dt)
 }
 
-// compute merges job j from its input into full (the whole tensor as
-// float32, when not nil) or, block by block, into out encoded as j.out.
-func (p *Plan) compute(j *job, in *input, s *scratch, out []byte, full []float32) error {
+// merger is one job's merge, ready to compute any range of its rows on any
+// worker: the contributions loaded once, the per-column DoRA factors
+// computed. Rows are independent (a row's merged values, and its DoRA row
+// norm, depend on that row alone), so ranges computed apart give the bytes
+// of the whole.
+type merger struct {
+	p            *Plan
+	j            *job
+	pcs          []*prepared
+	rows, cols   int
+	block        int // rows per block: decoded, merged and encoded in cache
+	sole, needW0 bool
+}
+
+// blockRows is the number of rows of a row block of a tensor with cols
+// columns: about blockElems values, whole 4-row kernel tiles
+// (internal/kernels/lowrank) when more than 4.
+func blockRows(cols int) int {
+	block := max(1, blockElems/max(1, cols))
+	if block > 4 {
+		block &^= 3
+	}
+	return block
+}
+
+// newMerger loads j's contributions and, for a per-column DoRA, makes the
+// pass over the whole tensor its column norms need.
+func (p *Plan) newMerger(j *job) (*merger, error) {
 	pcs, err := p.prepare(j)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	dec, err := p.decoder(j, in, s)
-	if err != nil {
-		return err
-	}
-	rows, cols := shape2(j.shape)
-	if rows == 0 || cols == 0 {
-		return nil
-	}
-	sole := len(pcs) == 1 && pcs[0].weight == 1
-	needW0 := false
+	m := &merger{p: p, j: j, pcs: pcs, sole: len(pcs) == 1 && pcs[0].weight == 1}
+	m.rows, m.cols = shape2(j.shape)
+	m.block = blockRows(m.cols)
 	for _, pc := range pcs {
 		if pc.kind != cLoRA && pc.kind != cLoRABias {
-			needW0 = needW0 || !sole
+			m.needW0 = m.needW0 || !m.sole
 		}
 	}
-	block := max(1, blockElems/cols)
-	if block > 4 {
-		block &^= 3 // whole 4-row kernel tiles (internal/kernels/lowrank)
+	if m.rows == 0 || m.cols == 0 {
+		return m, nil
 	}
-	// Per-column DoRA norms need a pass over the whole tensor first.
+	var s *scratch
 	for _, pc := range pcs {
-		if pc.kind == cDoRA && pc.colScale {
-			// torch reduces a strided dimension sequentially in float32.
-			sum := make([]float32, cols)
-			for r0 := 0; r0 < rows; r0 += block {
-				r1 := min(rows, r0+block)
-				s.t = grow(s.t, (r1-r0)*cols)
-				if err := dec(s.t, r0*cols, r1*cols); err != nil {
-					return err
-				}
-				p.addLoRA(pc, s.t, r0, r1, cols, pc.scale, s)
-				for i := 0; i < r1-r0; i++ {
-					for c, x := range s.t[i*cols : (i+1)*cols] {
-						sum[c] = float32(sum[c] + float32(x*x))
-					}
-				}
+		if pc.kind != cDoRA || !pc.colScale {
+			continue
+		}
+		if s == nil {
+			s = new(scratch)
+		}
+		dec := p.decoder(j, p.input(j, s), s)
+		rows, cols := m.rows, m.cols
+		// torch reduces a strided dimension sequentially in float32.
+		sum := make([]float32, cols)
+		for r0 := 0; r0 < rows; r0 += m.block {
+			r1 := min(rows, r0+m.block)
+			s.t = grow(s.t, (r1-r0)*cols)
+			if err := dec(s.t, r0*cols, r1*cols); err != nil {
+				return nil, err
 			}
-			pc.factor = make([]float32, cols)
-			for c := range sum {
-				pc.factor[c] = pc.vec[c] / float32(math.Sqrt(float64(sum[c])))
+			p.addLoRA(pc, s.t, r0, r1, cols, pc.scale, s)
+			for i := 0; i < r1-r0; i++ {
+				for c, x := range s.t[i*cols : (i+1)*cols] {
+					sum[c] = float32(sum[c] + float32(x*x))
+				}
 			}
 		}
+		pc.factor = make([]float32, cols)
+		for c := range sum {
+			pc.factor[c] = pc.vec[c] / float32(math.Sqrt(float64(sum[c])))
+		}
 	}
-	for r0 := 0; r0 < rows; r0 += block {
-		r1 := min(rows, r0+block)
-		n := (r1 - r0) * cols
+	return m, nil
+}
+
+// compute merges rows [r0, r1) block by block, each block decoded, merged
+// and encoded while in cache: into out (those rows encoded as j.out) or,
+// when full is not nil, into full (the whole tensor as float32).
+func (m *merger) compute(r0, r1 int, s *scratch, out []byte, full []float32) error {
+	p, j, cols := m.p, m.j, m.cols
+	if r0 >= r1 || cols == 0 {
+		return nil
+	}
+	dec := p.decoder(j, p.input(j, s), s)
+	sz := j.out.Size()
+	for b0 := r0; b0 < r1; b0 += m.block {
+		b1 := min(r1, b0+m.block)
+		n := (b1 - b0) * cols
 		var v []float32
 		if full != nil {
-			v = full[r0*cols : r1*cols]
+			v = full[b0*cols : b1*cols]
 		} else {
 			s.v = grow(s.v, n)
 			v = s.v
 		}
-		if err := dec(v, r0*cols, r1*cols); err != nil {
+		if err := dec(v, b0*cols, b1*cols); err != nil {
 			return err
 		}
 		var w0 []float32
-		if needW0 {
+		if m.needW0 {
 			s.w0 = grow(s.w0, n)
 			w0 = s.w0
 			copy(w0, v)
 		}
-		for _, pc := range pcs {
-			if err := p.apply(pc, v, w0, sole, r0, r1, cols, s); err != nil {
+		for _, pc := range m.pcs {
+			if err := p.apply(pc, v, w0, m.sole, b0, b1, cols, s); err != nil {
 				return err
 			}
 		}
 		if p.opts.Safe {
 			for i, x := range v {
 				if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-					return fmt.Errorf("%w: tensor %q, element %d: %v", ErrNonFinite, j.name, r0*cols+i, x)
+					return fmt.Errorf("%w: tensor %q, element %d: %v", ErrNonFinite, j.name, b0*cols+i, x)
 				}
 			}
 		}
 		if out != nil {
-			sz := j.out.Size()
-			if err := dtype.FromF32(out[r0*cols*sz:r1*cols*sz], v, j.out); err != nil {
+			o := (b0 - r0) * cols * sz
+			if err := dtype.FromF32(out[o:o+n*sz], v, j.out); err != nil {
 				return fmt.Errorf("tensor %q: %w", j.name, err)
 			}
 		}

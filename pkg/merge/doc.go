@@ -44,12 +44,15 @@
 //
 // Tensors are read, merged and written in the output order of
 // checkpoint.Writer on the streaming engine (package pipeline): a merged
-// tensor is computed on a worker from its base read block by block with
-// pread, copies and conversions go in chunks, and a bounded number of bytes
-// is in flight, so peak memory is a small multiple of the largest tensor. A
-// streamed base is read once; what arrives before the output needs it is
-// kept in memory up to Options.StreamMemory, then in a spill file. The
-// output bytes do not depend on the number of workers or GOMAXPROCS.
+// tensor goes in chunks of row blocks, each block read with pread, decoded,
+// merged and encoded to the output dtype while it is in cache (rows are
+// independent; per-column DoRA norms take one pass over the tensor before
+// its chunks), copies and conversions go in chunks, and a bounded number of
+// bytes is in flight, so peak memory is a small multiple of the largest
+// tensor. A streamed base is read once; what arrives before the output
+// needs it is kept in memory up to Options.StreamMemory, then in a spill
+// file. The output bytes do not depend on the number of workers or
+// GOMAXPROCS.
 package merge
 
 import "github.com/lorakit/lorakit/pkg/errclass"

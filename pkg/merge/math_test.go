@@ -2,6 +2,7 @@ package merge
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 	"github.com/lorakit/lorakit/pkg/dtype"
 	"github.com/lorakit/lorakit/pkg/errclass"
 	"github.com/lorakit/lorakit/pkg/model"
+	"github.com/lorakit/lorakit/pkg/nf4"
 	"github.com/lorakit/lorakit/pkg/peft"
 	"github.com/lorakit/lorakit/pkg/safetensors"
+	"github.com/lorakit/lorakit/pkg/tool"
 )
 
 // loraMod is a synthetic LoRA module: A (r, in), B (out, r).
@@ -67,6 +70,22 @@ func llamaConfig(extra map[string]any) map[string]any {
 		c[k] = v
 	}
 	return c
+}
+
+// columnFactors is DoRA's per-column factor mag[c] / ‖column c‖ of the
+// rows×cols merged weight, the norm a float32 sum over the rows in order
+// (torch's reduction of a strided dimension).
+func columnFactors(rows, cols int, mag []float32, merged func(i, c int) float32) []float32 {
+	factor := make([]float32, cols)
+	for c := range factor {
+		var s float32
+		for i := 0; i < rows; i++ {
+			x := merged(i, c)
+			s = float32(s + float32(x*x))
+		}
+		factor[c] = mag[c] / float32(math.Sqrt(float64(s)))
+	}
+	return factor
 }
 
 // TestScalingRules: rsLoRA and rank/alpha patterns (spec §5, §6), with r
@@ -176,15 +195,7 @@ func TestFanInFanOut(t *testing.T) {
 		merged := func(i, o int) float32 { return float32(w[i*out+o] + m.delta(o, i, 2)) }
 		want := merged
 		if dora {
-			factor := make([]float32, out)
-			for o := range factor {
-				var s float32
-				for i := 0; i < in; i++ {
-					x := merged(i, o)
-					s = float32(s + float32(x*x))
-				}
-				factor[o] = m.mag[o] / float32(math.Sqrt(float64(s)))
-			}
+			factor := columnFactors(in, out, m.mag, merged)
 			want = func(i, o int) float32 { return float32(factor[o] * merged(i, o)) }
 		}
 		checkMatrix(t, name, got[name+".weight"], in, out, want)
@@ -219,15 +230,7 @@ func TestEmbeddingLoRA(t *testing.T) {
 		merged := func(v, d int) float32 { return float32(w[v*dim+d] + m.delta(d, v, 2)) }
 		want := merged
 		if dora {
-			factor := make([]float32, dim)
-			for d := range factor {
-				var s float32
-				for v := 0; v < vocab; v++ {
-					x := merged(v, d)
-					s = float32(s + float32(x*x))
-				}
-				factor[d] = m.mag[d] / float32(math.Sqrt(float64(s)))
-			}
+			factor := columnFactors(vocab, dim, m.mag, merged)
 			want = func(v, d int) float32 { return float32(factor[d] * merged(v, d)) }
 		}
 		checkMatrix(t, name, got[name+".weight"], vocab, dim, want)
@@ -469,4 +472,87 @@ func TestOutputDType(t *testing.T) {
 			t.Errorf("config.json dtype not updated:\n%s", cfg)
 		}
 	}
+}
+
+// TestChunkedTensors: a weight of several engine chunks (row blocks of
+// uneven count, a partial last chunk) merges exactly as one whole: LoRA
+// and DoRA (norms per row, and per column over every chunk's rows), on a
+// float32 and a 4-bit base whose chunks start inside quantization blocks.
+func TestChunkedTensors(t *testing.T) {
+	g := &rng32{11}
+	dir := t.TempDir()
+	const rows, cols, r = 301, 2003, 4 // 301 rows: 32-row blocks, 128-row chunks
+	if rows*cols < 2*chunkElems || blockRows(cols)*cols%64 == 0 {
+		t.Fatal("the shape must span several chunks, and blocks must end inside 4-bit blocks")
+	}
+	w := g.vec(rows*cols, 1)
+	q, err := nf4.QuantizeTensor(w, []int64{rows, cols}, nf4.Options{Type: nf4.NF4, Blocksize: 64, DoubleQuant: true, DType: dtype.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w4 := make([]float32, rows*cols)
+	if err := nf4.Dequantize(w4, q.Packed, q.State.BlockAbsmax(), 64, &q.State.Map); err != nil {
+		t.Fatal(err)
+	}
+	const name = "model.layers.0.self_attn.q_proj"
+	floatBase := writeModel(t, filepath.Join(dir, "f32"), llamaConfig(nil), map[string]safetensors.Tensor{
+		name + ".weight": tf32([]int64{rows, cols}, w)})
+	ts4 := map[string]safetensors.Tensor{}
+	for _, nt := range q.Tensors(name + ".weight") {
+		ts4[nt.Name] = safetensors.Tensor{DType: nt.DType, Shape: nt.Shape, Data: nt.Data}
+	}
+	quantBase := writeModel(t, filepath.Join(dir, "nf4"), llamaConfig(map[string]any{"quantization_config": map[string]any{
+		"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": true}}), ts4)
+	m := newLoRA(g, name, r, cols, rows)
+	mag := g.vec(rows, 1)
+	for i := range mag {
+		mag[i] += 3
+	}
+	for _, base := range []struct {
+		path string
+		w    []float32
+	}{{floatBase, w}, {quantBase, w4}} {
+		for _, dora := range []bool{false, true} {
+			m.mag = nil
+			if dora {
+				m.mag = mag
+			}
+			ts := map[string]safetensors.Tensor{}
+			m.put(ts)
+			ad := writeAdapter(t, filepath.Join(dir, "ad"), map[string]any{"r": r, "lora_alpha": 8, "use_dora": dora}, ts)
+			out := filepath.Join(dir, "out.safetensors")
+			mergeTo(t, base.path, one(ad), out, Options{Env: tool.Env{Threads: 2}})
+			got, _ := tensorsOf(t, out)
+			merged := func(o, i int) float32 { return float32(base.w[o*cols+i] + m.delta(o, i, 2)) }
+			want := merged
+			if dora {
+				factor := make([]float32, rows)
+				row := make([]float32, cols)
+				for o := range factor {
+					for i := range row {
+						row[i] = merged(o, i)
+					}
+					factor[o] = mag[o] / rowNorm(row)
+				}
+				want = func(o, i int) float32 { return float32(factor[o] * merged(o, i)) }
+			}
+			checkMatrix(t, fmt.Sprintf("%s (dora %v)", base.path, dora), got[name+".weight"], rows, cols, want)
+		}
+	}
+
+	// Fan-in-fan-out DoRA: norms per stored column, over all chunks.
+	const c = "transformer.h.0.attn.c_attn"
+	gpt := writeModel(t, filepath.Join(dir, "gpt2"), map[string]any{"model_type": "gpt2"}, map[string]safetensors.Tensor{
+		c + ".weight": tf32([]int64{cols, rows}, w)})
+	mc := newLoRA(g, c, r, cols, rows)
+	mc.mag = mag
+	ts := map[string]safetensors.Tensor{}
+	mc.put(ts)
+	ad := writeAdapter(t, filepath.Join(dir, "ad"), map[string]any{"r": r, "lora_alpha": 8, "fan_in_fan_out": true, "use_dora": true, "target_modules": []string{"c_attn"}}, ts)
+	out := filepath.Join(dir, "gpt2.safetensors")
+	mergeTo(t, gpt, one(ad), out, Options{Env: tool.Env{Threads: 2}})
+	got, _ := tensorsOf(t, out)
+	merged := func(i, o int) float32 { return float32(w[i*rows+o] + mc.delta(o, i, 2)) }
+	factor := columnFactors(cols, rows, mag, merged)
+	checkMatrix(t, c, got[c+".weight"], cols, rows, func(i, o int) float32 { return float32(factor[o] * merged(i, o)) })
 }

@@ -32,10 +32,11 @@ const convertChunk = 1 << 18
 // reported in bytes written. Run may be called once.
 //
 // Every output tensor is a job of the streaming engine (package pipeline),
-// in the output's order: merged tensors are computed whole on a worker,
-// reading the base block by block with pread; copied and converted ones in
-// chunks. A re-quantized weight is computed first, into an unlinked spill
-// file, because the output's header needs the sizes of its state tensors.
+// in the output's order, in chunks: merged tensors in chunks of row blocks,
+// each block read with pread, merged and encoded while in cache; copied and
+// converted ones in chunks of bytes. A re-quantized weight is computed
+// first, into an unlinked spill file, because the output's header needs the
+// sizes of its state tensors.
 func (p *Plan) Run(ctx context.Context, out string) (*Summary, error) {
 	start := time.Now()
 	var spill spillFile
@@ -136,15 +137,40 @@ func (p *Plan) input(j *job, s *scratch) *input {
 	return &input{in: p.in, name: j.input, buf: &s.in}
 }
 
-// computeJob merges (or dequantizes) one tensor whole on a worker.
+// chunkElems is the target size of a merged tensor's chunks: a few row
+// blocks, so that a chunk's output is still in cache when the consumer
+// writes it.
+const chunkElems = 1 << 18
+
+// computeJob merges (or dequantizes) one tensor in chunks of whole row
+// blocks. Its contributions are loaded once, before the chunks are queued,
+// and dropped when the last chunk is written.
 func (p *Plan) computeJob(j *job) *pipeline.Job {
-	n := int(num.Elements(j.shape)) * j.out.Size()
-	return &pipeline.Job{Name: j.name, Chunks: 1, Size: func(int) int { return n },
-		Run: func(_ int, out []byte, w *pipeline.Worker) error {
-			s := w.Local.(*scratch)
-			if err := p.compute(j, p.input(j, s), s, out, nil); err != nil {
+	rows, cols := shape2(j.shape)
+	block := blockRows(cols)
+	step := block * max(1, chunkElems/(block*max(1, cols)))
+	chunks := (rows + step - 1) / step
+	if rows*cols == 0 {
+		chunks = 1
+	}
+	rowBytes := cols * j.out.Size()
+	var m *merger
+	return &pipeline.Job{Name: j.name, Chunks: chunks,
+		Size: func(c int) int { return (min(rows, (c+1)*step) - c*step) * rowBytes },
+		Prepare: func() (err error) {
+			if m, err = p.newMerger(j); err != nil {
 				return p.fail(j, err)
 			}
+			return nil
+		},
+		Run: func(c int, out []byte, w *pipeline.Worker) error {
+			if err := m.compute(c*step, min(rows, (c+1)*step), w.Local.(*scratch), out, nil); err != nil {
+				return p.fail(j, err)
+			}
+			return nil
+		},
+		Finish: func() error {
+			m = nil
 			return nil
 		}}
 }
@@ -219,8 +245,12 @@ func (p *Plan) requantize(ctx context.Context, spill *spillFile) error {
 // requantizeOne merges a 4-bit weight and quantizes it again with its
 // original settings.
 func (p *Plan) requantizeOne(j *job, s *scratch) ([]piece, error) {
+	m, err := p.newMerger(j)
+	if err != nil {
+		return nil, p.fail(j, err)
+	}
 	full := make([]float32, num.Elements(j.shape))
-	if err := p.compute(j, p.input(j, s), s, nil, full); err != nil {
+	if err := m.compute(0, m.rows, s, nil, full); err != nil {
 		return nil, p.fail(j, err)
 	}
 	if err := roundTo(full, j.out, s); err != nil {

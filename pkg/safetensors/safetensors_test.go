@@ -280,6 +280,51 @@ func TestWriterOrderAndMisuse(t *testing.T) {
 	}
 }
 
+// TestWriterLargeAndSmallWrites: writes below and above the size that
+// bypasses the buffer, mixed and across tensor boundaries, give the bytes
+// of Encode.
+func TestWriterLargeAndSmallWrites(t *testing.T) {
+	sizes := []int64{3, 3 * directBytes / 2, 10, 5 * directBytes}
+	tensors := map[string]Tensor{}
+	var infos []TensorInfo
+	for i, n := range sizes {
+		name := string(rune('a' + i))
+		data := make([]byte, n)
+		for k := range data {
+			data[k] = byte(k*7 + i)
+		}
+		tensors[name] = Tensor{DType: dtype.U8, Shape: []int64{n}, Data: data}
+		infos = append(infos, TensorInfo{Name: name, DType: dtype.U8, Shape: []int64{n}})
+	}
+	var want bytes.Buffer
+	if err := Encode(&want, nil, tensors); err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	w, err := NewWriter(&got, nil, infos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, ti := range w.Order() {
+		all = append(all, tensors[ti.Name].Data...)
+	}
+	for i := 0; len(all) > 0; i++ {
+		step := []int{1, directBytes + 5, 100, 2 * directBytes, directBytes - 1}[i%5]
+		k := min(step, len(all))
+		if _, err := w.Write(all[:k]); err != nil {
+			t.Fatal(err)
+		}
+		all = all[k:]
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("mixed writes differ from Encode")
+	}
+}
+
 func TestHeaderEscaping(t *testing.T) {
 	md := map[string]string{"config": "{\"a\": \"\\u00e9\\n\"}\n\t\x01é<>&\u2028"}
 	var buf bytes.Buffer

@@ -204,11 +204,28 @@ func (w *Writer) WriteTensor(name string, data []byte) error {
 	if int64(len(data)) != t.NumBytes() {
 		return fmt.Errorf("%w: tensor %q: %d bytes given, %d expected", ErrWrite, name, len(data), t.NumBytes())
 	}
-	if _, err := w.w.Write(data); err != nil {
+	if _, err := w.write(data); err != nil {
 		return err
 	}
 	w.next++
 	return nil
+}
+
+// directBytes is the smallest write that bypasses the buffer: copying large
+// chunks into it would cost a memory copy of nearly every byte of a model
+// written in chunks (bufio writes directly only while it is empty).
+const directBytes = 64 << 10
+
+// write writes p through the buffer, or directly after flushing it when p
+// is large.
+func (w *Writer) write(p []byte) (int, error) {
+	if len(p) < directBytes {
+		return w.w.Write(p)
+	}
+	if err := w.w.Flush(); err != nil {
+		return 0, err
+	}
+	return w.dst.Write(p)
 }
 
 // Write writes raw data bytes, in order, across tensor boundaries: it lets a
@@ -225,7 +242,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		if k > room {
 			k = room
 		}
-		n, err := w.w.Write(p[:k])
+		n, err := w.write(p[:k])
 		written += n
 		w.partial += int64(n)
 		if err != nil {
