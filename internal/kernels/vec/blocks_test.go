@@ -40,7 +40,7 @@ func checkBlocks(t *testing.T, h []uint16, u []uint32, block int) {
 	g16, g32 := make([]uint16, len(w16)), make([]uint32, len(w32))
 	MaxAbs16Blocks(g16, h, block)
 	MaxAbs32Blocks(g32, u, block)
-	b := make([]byte, 2+4*len(u))
+	b := make([]byte, 2+max(2*len(h), 4*len(u)))
 	for _, off := range []int{0, 1} {
 		for i, v := range h {
 			b[off+2*i], b[off+2*i+1] = byte(v), byte(v>>8)
@@ -142,6 +142,7 @@ func TestBlocksPanics(t *testing.T) {
 func FuzzBlocks(f *testing.F) {
 	f.Add([]byte{0, 0, 0x80, 0x7f, 0, 0, 0xc0, 0xff, 1, 2, 3, 4}, uint16(32))
 	f.Add(make([]byte, 4*200), uint16(64))
+	f.Add([]byte("00"), uint16(128))
 	f.Fuzz(func(t *testing.T, b []byte, block uint16) {
 		bs := int(block%5000) + 1
 		if block&0x8000 != 0 {
