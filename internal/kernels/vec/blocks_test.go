@@ -159,6 +159,8 @@ func FuzzBlocks(f *testing.F) {
 	})
 }
 
+// BenchmarkBlocks runs the per-block reductions over 64 Ki values
+// (L2-resident) at the smallest, the default and the largest NF4 block size.
 func BenchmarkBlocks(b *testing.B) {
 	h, u := make([]uint16, 1<<16), make([]uint32, 1<<16)
 	for _, block := range []int{32, 64, 4096} {
@@ -168,12 +170,14 @@ func BenchmarkBlocks(b *testing.B) {
 			for b.Loop() {
 				MaxAbs16Blocks(d16, h, block)
 			}
+			ktest.ReportBest(b, 2<<16, func() { MaxAbs16Blocks(d16, h, block) })
 		})
 		b.Run("maxabs32/"+Impl()+"/"+strconv.Itoa(block), func(b *testing.B) {
 			b.SetBytes(4 << 16)
 			for b.Loop() {
 				MaxAbs32Blocks(d32, u, block)
 			}
+			ktest.ReportBest(b, 4<<16, func() { MaxAbs32Blocks(d32, u, block) })
 		})
 	}
 }
