@@ -12,46 +12,57 @@ import (
 // (spec 2.5).
 const minDivisorBits = 0x006ce3ee
 
+// absmaxBatch is the number of block maxima one kernel call computes: a
+// whole chunk at the smallest block size, 32.
+const absmaxBatch = chunkElems / 32
+
 // blockAbsmax writes into dst the absmax value nf4.Quantize stores for each
 // block of raw (little-endian F32, BF16 or F16 elements starting at a block
 // boundary): max |x| in float32, NaN when the block holds a NaN, and for a
 // partial block (only the last one of raw can be) the value clamped to at
 // least f32(1e-38). It reads the raw bits, without converting to float32
-// first, so the first pass over a checkpoint costs a fraction of the second.
+// first, so the first pass over a checkpoint costs a fraction of the second:
+// one vector kernel call per chunk finds the largest |x| bits of every block.
 // len(dst) must be ceil(elements/bs).
 func blockAbsmax(dst []float32, raw []byte, dt dtype.DType, bs int) {
 	es := dt.Size()
 	n := len(raw) / es
-	for b := range dst {
-		lo, hi := b*bs, min((b+1)*bs, n)
-		blk := raw[lo*es : hi*es]
-		var v float32
+	nan := float32(math.NaN())
+	var m16 [absmaxBatch]uint16
+	var m32 [absmaxBatch]uint32
+	for b0 := 0; b0 < len(dst); b0 += absmaxBatch {
+		out := dst[b0:min(b0+absmaxBatch, len(dst))]
+		blk := raw[b0*bs*es : min((b0+len(out))*bs, n)*es]
 		switch dt {
-		case dtype.BF16:
-			m := vec.MaxAbs16LE(blk)
-			if m > 0x7f80 {
-				v = float32(math.NaN())
-			} else {
-				v = math.Float32frombits(uint32(m) << 16)
+		case dtype.BF16, dtype.F16:
+			m := m16[:len(out)]
+			vec.MaxAbs16BlocksLE(m, blk, bs)
+			bf16, inf := dt == dtype.BF16, uint16(0x7c00)
+			if bf16 {
+				inf = 0x7f80
 			}
-		case dtype.F16:
-			m := vec.MaxAbs16LE(blk)
-			if m > 0x7c00 {
-				v = float32(math.NaN())
-			} else {
-				v = dtype.F16ToF32(m)
+			for i, v := range m {
+				switch {
+				case v > inf:
+					out[i] = nan
+				case bf16:
+					out[i] = math.Float32frombits(uint32(v) << 16)
+				default:
+					out[i] = dtype.F16ToF32(v)
+				}
 			}
 		default:
-			m := vec.MaxAbs32LE(blk)
-			if m > 0x7f800000 {
-				v = float32(math.NaN())
-			} else {
-				v = math.Float32frombits(m)
+			m := m32[:len(out)]
+			vec.MaxAbs32BlocksLE(m, blk, bs)
+			for i, v := range m {
+				out[i] = math.Float32frombits(v)
+				if v > 0x7f800000 {
+					out[i] = nan
+				}
 			}
 		}
-		if hi-lo < bs && math.Float32bits(v) < minDivisorBits { // NaN bits are larger
-			v = math.Float32frombits(minDivisorBits)
-		}
-		dst[b] = v
+	}
+	if last := len(dst) - 1; n%bs != 0 && math.Float32bits(dst[last]) < minDivisorBits { // NaN bits are larger
+		dst[last] = math.Float32frombits(minDivisorBits)
 	}
 }

@@ -24,6 +24,8 @@ func vecAMD64(g *amd64Gen) {
 		vecReduce(g, "maxAbs16"+w.sfx, 2, w.lanes, "the largest h&0x7fff", 0x7fff, 0, true)
 		vecReduce(g, "minInf16"+w.sfx, 2, w.lanes, "the smallest (h&0x7fff)^0x7c00 (0 where h is ±Inf)", 0x7fff, 0x7c00, false)
 		vecReduce(g, "maxAbs32"+w.sfx, 4, w.lanes, "the largest u&0x7fffffff", 0x7fffffff, 0, true)
+		vecBlocks(g, "maxAbs16Blocks"+w.sfx, 2, w.lanes)
+		vecBlocks(g, "maxAbs32Blocks"+w.sfx, 4, w.lanes)
 		vecRowsAMD64(g, w.sfx, w.lanes)
 	}
 }
@@ -230,6 +232,96 @@ func vecReduce(g *amd64Gen, name string, size, lanes int, what string, and, xor 
 	g.JNZ(operand.LabelRef(name + "_loop"))
 	g.Label(name + "_done")
 	g.VMOVDQU32orU(acc, mem(out, 0), lanes)
+	g.VZEROUPPER()
+	g.RET()
+}
+
+// vecBlocks stores one largest magnitude per block: dst[i] is the largest
+// x&0x7fff… over elements [i·block, (i+1)·block) of x, for i < len(dst);
+// block is a positive multiple of the elements per vector. The block's
+// vectors fold into one register; its lanes then fold by halves to one
+// XMM register, and to the value by VPHMINPOSUW on 0x7fff−v (16-bit) or by
+// two shuffles (32-bit).
+func vecBlocks(g *amd64Gen, name string, size, lanes int) {
+	typ := map[int]string{2: "uint16", 4: "uint32"}[size]
+	perVec := 4 * lanes / size
+	g.fn(name, fmt.Sprintf("func(dst, x []%s, block int)", typ),
+		fmt.Sprintf("%s sets dst[i] to the largest x&0x%x over x[i·block:(i+1)·block] for i < len(dst); block is a multiple of %d.",
+			name, uint32(1)<<(8*size-1)-1, perVec))
+	dst, x, nb := g.ptr("dst"), g.ptr("x"), g.length("dst")
+	nv := g.GP64()
+	g.Load(g.Param("block"), nv)
+	g.SHRQ(operand.U8(uint8(log2(perVec))), nv) // vectors per block
+	var m reg.VecVirtual
+	if size == 2 {
+		m = g.vec(lanes)
+		g.VPBROADCASTW(g.u16("mask16_7fff", 0x7fff), m)
+	} else {
+		m = g.broadcast("mask32_7fffffff", 0x7fffffff, lanes)
+	}
+	and := func(src operand.Mem, dst reg.VecVirtual) {
+		if lanes == 16 {
+			g.VPANDD(src, m, dst)
+		} else {
+			g.VPAND(src, m, dst)
+		}
+	}
+	vmax := func(a, b, dst operand.Op) {
+		if size == 2 {
+			g.VPMAXUW(a, b, dst)
+		} else {
+			g.VPMAXUD(a, b, dst)
+		}
+	}
+	g.TESTQ(nb, nb)
+	g.JZ(operand.LabelRef(name + "_done"))
+	j := g.GP64()
+	g.Label(name + "_block")
+	acc := g.vec(lanes)
+	and(mem(x, 0), acc)
+	g.ADDQ(operand.U8(uint8(4*lanes)), x)
+	g.MOVQ(nv, j)
+	g.DECQ(j)
+	g.JZ(operand.LabelRef(name + "_fold"))
+	g.Label(name + "_vec")
+	v := g.vec(lanes)
+	and(mem(x, 0), v)
+	vmax(v, acc, acc)
+	g.ADDQ(operand.U8(uint8(4*lanes)), x)
+	g.DECQ(j)
+	g.JNZ(operand.LabelRef(name + "_vec"))
+	g.Label(name + "_fold")
+	h := g.XMM()
+	if lanes == 16 {
+		y := g.YMM()
+		g.VEXTRACTI64X4(operand.U8(1), acc, y)
+		vmax(acc.AsY(), y, y)
+		g.VEXTRACTI128(operand.U8(1), y, h)
+		vmax(y.AsX(), h, h)
+	} else {
+		g.VEXTRACTI128(operand.U8(1), acc, h)
+		vmax(acc.AsX(), h, h)
+	}
+	if size == 2 {
+		// Lanes are at most 0x7fff: the largest is 0x7fff − min(0x7fff − v).
+		g.VPXOR(m.AsX(), h, h)
+		g.VPHMINPOSUW(h, h)
+		r := g.GP32()
+		g.VMOVD(h, r)
+		g.XORL(operand.U32(0x7fff), r)
+		g.MOVW(r.As16(), mem(dst, 0))
+	} else {
+		t := g.XMM()
+		g.VPSHUFD(operand.U8(0x4e), h, t)
+		vmax(t, h, h)
+		g.VPSHUFD(operand.U8(0xb1), h, t)
+		vmax(t, h, h)
+		g.VMOVD(h, mem(dst, 0))
+	}
+	g.ADDQ(operand.U8(uint8(size)), dst)
+	g.DECQ(nb)
+	g.JNZ(operand.LabelRef(name + "_block"))
+	g.Label(name + "_done")
 	g.VZEROUPPER()
 	g.RET()
 }

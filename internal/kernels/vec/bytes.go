@@ -13,15 +13,26 @@ import (
 var inPlace = binary.NativeEndian.Uint16([]byte{1, 0}) == 1 &&
 	(runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64" || runtime.GOARCH == "386")
 
+// view returns the n little-endian T values at the start of b in place, or
+// false where the host cannot read them so (big-endian, or an unaligned b on
+// a host that needs alignment).
+func view[T uint16 | uint32](b []byte, n int) ([]T, bool) {
+	size := uintptr(unsafe.Sizeof(T(0)))
+	if !inPlace && (uintptr(unsafe.Pointer(unsafe.SliceData(b)))%size != 0 || binary.NativeEndian.Uint16([]byte{1, 0}) != 1) {
+		return nil, false
+	}
+	if n == 0 {
+		return nil, true
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), n), true
+}
+
 // MaxAbs16LE is MaxAbs16 over the little-endian 16-bit values of b (a
 // trailing odd byte is ignored).
 func MaxAbs16LE(b []byte) uint16 {
 	n := len(b) / 2
-	if inPlace || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%2 == 0 && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
-		if n == 0 {
-			return 0
-		}
-		return MaxAbs16(unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(b))), n))
+	if h, ok := view[uint16](b, n); ok {
+		return MaxAbs16(h)
 	}
 	var m uint16
 	for i := range n {
@@ -34,11 +45,8 @@ func MaxAbs16LE(b []byte) uint16 {
 // bytes are ignored).
 func MaxAbs32LE(b []byte) uint32 {
 	n := len(b) / 4
-	if inPlace || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%4 == 0 && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
-		if n == 0 {
-			return 0
-		}
-		return MaxAbs32(unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), n))
+	if u, ok := view[uint32](b, n); ok {
+		return MaxAbs32(u)
 	}
 	var m uint32
 	for i := range n {
@@ -47,14 +55,42 @@ func MaxAbs32LE(b []byte) uint32 {
 	return m
 }
 
+// MaxAbs16BlocksLE is MaxAbs16Blocks over the little-endian 16-bit values
+// of b (a trailing odd byte is ignored): dst[i] = MaxAbs16LE of block i.
+func MaxAbs16BlocksLE(dst []uint16, b []byte, block int) {
+	if h, ok := view[uint16](b, len(b)/2); ok {
+		MaxAbs16Blocks(dst, h, block)
+		return
+	}
+	blocksLE(dst, b, block, MaxAbs16LE)
+}
+
+// MaxAbs32BlocksLE is MaxAbs32Blocks over the little-endian 32-bit values
+// of b (trailing bytes are ignored): dst[i] = MaxAbs32LE of block i.
+func MaxAbs32BlocksLE(dst []uint32, b []byte, block int) {
+	if u, ok := view[uint32](b, len(b)/4); ok {
+		MaxAbs32Blocks(dst, u, block)
+		return
+	}
+	blocksLE(dst, b, block, MaxAbs32LE)
+}
+
+// blocksLE is the byte-by-byte form of the Blocks reductions: maxAbs over
+// the bytes of each block.
+func blocksLE[T uint16 | uint32](dst []T, b []byte, block int, maxAbs func([]byte) T) {
+	size := int(unsafe.Sizeof(T(0)))
+	n := len(b) / size
+	fullBlocks(len(dst), n, block)
+	for i := range dst {
+		dst[i] = maxAbs(b[size*i*block : size*min((i+1)*block, n)])
+	}
+}
+
 // AnyF16InfLE is AnyF16Inf over the little-endian binary16 values of b.
 func AnyF16InfLE(b []byte) bool {
 	n := len(b) / 2
-	if inPlace || uintptr(unsafe.Pointer(unsafe.SliceData(b)))%2 == 0 && binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
-		if n == 0 {
-			return false
-		}
-		return AnyF16Inf(unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(b))), n))
+	if h, ok := view[uint16](b, n); ok {
+		return AnyF16Inf(h)
 	}
 	var acc uint64
 	i := 0

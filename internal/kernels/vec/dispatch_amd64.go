@@ -67,6 +67,22 @@ func maxAbs32K(u []uint32, out *[16]uint32) {
 	}
 }
 
+func maxAbs16BlocksK(dst, h []uint16, block int) {
+	if useAVX512 {
+		maxAbs16BlocksAVX512(dst, h, block)
+	} else {
+		maxAbs16BlocksAVX2(dst, h, block)
+	}
+}
+
+func maxAbs32BlocksK(dst, u []uint32, block int) {
+	if useAVX512 {
+		maxAbs32BlocksAVX512(dst, u, block)
+	} else {
+		maxAbs32BlocksAVX2(dst, u, block)
+	}
+}
+
 func dotNK(q, k []float32, ld int, out []float32) {
 	if useAVX512 {
 		dotNAVX512(q, k, ld, out)

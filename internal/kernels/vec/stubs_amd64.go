@@ -34,6 +34,16 @@ func minInf16AVX512(x []uint16, out *[32]uint16)
 //go:noescape
 func maxAbs32AVX512(x []uint32, out *[16]uint32)
 
+// maxAbs16BlocksAVX512 sets dst[i] to the largest x&0x7fff over x[i·block:(i+1)·block] for i < len(dst); block is a multiple of 32.
+//
+//go:noescape
+func maxAbs16BlocksAVX512(dst []uint16, x []uint16, block int)
+
+// maxAbs32BlocksAVX512 sets dst[i] to the largest x&0x7fffffff over x[i·block:(i+1)·block] for i < len(dst); block is a multiple of 16.
+//
+//go:noescape
+func maxAbs32BlocksAVX512(dst []uint32, x []uint32, block int)
+
 // dotNAVX512 sets out[j] = Dot(q, k[j·ld:]) for j < len(out); len(q) is a multiple of 16.
 //
 //go:noescape
@@ -78,6 +88,16 @@ func minInf16AVX2(x []uint16, out *[32]uint16)
 //
 //go:noescape
 func maxAbs32AVX2(x []uint32, out *[16]uint32)
+
+// maxAbs16BlocksAVX2 sets dst[i] to the largest x&0x7fff over x[i·block:(i+1)·block] for i < len(dst); block is a multiple of 16.
+//
+//go:noescape
+func maxAbs16BlocksAVX2(dst []uint16, x []uint16, block int)
+
+// maxAbs32BlocksAVX2 sets dst[i] to the largest x&0x7fffffff over x[i·block:(i+1)·block] for i < len(dst); block is a multiple of 8.
+//
+//go:noescape
+func maxAbs32BlocksAVX2(dst []uint32, x []uint32, block int)
 
 // dotNAVX2 sets out[j] = Dot(q, k[j·ld:]) for j < len(out); len(q) is a multiple of 16.
 //

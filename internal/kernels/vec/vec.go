@@ -1,6 +1,7 @@
 // Package vec holds vector primitives: the float32 dot product, axpy and
 // exp of the CPU compute backend, and the 16- and 32-bit reductions of the
-// format code (largest magnitude, binary16 infinity check).
+// format code (largest magnitude, of a whole vector or per block, binary16
+// infinity check).
 //
 // Contracts. Dot sums in 16 partial sums (lane l takes the elements
 // i ≡ l mod 16, in order) folded by a fixed tree; Axpy is y + alpha·x per
@@ -14,6 +15,7 @@
 package vec
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/lorakit/lorakit/internal/kernels/fma"
@@ -182,20 +184,11 @@ func MaxAbs16(h []uint16) uint16 {
 			maxAbs16K(h[:n], &out)
 		}
 	}
-	var m uint16
+	m := maxAbsGo(h[n:], 0x7fff)
 	for _, v := range out {
 		m = max(m, v)
 	}
-	var m0, m1, m2, m3 uint16
-	i := n
-	for ; i+4 <= len(h); i += 4 {
-		x := (*[4]uint16)(h[i : i+4])
-		m0, m1, m2, m3 = max(m0, x[0]&0x7fff), max(m1, x[1]&0x7fff), max(m2, x[2]&0x7fff), max(m3, x[3]&0x7fff)
-	}
-	for ; i < len(h); i++ {
-		m0 = max(m0, h[i]&0x7fff)
-	}
-	return max(m, m0, m1, m2, m3)
+	return m
 }
 
 // MaxAbs32 returns the largest u&0x7fffffff: for float32 values the bits of
@@ -209,20 +202,69 @@ func MaxAbs32(u []uint32) uint32 {
 			maxAbs32K(u[:n], &out)
 		}
 	}
-	var m uint32
+	m := maxAbsGo(u[n:], 0x7fffffff)
 	for _, v := range out {
 		m = max(m, v)
 	}
-	var m0, m1, m2, m3 uint32
-	i := n
-	for ; i+4 <= len(u); i += 4 {
-		x := (*[4]uint32)(u[i : i+4])
-		m0, m1, m2, m3 = max(m0, x[0]&0x7fffffff), max(m1, x[1]&0x7fffffff), max(m2, x[2]&0x7fffffff), max(m3, x[3]&0x7fffffff)
+	return m
+}
+
+// maxAbsGo returns the largest x&mask, in four running maxima: the
+// generic tier, and the tails of the others.
+func maxAbsGo[T uint16 | uint32](x []T, mask T) T {
+	var m0, m1, m2, m3 T
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		v := (*[4]T)(x[i : i+4])
+		m0, m1, m2, m3 = max(m0, v[0]&mask), max(m1, v[1]&mask), max(m2, v[2]&mask), max(m3, v[3]&mask)
 	}
-	for ; i < len(u); i++ {
-		m0 = max(m0, u[i]&0x7fffffff)
+	for ; i < len(x); i++ {
+		m0 = max(m0, x[i]&mask)
 	}
-	return max(m, m0, m1, m2, m3)
+	return max(m0, m1, m2, m3)
+}
+
+// MaxAbs16Blocks sets dst[i] = MaxAbs16(h[i·block : min((i+1)·block, len(h))])
+// for every block of h, the last of which may be partial: one call for a
+// run of blocks (the per-block absmax of NF4). len(dst) must be the number
+// of blocks, ceil(len(h)/block), and block positive; it panics otherwise.
+// The assembly tiers take blocks of a multiple of 32 values.
+func MaxAbs16Blocks(dst, h []uint16, block int) {
+	full := fullBlocks(len(dst), len(h), block)
+	if useFMA && block%32 == 0 && full > 0 {
+		maxAbs16BlocksK(dst[:full], h[:full*block], block)
+	} else {
+		full = 0
+	}
+	maxAbsBlocksGo(dst[full:], h[full*block:], block, 0x7fff)
+}
+
+// MaxAbs32Blocks is MaxAbs16Blocks for 32-bit values: dst[i] =
+// MaxAbs32(u[i·block : min((i+1)·block, len(u))]).
+func MaxAbs32Blocks(dst, u []uint32, block int) {
+	full := fullBlocks(len(dst), len(u), block)
+	if useFMA && block%32 == 0 && full > 0 {
+		maxAbs32BlocksK(dst[:full], u[:full*block], block)
+	} else {
+		full = 0
+	}
+	maxAbsBlocksGo(dst[full:], u[full*block:], block, 0x7fffffff)
+}
+
+// fullBlocks checks the arguments of the Blocks reductions and returns the
+// number of whole blocks in n values.
+func fullBlocks(nDst, n, block int) int {
+	if block <= 0 || nDst != (n+block-1)/block {
+		panic(fmt.Sprintf("vec: %d block maxima of %d values in blocks of %d", nDst, n, block))
+	}
+	return n / block
+}
+
+// maxAbsBlocksGo is the generic tier of the Blocks reductions.
+func maxAbsBlocksGo[T uint16 | uint32](dst, x []T, block int, mask T) {
+	for i := range dst {
+		dst[i] = maxAbsGo(x[i*block:min((i+1)*block, len(x))], mask)
+	}
 }
 
 // AnyF16Inf reports whether some binary16 value of h is ±Inf.

@@ -242,6 +242,94 @@ maxAbs32AVX512_done:
 DATA mask32_7fffffff<>+0(SB)/4, $0x7fffffff
 GLOBL mask32_7fffffff<>(SB), RODATA|NOPTR, $4
 
+// func maxAbs16BlocksAVX512(dst []uint16, x []uint16, block int)
+// Requires: AVX, AVX2, AVX512BW, AVX512F
+TEXT ·maxAbs16BlocksAVX512(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         dst_len+8(FP), DX
+	MOVQ         block+48(FP), BX
+	SHRQ         $0x05, BX
+	VPBROADCASTW mask16_7fff<>+0(SB), Z0
+	TESTQ        DX, DX
+	JZ           maxAbs16BlocksAVX512_done
+
+maxAbs16BlocksAVX512_block:
+	VPANDD (CX), Z0, Z1
+	ADDQ   $0x40, CX
+	MOVQ   BX, SI
+	DECQ   SI
+	JZ     maxAbs16BlocksAVX512_fold
+
+maxAbs16BlocksAVX512_vec:
+	VPANDD  (CX), Z0, Z2
+	VPMAXUW Z2, Z1, Z1
+	ADDQ    $0x40, CX
+	DECQ    SI
+	JNZ     maxAbs16BlocksAVX512_vec
+
+maxAbs16BlocksAVX512_fold:
+	VEXTRACTI64X4 $0x01, Z1, Y2
+	VPMAXUW       Y1, Y2, Y2
+	VEXTRACTI128  $0x01, Y2, X1
+	VPMAXUW       X2, X1, X1
+	VPXOR         X0, X1, X1
+	VPHMINPOSUW   X1, X1
+	VMOVD         X1, SI
+	XORL          $0x00007fff, SI
+	MOVW          SI, (AX)
+	ADDQ          $0x02, AX
+	DECQ          DX
+	JNZ           maxAbs16BlocksAVX512_block
+
+maxAbs16BlocksAVX512_done:
+	VZEROUPPER
+	RET
+
+// func maxAbs32BlocksAVX512(dst []uint32, x []uint32, block int)
+// Requires: AVX, AVX2, AVX512F
+TEXT ·maxAbs32BlocksAVX512(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         dst_len+8(FP), DX
+	MOVQ         block+48(FP), BX
+	SHRQ         $0x04, BX
+	VPBROADCASTD mask32_7fffffff<>+0(SB), Z0
+	TESTQ        DX, DX
+	JZ           maxAbs32BlocksAVX512_done
+
+maxAbs32BlocksAVX512_block:
+	VPANDD (CX), Z0, Z1
+	ADDQ   $0x40, CX
+	MOVQ   BX, SI
+	DECQ   SI
+	JZ     maxAbs32BlocksAVX512_fold
+
+maxAbs32BlocksAVX512_vec:
+	VPANDD  (CX), Z0, Z2
+	VPMAXUD Z2, Z1, Z1
+	ADDQ    $0x40, CX
+	DECQ    SI
+	JNZ     maxAbs32BlocksAVX512_vec
+
+maxAbs32BlocksAVX512_fold:
+	VEXTRACTI64X4 $0x01, Z1, Y2
+	VPMAXUD       Y1, Y2, Y2
+	VEXTRACTI128  $0x01, Y2, X1
+	VPMAXUD       X2, X1, X1
+	VPSHUFD       $0x4e, X1, X2
+	VPMAXUD       X2, X1, X1
+	VPSHUFD       $0xb1, X1, X2
+	VPMAXUD       X2, X1, X1
+	VMOVD         X1, (AX)
+	ADDQ          $0x04, AX
+	DECQ          DX
+	JNZ           maxAbs32BlocksAVX512_block
+
+maxAbs32BlocksAVX512_done:
+	VZEROUPPER
+	RET
+
 // func dotNAVX512(q []float32, k []float32, ld int, out []float32)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·dotNAVX512(SB), NOSPLIT, $0-80
@@ -661,6 +749,90 @@ maxAbs32AVX2_loop:
 
 maxAbs32AVX2_done:
 	VMOVDQU Y0, (DX)
+	VZEROUPPER
+	RET
+
+// func maxAbs16BlocksAVX2(dst []uint16, x []uint16, block int)
+// Requires: AVX, AVX2
+TEXT ·maxAbs16BlocksAVX2(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         dst_len+8(FP), DX
+	MOVQ         block+48(FP), BX
+	SHRQ         $0x04, BX
+	VPBROADCASTW mask16_7fff<>+0(SB), Y0
+	TESTQ        DX, DX
+	JZ           maxAbs16BlocksAVX2_done
+
+maxAbs16BlocksAVX2_block:
+	VPAND (CX), Y0, Y1
+	ADDQ  $0x20, CX
+	MOVQ  BX, SI
+	DECQ  SI
+	JZ    maxAbs16BlocksAVX2_fold
+
+maxAbs16BlocksAVX2_vec:
+	VPAND   (CX), Y0, Y2
+	VPMAXUW Y2, Y1, Y1
+	ADDQ    $0x20, CX
+	DECQ    SI
+	JNZ     maxAbs16BlocksAVX2_vec
+
+maxAbs16BlocksAVX2_fold:
+	VEXTRACTI128 $0x01, Y1, X2
+	VPMAXUW      X1, X2, X2
+	VPXOR        X0, X2, X2
+	VPHMINPOSUW  X2, X2
+	VMOVD        X2, SI
+	XORL         $0x00007fff, SI
+	MOVW         SI, (AX)
+	ADDQ         $0x02, AX
+	DECQ         DX
+	JNZ          maxAbs16BlocksAVX2_block
+
+maxAbs16BlocksAVX2_done:
+	VZEROUPPER
+	RET
+
+// func maxAbs32BlocksAVX2(dst []uint32, x []uint32, block int)
+// Requires: AVX, AVX2
+TEXT ·maxAbs32BlocksAVX2(SB), NOSPLIT, $0-56
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         dst_len+8(FP), DX
+	MOVQ         block+48(FP), BX
+	SHRQ         $0x03, BX
+	VPBROADCASTD mask32_7fffffff<>+0(SB), Y0
+	TESTQ        DX, DX
+	JZ           maxAbs32BlocksAVX2_done
+
+maxAbs32BlocksAVX2_block:
+	VPAND (CX), Y0, Y1
+	ADDQ  $0x20, CX
+	MOVQ  BX, SI
+	DECQ  SI
+	JZ    maxAbs32BlocksAVX2_fold
+
+maxAbs32BlocksAVX2_vec:
+	VPAND   (CX), Y0, Y2
+	VPMAXUD Y2, Y1, Y1
+	ADDQ    $0x20, CX
+	DECQ    SI
+	JNZ     maxAbs32BlocksAVX2_vec
+
+maxAbs32BlocksAVX2_fold:
+	VEXTRACTI128 $0x01, Y1, X2
+	VPMAXUD      X1, X2, X2
+	VPSHUFD      $0x4e, X2, X1
+	VPMAXUD      X1, X2, X2
+	VPSHUFD      $0xb1, X2, X1
+	VPMAXUD      X1, X2, X2
+	VMOVD        X2, (AX)
+	ADDQ         $0x04, AX
+	DECQ         DX
+	JNZ          maxAbs32BlocksAVX2_block
+
+maxAbs32BlocksAVX2_done:
 	VZEROUPPER
 	RET
 
