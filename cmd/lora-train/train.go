@@ -28,7 +28,7 @@ type trainCmd struct {
 	Bias          string   `default:"${bias}" enum:"none,all,lora_only" help:"PEFT's bias option: none (every bias frozen), all (every bias of the model trains), lora_only (the biases of the adapted projections train). Trained biases are saved in the adapter as PEFT saves them."`
 	InitFrom      string   `name:"init-from" help:"Start from an existing PEFT LoRA/DoRA, IA3, prompt- or prefix-tuning adapter (its method, rank, alpha, targets, DoRA setting or virtual tokens are used)." placeholder:"ADAPTER"`
 
-	LR          float64 `name:"lr" default:"${lr}" help:"Peak learning rate."`
+	LR          float64 `name:"lr" default:"${lr}" help:"Peak learning rate. Prompt and prefix tuning train far fewer values and usually want a larger one (PEFT's examples: 3e-2 for prompt tuning, 1e-2 for prefix tuning)."`
 	Schedule    string  `default:"${schedule}" enum:"constant,constant_with_warmup,linear,cosine" help:"Learning-rate schedule: constant, constant_with_warmup, linear, cosine."`
 	Warmup      float64 `default:"${warmup}" help:"Warm-up steps, or a ratio of the total steps when below 1."`
 	Epochs      float64 `default:"${epochs}" help:"Epochs over the data (may be fractional)."`
