@@ -98,22 +98,7 @@ func TestPromptEqualsRealTokens(t *testing.T) {
 			}
 			pm := newVirtualModel(t, be, cfg, Virtual{Method: MethodPrompt, Tokens: P},
 				tensorLoader(PromptEmbeddings, emb, P, cfg.Hidden))
-			real := Batch{Rows: 2, Seq: T}
-			for r := range 2 {
-				real.IDs = append(real.IDs, full.IDs[r*(P+T)+P:(r+1)*(P+T)]...)
-			}
-			got := make([]float32, 2*T*cfg.Vocab)
-			if err := pm.Logits(real, got); err != nil {
-				t.Fatal(err)
-			}
-			V := cfg.Vocab
-			for r := range 2 {
-				w := want[(r*(P+T)+P)*V : (r+1)*(P+T)*V]
-				g := got[r*T*V : (r+1)*T*V]
-				if d, s := maxAbs(g, w); d > 1e-6*max(s, 1) {
-					t.Errorf("row %d: logits differ by %.3g (scale %.3g)", r, d, s)
-				}
-			}
+			compareRealLogits(t, pm, full, want, P, T, 1e-6)
 		})
 	}
 }
@@ -298,22 +283,7 @@ func TestPrefixEqualsRealTokens(t *testing.T) {
 			}
 			W := cfg.Layers * 2 * cfg.KVHeads * cfg.HeadDim
 			pm := newVirtualModel(t, newCPU(), cfg, Virtual{Method: MethodPrefix, Tokens: P}, tensorLoader(PromptEmbeddings, pre, P, W))
-			real := Batch{Rows: 2, Seq: T}
-			for r := range 2 {
-				real.IDs = append(real.IDs, full.IDs[r*(P+T)+P:(r+1)*(P+T)]...)
-			}
-			got := make([]float32, 2*T*cfg.Vocab)
-			if err := pm.Logits(real, got); err != nil {
-				t.Fatal(err)
-			}
-			V := cfg.Vocab
-			for r := range 2 {
-				w := want[(r*(P+T)+P)*V : (r+1)*(P+T)*V]
-				g := got[r*T*V : (r+1)*T*V]
-				if d, s := maxAbs(g, w); d > 1e-5*max(s, 1) {
-					t.Errorf("row %d: logits differ by %.3g (scale %.3g)", r, d, s)
-				}
-			}
+			compareRealLogits(t, pm, full, want, P, T, 1e-5)
 		})
 	}
 }
@@ -366,5 +336,28 @@ func TestPrefixGradient(t *testing.T) {
 			}
 			grads(Options{}, true)
 		})
+	}
+}
+
+// compareRealLogits runs m (with P virtual tokens) on the last T tokens of
+// each row of full (rows of P+T tokens) and requires its logits to be
+// want's, the logits of a plain model on full, at those positions.
+func compareRealLogits(t *testing.T, m *Model, full Batch, want []float32, P, T int, tol float64) {
+	t.Helper()
+	real := Batch{Rows: full.Rows, Seq: T}
+	for r := range full.Rows {
+		real.IDs = append(real.IDs, full.IDs[r*(P+T)+P:(r+1)*(P+T)]...)
+	}
+	V := m.Config().Vocab
+	got := make([]float32, full.Rows*T*V)
+	if err := m.Logits(real, got); err != nil {
+		t.Fatal(err)
+	}
+	for r := range full.Rows {
+		w := want[(r*(P+T)+P)*V : (r+1)*(P+T)*V]
+		g := got[r*T*V : (r+1)*T*V]
+		if d, s := maxAbs(g, w); d > tol*max(s, 1) {
+			t.Errorf("row %d: logits differ by %.3g (scale %.3g)", r, d, s)
+		}
 	}
 }

@@ -103,12 +103,7 @@ func OpenIndexed(indexPath string) (*Set, *Index, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dir := filepath.Dir(indexPath)
-	var paths []string
-	for _, f := range ix.Shards() {
-		paths = append(paths, filepath.Join(dir, f))
-	}
-	s, err := OpenSet(paths...)
+	s, err := OpenSet(ix.ShardPaths(indexPath)...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,6 +116,17 @@ func OpenIndexed(indexPath string) (*Set, *Index, error) {
 		return nil, nil, err
 	}
 	return s, ix, nil
+}
+
+// ShardPaths returns the paths of the index's shards, which lie beside
+// the index file indexPath.
+func (ix *Index) ShardPaths(indexPath string) []string {
+	dir := filepath.Dir(indexPath)
+	var paths []string
+	for _, f := range ix.Shards() {
+		paths = append(paths, filepath.Join(dir, f))
+	}
+	return paths
 }
 
 // Check verifies that the index and its shards agree tensor for tensor:

@@ -2,7 +2,6 @@ package torchbin
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/lorakit/lorakit/pkg/safetensors"
@@ -50,12 +49,7 @@ func OpenIndexed(indexPath string) (*Set, *safetensors.Index, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dir := filepath.Dir(indexPath)
-	var paths []string
-	for _, f := range ix.Shards() {
-		paths = append(paths, filepath.Join(dir, f))
-	}
-	s, err := OpenSet(paths...)
+	s, err := OpenSet(ix.ShardPaths(indexPath)...)
 	if err != nil {
 		return nil, nil, err
 	}

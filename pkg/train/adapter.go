@@ -38,10 +38,6 @@ func hasBias(cfg *arch.Config, module string) bool {
 	return false
 }
 
-// AttentionTargets are lorakit's default LoRA targets for an architecture
-// (arch.Config.AttentionTargets).
-func AttentionTargets(cfg *arch.Config) []string { return cfg.AttentionTargets() }
-
 // IA3Targets returns the modules of PEFT's IA3Config defaults for an
 // architecture (TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING) and
 // which of them are feed-forward (input scaling, ia3_l (1, in)); the others

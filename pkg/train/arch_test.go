@@ -132,7 +132,7 @@ func TestArchRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fresh, err := NewAdapter(cfg, AdapterOptions{Rank: 4, Alpha: 32, Targets: AttentionTargets(cfg), Bias: c.bias})
+			fresh, err := NewAdapter(cfg, AdapterOptions{Rank: 4, Alpha: 32, Targets: cfg.AttentionTargets(), Bias: c.bias})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -164,7 +164,7 @@ func StepFLOP(c *arch.Config, specs []llama.Adapter, rows, seq int, ckpt bool) f
 // benchRecipe is the adapter bench trains: r 16, α 32 on the attention
 // projections, dropout 0.05.
 func benchRecipe(cfg *arch.Config) AdapterOptions {
-	return AdapterOptions{Rank: 16, Alpha: 32, Targets: AttentionTargets(cfg), Dropout: 0.05}
+	return AdapterOptions{Rank: 16, Alpha: 32, Targets: cfg.AttentionTargets(), Dropout: 0.05}
 }
 
 // BenchConfig reads a bench shape: a built-in shape's name (arch.Shapes) or

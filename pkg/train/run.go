@@ -55,7 +55,7 @@ type Options struct {
 	Dropout float64
 	// Targets are the registry's module names or "all-linear"; the default
 	// (q, k, v, o) means the architecture's attention projections
-	// (AttentionTargets: Phi-3's are qkv_proj and o_proj).
+	// (arch.Config.AttentionTargets: Phi-3's are qkv_proj and o_proj).
 	Targets  []string
 	DoRA     bool
 	RSLoRA   bool
@@ -425,7 +425,7 @@ func (o *Options) adapter(base *Base) (*Adapter, llama.Loader, error) {
 	default:
 		targets := o.Targets
 		if slices.Equal(targets, DefaultOptions().Targets) {
-			targets = AttentionTargets(base.Config)
+			targets = base.Config.AttentionTargets()
 		}
 		ad, err = NewAdapter(base.Config, AdapterOptions{Rank: o.Rank, Alpha: o.Alpha, Targets: targets,
 			DoRA: o.DoRA, RSLoRA: o.RSLoRA, Dropout: o.Dropout, Bias: o.Bias})
